@@ -1,0 +1,3 @@
+module squeeze
+
+go 1.26
