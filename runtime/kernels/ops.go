@@ -1,0 +1,69 @@
+package kernels
+
+import "math"
+
+// Dot returns the inner product of a and b[:len(a)].
+func Dot(a, b []float32) float32 { return dotRef(a, b[:len(a)]) }
+
+// Axpy sets y[i] += alpha * x[i] for i < len(x).
+func Axpy(alpha float32, x, y []float32) {
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] += alpha * v
+	}
+}
+
+// Add sets dst[i] += x[i] for i < len(x).
+func Add(dst, x []float32) { Axpy(1, x, dst) }
+
+// Scale sets x[i] *= a.
+func Scale(x []float32, a float32) {
+	for i := range x {
+		x[i] *= a
+	}
+}
+
+// RMSNorm sets dst[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]. dst may alias x.
+func RMSNorm(dst, x, weight []float32, eps float32) {
+	var ss float64
+	for _, v := range x {
+		ss += float64(v) * float64(v)
+	}
+	inv := float32(1 / math.Sqrt(ss/float64(len(x))+float64(eps)))
+	for i, v := range x {
+		dst[i] = v * inv * weight[i]
+	}
+}
+
+// Softmax replaces x with exp(x - max x) / sum, in place. It returns the log of the
+// normalizer, max + log(sum), so callers can merge partial softmaxes (log-sum-exp).
+// An empty x returns -Inf.
+func Softmax(x []float32) float32 {
+	if len(x) == 0 {
+		return float32(math.Inf(-1))
+	}
+	m := x[0]
+	for _, v := range x[1:] {
+		m = max(m, v)
+	}
+	var sum float32
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - m)))
+		x[i] = e
+		sum += e
+	}
+	inv := 1 / sum
+	for i := range x {
+		x[i] *= inv
+	}
+	return m + float32(math.Log(float64(sum)))
+}
+
+// SiLUMul sets gate[i] = silu(gate[i]) * up[i], where silu(g) = g / (1 + exp(-g)):
+// the SwiGLU activation.
+func SiLUMul(gate, up []float32) {
+	up = up[:len(gate)]
+	for i, g := range gate {
+		gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
+	}
+}
