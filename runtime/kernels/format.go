@@ -1,6 +1,10 @@
 package kernels
 
-import "squeeze/runtime/gguf"
+import (
+	"fmt"
+
+	"squeeze/runtime/gguf"
+)
 
 // format is how the kernels read one weight type. Reference (pure-Go) functions are
 // installed by the type's file; faster ones replace them at init on CPUs that have them.
@@ -31,3 +35,45 @@ type Activation struct {
 }
 
 var formats = map[gguf.Type]*format{}
+
+// Dequantize decodes len(dst) elements of type t from src with the reference decoder.
+// len(dst) must be a whole number of t's blocks and src exactly their encoding.
+func Dequantize(t gguf.Type, dst []float32, src []byte) error {
+	f, err := lookup(t, len(dst), len(src))
+	if err != nil {
+		return err
+	}
+	f.dequant(dst, src)
+	return nil
+}
+
+// Quantize encodes src as type t. len(src) must be a whole number of t's blocks.
+// Tests and synthetic models use it; its rounding is simple, not llama.cpp's search.
+func Quantize(t gguf.Type, src []float32) ([]byte, error) {
+	n, err := t.RowBytes(len(src))
+	if err != nil {
+		return nil, fmt.Errorf("kernels: quantize: %w", err)
+	}
+	f, err := lookup(t, len(src), n)
+	if err != nil {
+		return nil, err
+	}
+	dst := make([]byte, n)
+	f.quantize(dst, src)
+	return dst, nil
+}
+
+func lookup(t gguf.Type, elems, bytes int) (*format, error) {
+	f := formats[t]
+	if f == nil {
+		return nil, fmt.Errorf("kernels: weight type %v is not supported", t)
+	}
+	n, err := t.RowBytes(elems)
+	if err != nil {
+		return nil, fmt.Errorf("kernels: %w", err)
+	}
+	if n != bytes {
+		return nil, fmt.Errorf("kernels: %d elements of %v take %d bytes, have %d", elems, t, n, bytes)
+	}
+	return f, nil
+}
