@@ -4,10 +4,12 @@ package kernels
 
 import "golang.org/x/sys/cpu"
 
-func init() {
+func detectCPU() features {
 	x := cpu.X86
-	cpuHas.AVX2FMA = x.HasAVX2 && x.HasFMA
-	cpuHas.AVX512 = cpuHas.AVX2FMA && x.HasAVX512F && x.HasAVX512BW && x.HasAVX512DQ && x.HasAVX512VL
-	cpuHas.AVX512VNNI = cpuHas.AVX512 && x.HasAVX512VNNI
-	cpuHas.AVX512BF16 = cpuHas.AVX512 && x.HasAVX512BF16
+	var f features
+	f.AVX2FMA = x.HasAVX2 && x.HasFMA
+	f.AVX512 = f.AVX2FMA && x.HasAVX512F && x.HasAVX512BW && x.HasAVX512DQ && x.HasAVX512VL
+	f.AVX512VNNI = f.AVX512 && x.HasAVX512VNNI
+	f.AVX512BF16 = f.AVX512 && x.HasAVX512BF16
+	return f
 }

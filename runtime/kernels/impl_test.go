@@ -15,7 +15,7 @@ func withFeatures(t *testing.T, test func(t *testing.T)) {
 		set  func()
 	}{
 		{"generic", true, func() {
-			cpuHas.AVX2FMA, cpuHas.AVX512, cpuHas.AVX512VNNI, cpuHas.AVX512BF16 = false, false, false, false
+			cpuHas = features{}
 		}},
 		{"avx2", saved.AVX2FMA, func() { cpuHas = saved; cpuHas.AVX512, cpuHas.AVX512VNNI, cpuHas.AVX512BF16 = false, false, false }},
 		{"avx512", saved.AVX512, func() { cpuHas = saved }},

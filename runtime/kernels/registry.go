@@ -1,9 +1,15 @@
 package kernels
 
-// reinits are functions that install the fastest implementations cpuHas allows into
-// formats and the function variables of this package. Each file with fast paths adds
-// one in its init; reinit runs them all (after cpuHas changed, e.g. in tests).
+// reinits install the fastest implementations cpuHas allows into formats and into this
+// package's function variables. A file with fast paths registers one with addReinit
+// from its init; reinit runs them all again after cpuHas changed (tests do that).
 var reinits []func()
+
+// addReinit registers f and runs it once.
+func addReinit(f func()) {
+	reinits = append(reinits, f)
+	f()
+}
 
 func reinit() {
 	for _, f := range reinits {
