@@ -32,6 +32,12 @@ type Activation struct {
 	// Q8Sum holds, per block of 32, the sum of the block's int8 values (for formats
 	// with per-block minimums). Set together with Q8.
 	Q8Sum []int32
+	// Q8K is F32 quantized to 8 bits for the K-quant formats (Q4_K, Q5_K, Q6_K), as ggml's
+	// Q8_K: one scale per super-block of 256 values in Q8KScale, and in Q8KSum the sum of
+	// the int8 values of every 16 (set by their prepare; nil otherwise).
+	Q8K      []int8
+	Q8KScale []float32
+	Q8KSum   []int16
 }
 
 var formats = map[gguf.Type]*format{}
