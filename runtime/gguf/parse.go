@@ -317,7 +317,7 @@ func Parse(data []byte) (*File, error) {
 		if t.Offset%uint64(f.Alignment) != 0 {
 			return nil, fmt.Errorf("%w: tensor %q offset %d is not a multiple of the alignment %d", ErrCorrupt, t.Name, t.Offset, f.Alignment)
 		}
-		size, err := tensorSize(t, dataLen)
+		size, err := tensorSize(t)
 		if err != nil {
 			return nil, err
 		}
@@ -363,9 +363,9 @@ func (d *decoder) tensorInfo(t *TensorInfo, i int) error {
 	return err
 }
 
-// tensorSize returns the encoded size of t in bytes, failing if it exceeds limit (the
-// size of the data section) or does not fit the type's blocks.
-func tensorSize(t *TensorInfo, limit uint64) (uint64, error) {
+// tensorSize returns the encoded size of t in bytes, failing if the type's blocks do not
+// tile its rows or the size overflows.
+func tensorSize(t *TensorInfo) (uint64, error) {
 	// Rows are dims[0] elements long; their count is the product of the other dims. A
 	// tensor without dims holds one element.
 	width, rows := uint64(1), uint64(1)
@@ -380,23 +380,16 @@ func tensorSize(t *TensorInfo, limit uint64) (uint64, error) {
 		}
 	}
 	bs, bb := uint64(t.Type.BlockSize()), uint64(t.Type.BlockBytes())
-	if width > math.MaxInt || width/bs > limit/bb {
-		return 0, fmt.Errorf("%w: tensor %q dims %v: one row of %d %v elements is more than the %d data bytes", ErrTruncated, t.Name, t.Dims, width, t.Type, limit)
+	if width > math.MaxInt || width/bs > math.MaxInt/bb {
+		return 0, fmt.Errorf("%w: tensor %q dims %v: a row of %d %v elements is too long", ErrCorrupt, t.Name, t.Dims, width, t.Type)
 	}
 	rowBytes, err := t.Type.RowBytes(int(width))
 	if err != nil {
 		return 0, fmt.Errorf("tensor %q dims %v: %w", t.Name, t.Dims, err)
 	}
 	hi, size := bits.Mul64(uint64(rowBytes), rows)
-	if hi != 0 {
+	if hi != 0 || size > math.MaxInt {
 		return 0, fmt.Errorf("%w: tensor %q dims %v: byte size overflows", ErrCorrupt, t.Name, t.Dims)
 	}
-	return size, sizeCheck(t, size, limit)
-}
-
-func sizeCheck(t *TensorInfo, size, limit uint64) error {
-	if size > limit || size > math.MaxInt {
-		return fmt.Errorf("%w: tensor %q (%v, dims %v) needs %d bytes, the data section has %d", ErrTruncated, t.Name, t.Type, t.Dims, size, limit)
-	}
-	return nil
+	return size, nil
 }

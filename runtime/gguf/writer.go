@@ -70,7 +70,7 @@ func (w *Writer) AddTensor(name string, t Type, dims []uint64, data []byte) erro
 		return fmt.Errorf("gguf: tensor %q has %d dims, at most %d allowed", name, len(dims), MaxDims)
 	}
 	info := TensorInfo{Name: name, Dims: append([]uint64(nil), dims...), Type: t}
-	size, err := tensorSize(&info, math.MaxInt)
+	size, err := tensorSize(&info)
 	if err != nil {
 		return err
 	}
