@@ -1,15 +1,36 @@
 package kernels
 
-import "math"
+import (
+	"math"
+	"unsafe"
+)
 
 // Dot returns the inner product of a and b[:len(a)].
-func Dot(a, b []float32) float32 { return dotRef(a, b[:len(a)]) }
+func Dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	k := fk
+	if k == nil {
+		return dotRef(a, b)
+	}
+	nv := len(a) &^ (k.width - 1)
+	s := k.dot[kindF32](unsafe.SliceData(a), unsafe.Pointer(unsafe.SliceData(b)), nv)
+	for i := nv; i < len(a); i++ {
+		s += a[i] * b[i]
+	}
+	return s
+}
 
 // Axpy sets y[i] += alpha * x[i] for i < len(x).
 func Axpy(alpha float32, x, y []float32) {
 	y = y[:len(x)]
-	for i, v := range x {
-		y[i] += alpha * v
+	k := fk
+	nv := 0
+	if k != nil {
+		nv = len(x) &^ (k.width - 1)
+		k.axpyF32(alpha, unsafe.Pointer(unsafe.SliceData(x)), unsafe.SliceData(y), nv)
+	}
+	for i := nv; i < len(x); i++ {
+		y[i] += alpha * x[i]
 	}
 }
 

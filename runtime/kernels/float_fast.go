@@ -1,0 +1,136 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"math"
+	"unsafe"
+
+	"squeeze/runtime/gguf"
+)
+
+// Element kinds of the plain float formats, indexing floatKernels' arrays.
+const (
+	kindF32 = iota
+	kindF16
+	kindBF16
+)
+
+// dot1Func returns sum_{i<n} x[i]*y[i], y of the kernel's element kind; n is a
+// multiple of the kernel set's width.
+type dot1Func func(x *float32, y unsafe.Pointer, n int) float32
+
+// dot4Func sets out[r] = sum_{i<n} x[i]*row_r[i] for 4 rows, row r starting r*stride
+// bytes after w; n is a multiple of the kernel set's width.
+type dot4Func func(w unsafe.Pointer, stride int, x *float32, n int, out *float32)
+
+// floatKernels is one instruction-set level's SIMD kernels for plain float data.
+// Each works on a multiple of width elements; the Go wrappers do the rest.
+type floatKernels struct {
+	width     int
+	dot       [3]dot1Func // by element kind
+	dot4      [3]dot4Func
+	axpyF32   func(alpha float32, x unsafe.Pointer, y *float32, n int)
+	axpyF16   func(alpha float32, x unsafe.Pointer, y *float32, n int)
+	widenF16  func(dst *float32, src unsafe.Pointer, n int)
+	widenBF16 func(dst *float32, src unsafe.Pointer, n int)
+	narrowF16 func(dst unsafe.Pointer, src *float32, n int)
+}
+
+// fk is the float kernel set in use, nil when only the reference is allowed.
+var fk *floatKernels
+
+// floatFast installs the SIMD float kernels cpuHas allows into the F32, F16 and BF16
+// formats (the reference ones are already installed).
+func floatFast() {
+	fk = floatKernelsFor()
+	if fk == nil {
+		return
+	}
+	f32, f16, bf16 := formats[gguf.TypeF32], formats[gguf.TypeF16], formats[gguf.TypeBF16]
+	f32.dequant = dequantF32Fast
+	f16.dequant = func(dst []float32, src []byte) { F16ToF32Slice(dst, bytesAsU16(src[:2*len(dst)])) }
+	bf16.dequant = dequantBF16Fast
+	f32.dotRows = func(dst []float32, w []byte, rowBytes int, a *Activation) {
+		dotRowsFloat(dst, w, rowBytes, a.F32, kindF32)
+	}
+	f16.dotRows = func(dst []float32, w []byte, rowBytes int, a *Activation) {
+		dotRowsFloat(dst, w, rowBytes, a.F32, kindF16)
+	}
+	bf16.dotRows = func(dst []float32, w []byte, rowBytes int, a *Activation) {
+		dotRowsFloat(dst, w, rowBytes, a.F32, kindBF16)
+	}
+}
+
+func dequantF32Fast(dst []float32, src []byte) {
+	src = src[:4*len(dst)]
+	if len(dst) == 0 {
+		return
+	}
+	copy(dst, unsafe.Slice((*float32)(unsafe.Pointer(&src[0])), len(dst)))
+}
+
+func dequantBF16Fast(dst []float32, src []byte) {
+	src = src[:2*len(dst)]
+	k := fk
+	nv := len(dst) &^ (k.width - 1)
+	k.widenBF16(unsafe.SliceData(dst), unsafe.Pointer(unsafe.SliceData(src)), nv)
+	for i := nv; i < len(dst); i++ {
+		dst[i] = BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+	}
+}
+
+// bytesAsU16 reinterprets little-endian bytes as halves (amd64 and every Go target
+// with SIMD kernels are little-endian; the reference paths never call it).
+func bytesAsU16(b []byte) []uint16 {
+	if len(b) < 2 {
+		return nil
+	}
+	return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2)
+}
+
+// elemAt decodes element i of a row of the given kind.
+func elemAt(row []byte, i, kind int) float32 {
+	switch kind {
+	case kindF32:
+		return math.Float32frombits(binary.LittleEndian.Uint32(row[4*i:]))
+	case kindF16:
+		return F16ToF32(binary.LittleEndian.Uint16(row[2*i:]))
+	}
+	return BF16ToF32(binary.LittleEndian.Uint16(row[2*i:]))
+}
+
+// dotRowsFloat is dotRows for the plain float formats with fk's kernels: four rows
+// at a time share each activation load.
+func dotRowsFloat(dst []float32, w []byte, rowBytes int, x []float32, kind int) {
+	if len(x) == 0 {
+		clear(dst)
+		return
+	}
+	if len(dst) == 0 {
+		return
+	}
+	_ = w[len(dst)*rowBytes-1] // the kernels read this far
+	k := fk
+	n := len(x)
+	nv := n &^ (k.width - 1)
+	xp := unsafe.SliceData(x)
+	dot4, dot1 := k.dot4[kind], k.dot[kind]
+	r := 0
+	for ; r+4 <= len(dst); r += 4 {
+		dot4(unsafe.Pointer(&w[r*rowBytes]), rowBytes, xp, nv, &dst[r])
+		for j := r; j < r+4 && nv < n; j++ {
+			row := w[j*rowBytes : (j+1)*rowBytes]
+			for i := nv; i < n; i++ {
+				dst[j] += x[i] * elemAt(row, i, kind)
+			}
+		}
+	}
+	for ; r < len(dst); r++ {
+		row := w[r*rowBytes : (r+1)*rowBytes]
+		s := dot1(xp, unsafe.Pointer(&row[0]), nv)
+		for i := nv; i < n; i++ {
+			s += x[i] * elemAt(row, i, kind)
+		}
+		dst[r] = s
+	}
+}
