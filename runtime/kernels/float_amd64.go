@@ -122,16 +122,16 @@ func narrowF16AVX512(dst unsafe.Pointer, src *float32, n int)
 
 var (
 	floatAVX2 = floatKernels{
-		width: 8,
-		dot:   [3]dot1Func{dotF32AVX2, dotF16AVX2, dotBF16AVX2},
-		dot4:  [3]dot4Func{dot4F32AVX2, dot4F16AVX2, dot4BF16AVX2},
+		width:   8,
+		dot:     [3]dot1Func{dotF32AVX2, dotF16AVX2, dotBF16AVX2},
+		dot4:    [3]dot4Func{dot4F32AVX2, dot4F16AVX2, dot4BF16AVX2},
 		axpyF32: axpyF32AVX2, axpyF16: axpyF16AVX2,
 		widenF16: widenF16AVX2, widenBF16: widenBF16AVX2, narrowF16: narrowF16AVX2,
 	}
 	floatAVX512 = floatKernels{
-		width: 16,
-		dot:   [3]dot1Func{dotF32AVX512, dotF16AVX512, dotBF16AVX512},
-		dot4:  [3]dot4Func{dot4F32AVX512, dot4F16AVX512, dot4BF16AVX512},
+		width:   16,
+		dot:     [3]dot1Func{dotF32AVX512, dotF16AVX512, dotBF16AVX512},
+		dot4:    [3]dot4Func{dot4F32AVX512, dot4F16AVX512, dot4BF16AVX512},
 		axpyF32: axpyF32AVX512, axpyF16: axpyF16AVX512,
 		widenF16: widenF16AVX512, widenBF16: widenBF16AVX512, narrowF16: narrowF16AVX512,
 	}
