@@ -1,0 +1,88 @@
+package tokenizer
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"squeeze/runtime/gguf"
+)
+
+// sharedPath returns the path of a file under the shared folder beside the repository
+// (../shared from the repository root), skipping the test when it is absent.
+func sharedPath(t testing.TB, parts ...string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("repository root (go.mod) not found")
+		}
+		dir = parent
+	}
+	p := filepath.Join(append([]string{dir, "..", "shared"}, parts...)...)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("reference file %s is absent: %v", filepath.Join(append([]string{"..", "shared"}, parts...)...), err)
+	}
+	return p
+}
+
+var (
+	ggufTokMu sync.Mutex
+	ggufToks  = map[string]*Tokenizer{}
+)
+
+// ggufTokenizer returns the tokenizer of a reference model under ../shared/models, read
+// once per test binary; it skips the test when the file is absent.
+func ggufTokenizer(t testing.TB, rel string) *Tokenizer {
+	t.Helper()
+	path := sharedPath(t, append([]string{"models"}, strings.Split(rel, "/")...)...)
+	ggufTokMu.Lock()
+	defer ggufTokMu.Unlock()
+	if tok, ok := ggufToks[rel]; ok {
+		return tok
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatalf("open %s: %v", rel, err)
+	}
+	defer f.Close()
+	tok, err := FromGGUF(f)
+	if err != nil {
+		t.Fatalf("tokenizer of %s: %v", rel, err)
+	}
+	ggufToks[rel] = tok
+	return tok
+}
+
+// devDocuments returns ../shared/eval/dev.txt and its documents, each starting at its
+// "// ==== path ====" header line.
+func devDocuments(t testing.TB) (string, []string) {
+	t.Helper()
+	data, err := os.ReadFile(sharedPath(t, "eval", "dev.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	var docs []string
+	start := 0
+	for i := 0; i < len(text); {
+		j := strings.Index(text[i:], "\n// ==== ")
+		if j < 0 {
+			break
+		}
+		i += j + 1
+		docs = append(docs, text[start:i])
+		start = i
+	}
+	docs = append(docs, text[start:])
+	return text, docs
+}
