@@ -65,7 +65,7 @@ func TestParseErrors(t *testing.T) {
 		{"huge tensor count", header(3, 1<<62, 0), gguf.ErrTruncated, "tensor infos"},
 		{"max tensor count", header(3, math.MaxUint64, 0), gguf.ErrTruncated, "tensor infos"},
 		{"huge key length", header(3, 0, 1).u64(1 << 60).u32(0).u8s(1), gguf.ErrTruncated, "1152921504606846976"},
-		{"key past end", header(3, 0, 1).u64(20).u8s(make([]byte, 13)...), gguf.ErrTruncated, "metadata key 0"},
+		{"key past end", header(3, 0, 1).u64(20).u8s(make([]byte, 13)...), gguf.ErrTruncated, "metadata entry 0: key of 20 bytes"},
 		{"huge string value", header(3, 0, 1).str("k").u32(8).u64(1 << 60), gguf.ErrTruncated, `"k"`},
 		{"huge array count", header(3, 0, 1).str("k").u32(9).u32(0).u64(1 << 60), gguf.ErrTruncated, "element count"},
 		{"array of strings too long", header(3, 0, 1).str("k").u32(9).u32(8).u64(3).str("a"), gguf.ErrTruncated, ""},
@@ -75,7 +75,7 @@ func TestParseErrors(t *testing.T) {
 		{"bool 2", header(3, 0, 1).str("k").u32(7).u8s(2), gguf.ErrCorrupt, "bool"},
 		{"bool array 5", header(3, 0, 1).str("k").u32(9).u32(7).u64(2).u8s(1, 5), gguf.ErrCorrupt, "element 1"},
 		{"nesting too deep", deepArray(20), gguf.ErrCorrupt, "deep"},
-		{"duplicate key", header(3, 0, 2).kvU32("k", 1).kvU32("k", 2), gguf.ErrCorrupt, `"k" appears twice`},
+		{"duplicate key", header(3, 0, 2).kvU32("k", 1).kvU32("k", 2), gguf.ErrCorrupt, `metadata key "k": appears twice`},
 		{"alignment 0", header(3, 0, 1).kvU32("general.alignment", 0), gguf.ErrCorrupt, "general.alignment"},
 		{"alignment 48", header(3, 0, 1).kvU32("general.alignment", 48), gguf.ErrCorrupt, "48"},
 		{"alignment 2^31", header(3, 0, 1).kvU32("general.alignment", 1<<31), gguf.ErrCorrupt, "2147483648"},
@@ -97,7 +97,7 @@ func TestParseErrors(t *testing.T) {
 		{"element count overflow", header(3, 1, 0).tensor("w", gguf.TypeF32, 0, 1, 1<<32, 1<<32, 1<<32).data(32, 32), gguf.ErrCorrupt, "overflows"},
 		{"byte size overflow", header(3, 1, 0).tensor("w", gguf.TypeF32, 0, 4, 1<<62).data(32, 32), gguf.ErrCorrupt, "overflows"},
 		{"too many rows", header(3, 1, 0).tensor("w", gguf.TypeF32, 0, 4, 1<<40).data(32, 32), gguf.ErrTruncated, `"w"`},
-		{"duplicate tensor", header(3, 2, 0).tensor("w", gguf.TypeF32, 0, 1).tensor("w", gguf.TypeF32, 32, 1).data(32, 64), gguf.ErrCorrupt, `"w" appears twice`},
+		{"duplicate tensor", header(3, 2, 0).tensor("w", gguf.TypeF32, 0, 1).tensor("w", gguf.TypeF32, 32, 1).data(32, 64), gguf.ErrCorrupt, `tensor "w": appears twice`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := gguf.Parse(tc.data)

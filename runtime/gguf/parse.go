@@ -33,18 +33,44 @@ const (
 	minTensorInfoSize = 8 + 4 + 4 + 8
 )
 
-// decoder reads little-endian GGUF fields from b, tracking the offset for error messages.
+// decoder reads little-endian GGUF fields from b. Errors name the byte offset and the
+// entry being read; messages are only formatted on error, so parsing a valid file does not
+// allocate per field.
 type decoder struct {
 	b   []byte
 	off int
+
+	// The entry being read, for error messages: "metadata entry 3" until its key is
+	// known, then "metadata key \"k\"" (likewise "tensor info 3", "tensor \"w\"").
+	kind, kindNamed string
+	index           int
+	name            string
+	named           bool
+}
+
+// enter records that entry i of a kind is being read.
+func (d *decoder) enter(kind, kindNamed string, i int) {
+	d.kind, d.kindNamed, d.index, d.name, d.named = kind, kindNamed, i, "", false
+}
+
+// errorf returns an error wrapping sentinel, prefixed with the entry being read.
+func (d *decoder) errorf(sentinel error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	switch {
+	case d.named:
+		return fmt.Errorf("%w: %s %q: %s", sentinel, d.kindNamed, d.name, msg)
+	case d.kind != "":
+		return fmt.Errorf("%w: %s %d: %s", sentinel, d.kind, d.index, msg)
+	}
+	return fmt.Errorf("%w: %s", sentinel, msg)
 }
 
 func (d *decoder) left() int { return len(d.b) - d.off }
 
-// need fails with ErrTruncated unless n more bytes remain.
+// need fails with ErrTruncated unless n more bytes remain for the field what.
 func (d *decoder) need(n int, what string) error {
-	if n < 0 || n > d.left() {
-		return fmt.Errorf("%w: %s at byte %d needs %d bytes, %d left", ErrTruncated, what, d.off, n, d.left())
+	if n > d.left() {
+		return d.errorf(ErrTruncated, "%s at byte %d needs %d bytes, %d left", what, d.off, n, d.left())
 	}
 	return nil
 }
@@ -67,19 +93,16 @@ func (d *decoder) u64(what string) (uint64, error) {
 	return v, nil
 }
 
-// count reads a 64-bit element count and checks that count elements of at least size
-// bytes each fit in what is left of the file.
+// count reads a 64-bit count (the field what) and checks that that many items of at least
+// size bytes each fit in what is left of the file.
 func (d *decoder) count(size int, what string) (int, error) {
 	at := d.off
 	n, err := d.u64(what)
 	if err != nil {
 		return 0, err
 	}
-	if size < 1 {
-		size = 1
-	}
 	if n > uint64(d.left()/size) {
-		return 0, fmt.Errorf("%w: %s %d at byte %d needs at least %d bytes each, only %d bytes left", ErrTruncated, what, n, at, size, d.left())
+		return 0, d.errorf(ErrTruncated, "%s %d at byte %d: items of at least %d bytes each do not fit in the %d bytes left", what, n, at, size, d.left())
 	}
 	return int(n), nil
 }
@@ -88,12 +111,13 @@ func (d *decoder) count(size int, what string) (int, error) {
 // string outlives the mapping.
 func (d *decoder) str(what string) (string, error) {
 	at := d.off
-	n, err := d.u64(what + " length")
-	if err != nil {
+	if err := d.need(8, what); err != nil {
 		return "", err
 	}
+	n := binary.LittleEndian.Uint64(d.b[d.off:])
+	d.off += 8
 	if n > uint64(d.left()) {
-		return "", fmt.Errorf("%w: %s of %d bytes at byte %d, only %d bytes left", ErrTruncated, what, n, at, d.left())
+		return "", d.errorf(ErrTruncated, "%s of %d bytes at byte %d, %d bytes left", what, n, at, d.left())
 	}
 	s := string(d.b[d.off : d.off+int(n)])
 	d.off += int(n)
@@ -101,9 +125,9 @@ func (d *decoder) str(what string) (string, error) {
 }
 
 // value reads a value of type t; depth counts the arrays it is nested in.
-func (d *decoder) value(t ValueType, depth int, what string) (Value, error) {
+func (d *decoder) value(t ValueType, depth int) (Value, error) {
 	if sz := t.size(); sz > 0 {
-		if err := d.need(sz, what); err != nil {
+		if err := d.need(sz, "value"); err != nil {
 			return Value{}, err
 		}
 		var n uint64
@@ -125,36 +149,37 @@ func (d *decoder) value(t ValueType, depth int, what string) (Value, error) {
 			n = binary.LittleEndian.Uint64(p)
 		}
 		if t == ValueBool && n > 1 {
-			return Value{}, fmt.Errorf("%w: %s at byte %d is a bool of value %d", ErrCorrupt, what, d.off, n)
+			return Value{}, d.errorf(ErrCorrupt, "bool at byte %d has value %d", d.off, n)
 		}
 		d.off += sz
 		return Value{Type: t, num: n}, nil
 	}
 	switch t {
 	case ValueString:
-		s, err := d.str(what)
+		s, err := d.str("string")
 		return Value{Type: ValueString, str: s}, err
 	case ValueArray:
-		return d.array(depth+1, what)
+		return d.array(depth + 1)
 	}
-	return Value{}, fmt.Errorf("%w: %s at byte %d has unknown value type %d", ErrCorrupt, what, d.off-4, uint32(t))
+	return Value{}, d.errorf(ErrCorrupt, "unknown value type %d", uint32(t))
 }
 
-// array reads an array's element type, count and elements.
-func (d *decoder) array(depth int, what string) (Value, error) {
+// array reads an array's element type, count and elements; depth counts the arrays it
+// is nested in, itself included.
+func (d *decoder) array(depth int) (Value, error) {
 	if depth > maxNesting {
-		return Value{}, fmt.Errorf("%w: %s at byte %d nests arrays more than %d deep", ErrCorrupt, what, d.off, maxNesting)
+		return Value{}, d.errorf(ErrCorrupt, "array at byte %d nests arrays more than %d deep", d.off, maxNesting)
 	}
 	at := d.off
-	et, err := d.u32(what + " element type")
+	et, err := d.u32("array element type")
 	if err != nil {
 		return Value{}, err
 	}
 	elem := ValueType(et)
 	if !elem.Valid() {
-		return Value{}, fmt.Errorf("%w: %s at byte %d has unknown element type %d", ErrCorrupt, what, at, et)
+		return Value{}, d.errorf(ErrCorrupt, "array at byte %d has unknown element type %d", at, et)
 	}
-	n, err := d.count(elem.minSize(), what+" element count")
+	n, err := d.count(elem.minSize(), "array element count")
 	if err != nil {
 		return Value{}, err
 	}
@@ -185,7 +210,7 @@ func (d *decoder) array(depth int, what string) (Value, error) {
 		bs := make([]bool, n)
 		for i := range bs {
 			if p[i] > 1 {
-				return Value{}, fmt.Errorf("%w: %s element %d at byte %d is a bool of value %d", ErrCorrupt, what, i, d.off+i, p[i])
+				return Value{}, d.errorf(ErrCorrupt, "bool array element %d at byte %d has value %d", i, d.off+i, p[i])
 			}
 			bs[i] = p[i] == 1
 		}
@@ -193,7 +218,7 @@ func (d *decoder) array(depth int, what string) (Value, error) {
 	case ValueString:
 		ss := make([]string, n)
 		for i := range ss {
-			if ss[i], err = d.str(what); err != nil {
+			if ss[i], err = d.str("string array element"); err != nil {
 				return Value{}, err
 			}
 		}
@@ -201,7 +226,7 @@ func (d *decoder) array(depth int, what string) (Value, error) {
 	case ValueArray:
 		vs := make([]Value, n)
 		for i := range vs {
-			if vs[i], err = d.array(depth+1, what); err != nil {
+			if vs[i], err = d.array(depth + 1); err != nil {
 				return Value{}, err
 			}
 		}
@@ -255,28 +280,31 @@ func Parse(data []byte) (*File, error) {
 	f.KV = make([]KV, 0, nKV)
 	f.kvIndex = make(map[string]int, nKV)
 	for i := range int(nKV) {
-		key, err := d.str(fmt.Sprintf("metadata key %d", i))
+		d.enter("metadata entry", "metadata key", i)
+		key, err := d.str("key")
 		if err != nil {
 			return nil, err
 		}
+		d.name, d.named = key, true
 		if _, dup := f.kvIndex[key]; dup {
-			return nil, fmt.Errorf("%w: metadata key %q appears twice", ErrCorrupt, key)
+			return nil, d.errorf(ErrCorrupt, "appears twice")
 		}
 		at := d.off
-		t, err := d.u32(fmt.Sprintf("type of metadata key %q", key))
+		t, err := d.u32("value type")
 		if err != nil {
 			return nil, err
 		}
 		if !ValueType(t).Valid() {
-			return nil, fmt.Errorf("%w: metadata key %q at byte %d has unknown value type %d", ErrCorrupt, key, at, t)
+			return nil, d.errorf(ErrCorrupt, "unknown value type %d at byte %d", t, at)
 		}
-		v, err := d.value(ValueType(t), 0, fmt.Sprintf("value of metadata key %q", key))
+		v, err := d.value(ValueType(t), 0)
 		if err != nil {
 			return nil, err
 		}
 		f.kvIndex[key] = len(f.KV)
 		f.KV = append(f.KV, KV{Key: key, Value: v})
 	}
+	d.enter("", "", 0)
 	if v, ok := f.Get(KeyAlignment); ok {
 		a, ok := v.AsUint()
 		if !ok || a == 0 || a > maxAlignment || a&(a-1) != 0 {
@@ -291,15 +319,17 @@ func Parse(data []byte) (*File, error) {
 	f.Tensors = make([]TensorInfo, nTensors)
 	f.tensorIndex = make(map[string]int, nTensors)
 	for i := range f.Tensors {
-		if err := d.tensorInfo(&f.Tensors[i], i); err != nil {
+		d.enter("tensor info", "tensor", i)
+		if err := d.tensorInfo(&f.Tensors[i]); err != nil {
 			return nil, err
 		}
 		name := f.Tensors[i].Name
 		if _, dup := f.tensorIndex[name]; dup {
-			return nil, fmt.Errorf("%w: tensor name %q appears twice", ErrCorrupt, name)
+			return nil, d.errorf(ErrCorrupt, "appears twice")
 		}
 		f.tensorIndex[name] = i
 	}
+	d.enter("", "", 0)
 
 	// The data section starts at the next multiple of the alignment. A file without
 	// tensors may end before it.
@@ -329,37 +359,38 @@ func Parse(data []byte) (*File, error) {
 	return f, nil
 }
 
-// tensorInfo reads tensor info i into t; sizes are checked later, once the data section's
-// start is known.
-func (d *decoder) tensorInfo(t *TensorInfo, i int) error {
+// tensorInfo reads a tensor info into t; its size is checked later, once the data
+// section's start is known.
+func (d *decoder) tensorInfo(t *TensorInfo) error {
 	var err error
-	if t.Name, err = d.str(fmt.Sprintf("name of tensor %d", i)); err != nil {
+	if t.Name, err = d.str("name"); err != nil {
 		return err
 	}
+	d.name, d.named = t.Name, true
 	at := d.off
-	nd, err := d.u32(fmt.Sprintf("dimension count of tensor %q", t.Name))
+	nd, err := d.u32("dimension count")
 	if err != nil {
 		return err
 	}
 	if nd > MaxDims {
-		return fmt.Errorf("%w: tensor %q at byte %d has %d dimensions, at most %d allowed", ErrCorrupt, t.Name, at, nd, MaxDims)
+		return d.errorf(ErrCorrupt, "%d dimensions at byte %d, at most %d allowed", nd, at, MaxDims)
 	}
 	t.Dims = make([]uint64, nd)
 	for j := range t.Dims {
-		if t.Dims[j], err = d.u64(fmt.Sprintf("dimension %d of tensor %q", j, t.Name)); err != nil {
+		if t.Dims[j], err = d.u64("dimension"); err != nil {
 			return err
 		}
 	}
 	at = d.off
-	typ, err := d.u32(fmt.Sprintf("type of tensor %q", t.Name))
+	typ, err := d.u32("type")
 	if err != nil {
 		return err
 	}
 	t.Type = Type(typ)
 	if !t.Type.Known() {
-		return fmt.Errorf("%w: tensor %q at byte %d has type id %d", ErrUnknownType, t.Name, at, typ)
+		return d.errorf(ErrUnknownType, "type id %d at byte %d", typ, at)
 	}
-	t.Offset, err = d.u64(fmt.Sprintf("offset of tensor %q", t.Name))
+	t.Offset, err = d.u64("offset")
 	return err
 }
 
