@@ -1,0 +1,9 @@
+//go:build amd64 && !purego
+
+package kernels
+
+// installQ5_0 installs the fastest Q5_0 kernels cpuHas allows.
+func installQ5_0(f *format) {
+	f.dequant = dequantQ5_0Ref
+	f.dotRows = dotRowsQ5_0Ref
+}
