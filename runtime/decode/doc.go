@@ -1,0 +1,13 @@
+// Package decode generates text with a model: it prefills the prompt in batched forward
+// passes, then samples and feeds back one token at a time, streaming text as it is
+// completed.
+//
+// Generation stops at the first of: an end-of-generation token (EOS, <|eot_id|>, ...), a
+// stop string, the token limit, a full KV cache, or the cancellation of the context. The
+// Result says which, with the generated ids, the text, and the prefill and decode timings.
+//
+// Text reaches the caller's callback in pieces that are final: a token that ends inside a
+// UTF-8 sequence is held until the sequence completes, and text that might be the
+// beginning of a stop string is held until it is known not to be. A stop string itself is
+// never emitted.
+package decode
