@@ -7,17 +7,38 @@ import (
 
 // Pool runs data-parallel work on a fixed number of goroutines. A Pool is safe for use
 // by one caller at a time; the zero value is not usable, call NewPool.
+//
+// Handing out work does not allocate: the calling goroutine runs the first chunk
+// itself and sends the others to parked worker goroutines by value.
 type Pool struct {
 	threads int
-	work    chan task
-	wg      sync.WaitGroup
+	work    []chan task // work[i] feeds worker i (i >= 1; the caller is worker 0)
+	done    sync.WaitGroup
+	exit    sync.WaitGroup
 	close   sync.Once
+
+	// MatMul's state, reused call after call so that a call does not allocate.
+	rows    rowsJob
+	gemm    gemmJob
+	acts    []Activation
+	xpad    []float32
+	scratch []*workerScratch // per worker, grown on demand
 }
 
+// ranger is a unit of data-parallel work: run handles [lo, hi) on behalf of worker.
+type ranger interface {
+	run(worker, lo, hi int)
+}
+
+// funcRanger adapts a plain function (a func value converts to an interface without
+// allocating).
+type funcRanger func(lo, hi int)
+
+func (f funcRanger) run(_, lo, hi int) { f(lo, hi) }
+
 type task struct {
-	fn     func(lo, hi int)
+	job    ranger
 	lo, hi int
-	done   *sync.WaitGroup
 }
 
 // NewPool starts a pool of threads workers. threads <= 0 means runtime.NumCPU().
@@ -25,18 +46,25 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.NumCPU()
 	}
-	p := &Pool{threads: threads, work: make(chan task, threads)}
-	for i := 1; i < threads; i++ { // the caller's goroutine is worker 0
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			for t := range p.work {
-				t.fn(t.lo, t.hi)
-				t.done.Done()
-			}
-		}()
+	p := &Pool{threads: threads, work: make([]chan task, threads), scratch: make([]*workerScratch, threads)}
+	for i := range p.scratch {
+		p.scratch[i] = new(workerScratch)
+	}
+	for i := 1; i < threads; i++ {
+		ch := make(chan task, 1)
+		p.work[i] = ch
+		p.exit.Add(1)
+		go p.worker(i, ch)
 	}
 	return p
+}
+
+func (p *Pool) worker(id int, ch chan task) {
+	defer p.exit.Done()
+	for t := range ch {
+		t.job.run(id, t.lo, t.hi)
+		p.done.Done()
+	}
 }
 
 // Threads is the number of goroutines the pool spreads work over.
@@ -45,8 +73,10 @@ func (p *Pool) Threads() int { return p.threads }
 // Close stops the pool's goroutines. The pool must not be used afterwards.
 func (p *Pool) Close() {
 	p.close.Do(func() {
-		close(p.work)
-		p.wg.Wait()
+		for _, ch := range p.work[1:] {
+			close(ch)
+		}
+		p.exit.Wait()
 	})
 }
 
@@ -54,6 +84,12 @@ func (p *Pool) Close() {
 // of grain (except the last), runs fn on each chunk concurrently and returns when all
 // are done. The calling goroutine runs the first chunk itself.
 func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
+	p.forRange(n, grain, funcRanger(fn))
+}
+
+// forRange is For for a ranger, which also learns which worker runs each chunk (for
+// per-worker scratch space).
+func (p *Pool) forRange(n, grain int, job ranger) {
 	if n <= 0 {
 		return
 	}
@@ -63,15 +99,14 @@ func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
 	units := (n + grain - 1) / grain
 	parts := min(p.threads, units)
 	if parts <= 1 {
-		fn(0, n)
+		job.run(0, 0, n)
 		return
 	}
-	var done sync.WaitGroup
-	done.Add(parts - 1)
 	bound := func(i int) int { return min(n, units*i/parts*grain) }
+	p.done.Add(parts - 1)
 	for i := 1; i < parts; i++ {
-		p.work <- task{fn: fn, lo: bound(i), hi: bound(i + 1), done: &done}
+		p.work[i] <- task{job: job, lo: bound(i), hi: bound(i + 1)}
 	}
-	fn(0, bound(1))
-	done.Wait()
+	job.run(0, 0, bound(1))
+	p.done.Wait()
 }

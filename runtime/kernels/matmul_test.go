@@ -1,0 +1,151 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"squeeze/runtime/gguf"
+)
+
+// TestMatMul checks MatMul for every registered format, on the dotRows path and the
+// tiled GEMM path, against float64 dot products of the reference-dequantized weights.
+func TestMatMul(t *testing.T) {
+	types := make([]gguf.Type, 0, len(formats))
+	for typ := range formats {
+		types = append(types, typ)
+	}
+	slices.Sort(types)
+	shapes := []struct{ rows, blocks int }{{1, 1}, {5, 3}, {33, 1}, {70, 2}}
+	if !testing.Short() {
+		shapes = append(shapes, struct{ rows, blocks int }{97, 5})
+	}
+	withFeatures(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(11, 12))
+		for _, threads := range []int{1, 3} {
+			p := NewPool(threads)
+			defer p.Close()
+			for _, typ := range types {
+				bs := typ.BlockSize()
+				tol := 1e-5
+				if formats[typ].prepare != nil {
+					tol = 2e-2 // activations are quantized too
+				}
+				for _, sh := range shapes {
+					cols := sh.blocks * bs
+					if bs == 1 {
+						cols = 8*sh.blocks + 7 // odd widths for the plain formats
+					}
+					w := randF32(r, sh.rows*cols)
+					enc, err := Quantize(typ, w)
+					if err != nil {
+						t.Fatal(err)
+					}
+					m, err := NewMatrix(typ, sh.rows, cols, enc)
+					if err != nil {
+						t.Fatal(err)
+					}
+					deq := make([]float32, len(w))
+					if err := Dequantize(typ, deq, enc); err != nil {
+						t.Fatal(err)
+					}
+					for _, n := range []int{1, 2, 3, 7, 13, 25} {
+						for _, minN := range []int{2, 1 << 30} { // force GEMM, then dotRows
+							name := fmt.Sprintf("%v %dx%d n=%d threads=%d gemmMinN=%d", typ, sh.rows, cols, n, threads, minN)
+							x := randF32(r, n*cols)
+							dst := make([]float32, n*sh.rows+3)
+							for i := range dst {
+								dst[i] = -99
+							}
+							saved := gemmMinN
+							gemmMinN = minN
+							MatMul(p, dst, m, x, n)
+							gemmMinN = saved
+							for v := range n {
+								for row := range sh.rows {
+									var want, scale float64
+									for c := range cols {
+										pr := float64(deq[row*cols+c]) * float64(x[v*cols+c])
+										want += pr
+										scale += math.Abs(pr)
+									}
+									if got := dst[v*sh.rows+row]; !closeTo(got, float32(want), float32(scale), tol) {
+										t.Fatalf("%s: vector %d row %d = %v, want %v", name, v, row, got, want)
+									}
+								}
+							}
+							for _, g := range dst[n*sh.rows:] {
+								if g != -99 {
+									t.Fatalf("%s: wrote past n*rows", name)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestMatMulZeroCols covers the degenerate shapes.
+func TestMatMulZeroCols(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	m, err := NewMatrix(gguf.TypeF16, 3, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := []float32{1, 2, 3, 4, 5, 6, 7}
+	MatMul(p, dst, m, nil, 2)
+	if want := []float32{0, 0, 0, 0, 0, 0, 7}; !slices.Equal(dst, want) {
+		t.Fatalf("got %v, want %v", dst, want)
+	}
+	m0, _ := NewMatrix(gguf.TypeF32, 0, 4, nil)
+	MatMul(p, dst[:0], m0, make([]float32, 8), 2)
+}
+
+func TestPoolFor(t *testing.T) {
+	for _, threads := range []int{1, 2, 5} {
+		p := NewPool(threads)
+		for _, n := range []int{0, 1, 7, 64, 1000} {
+			for _, grain := range []int{0, 1, 16} {
+				hits := make([]int32, n)
+				p.For(n, grain, func(lo, hi int) {
+					if g := max(grain, 1); lo%g != 0 {
+						t.Errorf("chunk start %d is not a multiple of grain %d", lo, g)
+					}
+					for i := lo; i < hi; i++ {
+						hits[i]++
+					}
+				})
+				for i, h := range hits {
+					if h != 1 {
+						t.Fatalf("threads=%d n=%d grain=%d: index %d ran %d times", threads, n, grain, i, h)
+					}
+				}
+			}
+		}
+		p.Close()
+		p.Close() // idempotent
+	}
+}
+
+// TestMatVecNoAlloc checks that the decode path does not allocate per call.
+func TestMatVecNoAlloc(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	for _, typ := range floatTypes {
+		enc, _ := Quantize(typ, make([]float32, 64*96))
+		m, _ := NewMatrix(typ, 64, 96, enc)
+		x := make([]float32, 20*96)
+		dst := make([]float32, 20*64)
+		for _, n := range []int{1, 4, 8, 20} {
+			MatMul(p, dst, m, x, n) // grows scratch once
+			if a := testing.AllocsPerRun(50, func() { MatMul(p, dst, m, x, n) }); a != 0 {
+				t.Errorf("%v n=%d: MatMul allocates %v times per call", typ, n, a)
+			}
+		}
+	}
+}
