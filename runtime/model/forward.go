@@ -1,0 +1,225 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"squeeze/runtime/kernels"
+)
+
+// ErrToken means a token id is outside the model's vocabulary.
+var ErrToken = errors.New("model: token id out of range")
+
+// MaxBatch is the most tokens one pass through the layers processes. Forward splits
+// longer inputs into consecutive passes of at most MaxBatch tokens, which bounds its
+// scratch memory; the results are the same as one pass.
+const MaxBatch = 512
+
+// Options are a Forward call's optional behaviours. The zero value (or a nil *Options)
+// computes the logits of the last token only.
+type Options struct {
+	// AllLogits asks for the logits of every token of the call, not just the last:
+	// logits must then hold len(tokens) x Vocab values, token-major.
+	AllLogits bool
+	// Observe, if set, is called at the end of every layer of every pass with that
+	// layer's intermediate values for the pass's tokens. The slices point into scratch
+	// memory, valid only during the call: copy what you keep.
+	Observe func(s *LayerState)
+}
+
+// LayerState is what Options.Observe receives: one layer's values for a pass of Tokens
+// tokens at positions Pos..Pos+Tokens-1. Every slice is token-major.
+type LayerState struct {
+	// Layer is the layer's index, from 0.
+	Layer int
+	// Pos is the position of the pass's first token; Tokens is the number of tokens.
+	Pos, Tokens int
+	// Input is the hidden state entering the layer (for layer 0, the token embeddings):
+	// Tokens x Dim.
+	Input []float32
+	// KeysPreRoPE are the key projections before rotation: Tokens x KVDim (KVHeads heads
+	// of HeadDim values, head-major within a token).
+	KeysPreRoPE []float32
+	// Keys are the same keys rotated to their positions, as the cache stores them.
+	Keys []float32
+	// Values are the value projections: Tokens x KVDim.
+	Values []float32
+	// Hidden is the hidden state leaving the layer (the residual stream after its
+	// attention and feed-forward blocks): Tokens x Dim.
+	Hidden []float32
+}
+
+// Forward runs tokens at positions c.Len()..c.Len()+len(tokens)-1 and appends their keys
+// and values to c. If logits is not nil, it receives the logits of the last token
+// (Vocab values) or, with opt.AllLogits, of every token (len(tokens) x Vocab). A nil
+// logits skips the LM head, as a prefill whose logits nobody reads should.
+//
+// Forward fails without changing c if the tokens do not fit in c (ErrContextFull), a token
+// id is out of range (ErrToken), or logits is too short. The Pool's threads share every
+// matrix product and the attention heads.
+func (m *Model) Forward(p *kernels.Pool, c *Cache, tokens []int32, logits []float32, opt *Options) error {
+	if opt == nil {
+		opt = &Options{}
+	}
+	if c.m != m {
+		return errors.New("model: the cache belongs to another model")
+	}
+	n := len(tokens)
+	if n == 0 {
+		return errors.New("model: forward pass of no tokens")
+	}
+	if c.n+n > c.cap {
+		return fmt.Errorf("%w: %d tokens at position %d need %d positions, the cache holds %d (%d over)",
+			ErrContextFull, n, c.n, c.n+n, c.cap, c.n+n-c.cap)
+	}
+	vocab := m.Config.Vocab
+	for i, t := range tokens {
+		if t < 0 || int(t) >= vocab {
+			return fmt.Errorf("%w: token %d (at %d) with a vocabulary of %d", ErrToken, t, i, vocab)
+		}
+	}
+	if logits != nil {
+		want := vocab
+		if opt.AllLogits {
+			want = n * vocab
+		}
+		if len(logits) < want {
+			return fmt.Errorf("model: logits has room for %d values, %d tokens need %d", len(logits), n, want)
+		}
+	}
+	for start := 0; start < n; start += MaxBatch {
+		nb := min(MaxBatch, n-start)
+		var out []float32
+		switch {
+		case logits == nil:
+		case opt.AllLogits:
+			out = logits[start*vocab : (start+nb)*vocab]
+		case start+nb == n:
+			out = logits[:vocab]
+		}
+		m.pass(p, c, tokens[start:start+nb], out, opt)
+	}
+	return nil
+}
+
+// Head applies the final RMSNorm and the LM head to n hidden states (n x Dim, for example
+// a LayerState's Hidden from an early layer), writing n x Vocab logits. hidden is
+// overwritten with its normalized form.
+func (m *Model) Head(p *kernels.Pool, hidden []float32, n int, logits []float32) {
+	dim := m.Config.Dim
+	for i := range n {
+		x := hidden[i*dim : (i+1)*dim]
+		kernels.RMSNorm(x, x, m.outNorm, m.Config.NormEps)
+	}
+	kernels.MatMul(p, logits, m.output, hidden, n)
+}
+
+// pass runs one batch of at most MaxBatch tokens through every layer.
+func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32, opt *Options) {
+	cfg := &m.Config
+	n, pos := len(tokens), c.n
+	ws := &c.ws
+	ws.ensure(c, n, p.Threads())
+	dim, qDim, kvDim, hd := cfg.Dim, cfg.QDim(), cfg.KVDim(), cfg.HeadDim
+	half := cfg.RopeDim / 2
+	x, xb := ws.x[:n*dim], ws.xb[:n*dim]
+	q, k, v := ws.q[:n*qDim], ws.k[:n*kvDim], ws.v[:n*kvDim]
+	att, proj := ws.att[:n*qDim], ws.proj[:n*dim]
+	gate, up := ws.gate[:n*cfg.FFN], ws.up[:n*cfg.FFN]
+	eps := cfg.NormEps
+	scale := float32(1 / math.Sqrt(float64(hd)))
+
+	for i, t := range tokens {
+		m.embed.Row(x[i*dim:(i+1)*dim], int(t))
+		m.rope.Angles(ws.cos[i*half:(i+1)*half], ws.sin[i*half:(i+1)*half], pos+i)
+	}
+	observe := opt.Observe
+	for li := range m.layers {
+		l := &m.layers[li]
+		if observe != nil {
+			copy(ws.input[:n*dim], x)
+		}
+		rmsNorm(xb, x, l.attnNorm, eps, dim)
+		kernels.MatMul(p, q, l.wq, xb, n)
+		kernels.MatMul(p, k, l.wk, xb, n)
+		kernels.MatMul(p, v, l.wv, xb, n)
+		if l.bq != nil {
+			addBias(q, l.bq)
+			addBias(k, l.bk)
+			addBias(v, l.bv)
+		}
+		if observe != nil {
+			copy(ws.kPre[:n*kvDim], k)
+		}
+		for i := range n {
+			cos, sin := ws.cos[i*half:(i+1)*half], ws.sin[i*half:(i+1)*half]
+			qi := q[i*qDim : (i+1)*qDim]
+			m.rotate(qi, cos, sin)
+			kernels.Scale(qi, scale)
+			m.rotate(k[i*kvDim:(i+1)*kvDim], cos, sin)
+		}
+		c.store(li, pos, n, k, v)
+		c.attention(p, li, pos, n)
+		kernels.MatMul(p, proj, l.wo, att, n)
+		kernels.Add(x, proj)
+
+		rmsNorm(xb, x, l.ffnNorm, eps, dim)
+		kernels.MatMul(p, gate, l.gate, xb, n)
+		kernels.MatMul(p, up, l.up, xb, n)
+		kernels.SiLUMul(gate, up)
+		kernels.MatMul(p, proj, l.down, gate, n)
+		kernels.Add(x, proj)
+
+		if observe != nil {
+			ws.state = LayerState{
+				Layer: li, Pos: pos, Tokens: n,
+				Input:       ws.input[:n*dim],
+				KeysPreRoPE: ws.kPre[:n*kvDim],
+				Keys:        k,
+				Values:      v,
+				Hidden:      x,
+			}
+			observe(&ws.state)
+		}
+	}
+	c.n += n
+
+	switch {
+	case logits == nil:
+	case len(logits) == cfg.Vocab && n > 1:
+		last := x[(n-1)*dim:]
+		kernels.RMSNorm(xb[:dim], last, m.outNorm, eps)
+		kernels.MatVec(p, logits, m.output, xb[:dim])
+	default:
+		rmsNorm(xb, x, m.outNorm, eps, dim)
+		kernels.MatMul(p, logits, m.output, xb, n)
+	}
+}
+
+// rotate applies RoPE to every head of x (one token's queries or keys), rotating the
+// first RopeDim elements of each head.
+func (m *Model) rotate(x, cos, sin []float32) {
+	cfg := &m.Config
+	if cfg.RopeDim == cfg.HeadDim {
+		m.rope.Rotate(x, cos, sin)
+		return
+	}
+	for h := 0; h+cfg.HeadDim <= len(x); h += cfg.HeadDim {
+		m.rope.Rotate(x[h:h+cfg.RopeDim], cos, sin)
+	}
+}
+
+// rmsNorm normalizes each dim-long vector of x into dst.
+func rmsNorm(dst, x, weight []float32, eps float32, dim int) {
+	for i := 0; i+dim <= len(x); i += dim {
+		kernels.RMSNorm(dst[i:i+dim], x[i:i+dim], weight, eps)
+	}
+}
+
+// addBias adds bias to each len(bias)-long vector of x.
+func addBias(x, bias []float32) {
+	for i := 0; i+len(bias) <= len(x); i += len(bias) {
+		kernels.Add(x[i:i+len(bias)], bias)
+	}
+}
