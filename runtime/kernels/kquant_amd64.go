@@ -2,8 +2,44 @@
 
 package kernels
 
+// dotQ4KVNNI computes, with AVX-512 VNNI on 256-bit vectors, what dotRowsQ4KRef does:
+// for r < len(dst), dst[r] = Σ_b xscale[b]·(d·Σ_j sc[j]·Σ q·x - dmin·Σ_j m[j]·Σ x) over
+// the nb super-blocks of row r (rowBytes bytes at w[r*rowBytes:]), with x the Q8_K
+// activation and xsum its 16-value sums. nb must be at least 1.
+//
+//go:noescape
+func dotQ4KVNNI(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16)
+
+// dotQ4KAVX2 is dotQ4KVNNI with AVX2 (VPMADDUBSW/VPMADDWD).
+//
+//go:noescape
+func dotQ4KAVX2(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16)
+
+// kquantDot wraps an assembly K-quant kernel as a dotRows after checking the sizes the
+// assembly relies on.
+func kquantDot(kernel func(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16), blockBytes int) func(dst []float32, w []byte, rowBytes int, a *Activation) {
+	return func(dst []float32, w []byte, rowBytes int, a *Activation) {
+		nb := rowBytes / blockBytes
+		if len(dst) == 0 {
+			return
+		}
+		if nb == 0 || nb*blockBytes != rowBytes || len(w) < len(dst)*rowBytes ||
+			len(a.Q8K) < nb*qkK || len(a.Q8KScale) < nb || len(a.Q8KSum) < nb*16 {
+			panic("kernels: K-quant dotRows: inconsistent sizes")
+		}
+		kernel(dst, w, rowBytes, nb, a.Q8K, a.Q8KScale, a.Q8KSum)
+	}
+}
+
 // q4KFast installs the SIMD Q4_K kernels cpuHas allows into f.
-func q4KFast(f *format) {}
+func q4KFast(f *format) {
+	switch {
+	case cpuHas.AVX512VNNI:
+		f.dotRows = kquantDot(dotQ4KVNNI, q4KBytes)
+	case cpuHas.AVX2FMA:
+		f.dotRows = kquantDot(dotQ4KAVX2, q4KBytes)
+	}
+}
 
 // q5KFast installs the SIMD Q5_K kernels cpuHas allows into f.
 func q5KFast(f *format) {}

@@ -292,3 +292,48 @@ func TestKQuantDequant(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkKQuantMatVec measures single-thread MatVec of a 1024x1024 matrix per format
+// and instruction-set level; the bytes are the weight bytes.
+func BenchmarkKQuantMatVec(b *testing.B) {
+	const rows, cols = 1024, 1024
+	r := rand.New(rand.NewPCG(13, 14))
+	x := kqRandVec(r, cols)
+	p := NewPool(1)
+	defer p.Close()
+	saved := cpuHas
+	defer func() { cpuHas = saved; reinit() }()
+	levels := []struct {
+		name string
+		on   bool
+		f    features
+	}{
+		{"generic", true, features{}},
+		{"avx2", saved.AVX2FMA, features{AVX2FMA: true}},
+		{"avx512", saved.AVX512VNNI, saved},
+	}
+	for _, tt := range kqTypes {
+		enc, err := Quantize(tt.t, kqRandVec(r, rows*cols))
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := NewMatrix(tt.t, rows, cols, enc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dst := make([]float32, rows)
+		for _, l := range levels {
+			if !l.on {
+				continue
+			}
+			b.Run(fmt.Sprintf("%v/%s", tt.t, l.name), func(b *testing.B) {
+				cpuHas = l.f
+				reinit()
+				b.SetBytes(int64(len(enc)))
+				for b.Loop() {
+					MatVec(p, dst, m, x)
+				}
+			})
+		}
+	}
+}
