@@ -3,7 +3,6 @@ package decode
 import (
 	"context"
 	"errors"
-	"unicode/utf8"
 
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
@@ -75,53 +74,5 @@ func (l *modelLM) maxBatch() int { return model.MaxBatch }
 // tokenizerCodec adapts a Tokenizer to the generation loop.
 type tokenizerCodec struct{ t *tokenizer.Tokenizer }
 
-func (c tokenizerCodec) isEOG(id int32) bool { return c.t.IsEOG(id) }
-func (c tokenizerCodec) newStream() textStream {
-	return &prefixStream{t: c.t}
-}
-
-// prefixStream decodes incrementally by decoding the whole generated sequence and
-// releasing the new bytes up to the last complete UTF-8 character, so it inherits
-// Decode's handling of leading spaces and control tokens exactly.
-type prefixStream struct {
-	t    *tokenizer.Tokenizer
-	ids  []int32
-	sent int // bytes of Decode(ids) already released
-}
-
-func (s *prefixStream) Add(id int32) string {
-	s.ids = append(s.ids, id)
-	text := s.t.Decode(s.ids)
-	if len(text) < s.sent {
-		return "" // cannot happen for a prefix-stable decoder; never re-send
-	}
-	end := completeUTF8(text, s.sent)
-	out := text[s.sent:end]
-	s.sent = end
-	return out
-}
-
-func (s *prefixStream) Flush() string {
-	text := s.t.Decode(s.ids)
-	if len(text) <= s.sent {
-		return ""
-	}
-	out := text[s.sent:]
-	s.sent = len(text)
-	return out
-}
-
-// completeUTF8 returns the end of the longest prefix of text that does not stop inside
-// a UTF-8 sequence which more bytes could still complete. It scans from start. Invalid
-// bytes count as complete (they are passed on as they are).
-func completeUTF8(text string, start int) int {
-	i := start
-	for i < len(text) {
-		r, size := utf8.DecodeRuneInString(text[i:])
-		if r == utf8.RuneError && size <= 1 && !utf8.FullRuneInString(text[i:]) {
-			return i // an incomplete sequence at the end: wait for more bytes
-		}
-		i += size
-	}
-	return i
-}
+func (c tokenizerCodec) isEOG(id int32) bool   { return c.t.IsEOG(id) }
+func (c tokenizerCodec) newStream() textStream { return c.t.NewDecoder() }

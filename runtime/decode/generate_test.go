@@ -287,29 +287,6 @@ func TestGenerateSampledIsSeeded(t *testing.T) {
 	}
 }
 
-func TestCompleteUTF8(t *testing.T) {
-	tests := []struct {
-		text  string
-		start int
-		want  int
-	}{
-		{"abc", 0, 3},
-		{"abc", 1, 3},
-		{"caf\xc3", 0, 3},          // é cut after its first byte
-		{"caf\xc3\xa9", 0, 5},      // complete é
-		{"\xe2\x82", 0, 0},         // € missing its last byte
-		{"x\xf0\x9f\x98", 1, 1},    // 4-byte emoji missing a byte
-		{"a\xffb", 0, 3},           // an invalid byte is passed on
-		{"a\xc3(", 0, 3},           // a broken sequence is passed on
-		{"\xf0\x9f\x98\x80", 0, 4}, // complete emoji
-	}
-	for _, tt := range tests {
-		if got := completeUTF8(tt.text, tt.start); got != tt.want {
-			t.Errorf("completeUTF8(%q, %d) = %d, want %d", tt.text, tt.start, got, tt.want)
-		}
-	}
-}
-
 func TestResultRates(t *testing.T) {
 	r := Result{PromptTokens: 100, PrefillDuration: 500_000_000, Tokens: make([]int32, 11), DecodeDuration: 2_000_000_000}
 	if got := r.PrefillTokensPerSecond(); got != 200 {
