@@ -44,5 +44,24 @@ func q4KFast(f *format) {
 // q5KFast installs the SIMD Q5_K kernels cpuHas allows into f.
 func q5KFast(f *format) {}
 
+// dotQ6KVNNI computes, with AVX-512 VNNI on 256-bit vectors, what dotRowsQ6KRef does:
+// for r < len(dst), dst[r] = Σ_b xscale[b]·d·Σ_k sc[k]·(Σ q·x - 32·xsum[k]) over the nb
+// super-blocks of row r (rowBytes bytes at w[r*rowBytes:]). nb must be at least 1.
+//
+//go:noescape
+func dotQ6KVNNI(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16)
+
+// dotQ6KAVX2 is dotQ6KVNNI with AVX2 (VPMADDUBSW/VPMADDWD).
+//
+//go:noescape
+func dotQ6KAVX2(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16)
+
 // q6KFast installs the SIMD Q6_K kernels cpuHas allows into f.
-func q6KFast(f *format) {}
+func q6KFast(f *format) {
+	switch {
+	case cpuHas.AVX512VNNI:
+		f.dotRows = kquantDot(dotQ6KVNNI, q6KBytes)
+	case cpuHas.AVX2FMA:
+		f.dotRows = kquantDot(dotQ6KAVX2, q6KBytes)
+	}
+}

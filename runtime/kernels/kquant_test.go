@@ -337,3 +337,49 @@ func BenchmarkKQuantMatVec(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkKQuantDotRows measures the kernels alone (no prepare, no pool) on 64 rows of
+// 1024 values, which stay in the L2 cache.
+func BenchmarkKQuantDotRows(b *testing.B) {
+	const rows, cols = 64, 1024
+	r := rand.New(rand.NewPCG(15, 16))
+	a := &Activation{F32: kqRandVec(r, cols)}
+	prepareQ8KRefOnly(a)
+	saved := cpuHas
+	defer func() { cpuHas = saved; reinit() }()
+	for _, tt := range kqTypes {
+		enc, err := Quantize(tt.t, kqRandVec(r, rows*cols))
+		if err != nil {
+			b.Fatal(err)
+		}
+		rb := len(enc) / rows
+		dst := make([]float32, rows)
+		for _, l := range []struct {
+			name string
+			on   bool
+			f    features
+		}{{"avx2", saved.AVX2FMA, features{AVX2FMA: true}}, {"avx512", saved.AVX512VNNI, saved}} {
+			if !l.on {
+				continue
+			}
+			b.Run(fmt.Sprintf("%v/%s", tt.t, l.name), func(b *testing.B) {
+				cpuHas = l.f
+				reinit()
+				f := formats[tt.t]
+				b.SetBytes(int64(len(enc)))
+				for b.Loop() {
+					f.dotRows(dst, enc, rb, a)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkQuantizeQ8K measures the activation quantization of 1024 values.
+func BenchmarkQuantizeQ8K(b *testing.B) {
+	r := rand.New(rand.NewPCG(17, 18))
+	a := &Activation{F32: kqRandVec(r, 1024)}
+	for b.Loop() {
+		prepareQ8K(a)
+	}
+}
