@@ -1,0 +1,240 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"squeeze/runtime/gguf"
+	"squeeze/runtime/kernels"
+)
+
+// sharedPath returns the path of a file under the shared folder beside the repository
+// root (the directory holding go.mod), or skips the test if it is absent.
+func sharedPath(t testing.TB, elem ...string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("repository root (go.mod) not found")
+		}
+		dir = parent
+	}
+	p := filepath.Join(append([]string{dir, "..", "shared"}, elem...)...)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("%s is absent (%v): skipping", strings.Join(elem, "/"), err)
+	}
+	return p
+}
+
+// openModel opens and loads a shared model file, closing it when the test ends.
+func openModel(t testing.TB, elem ...string) *Model {
+	t.Helper()
+	f, err := gguf.Open(sharedPath(t, elem...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	m, err := Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// reference is the content of a model folder's reference.json: an independent fp32
+// forward pass's logits and greedy continuations.
+type reference struct {
+	Model string `json:"model"`
+	Cases []struct {
+		Text      string      `json:"text"`
+		Tokens    []int32     `json:"tokens"`
+		Positions []int       `json:"positions"`
+		Logits    [][]float32 `json:"logits"`
+		Greedy    []int32     `json:"greedy_next32"`
+	} `json:"cases"`
+}
+
+func loadReference(t *testing.T, folder string) reference {
+	t.Helper()
+	data, err := os.ReadFile(sharedPath(t, "models", folder, "reference.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref reference
+	if err := json.Unmarshal(data, &ref); err != nil {
+		t.Fatalf("reference.json: %v", err)
+	}
+	return ref
+}
+
+// relDiff returns max |a-b| / max |b|.
+func relDiff(a, b []float32) float64 {
+	var d, s float64
+	for i := range b {
+		d = max(d, math.Abs(float64(a[i])-float64(b[i])))
+		s = max(s, math.Abs(float64(b[i])))
+	}
+	return d / s
+}
+
+func argmax(x []float32) int32 {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return int32(best)
+}
+
+// openDequantized loads a shared model file with every weight decoded to F32, so that
+// matrix products run on float activations (quantized formats otherwise round the
+// activations to 8 bits, as llama.cpp does).
+func openDequantized(t testing.TB, elem ...string) *Model {
+	t.Helper()
+	f, err := gguf.Open(sharedPath(t, elem...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	cfg, err := configFrom(f.Get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := build(cfg, func(name string) (*gguf.TensorInfo, []byte, error) {
+		info, data, err := f.Tensor(name)
+		if err != nil || info.Type == gguf.TypeF32 {
+			return info, data, err
+		}
+		x := make([]float32, info.Elements())
+		if err := kernels.Dequantize(info.Type, x, data); err != nil {
+			return nil, nil, err
+		}
+		out := *info
+		out.Type = gguf.TypeF32
+		b, _ := kernels.Quantize(gguf.TypeF32, x)
+		return &out, b, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestReference checks the reference models' logits and greedy continuations against
+// reference.json, with both cache types. gocode-demo's Q8_0 weights are also run
+// dequantized: its reference logits come from float activations, while the Q8_0 kernels
+// round activations to 8 bits, which moves logits by about 2%.
+func TestReference(t *testing.T) {
+	models := []struct {
+		folder, file string
+		dequantize   bool
+		tol          float64
+	}{
+		{"gocode-22m", "gocode-22m.gguf", false, 1e-3},
+		{"gocode-demo", "gocode-demo.gguf", true, 1e-3},
+		{"gocode-demo", "gocode-demo.gguf", false, 5e-2},
+		{"gocode-shared", "gocode-shared.gguf", false, 1e-3},
+	}
+	p := kernels.NewPool(2)
+	defer p.Close()
+	for _, mf := range models {
+		for _, kind := range []CacheType{CacheF32, CacheF16} {
+			name := fmt.Sprintf("%s/%v", mf.folder, kind)
+			if mf.dequantize {
+				name += "/dequantized"
+			}
+			t.Run(name, func(t *testing.T) {
+				ref := loadReference(t, mf.folder)
+				var m *Model
+				if mf.dequantize {
+					m = openDequantized(t, "models", mf.folder, mf.file)
+				} else {
+					m = openModel(t, "models", mf.folder, mf.file)
+				}
+				vocab := m.Config.Vocab
+				for ci, tc := range ref.Cases {
+					n := len(tc.Tokens)
+					c, err := m.NewCache(n+len(tc.Greedy), kind)
+					if err != nil {
+						t.Fatal(err)
+					}
+					logits := make([]float32, n*vocab)
+					if err := m.Forward(p, c, tc.Tokens, logits, &Options{AllLogits: true}); err != nil {
+						t.Fatal(err)
+					}
+					worst := 0.0
+					for pi, pos := range tc.Positions {
+						worst = max(worst, relDiff(logits[pos*vocab:(pos+1)*vocab], tc.Logits[pi]))
+					}
+					t.Logf("case %d (%d tokens): max|diff|/max|logit| = %.2e", ci, n, worst)
+					if worst >= mf.tol {
+						t.Errorf("case %d: logits differ from the reference by %.2e (limit %.0e)", ci, worst, mf.tol)
+					}
+					next := argmax(logits[(n-1)*vocab:])
+					last := make([]float32, vocab)
+					var got []int32
+					for range tc.Greedy {
+						got = append(got, next)
+						if err := m.Forward(p, c, []int32{next}, last, nil); err != nil {
+							t.Fatal(err)
+						}
+						next = argmax(last)
+					}
+					if fmt.Sprint(got) != fmt.Sprint(tc.Greedy) {
+						t.Errorf("case %d: greedy continuation\n got %v\nwant %v", ci, got, tc.Greedy)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestPrefillMatchesDecode checks that one batched pass and a token-by-token loop give the
+// same logits.
+func TestPrefillMatchesDecode(t *testing.T) {
+	ref := loadReference(t, "gocode-22m")
+	m := openModel(t, "models", "gocode-22m", "gocode-22m.gguf")
+	p := kernels.NewPool(2)
+	defer p.Close()
+	tokens := ref.Cases[1].Tokens
+	if testing.Short() {
+		tokens = tokens[:64]
+	}
+	n, vocab := len(tokens), m.Config.Vocab
+	for _, kind := range []CacheType{CacheF32, CacheF16} {
+		batch, err := m.NewCache(n, kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all := make([]float32, n*vocab)
+		if err := m.Forward(p, batch, tokens, all, &Options{AllLogits: true}); err != nil {
+			t.Fatal(err)
+		}
+		single, _ := m.NewCache(n, kind)
+		one := make([]float32, vocab)
+		worst := 0.0
+		for i, tok := range tokens {
+			if err := m.Forward(p, single, []int32{tok}, one, nil); err != nil {
+				t.Fatal(err)
+			}
+			worst = max(worst, relDiff(one, all[i*vocab:(i+1)*vocab]))
+		}
+		t.Logf("%v cache, %d tokens: batched vs one at a time: max rel diff %.2e", kind, n, worst)
+		if worst > 1e-5 {
+			t.Errorf("%v cache: batched and token-by-token logits differ by %.2e", kind, worst)
+		}
+	}
+}
