@@ -1,0 +1,201 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	"squeeze/runtime/gguf"
+)
+
+// benchRef runs bench once with the fastest kernels and once with the pure-Go
+// reference, as sub-benchmarks "simd" and "ref".
+func benchRef(b *testing.B, bench func(b *testing.B)) {
+	saved := cpuHas
+	defer func() { cpuHas = saved; reinit() }()
+	b.Run("simd", bench)
+	cpuHas = features{}
+	reinit()
+	b.Run("ref", bench)
+}
+
+// gocode-22m's matrix shapes (rows x cols): attention and FFN up, FFN down, output.
+var benchShapes = []struct{ rows, cols int }{{1024, 384}, {384, 1024}, {8192, 384}}
+
+func benchMatrix(b *testing.B, typ gguf.Type, rows, cols int) *Matrix {
+	r := rand.New(rand.NewPCG(1, 1))
+	enc, err := Quantize(typ, randF32(r, rows*cols))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := NewMatrix(typ, rows, cols, enc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// BenchmarkMatVecFloat measures the decode path (one vector) per plain float format;
+// the reported throughput is weight bytes per second.
+func BenchmarkMatVecFloat(b *testing.B) {
+	for _, typ := range floatTypes {
+		for _, sh := range benchShapes {
+			for _, threads := range []int{1, 2} {
+				b.Run(fmt.Sprintf("%v/%dx%d/t%d", typ, sh.rows, sh.cols, threads), func(b *testing.B) {
+					m := benchMatrix(b, typ, sh.rows, sh.cols)
+					p := NewPool(threads)
+					defer p.Close()
+					x := randF32(rand.New(rand.NewPCG(2, 2)), sh.cols)
+					dst := make([]float32, sh.rows)
+					b.SetBytes(int64(len(m.Data)))
+					b.ReportAllocs()
+					for b.Loop() {
+						MatVec(p, dst, m, x)
+					}
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkMatMulF16 measures batched products on F16 weights (speculative
+// verification n = 2..8, prompt processing n = 512) and reports GFLOP/s.
+func BenchmarkMatMulF16(b *testing.B) {
+	for _, n := range []int{1, 2, 4, 8, 16, 64, 512} {
+		for _, sh := range benchShapes {
+			for _, threads := range []int{1, 2} {
+				b.Run(fmt.Sprintf("n%d/%dx%d/t%d", n, sh.rows, sh.cols, threads), func(b *testing.B) {
+					benchMatMul(b, gguf.TypeF16, sh.rows, sh.cols, n, threads)
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkMatMulPaths compares the dotRows path with the GEMM path on small batches
+// (where gemmMinN sits).
+func BenchmarkMatMulPaths(b *testing.B) {
+	for _, n := range []int{2, 4, 6, 8, 12, 16, 24} {
+		for _, path := range []struct {
+			name string
+			minN int
+		}{{"rows", 1 << 30}, {"gemm", 1}} {
+			b.Run(fmt.Sprintf("n%d/%s", n, path.name), func(b *testing.B) {
+				saved := gemmMinN
+				defer func() { gemmMinN = saved }()
+				gemmMinN = path.minN
+				benchMatMul(b, gguf.TypeF16, 1024, 384, n, 1)
+			})
+		}
+	}
+}
+
+// BenchmarkMatMulTypes runs prompt-sized batches on every registered format.
+func BenchmarkMatMulTypes(b *testing.B) {
+	for typ := range formats {
+		for _, path := range []struct {
+			name string
+			minN int
+		}{{"rows", 1 << 30}, {"gemm", 1}} {
+			b.Run(fmt.Sprintf("%v/n512/384x1024/%s", typ, path.name), func(b *testing.B) {
+				saved := gemmMinN
+				defer func() { gemmMinN = saved }()
+				gemmMinN = path.minN
+				benchMatMul(b, typ, 384, 1024, 512, 1)
+			})
+		}
+	}
+}
+
+func benchMatMul(b *testing.B, typ gguf.Type, rows, cols, n, threads int) {
+	m := benchMatrix(b, typ, rows, cols)
+	p := NewPool(threads)
+	defer p.Close()
+	x := randF32(rand.New(rand.NewPCG(2, 2)), n*cols)
+	dst := make([]float32, n*rows)
+	b.SetBytes(int64(len(m.Data)))
+	b.ReportAllocs()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu0 := threadCPU()
+	for b.Loop() {
+		MatMul(p, dst, m, x, n)
+	}
+	flop := 2 * float64(rows*cols*n) * float64(b.N)
+	b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	if cpu := threadCPU() - cpu0; cpu > 0 && threads == 1 {
+		b.ReportMetric(flop/cpu.Seconds()/1e9, "GFLOP/s-cpu")
+	}
+}
+
+// BenchmarkPoolFor measures the cost of handing out an empty parallel loop.
+func BenchmarkPoolFor(b *testing.B) {
+	p := NewPool(2)
+	defer p.Close()
+	fn := func(lo, hi int) {}
+	b.ReportAllocs()
+	for b.Loop() {
+		p.For(64, 1, fn)
+	}
+}
+
+// BenchmarkOps measures the vector kernels of attention at typical lengths.
+func BenchmarkOps(b *testing.B) {
+	for _, n := range []int{64, 256, 1024, 8192} {
+		r := rand.New(rand.NewPCG(3, 3))
+		x, y := randF32(r, n), randF32(r, n)
+		h := make([]uint16, n)
+		F32ToF16Slice(h, y)
+		b.Run(fmt.Sprintf("Dot/%d", n), func(b *testing.B) {
+			benchRef(b, func(b *testing.B) {
+				b.SetBytes(int64(8 * n))
+				for b.Loop() {
+					Dot(x, y)
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("DotF16/%d", n), func(b *testing.B) {
+			benchRef(b, func(b *testing.B) {
+				b.SetBytes(int64(6 * n))
+				for b.Loop() {
+					DotF16(x, h)
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("Axpy/%d", n), func(b *testing.B) {
+			benchRef(b, func(b *testing.B) {
+				b.SetBytes(int64(12 * n))
+				for b.Loop() {
+					Axpy(0.5, x, y)
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("AxpyF16/%d", n), func(b *testing.B) {
+			benchRef(b, func(b *testing.B) {
+				b.SetBytes(int64(10 * n))
+				for b.Loop() {
+					AxpyF16(0.5, h, y)
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("Softmax/%d", n), func(b *testing.B) {
+			benchRef(b, func(b *testing.B) {
+				b.SetBytes(int64(4 * n))
+				for b.Loop() {
+					copy(y, x)
+					Softmax(y)
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("SiLUMul/%d", n), func(b *testing.B) {
+			benchRef(b, func(b *testing.B) {
+				b.SetBytes(int64(8 * n))
+				for b.Loop() {
+					copy(y, x)
+					SiLUMul(y, x)
+				}
+			})
+		})
+	}
+}
