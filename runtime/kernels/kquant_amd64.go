@@ -31,6 +31,27 @@ func kquantDot(kernel func(dst []float32, w []byte, rowBytes, nb int, x []int8, 
 	}
 }
 
+// quantizeQ8KAVX2 is quantizeQ8KRef with AVX2 for len(scale) super-blocks: q and x
+// hold 256 values per super-block, sum 16.
+//
+//go:noescape
+func quantizeQ8KAVX2(q []int8, scale []float32, sum []int16, x []float32)
+
+func init() {
+	addReinit(func() {
+		quantizeQ8K = quantizeQ8KRef
+		if cpuHas.AVX2FMA {
+			quantizeQ8K = func(q []int8, scale []float32, sum []int16, x []float32) {
+				nb := len(scale)
+				if len(q) < nb*qkK || len(sum) < nb*16 || len(x) < nb*qkK {
+					panic("kernels: quantizeQ8K: inconsistent sizes")
+				}
+				quantizeQ8KAVX2(q, scale, sum, x)
+			}
+		}
+	})
+}
+
 // q4KFast installs the SIMD Q4_K kernels cpuHas allows into f.
 func q4KFast(f *format) {
 	switch {
