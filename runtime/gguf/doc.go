@@ -32,8 +32,9 @@
 //
 // Open and Parse treat the file as untrusted. Every count and length read from it is
 // checked against the bytes that remain before anything is allocated, so a hostile header
-// cannot make them allocate much more than the file's size; sizes and offsets are computed
-// with overflow checks; arrays may nest at most 8 deep. No input makes them panic. Every
+// cannot make them allocate more than a small multiple of the file's size (under 16 times;
+// a test checks the worst cases); sizes and offsets are computed with overflow checks;
+// arrays may nest at most 8 deep. No input makes them panic (FuzzParse checks). Every
 // error for bad input wraps one of ErrNotGGUF, ErrVersion, ErrTruncated, ErrCorrupt or
 // ErrUnknownType and says what was wrong and, where it applies, at which byte or in which
 // tensor. Duplicate metadata keys and duplicate tensor names are errors (ErrCorrupt).

@@ -59,7 +59,7 @@ func TestParseErrors(t *testing.T) {
 		{"no version", []byte("GGUF\x03"), gguf.ErrTruncated, "version"},
 		{"version 1", header(1, 0, 0), gguf.ErrVersion, "version 1"},
 		{"version 4", header(4, 0, 0), gguf.ErrVersion, "version 4"},
-		{"big-endian version", raw("GGUF").u32(3 << 24), gguf.ErrVersion, ""},
+		{"big-endian version", raw("GGUF").u32(3 << 24), gguf.ErrVersion, "big-endian"},
 		{"no counts", raw("GGUF").u32(3).u64(0), gguf.ErrTruncated, "metadata count"},
 		{"huge metadata count", header(3, 0, 1<<62), gguf.ErrTruncated, "metadata entries"},
 		{"huge tensor count", header(3, 1<<62, 0), gguf.ErrTruncated, "tensor infos"},

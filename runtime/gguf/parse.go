@@ -263,6 +263,9 @@ func Parse(data []byte) (*File, error) {
 		return nil, err
 	}
 	if version != 2 && version != 3 {
+		if v := bits.ReverseBytes32(version); v == 2 || v == 3 {
+			return nil, fmt.Errorf("%w: big-endian GGUF (version %d), this package reads little-endian files", ErrVersion, v)
+		}
 		return nil, fmt.Errorf("%w: version %d, this package reads versions 2 and 3", ErrVersion, version)
 	}
 	f := &File{Version: version, Alignment: DefaultAlignment, data: data}
