@@ -233,7 +233,13 @@ func TestPrefillMatchesDecode(t *testing.T) {
 			worst = max(worst, relDiff(one, all[i*vocab:(i+1)*vocab]))
 		}
 		t.Logf("%v cache, %d tokens: batched vs one at a time: max rel diff %.2e", kind, n, worst)
-		if worst > 1e-5 {
+		// Batched and single-vector products sum in different orders; an f16 cache can
+		// turn that last-bit difference into one f16 rounding step (2^-11).
+		tol := 1e-5
+		if kind == CacheF16 {
+			tol = 1e-3
+		}
+		if worst > tol {
 			t.Errorf("%v cache: batched and token-by-token logits differ by %.2e", kind, worst)
 		}
 	}
