@@ -4,6 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -54,5 +57,39 @@ func TestDevRoundTrip(t *testing.T) {
 				t.Errorf("dev.txt: %d tokens with hash %s, want %d tokens with hash %s", len(ids), idsHash(ids), c.count, c.hash)
 			}
 		})
+	}
+}
+
+// TestConcurrentEncode encodes the documents of dev.txt from several goroutines at once
+// (the word cache is shared) and checks the results against a sequential pass.
+func TestConcurrentEncode(t *testing.T) {
+	tok := ggufTokenizer(t, "gocode-demo/gocode-demo.gguf")
+	_, docs := devDocuments(t)
+	if testing.Short() {
+		docs = docs[:20]
+	}
+	want := make([][]int32, len(docs))
+	for i, doc := range docs {
+		want[i] = tok.Encode(doc, true)
+	}
+	tok.bpe.mu.Lock()
+	clear(tok.bpe.cache)
+	tok.bpe.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make(chan string, 4*len(docs))
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range docs {
+				j := (i + g*len(docs)/4) % len(docs)
+				if got := tok.Encode(docs[j], true); !slices.Equal(got, want[j]) {
+					errs <- fmt.Sprintf("goroutine %d, document %d: ids differ from the sequential pass", g, j)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

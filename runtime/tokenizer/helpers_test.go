@@ -10,13 +10,13 @@ import (
 	"squeeze/runtime/gguf"
 )
 
-// sharedPath returns the path of a file under the shared folder beside the repository
-// (../shared from the repository root), skipping the test when it is absent.
-func sharedPath(t testing.TB, parts ...string) string {
-	t.Helper()
+// sharedFile returns the path of a file under the shared folder beside the repository
+// (../shared from the repository root, found by walking up to go.mod) and whether it
+// exists.
+func sharedFile(parts ...string) (string, bool) {
 	dir, err := os.Getwd()
 	if err != nil {
-		t.Fatal(err)
+		return "", false
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
@@ -24,13 +24,21 @@ func sharedPath(t testing.TB, parts ...string) string {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Skip("repository root (go.mod) not found")
+			return "", false
 		}
 		dir = parent
 	}
 	p := filepath.Join(append([]string{dir, "..", "shared"}, parts...)...)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("reference file %s is absent: %v", filepath.Join(append([]string{"..", "shared"}, parts...)...), err)
+	_, err = os.Stat(p)
+	return p, err == nil
+}
+
+// sharedPath is sharedFile for tests: it skips the test when the file is absent.
+func sharedPath(t testing.TB, parts ...string) string {
+	t.Helper()
+	p, ok := sharedFile(parts...)
+	if !ok {
+		t.Skipf("reference file %s is absent", filepath.Join(append([]string{"..", "shared"}, parts...)...))
 	}
 	return p
 }

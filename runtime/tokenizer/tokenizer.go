@@ -185,6 +185,7 @@ func (t *Tokenizer) Decode(ids []int32) string {
 // their text (such as "<s>").
 func (t *Tokenizer) DecodeWithSpecials(ids []int32, renderSpecial bool) string {
 	var sb strings.Builder
+	sb.Grow(3 * len(ids))
 	strip := t.spacePrefix
 	for _, id := range ids {
 		piece, special, ok := t.decodePiece(id, renderSpecial)
