@@ -174,6 +174,10 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := gguf.Open(filepath.Join(dir, "missing.gguf")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v, want os.ErrNotExist", err)
 	}
+	// A device cannot be mapped: Open reads it instead, finding nothing.
+	if _, err := gguf.Open(os.DevNull); !errors.Is(err, gguf.ErrNotGGUF) {
+		t.Errorf("Open(%s): %v, want ErrNotGGUF", os.DevNull, err)
+	}
 	for _, tc := range []struct {
 		name string
 		data []byte

@@ -4,17 +4,23 @@ package gguf
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"os"
 
 	"golang.org/x/sys/unix"
 )
 
-// mapFile maps fd read-only. An empty file maps to nil (mmap rejects length 0).
+// mapFile maps fd read-only. An empty file maps to nil (mmap rejects length 0); a pipe or
+// other non-regular file, which cannot be mapped, is read into memory.
 func mapFile(fd *os.File) (data []byte, unmap func() error, err error) {
 	st, err := fd.Stat()
 	if err != nil {
 		return nil, nil, err
+	}
+	if !st.Mode().IsRegular() {
+		data, err = io.ReadAll(fd)
+		return data, nil, err
 	}
 	size := st.Size()
 	if size == 0 {

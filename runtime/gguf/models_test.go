@@ -172,3 +172,17 @@ func TestOpenMapsData(t *testing.T) {
 		t.Errorf("Open allocated %d bytes on the heap for a %d-byte file, want < %d", grew, st.Size(), limit)
 	}
 }
+
+// BenchmarkOpen measures opening a model: mapping it and parsing its header, whose
+// vocabulary and merges are most of the work.
+func BenchmarkOpen(b *testing.B) {
+	path := sharedModel(b, "gocode-22m/gocode-22m.gguf")
+	b.ReportAllocs()
+	for b.Loop() {
+		f, err := gguf.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+}
