@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Exit statuses. They are decided in one place, exitCode, and listed in every command's
@@ -42,7 +43,13 @@ type modelError struct {
 	err  error
 }
 
-func (e *modelError) Error() string { return fmt.Sprintf("model %s: %v", e.path, e.err) }
+func (e *modelError) Error() string {
+	msg := e.err.Error()
+	if !strings.Contains(msg, e.path) {
+		msg = e.path + ": " + msg
+	}
+	return "model: " + msg
+}
 func (e *modelError) Unwrap() error { return e.err }
 
 // exitCode maps an error returned by a command to the process exit status.
