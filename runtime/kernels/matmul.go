@@ -1,6 +1,6 @@
 package kernels
 
-// gemmMinN is the batch size from which MatMul packs weight panels and runs the GEMM
+// gemmMinN is the batch size from which MatMul packs the activations and runs the GEMM
 // micro-kernel; smaller batches run dotRows per vector over row blocks that stay in
 // cache, so the weights still come from memory once per call. Measured on F16
 // (AMD Zen 4): dotRows runs at about 50 GFLOP/s per core, the GEMM at about 72 with

@@ -37,9 +37,30 @@ func Axpy(alpha float32, x, y []float32) {
 // Add sets dst[i] += x[i] for i < len(x).
 func Add(dst, x []float32) { Axpy(1, x, dst) }
 
+// opsKernels is one instruction-set level's element-wise kernels; each takes a multiple
+// of 8 elements (max at least 8), the Go wrappers do the rest.
+type opsKernels struct {
+	expSubSum func(x *float32, n int, m float32) float32
+	siluMul   func(gate, up *float32, n int)
+	exp       func(x *float32, n int)
+	max       func(x *float32, n int) float32
+	scale     func(x *float32, n int, a float32)
+}
+
+// opsK is the element-wise kernel set in use, nil when only the reference is allowed.
+var opsK *opsKernels
+
+func init() { addReinit(func() { opsK = opsKernelsFor() }) }
+
 // Scale sets x[i] *= a.
 func Scale(x []float32, a float32) {
-	for i := range x {
+	k := opsK
+	nv := 0
+	if k != nil {
+		nv = len(x) &^ 7
+		k.scale(unsafe.SliceData(x), nv, a)
+	}
+	for i := nv; i < len(x); i++ {
 		x[i] *= a
 	}
 }
@@ -47,10 +68,15 @@ func Scale(x []float32, a float32) {
 // RMSNorm sets dst[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]. dst may alias x.
 func RMSNorm(dst, x, weight []float32, eps float32) {
 	var ss float64
-	for _, v := range x {
-		ss += float64(v) * float64(v)
+	if fk != nil {
+		ss = float64(Dot(x, x))
+	} else {
+		for _, v := range x {
+			ss += float64(v) * float64(v)
+		}
 	}
 	inv := float32(1 / math.Sqrt(ss/float64(len(x))+float64(eps)))
+	dst, weight = dst[:len(x)], weight[:len(x)]
 	for i, v := range x {
 		dst[i] = v * inv * weight[i]
 	}
@@ -58,25 +84,31 @@ func RMSNorm(dst, x, weight []float32, eps float32) {
 
 // Softmax replaces x with exp(x - max x) / sum, in place. It returns the log of the
 // normalizer, max + log(sum), so callers can merge partial softmaxes (log-sum-exp).
-// An empty x returns -Inf.
+// An empty x returns -Inf. The SIMD exp has a relative error of about 2e-7.
 func Softmax(x []float32) float32 {
 	if len(x) == 0 {
 		return float32(math.Inf(-1))
 	}
+	k := opsK
+	nv := 0
 	m := x[0]
-	for _, v := range x[1:] {
+	if k != nil && len(x) >= 8 {
+		nv = len(x) &^ 7
+		m = k.max(unsafe.SliceData(x), nv)
+	}
+	for _, v := range x[nv:] {
 		m = max(m, v)
 	}
 	var sum float32
-	for i, v := range x {
-		e := float32(math.Exp(float64(v - m)))
+	if nv > 0 {
+		sum = k.expSubSum(unsafe.SliceData(x), nv, m)
+	}
+	for i := nv; i < len(x); i++ {
+		e := float32(math.Exp(float64(x[i] - m)))
 		x[i] = e
 		sum += e
 	}
-	inv := 1 / sum
-	for i := range x {
-		x[i] *= inv
-	}
+	Scale(x, 1/sum)
 	return m + float32(math.Log(float64(sum)))
 }
 
@@ -84,7 +116,14 @@ func Softmax(x []float32) float32 {
 // the SwiGLU activation.
 func SiLUMul(gate, up []float32) {
 	up = up[:len(gate)]
-	for i, g := range gate {
+	k := opsK
+	nv := 0
+	if k != nil {
+		nv = len(gate) &^ 7
+		k.siluMul(unsafe.SliceData(gate), unsafe.SliceData(up), nv)
+	}
+	for i := nv; i < len(gate); i++ {
+		g := gate[i]
 		gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
 	}
 }

@@ -1,0 +1,403 @@
+//go:build amd64 && !purego
+
+// Code in this file is written as repeated blocks; see ops_amd64.go for what each
+// function computes. exp(x) follows the Cody-Waite scheme: n = round(x*log2(e)),
+// r = x - n*ln2 in two parts, exp(r) by its degree-7 Taylor polynomial (truncation
+// error below 1e-8 for |r| <= ln2/2), times 2^n built in the exponent field.
+
+#include "textflag.h"
+
+DATA ·expHi<>+0(SB)/4, $0x42b0bd71
+DATA ·expHi<>+4(SB)/4, $0x42b0bd71
+DATA ·expHi<>+8(SB)/4, $0x42b0bd71
+DATA ·expHi<>+12(SB)/4, $0x42b0bd71
+DATA ·expHi<>+16(SB)/4, $0x42b0bd71
+DATA ·expHi<>+20(SB)/4, $0x42b0bd71
+DATA ·expHi<>+24(SB)/4, $0x42b0bd71
+DATA ·expHi<>+28(SB)/4, $0x42b0bd71
+GLOBL ·expHi<>(SB), RODATA|NOPTR, $32
+DATA ·expLo<>+0(SB)/4, $0xc2aeac4f
+DATA ·expLo<>+4(SB)/4, $0xc2aeac4f
+DATA ·expLo<>+8(SB)/4, $0xc2aeac4f
+DATA ·expLo<>+12(SB)/4, $0xc2aeac4f
+DATA ·expLo<>+16(SB)/4, $0xc2aeac4f
+DATA ·expLo<>+20(SB)/4, $0xc2aeac4f
+DATA ·expLo<>+24(SB)/4, $0xc2aeac4f
+DATA ·expLo<>+28(SB)/4, $0xc2aeac4f
+GLOBL ·expLo<>(SB), RODATA|NOPTR, $32
+DATA ·log2e<>+0(SB)/4, $0x3fb8aa3b
+DATA ·log2e<>+4(SB)/4, $0x3fb8aa3b
+DATA ·log2e<>+8(SB)/4, $0x3fb8aa3b
+DATA ·log2e<>+12(SB)/4, $0x3fb8aa3b
+DATA ·log2e<>+16(SB)/4, $0x3fb8aa3b
+DATA ·log2e<>+20(SB)/4, $0x3fb8aa3b
+DATA ·log2e<>+24(SB)/4, $0x3fb8aa3b
+DATA ·log2e<>+28(SB)/4, $0x3fb8aa3b
+GLOBL ·log2e<>(SB), RODATA|NOPTR, $32
+DATA ·ln2Hi<>+0(SB)/4, $0x3f318000
+DATA ·ln2Hi<>+4(SB)/4, $0x3f318000
+DATA ·ln2Hi<>+8(SB)/4, $0x3f318000
+DATA ·ln2Hi<>+12(SB)/4, $0x3f318000
+DATA ·ln2Hi<>+16(SB)/4, $0x3f318000
+DATA ·ln2Hi<>+20(SB)/4, $0x3f318000
+DATA ·ln2Hi<>+24(SB)/4, $0x3f318000
+DATA ·ln2Hi<>+28(SB)/4, $0x3f318000
+GLOBL ·ln2Hi<>(SB), RODATA|NOPTR, $32
+DATA ·ln2Lo<>+0(SB)/4, $0xb95e8083
+DATA ·ln2Lo<>+4(SB)/4, $0xb95e8083
+DATA ·ln2Lo<>+8(SB)/4, $0xb95e8083
+DATA ·ln2Lo<>+12(SB)/4, $0xb95e8083
+DATA ·ln2Lo<>+16(SB)/4, $0xb95e8083
+DATA ·ln2Lo<>+20(SB)/4, $0xb95e8083
+DATA ·ln2Lo<>+24(SB)/4, $0xb95e8083
+DATA ·ln2Lo<>+28(SB)/4, $0xb95e8083
+GLOBL ·ln2Lo<>(SB), RODATA|NOPTR, $32
+DATA ·c7<>+0(SB)/4, $0x39500d01
+DATA ·c7<>+4(SB)/4, $0x39500d01
+DATA ·c7<>+8(SB)/4, $0x39500d01
+DATA ·c7<>+12(SB)/4, $0x39500d01
+DATA ·c7<>+16(SB)/4, $0x39500d01
+DATA ·c7<>+20(SB)/4, $0x39500d01
+DATA ·c7<>+24(SB)/4, $0x39500d01
+DATA ·c7<>+28(SB)/4, $0x39500d01
+GLOBL ·c7<>(SB), RODATA|NOPTR, $32
+DATA ·c6<>+0(SB)/4, $0x3ab60b61
+DATA ·c6<>+4(SB)/4, $0x3ab60b61
+DATA ·c6<>+8(SB)/4, $0x3ab60b61
+DATA ·c6<>+12(SB)/4, $0x3ab60b61
+DATA ·c6<>+16(SB)/4, $0x3ab60b61
+DATA ·c6<>+20(SB)/4, $0x3ab60b61
+DATA ·c6<>+24(SB)/4, $0x3ab60b61
+DATA ·c6<>+28(SB)/4, $0x3ab60b61
+GLOBL ·c6<>(SB), RODATA|NOPTR, $32
+DATA ·c5<>+0(SB)/4, $0x3c088889
+DATA ·c5<>+4(SB)/4, $0x3c088889
+DATA ·c5<>+8(SB)/4, $0x3c088889
+DATA ·c5<>+12(SB)/4, $0x3c088889
+DATA ·c5<>+16(SB)/4, $0x3c088889
+DATA ·c5<>+20(SB)/4, $0x3c088889
+DATA ·c5<>+24(SB)/4, $0x3c088889
+DATA ·c5<>+28(SB)/4, $0x3c088889
+GLOBL ·c5<>(SB), RODATA|NOPTR, $32
+DATA ·c4<>+0(SB)/4, $0x3d2aaaab
+DATA ·c4<>+4(SB)/4, $0x3d2aaaab
+DATA ·c4<>+8(SB)/4, $0x3d2aaaab
+DATA ·c4<>+12(SB)/4, $0x3d2aaaab
+DATA ·c4<>+16(SB)/4, $0x3d2aaaab
+DATA ·c4<>+20(SB)/4, $0x3d2aaaab
+DATA ·c4<>+24(SB)/4, $0x3d2aaaab
+DATA ·c4<>+28(SB)/4, $0x3d2aaaab
+GLOBL ·c4<>(SB), RODATA|NOPTR, $32
+DATA ·c3<>+0(SB)/4, $0x3e2aaaab
+DATA ·c3<>+4(SB)/4, $0x3e2aaaab
+DATA ·c3<>+8(SB)/4, $0x3e2aaaab
+DATA ·c3<>+12(SB)/4, $0x3e2aaaab
+DATA ·c3<>+16(SB)/4, $0x3e2aaaab
+DATA ·c3<>+20(SB)/4, $0x3e2aaaab
+DATA ·c3<>+24(SB)/4, $0x3e2aaaab
+DATA ·c3<>+28(SB)/4, $0x3e2aaaab
+GLOBL ·c3<>(SB), RODATA|NOPTR, $32
+DATA ·c2<>+0(SB)/4, $0x3f000000
+DATA ·c2<>+4(SB)/4, $0x3f000000
+DATA ·c2<>+8(SB)/4, $0x3f000000
+DATA ·c2<>+12(SB)/4, $0x3f000000
+DATA ·c2<>+16(SB)/4, $0x3f000000
+DATA ·c2<>+20(SB)/4, $0x3f000000
+DATA ·c2<>+24(SB)/4, $0x3f000000
+DATA ·c2<>+28(SB)/4, $0x3f000000
+GLOBL ·c2<>(SB), RODATA|NOPTR, $32
+DATA ·one<>+0(SB)/4, $0x3f800000
+DATA ·one<>+4(SB)/4, $0x3f800000
+DATA ·one<>+8(SB)/4, $0x3f800000
+DATA ·one<>+12(SB)/4, $0x3f800000
+DATA ·one<>+16(SB)/4, $0x3f800000
+DATA ·one<>+20(SB)/4, $0x3f800000
+DATA ·one<>+24(SB)/4, $0x3f800000
+DATA ·one<>+28(SB)/4, $0x3f800000
+GLOBL ·one<>(SB), RODATA|NOPTR, $32
+DATA ·bias127<>+0(SB)/4, $127
+DATA ·bias127<>+4(SB)/4, $127
+DATA ·bias127<>+8(SB)/4, $127
+DATA ·bias127<>+12(SB)/4, $127
+DATA ·bias127<>+16(SB)/4, $127
+DATA ·bias127<>+20(SB)/4, $127
+DATA ·bias127<>+24(SB)/4, $127
+DATA ·bias127<>+28(SB)/4, $127
+GLOBL ·bias127<>(SB), RODATA|NOPTR, $32
+DATA ·signBit<>+0(SB)/4, $0x80000000
+DATA ·signBit<>+4(SB)/4, $0x80000000
+DATA ·signBit<>+8(SB)/4, $0x80000000
+DATA ·signBit<>+12(SB)/4, $0x80000000
+DATA ·signBit<>+16(SB)/4, $0x80000000
+DATA ·signBit<>+20(SB)/4, $0x80000000
+DATA ·signBit<>+24(SB)/4, $0x80000000
+DATA ·signBit<>+28(SB)/4, $0x80000000
+GLOBL ·signBit<>(SB), RODATA|NOPTR, $32
+
+// func expSubSumAVX2(x *float32, n int, m float32) float32
+TEXT ·expSubSumAVX2(SB), NOSPLIT, $0-28
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS m+16(FP), Y7
+	VMOVUPS ·expHi<>(SB), Y8
+	VMOVUPS ·expLo<>(SB), Y9
+	VMOVUPS ·log2e<>(SB), Y10
+	VMOVUPS ·ln2Hi<>(SB), Y11
+	VMOVUPS ·ln2Lo<>(SB), Y12
+	VMOVUPS ·bias127<>(SB), Y13
+	VMOVUPS ·c7<>(SB), Y14
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	XORQ AX, AX
+	MOVQ CX, BX
+	ANDQ $-16, BX
+	JZ tail
+loop:
+	VMOVUPS (SI)(AX*4), Y0
+	VMOVUPS 32(SI)(AX*4), Y4
+	VSUBPS Y7, Y0, Y0
+	VSUBPS Y7, Y4, Y4
+	VMINPS Y0, Y8, Y0
+	VCMPPS $1, Y9, Y0, Y3
+	VMAXPS Y0, Y9, Y0
+	VMULPS Y0, Y10, Y1
+	VROUNDPS $0, Y1, Y1
+	VFNMADD231PS Y11, Y1, Y0
+	VFNMADD231PS Y12, Y1, Y0
+	VMOVAPS Y14, Y2
+	VFMADD213PS ·c6<>(SB), Y0, Y2
+	VFMADD213PS ·c5<>(SB), Y0, Y2
+	VFMADD213PS ·c4<>(SB), Y0, Y2
+	VFMADD213PS ·c3<>(SB), Y0, Y2
+	VFMADD213PS ·c2<>(SB), Y0, Y2
+	VFMADD213PS ·one<>(SB), Y0, Y2
+	VFMADD213PS ·one<>(SB), Y0, Y2
+	VCVTPS2DQ Y1, Y1
+	VPADDD Y13, Y1, Y1
+	VPSLLD $23, Y1, Y1
+	VMULPS Y1, Y2, Y0
+	VANDNPS Y0, Y3, Y0
+	VMOVUPS Y0, (SI)(AX*4)
+	VADDPS Y0, Y5, Y5
+	VMINPS Y4, Y8, Y4
+	VCMPPS $1, Y9, Y4, Y3
+	VMAXPS Y4, Y9, Y4
+	VMULPS Y4, Y10, Y1
+	VROUNDPS $0, Y1, Y1
+	VFNMADD231PS Y11, Y1, Y4
+	VFNMADD231PS Y12, Y1, Y4
+	VMOVAPS Y14, Y2
+	VFMADD213PS ·c6<>(SB), Y4, Y2
+	VFMADD213PS ·c5<>(SB), Y4, Y2
+	VFMADD213PS ·c4<>(SB), Y4, Y2
+	VFMADD213PS ·c3<>(SB), Y4, Y2
+	VFMADD213PS ·c2<>(SB), Y4, Y2
+	VFMADD213PS ·one<>(SB), Y4, Y2
+	VFMADD213PS ·one<>(SB), Y4, Y2
+	VCVTPS2DQ Y1, Y1
+	VPADDD Y13, Y1, Y1
+	VPSLLD $23, Y1, Y1
+	VMULPS Y1, Y2, Y4
+	VANDNPS Y4, Y3, Y4
+	VMOVUPS Y4, 32(SI)(AX*4)
+	VADDPS Y4, Y6, Y6
+	ADDQ $16, AX
+	CMPQ AX, BX
+	JLT loop
+tail:
+	CMPQ AX, CX
+	JGE done
+	VMOVUPS (SI)(AX*4), Y0
+	VSUBPS Y7, Y0, Y0
+	VMINPS Y0, Y8, Y0
+	VCMPPS $1, Y9, Y0, Y3
+	VMAXPS Y0, Y9, Y0
+	VMULPS Y0, Y10, Y1
+	VROUNDPS $0, Y1, Y1
+	VFNMADD231PS Y11, Y1, Y0
+	VFNMADD231PS Y12, Y1, Y0
+	VMOVAPS Y14, Y2
+	VFMADD213PS ·c6<>(SB), Y0, Y2
+	VFMADD213PS ·c5<>(SB), Y0, Y2
+	VFMADD213PS ·c4<>(SB), Y0, Y2
+	VFMADD213PS ·c3<>(SB), Y0, Y2
+	VFMADD213PS ·c2<>(SB), Y0, Y2
+	VFMADD213PS ·one<>(SB), Y0, Y2
+	VFMADD213PS ·one<>(SB), Y0, Y2
+	VCVTPS2DQ Y1, Y1
+	VPADDD Y13, Y1, Y1
+	VPSLLD $23, Y1, Y1
+	VMULPS Y1, Y2, Y0
+	VANDNPS Y0, Y3, Y0
+	VMOVUPS Y0, (SI)(AX*4)
+	VADDPS Y0, Y5, Y5
+done:
+	VADDPS Y6, Y5, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+24(FP)
+	RET
+
+// func siluMulAVX2(gate, up *float32, n int)
+TEXT ·siluMulAVX2(SB), NOSPLIT, $0-24
+	MOVQ gate+0(FP), DI
+	MOVQ up+8(FP), SI
+	MOVQ n+16(FP), CX
+	VMOVUPS ·expHi<>(SB), Y8
+	VMOVUPS ·expLo<>(SB), Y9
+	VMOVUPS ·log2e<>(SB), Y10
+	VMOVUPS ·ln2Hi<>(SB), Y11
+	VMOVUPS ·ln2Lo<>(SB), Y12
+	VMOVUPS ·bias127<>(SB), Y13
+	VMOVUPS ·c7<>(SB), Y14
+	VMOVUPS ·signBit<>(SB), Y7
+	XORQ AX, AX
+	CMPQ AX, CX
+	JGE done
+loop:
+	VMOVUPS (DI)(AX*4), Y4
+	VXORPS Y7, Y4, Y0
+	VMINPS Y0, Y8, Y0
+	VCMPPS $1, Y9, Y0, Y3
+	VMAXPS Y0, Y9, Y0
+	VMULPS Y0, Y10, Y1
+	VROUNDPS $0, Y1, Y1
+	VFNMADD231PS Y11, Y1, Y0
+	VFNMADD231PS Y12, Y1, Y0
+	VMOVAPS Y14, Y2
+	VFMADD213PS ·c6<>(SB), Y0, Y2
+	VFMADD213PS ·c5<>(SB), Y0, Y2
+	VFMADD213PS ·c4<>(SB), Y0, Y2
+	VFMADD213PS ·c3<>(SB), Y0, Y2
+	VFMADD213PS ·c2<>(SB), Y0, Y2
+	VFMADD213PS ·one<>(SB), Y0, Y2
+	VFMADD213PS ·one<>(SB), Y0, Y2
+	VCVTPS2DQ Y1, Y1
+	VPADDD Y13, Y1, Y1
+	VPSLLD $23, Y1, Y1
+	VMULPS Y1, Y2, Y0
+	VANDNPS Y0, Y3, Y0
+	VADDPS ·one<>(SB), Y0, Y0
+	VDIVPS Y0, Y4, Y4
+	VMULPS (SI)(AX*4), Y4, Y4
+	VMOVUPS Y4, (DI)(AX*4)
+	ADDQ $8, AX
+	CMPQ AX, CX
+	JLT loop
+done:
+	VZEROUPPER
+	RET
+
+// func expAVX2(x *float32, n int)
+TEXT ·expAVX2(SB), NOSPLIT, $0-16
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VMOVUPS ·expHi<>(SB), Y8
+	VMOVUPS ·expLo<>(SB), Y9
+	VMOVUPS ·log2e<>(SB), Y10
+	VMOVUPS ·ln2Hi<>(SB), Y11
+	VMOVUPS ·ln2Lo<>(SB), Y12
+	VMOVUPS ·bias127<>(SB), Y13
+	VMOVUPS ·c7<>(SB), Y14
+	XORQ AX, AX
+	CMPQ AX, CX
+	JGE done
+loop:
+	VMOVUPS (SI)(AX*4), Y0
+	VMINPS Y0, Y8, Y0
+	VCMPPS $1, Y9, Y0, Y3
+	VMAXPS Y0, Y9, Y0
+	VMULPS Y0, Y10, Y1
+	VROUNDPS $0, Y1, Y1
+	VFNMADD231PS Y11, Y1, Y0
+	VFNMADD231PS Y12, Y1, Y0
+	VMOVAPS Y14, Y2
+	VFMADD213PS ·c6<>(SB), Y0, Y2
+	VFMADD213PS ·c5<>(SB), Y0, Y2
+	VFMADD213PS ·c4<>(SB), Y0, Y2
+	VFMADD213PS ·c3<>(SB), Y0, Y2
+	VFMADD213PS ·c2<>(SB), Y0, Y2
+	VFMADD213PS ·one<>(SB), Y0, Y2
+	VFMADD213PS ·one<>(SB), Y0, Y2
+	VCVTPS2DQ Y1, Y1
+	VPADDD Y13, Y1, Y1
+	VPSLLD $23, Y1, Y1
+	VMULPS Y1, Y2, Y0
+	VANDNPS Y0, Y3, Y0
+	VMOVUPS Y0, (SI)(AX*4)
+	ADDQ $8, AX
+	CMPQ AX, CX
+	JLT loop
+done:
+	VZEROUPPER
+	RET
+
+// func maxAVX2(x *float32, n int) float32
+TEXT ·maxAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VMOVUPS (SI), Y0
+	VMOVAPS Y0, Y1
+	MOVQ $8, AX
+	MOVQ CX, BX
+	ANDQ $-16, BX
+	CMPQ AX, BX
+	JGE tail
+loop:
+	VMAXPS (SI)(AX*4), Y0, Y0
+	VMAXPS 32(SI)(AX*4), Y1, Y1
+	ADDQ $16, AX
+	CMPQ AX, BX
+	JLT loop
+tail:
+	CMPQ AX, CX
+	JGE done
+	VMAXPS (SI)(AX*4), Y0, Y0
+done:
+	VMAXPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+16(FP)
+	RET
+
+// func scaleAVX2(x *float32, n int, a float32)
+TEXT ·scaleAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS a+16(FP), Y4
+	XORQ AX, AX
+	MOVQ CX, BX
+	ANDQ $-32, BX
+	JZ tail
+loop:
+	VMULPS 0(SI)(AX*4), Y4, Y0
+	VMULPS 32(SI)(AX*4), Y4, Y1
+	VMULPS 64(SI)(AX*4), Y4, Y2
+	VMULPS 96(SI)(AX*4), Y4, Y3
+	VMOVUPS Y0, 0(SI)(AX*4)
+	VMOVUPS Y1, 32(SI)(AX*4)
+	VMOVUPS Y2, 64(SI)(AX*4)
+	VMOVUPS Y3, 96(SI)(AX*4)
+	ADDQ $32, AX
+	CMPQ AX, BX
+	JLT loop
+tail:
+	CMPQ AX, CX
+	JGE done
+tailloop:
+	VMULPS (SI)(AX*4), Y4, Y0
+	VMOVUPS Y0, (SI)(AX*4)
+	ADDQ $8, AX
+	CMPQ AX, CX
+	JLT tailloop
+done:
+	VZEROUPPER
+	RET
