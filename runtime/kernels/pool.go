@@ -21,7 +21,7 @@ type Pool struct {
 	rows    rowsJob
 	gemm    gemmJob
 	acts    []Activation
-	xT      []float32 // MatMul's packed activations
+	xT      []float32        // MatMul's packed activations
 	scratch []*workerScratch // per worker, grown on demand
 }
 
