@@ -1,7 +1,9 @@
 package gguf_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -53,6 +55,7 @@ func TestModels(t *testing.T) {
 		{"gocode-22m/gocode-22m-q8_0.gguf", 10, 384, 8192, 93, []gguf.Type{gguf.TypeQ8_0, gguf.TypeF32}, "gpt2"},
 		{"gocode-22m/gocode-22m-q4_k_m.gguf", 10, 384, 8192, 93,
 			[]gguf.Type{gguf.TypeQ4_K, gguf.TypeQ6_K, gguf.TypeQ5_0, gguf.TypeQ8_0, gguf.TypeF32}, "gpt2"},
+		{"gocode-shared/gocode-shared.gguf", 12, 384, 8192, 111, []gguf.Type{gguf.TypeF16, gguf.TypeF32}, "gpt2"},
 		{"gocode-demo/gocode-demo.gguf", 6, 256, 4096, 57, []gguf.Type{gguf.TypeQ8_0, gguf.TypeF32}, "gpt2"},
 		// 5 blocks of 9 tensors, token_embd and output_norm; no output.weight (tied).
 		{"stories260k/stories260k.gguf", 5, 64, 512, 47, []gguf.Type{gguf.TypeF32}, "llama"},
@@ -135,6 +138,35 @@ func TestModelLookups(t *testing.T) {
 	}
 	if _, _, err := f.Tensor("output.weight"); !errors.Is(err, gguf.ErrNotFound) {
 		t.Errorf("Tensor(output.weight) on a tied model: %v, want ErrNotFound", err)
+	}
+}
+
+// TestSharedBlocks checks gocode-shared's sharing, as its README describes it: metadata
+// squeeze.block_share = 4, and layer i's tensors byte-identical to layer i mod 4's.
+func TestSharedBlocks(t *testing.T) {
+	f, err := gguf.Open(sharedModel(t, "gocode-shared/gocode-shared.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	share, err := f.Uint("squeeze.block_share")
+	if err != nil || share != 4 {
+		t.Fatalf("squeeze.block_share = %d, %v; want 4", share, err)
+	}
+	for _, name := range []string{"attn_q.weight", "attn_norm.weight", "ffn_down.weight"} {
+		for layer := 4; layer < 12; layer++ {
+			_, got, err := f.Tensor(fmt.Sprintf("blk.%d.%s", layer, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, want, err := f.Tensor(fmt.Sprintf("blk.%d.%s", layer%4, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("blk.%d.%s differs from blk.%d.%s", layer, name, layer%4, name)
+			}
+		}
 	}
 }
 
