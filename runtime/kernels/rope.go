@@ -13,8 +13,8 @@ type RoPE struct {
 	scale   float64
 }
 
-// NewRoPE prepares the rotation for heads of headDim elements with base frequency
-// theta. Positions are multiplied by posScale (1 / linear scaling factor; 1 for none).
+// NewRoPE prepares the rotation for heads of headDim (even) elements with base
+// frequency theta: pair i turns by pos * posScale * theta^(-2i/headDim). Positions are multiplied by posScale (1 / linear scaling factor; 1 for none).
 func NewRoPE(headDim int, theta, posScale float64, neox bool) *RoPE {
 	r := &RoPE{HeadDim: headDim, NeoX: neox, invFreq: make([]float64, headDim/2), scale: posScale}
 	for i := range r.invFreq {
@@ -32,21 +32,24 @@ func (r *RoPE) Angles(cos, sin []float32, pos int) {
 	}
 }
 
-// Rotate rotates every head in x (len(x) a multiple of HeadDim) by the angles from Angles.
+// Rotate rotates every head in x (len(x) a multiple of HeadDim) by the angles from Angles:
+// each pair (a, b) becomes (a*cos - b*sin, a*sin + b*cos).
 func (r *RoPE) Rotate(x, cos, sin []float32) {
 	half := r.HeadDim / 2
+	cos, sin = cos[:half], sin[:half]
 	for h := 0; h+r.HeadDim <= len(x); h += r.HeadDim {
 		v := x[h : h+r.HeadDim]
-		for i := 0; i < half; i++ {
-			var a, b *float32
-			if r.NeoX {
-				a, b = &v[i], &v[i+half]
-			} else {
-				a, b = &v[2*i], &v[2*i+1]
+		if r.NeoX {
+			lo, hi := v[:half], v[half:]
+			for i, c := range cos {
+				x0, x1, s := lo[i], hi[i], sin[i]
+				lo[i], hi[i] = x0*c-x1*s, x0*s+x1*c
 			}
-			x0, x1 := *a, *b
-			*a = x0*cos[i] - x1*sin[i]
-			*b = x0*sin[i] + x1*cos[i]
+			continue
+		}
+		for i, c := range cos {
+			x0, x1, s := v[2*i], v[2*i+1], sin[i]
+			v[2*i], v[2*i+1] = x0*c-x1*s, x0*s+x1*c
 		}
 	}
 }
