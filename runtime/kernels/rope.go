@@ -14,7 +14,8 @@ type RoPE struct {
 }
 
 // NewRoPE prepares the rotation for heads of headDim (even) elements with base
-// frequency theta: pair i turns by pos * posScale * theta^(-2i/headDim). Positions are multiplied by posScale (1 / linear scaling factor; 1 for none).
+// frequency theta: pair i turns by pos * posScale * theta^(-2i/headDim), where
+// posScale is 1 / the linear scaling factor (1 for none).
 func NewRoPE(headDim int, theta, posScale float64, neox bool) *RoPE {
 	r := &RoPE{HeadDim: headDim, NeoX: neox, invFreq: make([]float64, headDim/2), scale: posScale}
 	for i := range r.invFreq {
