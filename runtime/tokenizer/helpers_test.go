@@ -43,6 +43,18 @@ func sharedPath(t testing.TB, parts ...string) string {
 	return p
 }
 
+// ggufFile opens a reference model under ../shared/models for the duration of the test;
+// it skips the test when the file is absent.
+func ggufFile(t testing.TB, rel string) *gguf.File {
+	t.Helper()
+	f, err := gguf.Open(sharedPath(t, append([]string{"models"}, strings.Split(rel, "/")...)...))
+	if err != nil {
+		t.Fatalf("open %s: %v", rel, err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
 var (
 	ggufTokMu sync.Mutex
 	ggufToks  = map[string]*Tokenizer{}

@@ -37,7 +37,8 @@ const (
 )
 
 // Pre-tokenizer names, the values of tokenizer.ggml.pre this package accepts for the
-// "gpt2" model. "" and "default" select PreGPT2.
+// "gpt2" model. "" and "default" select PreGPT2. (llama.cpp's "default" instead chains
+// four older expressions; current converters always name the pre-tokenizer.)
 const (
 	PreGPT2     = "gpt-2"     // GPT-2's word splitting
 	PreLlamaBPE = "llama-bpe" // Llama 3: case-insensitive contractions, digits in groups of 1-3
