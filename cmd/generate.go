@@ -93,10 +93,10 @@ generated_tokens, stop_reason (eos, stop, max_tokens, context_full,
 cancelled), prefill_tokens_per_s, decode_tokens_per_s, prefill_ms, decode_ms,
 seed, threads, kv_cache.`,
 		Example: `  # Greedy continuation with the demo model, from a checkout of squeeze
-  $ squeeze generate --temp 0 "package main"
+  $ squeeze generate --temp 0 "func main() {"
 
-  # Another model, 64 tokens, stop at the first blank line
-  $ squeeze generate --model gocode-22m-q8_0.gguf -n 64 --stop $'\n\n' "func main() {"
+  # Another model, 64 tokens, sampled with a fixed seed, stop at the first blank line
+  $ squeeze generate --model gocode-22m-q8_0.gguf -n 64 --seed 7 --stop $'\n\n' "package main"
 
   # Prompt from stdin, machine-readable result
   $ cat prompt.go | squeeze generate --json - | jq .decode_tokens_per_s`,
