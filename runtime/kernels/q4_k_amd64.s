@@ -69,10 +69,11 @@ GLOBL kqMaskB<>(SB), RODATA|NOPTR, $16
 	VADDSS X1, X0, X0 \
 	VMOVSS X0, (AX)
 
-// Q4_VNNI_GROUP adds to Y10 the scaled products of nibble group g: 32 bytes at
+// Q4_VNNI_GROUP sets ACC to the scaled products of nibble group g: 32 bytes at
 // off(R8), low nibbles against x at xoff(DI) with the scale at soff(SP), high nibbles
-// against x at xoff+32(DI) with the scale at soff+4(SP).
-#define Q4_VNNI_GROUP(off, xoff, soff, T0, T1, T2, T3) \
+// against x at xoff+32(DI) with the scale at soff+4(SP). (One accumulator per group
+// keeps the VPDPWSSD dependency chains short.)
+#define Q4_VNNI_GROUP(off, xoff, soff, T0, T1, T2, T3, ACC) \
 	VMOVDQU32 off(R8), T0 \
 	VPSRLW $4, T0, T1 \
 	VPANDD Y31, T0, T0 \
@@ -81,8 +82,9 @@ GLOBL kqMaskB<>(SB), RODATA|NOPTR, $16
 	VPXORD T3, T3, T3 \
 	VPDPBUSD xoff(DI), T0, T2 \
 	VPDPBUSD xoff+32(DI), T1, T3 \
-	VPDPWSSD.BCST soff(SP), T2, Y10 \
-	VPDPWSSD.BCST soff+4(SP), T3, Y10
+	VPXORD ACC, ACC, ACC \
+	VPDPWSSD.BCST soff(SP), T2, ACC \
+	VPDPWSSD.BCST soff+4(SP), T3, ACC
 
 // func dotQ4KVNNI(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16)
 TEXT ·dotQ4KVNNI(SB), NOSPLIT, $32-136
@@ -114,11 +116,13 @@ block:
 	KQ_MINS
 	KQ_DDMIN
 	VFMADD231PS Y5, Y7, Y1
-	VPXORD Y10, Y10, Y10
-	Q4_VNNI_GROUP(16, 0, 0, Y8, Y9, Y11, Y12)
-	Q4_VNNI_GROUP(48, 64, 8, Y13, Y14, Y15, Y16)
-	Q4_VNNI_GROUP(80, 128, 16, Y17, Y18, Y19, Y20)
-	Q4_VNNI_GROUP(112, 192, 24, Y21, Y22, Y23, Y24)
+	Q4_VNNI_GROUP(16, 0, 0, Y8, Y9, Y11, Y12, Y10)
+	Q4_VNNI_GROUP(48, 64, 8, Y13, Y14, Y15, Y16, Y25)
+	Q4_VNNI_GROUP(80, 128, 16, Y17, Y18, Y19, Y20, Y26)
+	Q4_VNNI_GROUP(112, 192, 24, Y21, Y22, Y23, Y24, Y27)
+	VPADDD Y25, Y10, Y10
+	VPADDD Y27, Y26, Y26
+	VPADDD Y26, Y10, Y10
 	VCVTDQ2PS Y10, Y10
 	VFMADD231PS Y10, Y6, Y0
 	ADDQ $144, R8

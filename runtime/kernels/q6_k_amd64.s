@@ -9,116 +9,7 @@
 // Each vector covers two scales (16 values each). The integer sum of a super-block is
 // Σ_k sc[k]·Σ q·x - 32·Σ_k sc[k]·xsum[k]; it is converted to float once per super-block.
 
-// KQ6_D adds Y10 (int32 sums), scaled by d*xscale of the block at R8, to Y0.
-#define KQ6_D \
-	VCVTDQ2PS Y10, Y10 \
-	VPBROADCASTW 208(R8), X6 \
-	VCVTPH2PS X6, Y6 \
-	VBROADCASTSS (R10), Y7 \
-	VMULPS Y7, Y6, Y6 \
-	VFMADD231PS Y10, Y6, Y0
-
-// KQ6_HSUM stores at (AX) the sum of the 8 floats of Y0.
-#define KQ6_HSUM \
-	VEXTRACTF128 $1, Y0, X1 \
-	VADDPS X1, X0, X0 \
-	VPERMILPS $0x4E, X0, X1 \
-	VADDPS X1, X0, X0 \
-	VPERMILPS $0xB1, X0, X1 \
-	VADDSS X1, X0, X0 \
-	VMOVSS X0, (AX)
-
-// Q6_VNNI_VEC adds to Y10 the products of the 32 values in V against x at xoff(DI),
-// lanes 0-3 scaled by the dword at soff(SP) and lanes 4-7 by the one at soff+4(SP).
-#define Q6_VNNI_VEC(V, xoff, soff, T) \
-	VPXORD T, T, T \
-	VPDPBUSD xoff(DI), V, T \
-	VPDPWSSD.BCST soff(SP), T, K1, Y10 \
-	VPDPWSSD.BCST soff+4(SP), T, K2, Y10
-
-// Q6_VNNI_HALF decodes half h of the block at R8 (ql at qloff, qh at qhoff) and adds its
-// products with x at xoff(DI) (scales from soff(SP)) to Y10.
-#define Q6_VNNI_HALF(qloff, qhoff, xoff, soff) \
-	VMOVDQU32 qloff(R8), Y11 \
-	VMOVDQU32 qloff+32(R8), Y12 \
-	VMOVDQU32 qhoff(R8), Y13 \
-	VPSLLW $4, Y13, Y14 \
-	VPANDD Y30, Y14, Y14 \
-	VPTERNLOGD $0xF8, Y31, Y11, Y14 \
-	VPSLLW $2, Y13, Y15 \
-	VPANDD Y30, Y15, Y15 \
-	VPTERNLOGD $0xF8, Y31, Y12, Y15 \
-	VPSRLW $4, Y11, Y11 \
-	VPANDD Y30, Y13, Y16 \
-	VPTERNLOGD $0xF8, Y31, Y11, Y16 \
-	VPSRLW $4, Y12, Y12 \
-	VPSRLW $2, Y13, Y17 \
-	VPANDD Y30, Y17, Y17 \
-	VPTERNLOGD $0xF8, Y31, Y12, Y17 \
-	Q6_VNNI_VEC(Y14, xoff, soff, Y18) \
-	Q6_VNNI_VEC(Y15, xoff+32, soff+8, Y19) \
-	Q6_VNNI_VEC(Y16, xoff+64, soff+16, Y20) \
-	Q6_VNNI_VEC(Y17, xoff+96, soff+24, Y21)
-
-// func dotQ6KVNNI(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16)
-TEXT ·dotQ6KVNNI(SB), NOSPLIT, $64-136
-	MOVQ dst_base+0(FP), AX
-	MOVQ dst_len+8(FP), CX
-	MOVQ w_base+24(FP), SI
-	MOVQ rowBytes+48(FP), DX
-	TESTQ CX, CX
-	JEQ  done
-	MOVL $0x0f0f0f0f, R13
-	VPBROADCASTD R13, Y31
-	MOVL $0x30303030, R13
-	VPBROADCASTD R13, Y30
-	MOVL $0x0f, R13
-	KMOVW R13, K1
-	MOVL $0xf0, R13
-	KMOVW R13, K2
-
-row:
-	MOVQ SI, R8
-	MOVQ x_base+64(FP), DI
-	MOVQ xscale_base+88(FP), R10
-	MOVQ xsum_base+112(FP), R11
-	MOVQ nb+56(FP), R12
-	VPXORD Y0, Y0, Y0
-
-block:
-	// The 16 scales as dwords (signed low word, zero high word) at 0..63(SP), and
-	// Y10 = -32·Σ sc[k]·xsum[k] spread over 8 lanes.
-	VPMOVSXBW 192(R8), Y4
-	VPMOVZXWD X4, Y5
-	VMOVDQU Y5, (SP)
-	VEXTRACTI128 $1, Y4, X6
-	VPMOVZXWD X6, Y6
-	VMOVDQU Y6, 32(SP)
-	VPMADDWD (R11), Y4, Y7
-	VPSLLD $5, Y7, Y7
-	VPXORD Y10, Y10, Y10
-	VPSUBD Y7, Y10, Y10
-	Q6_VNNI_HALF(0, 128, 0, 0)
-	Q6_VNNI_HALF(64, 160, 128, 32)
-	KQ6_D
-	ADDQ $210, R8
-	ADDQ $256, DI
-	ADDQ $4, R10
-	ADDQ $32, R11
-	DECQ R12
-	JNZ  block
-
-	KQ6_HSUM
-	ADDQ $4, AX
-	ADDQ DX, SI
-	DECQ CX
-	JNZ  row
-
-done:
-	VZEROUPPER
-	RET
-
-// Per-vector scale selection for the AVX2 kernel: with the half's 8 scales as words in
+// Per-vector scale selection (both kernels): with the half's 8 scales as words in
 // both 128-bit lanes, index k picks word 2k in the low lane and word 2k+1 in the high
 // lane, repeated 8 times (the VPMADDUBSW pairs of 16 values share one scale).
 DATA kq6Shuf<>+0(SB)/8, $0x0100010001000100
@@ -138,6 +29,119 @@ DATA kq6Shuf<>+104(SB)/8, $0x0d0c0d0c0d0c0d0c
 DATA kq6Shuf<>+112(SB)/8, $0x0f0e0f0e0f0e0f0e
 DATA kq6Shuf<>+120(SB)/8, $0x0f0e0f0e0f0e0f0e
 GLOBL kq6Shuf<>(SB), RODATA|NOPTR, $128
+
+// KQ6_D adds Y10 (int32 sums), scaled by d*xscale of the block at R8, to Y0.
+#define KQ6_D \
+	VCVTDQ2PS Y10, Y10 \
+	VPBROADCASTW 208(R8), X6 \
+	VCVTPH2PS X6, Y6 \
+	VBROADCASTSS (R10), Y7 \
+	VMULPS Y7, Y6, Y6 \
+	VFMADD231PS Y10, Y6, Y0
+
+// KQ6_HSUM stores at (AX) the sum of the 8 floats of Y0.
+#define KQ6_HSUM \
+	VEXTRACTF128 $1, Y0, X1 \
+	VADDPS X1, X0, X0 \
+	VPERMILPS $0x4E, X0, X1 \
+	VADDPS X1, X0, X0 \
+	VPERMILPS $0xB1, X0, X1 \
+	VADDSS X1, X0, X0 \
+	VMOVSS X0, (AX)
+
+// Q6_VNNI_VEC adds to ACC the products of the 32 values in V against x at xoff(DI),
+// scaled by the words of Y8 that index vector IDX picks (VPMADDUBSW pairs of 16 values
+// share one scale). One accumulator per vector keeps the dependency chains short.
+#define Q6_VNNI_VEC(V, xoff, IDX, T, S, ACC) \
+	VPMADDUBSW xoff(DI), V, T \
+	VPSHUFB IDX, Y8, S \
+	VPDPWSSD S, T, ACC
+
+// Q6_VNNI_HALF decodes half h of the block at R8 (ql at qloff, qh at qhoff) and adds its
+// products with x at xoff(DI) to Y22, Y23, Y28, Y29; PERM selects the half's scales.
+#define Q6_VNNI_HALF(qloff, qhoff, xoff, PERM) \
+	VPERMQ PERM, Y4, Y8 \
+	VMOVDQU32 qloff(R8), Y11 \
+	VMOVDQU32 qloff+32(R8), Y12 \
+	VMOVDQU32 qhoff(R8), Y13 \
+	VPSLLW $4, Y13, Y14 \
+	VPANDD Y30, Y14, Y14 \
+	VPTERNLOGD $0xF8, Y31, Y11, Y14 \
+	VPSLLW $2, Y13, Y15 \
+	VPANDD Y30, Y15, Y15 \
+	VPTERNLOGD $0xF8, Y31, Y12, Y15 \
+	VPSRLW $4, Y11, Y11 \
+	VPANDD Y30, Y13, Y16 \
+	VPTERNLOGD $0xF8, Y31, Y11, Y16 \
+	VPSRLW $4, Y12, Y12 \
+	VPSRLW $2, Y13, Y17 \
+	VPANDD Y30, Y17, Y17 \
+	VPTERNLOGD $0xF8, Y31, Y12, Y17 \
+	Q6_VNNI_VEC(Y14, xoff, Y24, Y18, Y9, Y22) \
+	Q6_VNNI_VEC(Y15, xoff+32, Y25, Y19, Y5, Y23) \
+	Q6_VNNI_VEC(Y16, xoff+64, Y26, Y20, Y6, Y28) \
+	Q6_VNNI_VEC(Y17, xoff+96, Y27, Y21, Y7, Y29)
+
+// func dotQ6KVNNI(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16)
+TEXT ·dotQ6KVNNI(SB), NOSPLIT, $0-136
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ w_base+24(FP), SI
+	MOVQ rowBytes+48(FP), DX
+	TESTQ CX, CX
+	JEQ  done
+	MOVL $0x0f0f0f0f, R13
+	VPBROADCASTD R13, Y31
+	MOVL $0x30303030, R13
+	VPBROADCASTD R13, Y30
+	VMOVDQU32 kq6Shuf<>+0(SB), Y24
+	VMOVDQU32 kq6Shuf<>+32(SB), Y25
+	VMOVDQU32 kq6Shuf<>+64(SB), Y26
+	VMOVDQU32 kq6Shuf<>+96(SB), Y27
+
+row:
+	MOVQ SI, R8
+	MOVQ x_base+64(FP), DI
+	MOVQ xscale_base+88(FP), R10
+	MOVQ xsum_base+112(FP), R11
+	MOVQ nb+56(FP), R12
+	VPXORD Y0, Y0, Y0
+
+block:
+	// Y10 = -32·Σ sc[k]·xsum[k] spread over 8 lanes; Y4 = the 16 scales as words.
+	VPMOVSXBW 192(R8), Y4
+	VPMADDWD (R11), Y4, Y7
+	VPSLLD $5, Y7, Y7
+	VPXORD Y10, Y10, Y10
+	VPSUBD Y7, Y10, Y10
+	VPXORD Y22, Y22, Y22
+	VPXORD Y23, Y23, Y23
+	VPXORD Y28, Y28, Y28
+	VPXORD Y29, Y29, Y29
+	Q6_VNNI_HALF(0, 128, 0, $0x44)
+	Q6_VNNI_HALF(64, 160, 128, $0xEE)
+	VPADDD Y22, Y23, Y22
+	VPADDD Y28, Y29, Y28
+	VPADDD Y22, Y10, Y10
+	VPADDD Y28, Y10, Y10
+	KQ6_D
+	ADDQ $210, R8
+	ADDQ $256, DI
+	ADDQ $4, R10
+	ADDQ $32, R11
+	DECQ R12
+	JNZ  block
+
+	KQ6_HSUM
+	ADDQ $4, AX
+	ADDQ DX, SI
+	DECQ CX
+	JNZ  row
+
+done:
+	VZEROUPPER
+	RET
+
 
 // Q6_AVX2_VEC adds to Y9 the products of the 32 values in V against x at xoff(DI), with
 // the scales of index vector IDX picked from Y8.
