@@ -62,8 +62,26 @@ func q4KFast(f *format) {
 	}
 }
 
+// dotQ5KVNNI computes, with AVX-512 VNNI on 256-bit vectors, what dotRowsQ5KRef does
+// (as dotQ4KVNNI, with 5-bit values).
+//
+//go:noescape
+func dotQ5KVNNI(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16)
+
+// dotQ5KAVX2 is dotQ5KVNNI with AVX2 (VPMADDUBSW/VPMADDWD).
+//
+//go:noescape
+func dotQ5KAVX2(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16)
+
 // q5KFast installs the SIMD Q5_K kernels cpuHas allows into f.
-func q5KFast(f *format) {}
+func q5KFast(f *format) {
+	switch {
+	case cpuHas.AVX512VNNI:
+		f.dotRows = kquantDot(dotQ5KVNNI, q5KBytes)
+	case cpuHas.AVX2FMA:
+		f.dotRows = kquantDot(dotQ5KAVX2, q5KBytes)
+	}
+}
 
 // dotQ6KVNNI computes, with AVX-512 VNNI on 256-bit vectors, what dotRowsQ6KRef does:
 // for r < len(dst), dst[r] = Σ_b xscale[b]·d·Σ_k sc[k]·(Σ q·x - 32·xsum[k]) over the nb
