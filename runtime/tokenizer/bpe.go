@@ -192,25 +192,18 @@ func (m *bpeModel) appendSymbol(out []int32, s int32) []int32 {
 
 // bpeWork holds the scratch space of one encoding call.
 type bpeWork struct {
-	sym        []int32 // symbol of each position; merged-away positions keep theirs but are unlinked
+	sym        []int32 // symbol at each position; merged-away positions are unlinked
 	prev, next []int32
 	alive      []bool
-	queue      queue[bpePair]
-}
-
-// bpePair is a candidate merge of the symbols at positions left and right.
-type bpePair struct {
-	rank        int32
-	left, right int32
-	a, b        int32 // the symbols at left and right when the pair was queued
-	result      int32
-}
-
-func lessBPEPair(x, y bpePair) bool {
-	return x.rank < y.rank || x.rank == y.rank && x.left < y.left
+	queue      queue // candidate merges: queueKey(rank, left position)
 }
 
 // run merges word and appends its tokens to out.
+//
+// A queued candidate is checked when it comes out of the queue: it is current if its
+// left symbol is still alive and, with its right neighbour, still forms a pair of the
+// queued rank. Ranks identify pairs, and every adjacent pair with a merge has an entry
+// in the queue, so the merge order is exactly "lowest rank, then leftmost".
 func (w *bpeWork) run(m *bpeModel, out []int32, word string) []int32 {
 	if m.ignoreMerges {
 		if id, ok := m.ids[mapBytes(word)]; ok {
@@ -229,24 +222,33 @@ func (w *bpeWork) run(m *bpeModel, out []int32, word string) []int32 {
 		w.alive = append(w.alive, true)
 	}
 	w.next[n-1] = -1
-	w.queue.reset(lessBPEPair)
+	w.queue = w.queue[:0]
 	for i := 1; i < n; i++ {
-		w.push(m, int32(i-1), int32(i))
+		if r, ok := m.merges[pairKey(w.sym[i-1], w.sym[i])]; ok {
+			w.queue = append(w.queue, queueKey(uint32(r.rank), int32(i-1)))
+		}
 	}
-	for w.queue.len() > 0 {
-		p := w.queue.pop()
-		if !w.alive[p.left] || !w.alive[p.right] || w.sym[p.left] != p.a || w.sym[p.right] != p.b {
-			continue // stale: one side has merged since
+	w.queue.init()
+	for len(w.queue) > 0 {
+		key := w.queue.pop()
+		left := int32(uint32(key))
+		right := w.next[left]
+		if !w.alive[left] || right < 0 {
+			continue
 		}
-		w.sym[p.left] = p.result
-		w.alive[p.right] = false
-		nx := w.next[p.right]
-		w.next[p.left] = nx
+		r, ok := m.merges[pairKey(w.sym[left], w.sym[right])]
+		if !ok || uint32(r.rank) != uint32(key>>32) {
+			continue // stale: a side has merged since
+		}
+		w.sym[left] = r.result
+		w.alive[right] = false
+		nx := w.next[right]
+		w.next[left] = nx
 		if nx >= 0 {
-			w.prev[nx] = p.left
+			w.prev[nx] = left
 		}
-		w.push(m, w.prev[p.left], p.left)
-		w.push(m, p.left, nx)
+		w.push(m, w.prev[left], left)
+		w.push(m, left, nx)
 	}
 	for i := int32(0); i >= 0; i = w.next[i] {
 		out = m.appendSymbol(out, w.sym[i])
@@ -259,8 +261,7 @@ func (w *bpeWork) push(m *bpeModel, left, right int32) {
 	if left < 0 || right < 0 {
 		return
 	}
-	a, b := w.sym[left], w.sym[right]
-	if r, ok := m.merges[pairKey(a, b)]; ok {
-		w.queue.push(bpePair{rank: r.rank, left: left, right: right, a: a, b: b, result: r.result})
+	if r, ok := m.merges[pairKey(w.sym[left], w.sym[right])]; ok {
+		w.queue.push(queueKey(uint32(r.rank), left))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,5 +92,26 @@ func TestConcurrentEncode(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+// TestLongWords encodes words far longer than the cache keeps (one pre-tokenizer word of
+// 64 KiB) and checks the round trip; the merge queue keeps this at O(n log n).
+func TestLongWords(t *testing.T) {
+	tok := ggufTokenizer(t, "gocode-demo/gocode-demo.gguf")
+	spm := ggufTokenizer(t, "stories260k/stories260k.gguf")
+	for _, text := range []string{
+		strings.Repeat(" ", 1<<16),
+		strings.Repeat("=", 1<<16),
+		strings.Repeat("ab", 1<<15),
+		strings.Repeat("\t", 1<<16) + "x",
+	} {
+		start := time.Now()
+		for _, tk := range []*Tokenizer{tok, spm} {
+			if got := tk.Decode(tk.Encode(text, true)); got != text {
+				t.Errorf("%s: round trip of %d bytes of %q failed", tk.Model(), len(text), text[:2])
+			}
+		}
+		t.Logf("%d bytes of %q: %v", len(text), text[:2], time.Since(start))
 	}
 }

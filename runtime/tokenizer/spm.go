@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"unicode/utf8"
 )
@@ -38,15 +39,17 @@ func newSPM(t *Tokenizer, scores []float32) *spmModel {
 	return m
 }
 
-// spmBigram is a candidate merge of the symbols at positions left and right.
-type spmBigram struct {
-	score       float32
-	left, right int32
-	size        int32 // bytes of the merged text when queued
-}
-
-func lessSPMBigram(x, y spmBigram) bool {
-	return x.score > y.score || x.score == y.score && x.left < y.left
+// scoreKey maps a score to a queue priority: higher scores give lower priorities, and
+// equal scores equal priorities (the bits of the float, flipped to sort as unsigned
+// integers, then reversed).
+func scoreKey(score float32) uint32 {
+	bits := math.Float32bits(score)
+	if bits>>31 != 0 {
+		bits = ^bits
+	} else {
+		bits |= 1 << 31
+	}
+	return ^bits
 }
 
 // encode appends the ids of text (plain text, no special tokens) to out; prefix puts a
@@ -72,34 +75,54 @@ func (m *spmModel) encode(out []int32, text string, prefix bool) []int32 {
 		return out
 	}
 	next[len(next)-1] = -1
-	var q queue[spmBigram]
-	q.reset(lessSPMBigram)
-	tryAdd := func(left, right int32) {
-		if left < 0 || right < 0 {
-			return
+	// Candidate merges: queueKey(scoreKey(score), left position). As in bpeWork.run, a
+	// candidate is checked when it comes out of the queue: it is current if its left
+	// symbol is alive and, with its right neighbour, forms a token of the queued score.
+	// Every adjacent pair that forms a token has an entry, so the merge order is exactly
+	// "highest score, then leftmost", as in llama.cpp.
+	pair := func(left int32) (uint64, bool) {
+		right := next[left]
+		if right < 0 {
+			return 0, false
 		}
-		text := s[start[left] : start[right]+size[right]]
-		if id, ok := m.ids[text]; ok {
-			q.push(spmBigram{score: m.scores[id], left: left, right: right, size: int32(len(text))})
+		id, ok := m.ids[s[start[left]:start[right]+size[right]]]
+		if !ok {
+			return 0, false
+		}
+		return queueKey(scoreKey(m.scores[id]), left), true
+	}
+	var q queue
+	for i := int32(0); i+1 < int32(len(start)); i++ {
+		if key, ok := pair(i); ok {
+			q = append(q, key)
 		}
 	}
-	for i := int32(1); i < int32(len(start)); i++ {
-		tryAdd(i-1, i)
-	}
-	for q.len() > 0 {
-		b := q.pop()
-		if size[b.left] == 0 || size[b.right] == 0 || size[b.left]+size[b.right] != b.size {
-			continue // stale: one side has merged since
+	q.init()
+	for len(q) > 0 {
+		key := q.pop()
+		left := int32(uint32(key))
+		if size[left] == 0 {
+			continue
 		}
-		size[b.left] += size[b.right]
-		size[b.right] = 0
-		nx := next[b.right]
-		next[b.left] = nx
+		if cur, ok := pair(left); !ok || cur != key {
+			continue // stale: a side has merged since
+		}
+		right := next[left]
+		size[left] += size[right]
+		size[right] = 0
+		nx := next[right]
+		next[left] = nx
 		if nx >= 0 {
-			prev[nx] = b.left
+			prev[nx] = left
 		}
-		tryAdd(prev[b.left], b.left)
-		tryAdd(b.left, nx)
+		if p := prev[left]; p >= 0 {
+			if key, ok := pair(p); ok {
+				q.push(key)
+			}
+		}
+		if key, ok := pair(left); ok {
+			q.push(key)
+		}
 	}
 	for i := int32(0); i >= 0; i = next[i] {
 		sym := s[start[i] : start[i]+size[i]]
