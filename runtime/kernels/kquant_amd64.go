@@ -52,8 +52,26 @@ func init() {
 	})
 }
 
+// dequantQ4KAVX2 is dequantQ4K with AVX2 for len(dst)/256 super-blocks (same results).
+//
+//go:noescape
+func dequantQ4KAVX2(dst []float32, src []byte)
+
+// kquantDequant wraps an assembly decoder after checking the sizes it relies on.
+func kquantDequant(kernel func(dst []float32, src []byte), blockBytes int) func(dst []float32, src []byte) {
+	return func(dst []float32, src []byte) {
+		if len(dst)%qkK != 0 || len(src) < len(dst)/qkK*blockBytes {
+			panic("kernels: K-quant dequant: inconsistent sizes")
+		}
+		kernel(dst, src)
+	}
+}
+
 // q4KFast installs the SIMD Q4_K kernels cpuHas allows into f.
 func q4KFast(f *format) {
+	if cpuHas.AVX2FMA {
+		f.dequant = kquantDequant(dequantQ4KAVX2, q4KBytes)
+	}
 	switch {
 	case cpuHas.AVX512VNNI:
 		f.dotRows = kquantDot(dotQ4KVNNI, q4KBytes)

@@ -383,3 +383,21 @@ func BenchmarkQuantizeQ8K(b *testing.B) {
 		prepareQ8K(a)
 	}
 }
+
+// BenchmarkKQuantDequant measures the installed decoders on 64 super-blocks; the bytes
+// are the decoded float32 bytes.
+func BenchmarkKQuantDequant(b *testing.B) {
+	const nb = 64
+	r := rand.New(rand.NewPCG(19, 20))
+	for _, tt := range kqTypes {
+		w := kqRandBlocks(r, tt.t, nb)
+		dst := make([]float32, nb*qkK)
+		b.Run(tt.t.String(), func(b *testing.B) {
+			f := formats[tt.t]
+			b.SetBytes(int64(4 * len(dst)))
+			for b.Loop() {
+				f.dequant(dst, w)
+			}
+		})
+	}
+}

@@ -148,3 +148,87 @@ block:
 done:
 	VZEROUPPER
 	RET
+
+// Q4D_SCALES loads the decoded scale and minimum of sub-blocks 2g (Y0, Y1) and 2g+1
+// (Y2, Y3) from the stack: d·sc at soff(SP), dmin·m at moff(SP).
+#define Q4D_SCALES(soff, moff) \
+	VBROADCASTSS soff(SP), Y0 \
+	VBROADCASTSS moff(SP), Y1 \
+	VBROADCASTSS soff+4(SP), Y2 \
+	VBROADCASTSS moff+4(SP), Y3
+
+// Q4D_CHUNK decodes 8 nibble bytes at qoff(R8): the low nibbles to 8 floats at
+// lo(DI) with Y0, Y1 and the high nibbles to 8 floats at hi(DI) with Y2, Y3.
+#define Q4D_CHUNK(qoff, lo, hi) \
+	VPMOVZXBD qoff(R8), Y8 \
+	VPAND Y15, Y8, Y9 \
+	VPSRLD $4, Y8, Y8 \
+	VCVTDQ2PS Y9, Y9 \
+	VMULPS Y0, Y9, Y9 \
+	VSUBPS Y1, Y9, Y9 \
+	VMOVUPS Y9, lo(DI) \
+	VCVTDQ2PS Y8, Y8 \
+	VMULPS Y2, Y8, Y8 \
+	VSUBPS Y3, Y8, Y8 \
+	VMOVUPS Y8, hi(DI)
+
+// func dequantQ4KAVX2(dst []float32, src []byte)
+//
+// dequantQ4KAVX2 is dequantQ4K for len(dst)/256 super-blocks, with the same float
+// operations (d·sc and dmin·m rounded, then d·sc·q - dmin·m with two roundings).
+TEXT ·dequantQ4KAVX2(SB), NOSPLIT, $64-48
+	MOVQ dst_base+0(FP), DI
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), R8
+	SHRQ $8, CX
+	JEQ  done
+	VMOVDQU kqShiftA<>(SB), X12
+	VMOVDQU kqMaskA<>(SB), X13
+	VMOVDQU kqMaskB<>(SB), X14
+	MOVL $15, AX
+	MOVQ AX, X15
+	VPBROADCASTD X15, Y15
+
+block:
+	KQ_SCALES(X12, X13, X14, VPAND)
+	VPMOVZXBD X3, Y4
+	VCVTDQ2PS Y4, Y4
+	VPSRLDQ $8, X3, X5
+	VPMOVZXBD X5, Y5
+	VCVTDQ2PS Y5, Y5
+	VPBROADCASTD (R8), X6
+	VCVTPH2PS X6, Y6
+	VSHUFPS $0x00, Y6, Y6, Y7
+	VSHUFPS $0x55, Y6, Y6, Y6
+	VMULPS Y7, Y4, Y4
+	VMULPS Y6, Y5, Y5
+	VMOVUPS Y4, (SP)
+	VMOVUPS Y5, 32(SP)
+	Q4D_SCALES(0, 32)
+	Q4D_CHUNK(16, 0, 128)
+	Q4D_CHUNK(24, 32, 160)
+	Q4D_CHUNK(32, 64, 192)
+	Q4D_CHUNK(40, 96, 224)
+	Q4D_SCALES(8, 40)
+	Q4D_CHUNK(48, 256, 384)
+	Q4D_CHUNK(56, 288, 416)
+	Q4D_CHUNK(64, 320, 448)
+	Q4D_CHUNK(72, 352, 480)
+	Q4D_SCALES(16, 48)
+	Q4D_CHUNK(80, 512, 640)
+	Q4D_CHUNK(88, 544, 672)
+	Q4D_CHUNK(96, 576, 704)
+	Q4D_CHUNK(104, 608, 736)
+	Q4D_SCALES(24, 56)
+	Q4D_CHUNK(112, 768, 896)
+	Q4D_CHUNK(120, 800, 928)
+	Q4D_CHUNK(128, 832, 960)
+	Q4D_CHUNK(136, 864, 992)
+	ADDQ $144, R8
+	ADDQ $1024, DI
+	DECQ CX
+	JNZ  block
+
+done:
+	VZEROUPPER
+	RET
