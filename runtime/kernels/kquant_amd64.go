@@ -113,8 +113,16 @@ func dotQ6KVNNI(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []fl
 //go:noescape
 func dotQ6KAVX2(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16)
 
+// dequantQ6KAVX2 is dequantQ6K with AVX2 for len(dst)/256 super-blocks (same results).
+//
+//go:noescape
+func dequantQ6KAVX2(dst []float32, src []byte)
+
 // q6KFast installs the SIMD Q6_K kernels cpuHas allows into f.
 func q6KFast(f *format) {
+	if cpuHas.AVX2FMA {
+		f.dequant = kquantDequant(dequantQ6KAVX2, q6KBytes)
+	}
 	switch {
 	case cpuHas.AVX512VNNI:
 		f.dotRows = kquantDot(dotQ6KVNNI, q6KBytes)

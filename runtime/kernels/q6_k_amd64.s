@@ -233,3 +233,88 @@ block:
 done:
 	VZEROUPPER
 	RET
+
+// Q6D_OUT converts the 8 unsigned 6-bit values in V to d·sc·(q-32), with d·sc at
+// soff(SP), and stores them at yoff(DI).
+#define Q6D_OUT(V, yoff, soff) \
+	VPSUBD Y13, V, V \
+	VCVTDQ2PS V, V \
+	VBROADCASTSS soff(SP), Y7 \
+	VMULPS Y7, V, V \
+	VMOVUPS V, yoff(DI)
+
+// Q6D_CHUNK decodes values l = 8c..8c+7 of the four quarters of a half: ql[l] at
+// a(R8), ql[32+l] at b(R8), qh[l] at h(R8); the first output goes to yoff(DI) (the
+// others 128, 256 and 384 bytes on) and its scale is at soff(SP) (the others 8, 16
+// and 24 bytes on).
+#define Q6D_CHUNK(a, b, h, yoff, soff) \
+	VPMOVZXBD a(R8), Y0 \
+	VPMOVZXBD b(R8), Y1 \
+	VPMOVZXBD h(R8), Y2 \
+	VPSLLD $4, Y2, Y3 \
+	VPAND Y14, Y3, Y3 \
+	VPAND Y15, Y0, Y4 \
+	VPOR Y4, Y3, Y3 \
+	Q6D_OUT(Y3, yoff, soff) \
+	VPSLLD $2, Y2, Y3 \
+	VPAND Y14, Y3, Y3 \
+	VPAND Y15, Y1, Y4 \
+	VPOR Y4, Y3, Y3 \
+	Q6D_OUT(Y3, yoff+128, soff+8) \
+	VPAND Y14, Y2, Y3 \
+	VPSRLD $4, Y0, Y0 \
+	VPOR Y0, Y3, Y3 \
+	Q6D_OUT(Y3, yoff+256, soff+16) \
+	VPSRLD $2, Y2, Y3 \
+	VPAND Y14, Y3, Y3 \
+	VPSRLD $4, Y1, Y1 \
+	VPOR Y1, Y3, Y3 \
+	Q6D_OUT(Y3, yoff+384, soff+24)
+
+// func dequantQ6KAVX2(dst []float32, src []byte)
+//
+// dequantQ6KAVX2 is dequantQ6K for len(dst)/256 super-blocks, with the same float
+// operations (d·sc rounded, then times q-32).
+TEXT ·dequantQ6KAVX2(SB), NOSPLIT, $64-48
+	MOVQ dst_base+0(FP), DI
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), R8
+	SHRQ $8, CX
+	JEQ  done
+	MOVL $15, AX
+	MOVQ AX, X15
+	VPBROADCASTD X15, Y15
+	MOVL $48, AX
+	MOVQ AX, X14
+	VPBROADCASTD X14, Y14
+	MOVL $32, AX
+	MOVQ AX, X13
+	VPBROADCASTD X13, Y13
+
+block:
+	VPMOVSXBD 192(R8), Y4
+	VPMOVSXBD 200(R8), Y5
+	VCVTDQ2PS Y4, Y4
+	VCVTDQ2PS Y5, Y5
+	VPBROADCASTW 208(R8), X6
+	VCVTPH2PS X6, Y6
+	VMULPS Y6, Y4, Y4
+	VMULPS Y6, Y5, Y5
+	VMOVUPS Y4, (SP)
+	VMOVUPS Y5, 32(SP)
+	Q6D_CHUNK(0, 32, 128, 0, 0)
+	Q6D_CHUNK(8, 40, 136, 32, 0)
+	Q6D_CHUNK(16, 48, 144, 64, 4)
+	Q6D_CHUNK(24, 56, 152, 96, 4)
+	Q6D_CHUNK(64, 96, 160, 512, 32)
+	Q6D_CHUNK(72, 104, 168, 544, 32)
+	Q6D_CHUNK(80, 112, 176, 576, 36)
+	Q6D_CHUNK(88, 120, 184, 608, 36)
+	ADDQ $210, R8
+	ADDQ $1024, DI
+	DECQ CX
+	JNZ  block
+
+done:
+	VZEROUPPER
+	RET
