@@ -91,8 +91,16 @@ func dotQ5KVNNI(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []fl
 //go:noescape
 func dotQ5KAVX2(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16)
 
+// dequantQ5KAVX2 is dequantQ5K with AVX2 for len(dst)/256 super-blocks (same results).
+//
+//go:noescape
+func dequantQ5KAVX2(dst []float32, src []byte)
+
 // q5KFast installs the SIMD Q5_K kernels cpuHas allows into f.
 func q5KFast(f *format) {
+	if cpuHas.AVX2FMA {
+		f.dequant = kquantDequant(dequantQ5KAVX2, q5KBytes)
+	}
 	switch {
 	case cpuHas.AVX512VNNI:
 		f.dotRows = kquantDot(dotQ5KVNNI, q5KBytes)

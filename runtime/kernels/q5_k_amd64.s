@@ -172,3 +172,99 @@ block:
 done:
 	VZEROUPPER
 	RET
+
+// Q4D_SCALES loads the decoded scale and minimum of sub-blocks 2g (Y0, Y1) and 2g+1
+// (Y2, Y3) from the stack: d·sc at soff(SP), dmin·m at moff(SP).
+#define Q4D_SCALES(soff, moff) \
+	VBROADCASTSS soff(SP), Y0 \
+	VBROADCASTSS moff(SP), Y1 \
+	VBROADCASTSS soff+4(SP), Y2 \
+	VBROADCASTSS moff+4(SP), Y3
+
+// Q5D_CHUNK is Q4D_CHUNK for Q5_K: the fifth bits come from the 8 qh bytes at h(R8),
+// moved to bit 4 by LOSH $los (low nibbles) and HISH $his (high nibbles).
+#define Q5D_CHUNK(qoff, h, lo, hi, LOSH, los, HISH, his) \
+	VPMOVZXBD qoff(R8), Y8 \
+	VPMOVZXBD h(R8), Y10 \
+	VPAND Y15, Y8, Y9 \
+	VPSRLD $4, Y8, Y8 \
+	LOSH $los, Y10, Y11 \
+	VPAND Y14, Y11, Y11 \
+	VPOR Y11, Y9, Y9 \
+	HISH $his, Y10, Y11 \
+	VPAND Y14, Y11, Y11 \
+	VPOR Y11, Y8, Y8 \
+	VCVTDQ2PS Y9, Y9 \
+	VMULPS Y0, Y9, Y9 \
+	VSUBPS Y1, Y9, Y9 \
+	VMOVUPS Y9, lo(DI) \
+	VCVTDQ2PS Y8, Y8 \
+	VMULPS Y2, Y8, Y8 \
+	VSUBPS Y3, Y8, Y8 \
+	VMOVUPS Y8, hi(DI)
+
+// func dequantQ5KAVX2(dst []float32, src []byte)
+//
+// dequantQ5KAVX2 is dequantQ5K for len(dst)/256 super-blocks, with the same float
+// operations as the reference.
+TEXT ·dequantQ5KAVX2(SB), NOSPLIT, $64-48
+	MOVQ dst_base+0(FP), DI
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), R8
+	SHRQ $8, CX
+	JEQ  done
+	VMOVDQU kqShiftA<>(SB), X12
+	VMOVDQU kqMaskA<>(SB), X13
+	VMOVDQU kqMaskB<>(SB), X14
+	MOVL $15, AX
+	MOVQ AX, X15
+	VPBROADCASTD X15, Y15
+
+block:
+	KQ_SCALES(X12, X13, X14, VPAND)
+	VPMOVZXBD X3, Y4
+	VCVTDQ2PS Y4, Y4
+	VPSRLDQ $8, X3, X5
+	VPMOVZXBD X5, Y5
+	VCVTDQ2PS Y5, Y5
+	VPBROADCASTD (R8), X6
+	VCVTPH2PS X6, Y6
+	VSHUFPS $0x00, Y6, Y6, Y7
+	VSHUFPS $0x55, Y6, Y6, Y6
+	VMULPS Y7, Y4, Y4
+	VMULPS Y6, Y5, Y5
+	VMOVUPS Y4, (SP)
+	VMOVUPS Y5, 32(SP)
+	// Y14 held a scale-decoding constant; the chunks need 16 in every dword.
+	MOVL $16, AX
+	MOVQ AX, X14
+	VPBROADCASTD X14, Y14
+	Q4D_SCALES(0, 32)
+	Q5D_CHUNK(48, 16, 0, 128, VPSLLD, 4, VPSLLD, 3)
+	Q5D_CHUNK(56, 24, 32, 160, VPSLLD, 4, VPSLLD, 3)
+	Q5D_CHUNK(64, 32, 64, 192, VPSLLD, 4, VPSLLD, 3)
+	Q5D_CHUNK(72, 40, 96, 224, VPSLLD, 4, VPSLLD, 3)
+	Q4D_SCALES(8, 40)
+	Q5D_CHUNK(80, 16, 256, 384, VPSLLD, 2, VPSLLD, 1)
+	Q5D_CHUNK(88, 24, 288, 416, VPSLLD, 2, VPSLLD, 1)
+	Q5D_CHUNK(96, 32, 320, 448, VPSLLD, 2, VPSLLD, 1)
+	Q5D_CHUNK(104, 40, 352, 480, VPSLLD, 2, VPSLLD, 1)
+	Q4D_SCALES(16, 48)
+	Q5D_CHUNK(112, 16, 512, 640, VPSRLD, 0, VPSRLD, 1)
+	Q5D_CHUNK(120, 24, 544, 672, VPSRLD, 0, VPSRLD, 1)
+	Q5D_CHUNK(128, 32, 576, 704, VPSRLD, 0, VPSRLD, 1)
+	Q5D_CHUNK(136, 40, 608, 736, VPSRLD, 0, VPSRLD, 1)
+	Q4D_SCALES(24, 56)
+	Q5D_CHUNK(144, 16, 768, 896, VPSRLD, 2, VPSRLD, 3)
+	Q5D_CHUNK(152, 24, 800, 928, VPSRLD, 2, VPSRLD, 3)
+	Q5D_CHUNK(160, 32, 832, 960, VPSRLD, 2, VPSRLD, 3)
+	Q5D_CHUNK(168, 40, 864, 992, VPSRLD, 2, VPSRLD, 3)
+	VMOVDQU kqMaskB<>(SB), X14
+	ADDQ $176, R8
+	ADDQ $1024, DI
+	DECQ CX
+	JNZ  block
+
+done:
+	VZEROUPPER
+	RET
