@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"squeeze/runtime/model/modeltest"
 )
 
 // repoRoot walks up from the test's directory to the one holding go.mod.
@@ -284,6 +286,14 @@ func TestBadModelExitCode(t *testing.T) {
 	if err := os.WriteFile(notGGUF, []byte("this is not a model\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	unknownArch := filepath.Join(dir, "gpt9.gguf")
+	if err := modeltest.Write(unknownArch, modeltest.Spec{Arch: "gpt9", Tokenizer: true}); err != nil {
+		t.Fatal(err)
+	}
+	noTokenizer := filepath.Join(dir, "notok.gguf")
+	if err := modeltest.Write(noTokenizer, modeltest.Spec{}); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		path    string
@@ -292,6 +302,8 @@ func TestBadModelExitCode(t *testing.T) {
 		{"missing file", filepath.Join(dir, "absent.gguf"), "no such file"},
 		{"not a GGUF file", notGGUF, "not a GGUF file"},
 		{"a directory", dir, dir},
+		{"unknown architecture", unknownArch, `unsupported architecture: "gpt9"`},
+		{"no tokenizer", noTokenizer, "tokenizer.ggml"},
 	}
 	if demo := filepath.Join(repoRoot(t), defaultModel); fileExists(demo) {
 		data, err := os.ReadFile(demo)
