@@ -6,7 +6,7 @@ package kernels
 func installQ4_0(f *format) {
 	f.dequant, f.dotRows = dequantQ4_0Ref, dotRowsQ4_0Ref
 	if cpuHas.AVX2FMA {
-		f.dotRows = dotRowsQ4_0AVX2
+		f.dequant, f.dotRows = dequantQ4_0AVX2, dotRowsQ4_0AVX2
 	}
 	if cpuHas.AVX512VNNI {
 		f.dotRows = dotRowsQ4_0VNNI
@@ -39,4 +39,18 @@ func dotRowsQ4_0VNNI(dst []float32, w []byte, rowBytes int, a *Activation) {
 	if q8Args(dst, w, rowBytes, q4_0BlockBytes, a) {
 		q4_0DotVNNI(&dst[0], len(dst), &w[0], rowBytes, &a.Q8[0], &a.Q8Scale[0], &a.Q8Sum[0])
 	}
+}
+
+// q4_0DequantAVX2 decodes nb Q4_0 blocks: dst[32b+j] = float32(q_b[j]-8) * f16(d_b).
+//
+//go:noescape
+func q4_0DequantAVX2(dst *float32, src *byte, nb int)
+
+func dequantQ4_0AVX2(dst []float32, src []byte) {
+	nb := len(dst) / 32
+	if nb == 0 {
+		return
+	}
+	_ = src[nb*q4_0BlockBytes-1]
+	q4_0DequantAVX2(&dst[0], &src[0], nb)
 }

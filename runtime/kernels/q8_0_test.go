@@ -51,7 +51,8 @@ func q8fEdgeBlocks() [][]float32 {
 	return [][]float32{zero, one, ramp, neg, sym, tiny}
 }
 
-// TestQ8FamilyRoundTrip checks quantize→dequantize: every value within half a step of
+// TestQ8FamilyRoundTrip checks that each level's dequant equals the reference exactly,
+// and quantize→dequantize: every value within half a step of
 // the original (a whole step where ggml's quantizer clamps the extreme opposite to the
 // block's largest-magnitude value), allowing for the f16 rounding of d and m.
 func TestQ8FamilyRoundTrip(t *testing.T) {
@@ -75,6 +76,13 @@ func TestQ8FamilyRoundTrip(t *testing.T) {
 				for i := len(src); i < len(got); i++ {
 					if got[i] != 1234.5 {
 						t.Fatalf("dequant wrote past its output at %d", i)
+					}
+				}
+				ref := make([]float32, len(src))
+				dequantQ8FamilyRef(tc.t, ref, enc)
+				for i, v := range ref {
+					if got[i] != v {
+						t.Fatalf("value %d: dequant gives %g, the reference %g", i, got[i], v)
 					}
 				}
 				bb := tc.t.BlockBytes()
