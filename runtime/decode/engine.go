@@ -30,7 +30,9 @@ func (e *Engine) Generate(ctx context.Context, prompt string, opts Options) (Res
 }
 
 // GenerateTokens continues the prompt ids: one batched prefill, then one forward pass per
-// generated token, until a StopReason applies. Text streams through opts.OnText.
+// generated token, until a StopReason applies. Text streams through opts.OnText. The KV
+// cache holds opts.ContextLen positions, or fewer when the prompt and opts.MaxTokens
+// need fewer.
 //
 // The Result is filled in on every return: when ctx is cancelled Generate emits the text
 // completed so far, and returns the Result with StopCancelled and ctx.Err(). Other errors
@@ -48,7 +50,16 @@ func (e *Engine) GenerateTokens(ctx context.Context, prompt []int32, opts Option
 		pool = kernels.NewPool(0)
 		defer pool.Close()
 	}
-	cache, err := e.Model.NewCache(opts.ContextLen, opts.Cache)
+	// The cache needs no more positions than the prompt and MaxTokens-1 fed-back tokens
+	// can fill: a short generation does not pay for the whole context.
+	capacity := opts.ContextLen
+	if capacity == 0 {
+		capacity = e.Model.Config.ContextLength
+	}
+	if opts.MaxTokens > 0 && len(prompt) > 0 {
+		capacity = min(capacity, len(prompt)+opts.MaxTokens)
+	}
+	cache, err := e.Model.NewCache(capacity, opts.Cache)
 	if err != nil {
 		return Result{PromptTokens: len(prompt)}, err
 	}

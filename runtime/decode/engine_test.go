@@ -185,3 +185,41 @@ func TestEngineStopStringAndCancel(t *testing.T) {
 		t.Fatalf("after cancelling at the second piece: %d tokens, text %q", len(res.Tokens), res.Text)
 	}
 }
+
+// BenchmarkGenerate measures a whole greedy generation on the demo model with an f16
+// cache and all cores: a 64-token prompt, then up to 64 generated tokens (greedy output
+// is deterministic, so every iteration does the same work).
+func BenchmarkGenerate(b *testing.B) {
+	path := filepath.Join(repoRoot(b), "testdata", "gocode-demo.gguf")
+	f, err := gguf.Open(path)
+	if err != nil {
+		b.Skipf("demo model absent: %v", err)
+	}
+	defer f.Close()
+	m, err := model.Load(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := kernels.NewPool(0)
+	defer pool.Close()
+	e := &Engine{Model: m, Tokenizer: tok, Pool: pool}
+	prompt := make([]int32, 64)
+	for i := range prompt {
+		prompt[i] = int32(100 + i*37%3000)
+	}
+	var prefill, decode float64
+	for b.Loop() {
+		res, err := e.GenerateTokens(context.Background(), prompt, Options{MaxTokens: 64, Cache: model.CacheF16})
+		if err != nil {
+			b.Fatal(err)
+		}
+		prefill += res.PrefillTokensPerSecond()
+		decode += res.DecodeTokensPerSecond()
+	}
+	b.ReportMetric(prefill/float64(b.N), "prefill-tok/s")
+	b.ReportMetric(decode/float64(b.N), "decode-tok/s")
+}
