@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"squeeze/runtime/gguf"
 )
@@ -148,4 +149,20 @@ func TestMatVecNoAlloc(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestPoolPark exercises the parked paths: calls spaced further apart than poolSpin,
+// and Close on parked workers.
+func TestPoolPark(t *testing.T) {
+	p := NewPool(3)
+	var sum [3]int
+	for i := range 5 {
+		time.Sleep(3 * poolSpin)
+		p.For(3, 1, func(lo, hi int) { sum[lo] += hi - lo })
+		if sum != [3]int{i + 1, i + 1, i + 1} {
+			t.Fatalf("call %d: chunks ran %v times", i, sum)
+		}
+	}
+	time.Sleep(3 * poolSpin)
+	p.Close()
 }

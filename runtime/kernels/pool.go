@@ -3,17 +3,24 @@ package kernels
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Pool runs data-parallel work on a fixed number of goroutines. A Pool is safe for use
 // by one caller at a time; the zero value is not usable, call NewPool.
 //
-// Handing out work does not allocate: the calling goroutine runs the first chunk
-// itself and sends the others to parked worker goroutines by value.
+// Handing out work does not allocate and is cheap: the calling goroutine runs the first
+// chunk itself; workers spin for a short while (poolSpin) after each chunk, watching for
+// the next one, before they park. Decoding calls the pool about 70 times per token with
+// serial work in between, so a wake-up through the scheduler (microseconds) would cost
+// a noticeable share of the token's time.
 type Pool struct {
 	threads int
-	work    []chan task // work[i] feeds worker i (i >= 1; the caller is worker 0)
-	done    sync.WaitGroup
+	workers []poolWorker // workers[i] for i >= 1; the caller is worker 0
+	pending atomic.Int32 // chunks handed out and not yet finished
+	parked  atomic.Bool  // the caller sleeps on done
+	done    chan struct{}
 	exit    sync.WaitGroup
 	close   sync.Once
 
@@ -23,6 +30,17 @@ type Pool struct {
 	acts    []Activation
 	xT      []float32        // MatMul's packed activations
 	scratch []*workerScratch // per worker, grown on demand
+}
+
+// poolSpin is how long an idle worker (or the waiting caller) polls before parking.
+const poolSpin = 100 * time.Microsecond
+
+type poolWorker struct {
+	seq    atomic.Uint32 // bumped by the caller for each task
+	parked atomic.Bool   // the worker sleeps on wake
+	wake   chan struct{}
+	task   task
+	_      [64]byte // keep workers' hot fields on separate cache lines
 }
 
 // ranger is a unit of data-parallel work: run handles [lo, hi) on behalf of worker.
@@ -36,6 +54,7 @@ type funcRanger func(lo, hi int)
 
 func (f funcRanger) run(_, lo, hi int) { f(lo, hi) }
 
+// task is one chunk of work; a nil job tells the worker to exit.
 type task struct {
 	job    ranger
 	lo, hi int
@@ -46,25 +65,90 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.NumCPU()
 	}
-	p := &Pool{threads: threads, work: make([]chan task, threads), scratch: make([]*workerScratch, threads)}
+	p := &Pool{
+		threads: threads,
+		workers: make([]poolWorker, threads),
+		done:    make(chan struct{}, 1),
+		scratch: make([]*workerScratch, threads),
+	}
 	for i := range p.scratch {
 		p.scratch[i] = new(workerScratch)
 	}
 	for i := 1; i < threads; i++ {
-		ch := make(chan task, 1)
-		p.work[i] = ch
+		p.workers[i].wake = make(chan struct{}, 1)
 		p.exit.Add(1)
-		go p.worker(i, ch)
+		go p.worker(i)
 	}
 	return p
 }
 
-func (p *Pool) worker(id int, ch chan task) {
-	defer p.exit.Done()
-	for t := range ch {
-		t.job.run(id, t.lo, t.hi)
-		p.done.Done()
+// spinUntil polls cond for up to poolSpin and reports whether it became true. It
+// yields the processor now and then: the goroutine it waits for may be queued on this
+// very P (a goroutine woken from a channel is queued where it was woken).
+func spinUntil(cond func() bool) bool {
+	var start time.Time
+	for i := 0; ; i++ {
+		if cond() {
+			return true
+		}
+		if i&63 == 63 {
+			runtime.Gosched()
+			if start.IsZero() {
+				start = time.Now()
+			} else if time.Since(start) > poolSpin {
+				return false
+			}
+		}
 	}
+}
+
+func (p *Pool) worker(id int) {
+	defer p.exit.Done()
+	w := &p.workers[id]
+	var seen uint32
+	for {
+		if !spinUntil(func() bool { return w.seq.Load() != seen }) {
+			w.parked.Store(true)
+			if w.seq.Load() != seen { // a task came in while parking
+				if !w.parked.CompareAndSwap(true, false) {
+					<-w.wake // the caller saw us parked and is sending a wake-up
+				}
+			} else {
+				<-w.wake
+			}
+		}
+		seen = w.seq.Load()
+		t := w.task
+		if t.job == nil {
+			return
+		}
+		t.job.run(id, t.lo, t.hi)
+		if p.pending.Add(-1) == 0 && p.parked.Load() && p.parked.CompareAndSwap(true, false) {
+			p.done <- struct{}{}
+		}
+	}
+}
+
+// post hands task t to worker i.
+func (p *Pool) post(i int, t task) {
+	w := &p.workers[i]
+	w.task = t
+	w.seq.Add(1)
+	if w.parked.Load() && w.parked.CompareAndSwap(true, false) {
+		w.wake <- struct{}{}
+	}
+}
+
+// wait returns once every posted chunk has finished.
+func (p *Pool) wait() {
+	if spinUntil(func() bool { return p.pending.Load() == 0 }) {
+		return
+	}
+	p.parked.Store(true)
+	if p.pending.Load() == 0 && p.parked.CompareAndSwap(true, false) {
+		return
+	}
+	<-p.done
 }
 
 // Threads is the number of goroutines the pool spreads work over.
@@ -73,8 +157,8 @@ func (p *Pool) Threads() int { return p.threads }
 // Close stops the pool's goroutines. The pool must not be used afterwards.
 func (p *Pool) Close() {
 	p.close.Do(func() {
-		for _, ch := range p.work[1:] {
-			close(ch)
+		for i := 1; i < p.threads; i++ {
+			p.post(i, task{})
 		}
 		p.exit.Wait()
 	})
@@ -103,10 +187,10 @@ func (p *Pool) forRange(n, grain int, job ranger) {
 		return
 	}
 	bound := func(i int) int { return min(n, units*i/parts*grain) }
-	p.done.Add(parts - 1)
+	p.pending.Store(int32(parts - 1))
 	for i := 1; i < parts; i++ {
-		p.work[i] <- task{job: job, lo: bound(i), hi: bound(i + 1)}
+		p.post(i, task{job: job, lo: bound(i), hi: bound(i + 1)})
 	}
 	job.run(0, 0, bound(1))
-	p.done.Wait()
+	p.wait()
 }
