@@ -12,7 +12,9 @@ import (
 const q4_1BlockBytes = 2 + 2 + 16
 
 func init() {
-	formats[gguf.TypeQ4_1] = &format{dequant: dequantQ4_1, quantize: quantizeQ4_1, dotRows: dotRowsQ4_1Ref, prepare: prepareQ8}
+	f := &format{dequant: dequantQ4_1, quantize: quantizeQ4_1, dotRows: dotRowsQ4_1Ref, prepare: prepareQ8}
+	formats[gguf.TypeQ4_1] = f
+	addReinit(func() { installQ4_1(f) })
 }
 
 func dequantQ4_1(dst []float32, src []byte) {

@@ -12,7 +12,9 @@ import (
 const q5_1BlockBytes = 2 + 2 + 4 + 16
 
 func init() {
-	formats[gguf.TypeQ5_1] = &format{dequant: dequantQ5_1, quantize: quantizeQ5_1, dotRows: dotRowsQ5_1Ref, prepare: prepareQ8}
+	f := &format{dequant: dequantQ5_1, quantize: quantizeQ5_1, dotRows: dotRowsQ5_1Ref, prepare: prepareQ8}
+	formats[gguf.TypeQ5_1] = f
+	addReinit(func() { installQ5_1(f) })
 }
 
 func dequantQ5_1(dst []float32, src []byte) {
