@@ -414,38 +414,66 @@ func TestSampleResetReplays(t *testing.T) {
 	}
 }
 
-// TestSampleFollowsSoftmax draws many tokens at temperature 0.7 and checks the counts
-// against softmax(logits / 0.7) with Pearson's chi-square statistic. The seed is fixed,
-// so the statistic is too; the bound 26.1 is the 99.9% quantile of chi-square with 7
-// degrees of freedom, so a correct sampler passes this for almost every seed.
+// chi2Quantile999 is the 99.9% quantile of the chi-square distribution by degrees of
+// freedom (from standard tables).
+var chi2Quantile999 = map[int]float64{1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52, 6: 22.46, 7: 24.32}
+
+// TestSampleFollowsSoftmax draws many tokens and checks the counts against the softmax
+// of logits/temperature over the tokens the truncation keeps, with Pearson's chi-square
+// statistic. Seeds are fixed, so the statistics are too; the bound is the 99.9% quantile,
+// which a correct sampler passes for almost every seed.
 func TestSampleFollowsSoftmax(t *testing.T) {
 	logits := []float32{1.0, 0.2, -0.5, 2.0, 0.0, 1.5, -1.0, 0.7}
-	const temp, draws = 0.7, 40000
-	s, err := New(Options{Temperature: temp, Seed: 2024})
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		opts Options
+		keep []int // ids the truncation keeps, hand-derived from the logits' order
+	}{
+		{"temperature 0.7", Options{Temperature: 0.7, Seed: 2024}, []int{0, 1, 2, 3, 4, 5, 6, 7}},
+		{"temperature 1.3, top-k 3", Options{Temperature: 1.3, TopK: 3, Seed: 7}, []int{3, 5, 0}},
+		// Softmax at temperature 1: 0.373, 0.226, 0.137, 0.102, ... for ids 3, 5, 0, 7, ...;
+		// cumulative 0.373, 0.600, 0.737, 0.839: top-p 0.8 keeps four.
+		{"temperature 1, top-p 0.8", Options{Temperature: 1, TopP: 0.8, Seed: 9}, []int{3, 5, 0, 7}},
+		// p(max)=e^2/Z; min-p 0.2 keeps logits >= 2 + ln 0.2 = 0.391: ids 3, 5, 0, 7.
+		{"temperature 0.5, min-p 0.2", Options{Temperature: 0.5, MinP: 0.2, Seed: 8}, []int{3, 5, 0, 7}},
 	}
-	counts := make([]int, len(logits))
-	for range draws {
-		id, err := s.Sample(slices.Clone(logits))
-		if err != nil {
-			t.Fatal(err)
-		}
-		counts[id]++
-	}
-	var z float64
-	for _, l := range logits {
-		z += math.Exp(float64(l) / temp)
-	}
-	var chi2 float64
-	for i, l := range logits {
-		want := draws * math.Exp(float64(l)/temp) / z
-		d := float64(counts[i]) - want
-		chi2 += d * d / want
-	}
-	t.Logf("counts %v, chi-square %.2f", counts, chi2)
-	if chi2 > 26.1 {
-		t.Fatalf("chi-square %.2f > 26.1: counts %v do not follow softmax", chi2, counts)
+	const draws = 40000
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := New(tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts := make([]int, len(logits))
+			for range draws {
+				id, err := s.Sample(slices.Clone(logits))
+				if err != nil {
+					t.Fatal(err)
+				}
+				counts[id]++
+			}
+			temp := float64(tt.opts.Temperature)
+			var z float64
+			for _, id := range tt.keep {
+				z += math.Exp(float64(logits[id]) / temp)
+			}
+			var chi2 float64
+			kept := 0
+			for _, id := range tt.keep {
+				want := draws * math.Exp(float64(logits[id])/temp) / z
+				d := float64(counts[id]) - want
+				chi2 += d * d / want
+				kept += counts[id]
+			}
+			if kept != draws {
+				t.Fatalf("%d of %d draws outside the kept set %v: counts %v", draws-kept, draws, tt.keep, counts)
+			}
+			bound := chi2Quantile999[len(tt.keep)-1]
+			t.Logf("counts %v, chi-square %.2f (bound %.2f)", counts, chi2, bound)
+			if chi2 > bound {
+				t.Fatalf("chi-square %.2f > %.2f: counts %v do not follow softmax", chi2, bound, counts)
+			}
+		})
 	}
 }
 
