@@ -124,10 +124,10 @@ TEXT ·dotQ5KAVX2(SB), NOSPLIT, $32-136
 	VMOVDQU kqMaskA<>(SB), X13
 	VMOVDQU kqMaskB<>(SB), X14
 	MOVL $0x0f0f0f0f, R13
-	MOVQ R13, X15
+	VMOVQ R13, X15
 	VPBROADCASTD X15, Y15
 	MOVL $0x10101010, R13
-	MOVQ R13, X2
+	VMOVQ R13, X2
 	VPBROADCASTD X2, Y2
 
 row:
@@ -181,18 +181,22 @@ done:
 	VBROADCASTSS soff+4(SP), Y2 \
 	VBROADCASTSS moff+4(SP), Y3
 
+DATA kq16<>+0(SB)/4, $16
+GLOBL kq16<>(SB), RODATA|NOPTR, $4
+
 // Q5D_CHUNK is Q4D_CHUNK for Q5_K: the fifth bits come from the 8 qh bytes at h(R8),
-// moved to bit 4 by LOSH $los (low nibbles) and HISH $his (high nibbles).
+// moved to bit 4 by LOSH $los (low nibbles) and HISH $his (high nibbles) and masked by
+// Y7 (16 in every dword).
 #define Q5D_CHUNK(qoff, h, lo, hi, LOSH, los, HISH, his) \
 	VPMOVZXBD qoff(R8), Y8 \
 	VPMOVZXBD h(R8), Y10 \
 	VPAND Y15, Y8, Y9 \
 	VPSRLD $4, Y8, Y8 \
 	LOSH $los, Y10, Y11 \
-	VPAND Y14, Y11, Y11 \
+	VPAND Y7, Y11, Y11 \
 	VPOR Y11, Y9, Y9 \
 	HISH $his, Y10, Y11 \
-	VPAND Y14, Y11, Y11 \
+	VPAND Y7, Y11, Y11 \
 	VPOR Y11, Y8, Y8 \
 	VCVTDQ2PS Y9, Y9 \
 	VMULPS Y0, Y9, Y9 \
@@ -217,7 +221,7 @@ TEXT ·dequantQ5KAVX2(SB), NOSPLIT, $64-48
 	VMOVDQU kqMaskA<>(SB), X13
 	VMOVDQU kqMaskB<>(SB), X14
 	MOVL $15, AX
-	MOVQ AX, X15
+	VMOVQ AX, X15
 	VPBROADCASTD X15, Y15
 
 block:
@@ -235,10 +239,7 @@ block:
 	VMULPS Y6, Y5, Y5
 	VMOVUPS Y4, (SP)
 	VMOVUPS Y5, 32(SP)
-	// Y14 held a scale-decoding constant; the chunks need 16 in every dword.
-	MOVL $16, AX
-	MOVQ AX, X14
-	VPBROADCASTD X14, Y14
+	VPBROADCASTD kq16<>(SB), Y7
 	Q4D_SCALES(0, 32)
 	Q5D_CHUNK(48, 16, 0, 128, VPSLLD, 4, VPSLLD, 3)
 	Q5D_CHUNK(56, 24, 32, 160, VPSLLD, 4, VPSLLD, 3)
@@ -259,7 +260,6 @@ block:
 	Q5D_CHUNK(152, 24, 800, 928, VPSRLD, 2, VPSRLD, 3)
 	Q5D_CHUNK(160, 32, 832, 960, VPSRLD, 2, VPSRLD, 3)
 	Q5D_CHUNK(168, 40, 864, 992, VPSRLD, 2, VPSRLD, 3)
-	VMOVDQU kqMaskB<>(SB), X14
 	ADDQ $176, R8
 	ADDQ $1024, DI
 	DECQ CX
