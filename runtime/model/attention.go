@@ -1,29 +1,42 @@
 package model
 
 import (
+	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 )
 
 // workspace is a Cache's scratch memory for forward passes, grown on demand and then
 // reused, so decoding a token allocates nothing.
 type workspace struct {
-	batch   int // tokens the activation buffers hold
-	threads int // workers the attention scratch serves
+	batch int // tokens the activation buffers hold
 
 	x, xb, q, k, v, att, proj, gate, up []float32
 	input, kPre                         []float32 // copies kept for Options.Observe
 	cos, sin                            []float32 // RoPE angles, batch x RopeDim/2
 	state                               LayerState
 
-	scores [][]float32 // per attention worker, Cap() long
-	kf, vf []float32   // a CacheF16 layer's keys and values as float32, KVHeads x Cap() x HeadDim
+	workers []*attnWorker // one per pool thread
+	block   int           // query tokens per attention unit
 
-	// The attention workers' arguments; the funcs are built once so that handing them
+	// The current attention call's arguments; attnFn is built once so that handing it
 	// to the Pool allocates nothing.
 	layer, pos, n int
 	attnFn        func(lo, hi int)
-	convFn        func(lo, hi int)
 }
+
+// attnWorker is one thread's attention scratch. Its single-thread pool runs the matrix
+// products of the units the worker owns.
+type attnWorker struct {
+	pool    *kernels.Pool
+	q, out  []float32 // block x group query and output vectors, HeadDim each
+	scores  []float32 // block x group rows of up to Cap() scores
+	keys    kernels.Matrix
+	valuesT kernels.Matrix
+}
+
+// attnScoreBudget bounds a worker's score buffer (float32s): the query block shrinks for
+// long caches.
+const attnScoreBudget = 1 << 20
 
 // ensure sizes the workspace for passes of n tokens on a pool of threads workers.
 func (ws *workspace) ensure(c *Cache, n, threads int) {
@@ -44,16 +57,25 @@ func (ws *workspace) ensure(c *Cache, n, threads int) {
 		ws.cos = make([]float32, n*cfg.RopeDim/2)
 		ws.sin = make([]float32, n*cfg.RopeDim/2)
 	}
-	if threads != ws.threads {
-		ws.threads = threads
-		ws.scores = make([][]float32, threads)
-		for i := range ws.scores {
-			ws.scores[i] = make([]float32, c.cap)
+	if threads != len(ws.workers) {
+		group := cfg.Heads / cfg.KVHeads
+		ws.block = max(1, min(32, attnScoreBudget/(group*c.cap)))
+		ws.workers = make([]*attnWorker, threads)
+		typ := gguf.TypeF32
+		if c.kind == CacheF16 {
+			typ = gguf.TypeF16
 		}
-	}
-	if c.kind == CacheF16 && ws.kf == nil {
-		ws.kf = make([]float32, cfg.KVHeads*c.cap*cfg.HeadDim)
-		ws.vf = make([]float32, cfg.KVHeads*c.cap*cfg.HeadDim)
+		for i := range ws.workers {
+			vecs := ws.block * group
+			ws.workers[i] = &attnWorker{
+				pool:    kernels.NewPool(1),
+				q:       make([]float32, vecs*cfg.HeadDim),
+				out:     make([]float32, vecs*cfg.HeadDim),
+				scores:  make([]float32, vecs*c.cap),
+				keys:    kernels.Matrix{Type: typ},
+				valuesT: kernels.Matrix{Type: typ},
+			}
+		}
 	}
 	if ws.attnFn == nil {
 		ws.attnFn = func(lo, hi int) {
@@ -61,72 +83,60 @@ func (ws *workspace) ensure(c *Cache, n, threads int) {
 				c.attendWorker(w)
 			}
 		}
-		ws.convFn = func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				c.convertSpan(i)
-			}
-		}
 	}
 }
 
 // attention computes, for the n tokens at positions pos.. of layer, every query head's
 // attention over the cache (whose keys and values for these tokens are already stored)
-// into ws.att. Work is spread over the pool's threads, one worker per thread.
+// into ws.att. The work is cut into units of one key/value head and a block of query
+// tokens; each pool thread takes every threads-th unit.
 func (c *Cache) attention(p *kernels.Pool, layer, pos, n int) {
 	ws := &c.ws
 	ws.layer, ws.pos, ws.n = layer, pos, n
-	if c.kind == CacheF16 {
-		p.For(2*c.m.Config.KVHeads, 1, ws.convFn)
-	}
-	p.For(ws.threads, 1, ws.attnFn)
+	p.For(len(ws.workers), 1, ws.attnFn)
 }
 
-// convertSpan converts to float32 the keys (i even) or values (i odd) of key/value head
-// i/2 of the current layer, for every position the current pass attends to.
-func (c *Cache) convertSpan(i int) {
-	ws := &c.ws
-	hd := c.m.Config.HeadDim
-	head := i / 2
-	span := (ws.pos + ws.n) * hd
-	src := c.offset(ws.layer, head, 0)
-	dst := head * c.cap * hd
-	if i%2 == 0 {
-		f16ToF32(ws.kf[dst:dst+span], c.k16[src:src+span])
-	} else {
-		f16ToF32(ws.vf[dst:dst+span], c.v16[src:src+span])
-	}
-}
-
-// attendWorker runs worker w's share of the (token, query head) pairs of the current pass:
-// pairs w, w+threads, w+2*threads, ..., which balances the causal triangle's uneven rows.
+// attendWorker runs worker w's share of the current attention call. For a unit of key/
+// value head g and query tokens [i0, i1), with the group's query heads as vectors:
+//
+//	scores = K[0:L] q        (one matrix product over the span L = pos+i1)
+//	p      = softmax(scores[0:pos+i+1]), zero beyond (causal mask)
+//	out    = V^T[:, 0:L] p   (values are stored transposed)
 func (c *Cache) attendWorker(w int) {
 	ws := &c.ws
 	cfg := &c.m.Config
-	hd, qDim, heads := cfg.HeadDim, cfg.QDim(), cfg.Heads
+	wk := ws.workers[w]
+	hd, qDim := cfg.HeadDim, cfg.QDim()
 	group := cfg.Heads / cfg.KVHeads
-	scores := ws.scores[w]
-	for it := w; it < ws.n*heads; it += ws.threads {
-		i, h := it/heads, it%heads
-		g := h / group
-		span := ws.pos + i + 1
-		var keys, vals []float32
-		if c.kind == CacheF32 {
-			at := c.offset(ws.layer, g, 0)
-			keys, vals = c.k32[at:at+span*hd], c.v32[at:at+span*hd]
-		} else {
-			at := g * c.cap * hd
-			keys, vals = ws.kf[at:at+span*hd], ws.vf[at:at+span*hd]
+	blocks := (ws.n + ws.block - 1) / ws.block
+	for u := w; u < blocks*cfg.KVHeads; u += len(ws.workers) {
+		b, g := u/cfg.KVHeads, u%cfg.KVHeads
+		i0 := b * ws.block
+		i1 := min(ws.n, i0+ws.block)
+		span := ws.pos + i1
+		vecs := (i1 - i0) * group
+		for i := i0; i < i1; i++ {
+			at := i*qDim + g*group*hd
+			copy(wk.q[(i-i0)*group*hd:(i-i0+1)*group*hd], ws.q[at:at+group*hd])
 		}
-		q := ws.q[i*qDim+h*hd : i*qDim+(h+1)*hd]
-		s := scores[:span]
-		for j := range s {
-			s[j] = kernels.Dot(q, keys[j*hd:(j+1)*hd])
+		base := c.offset(ws.layer, g, 0) * c.elem
+		wk.keys.Rows, wk.keys.Cols, wk.keys.RowBytes = span, hd, hd*c.elem
+		wk.keys.Data = c.kb[base : base+span*hd*c.elem]
+		scores := wk.scores[:vecs*span]
+		kernels.MatMul(wk.pool, scores, &wk.keys, wk.q, vecs)
+		for v := range vecs {
+			row := scores[v*span : (v+1)*span]
+			keep := ws.pos + i0 + v/group + 1
+			kernels.Softmax(row[:keep])
+			clear(row[keep:])
 		}
-		kernels.Softmax(s)
-		out := ws.att[i*qDim+h*hd : i*qDim+(h+1)*hd]
-		clear(out)
-		for j, pj := range s {
-			kernels.Axpy(pj, vals[j*hd:(j+1)*hd], out)
+		// V^T is HeadDim rows of Cap() positions; the product reads the first span.
+		wk.valuesT.Rows, wk.valuesT.Cols, wk.valuesT.RowBytes = hd, span, c.cap*c.elem
+		wk.valuesT.Data = c.vb[base : base+hd*c.cap*c.elem]
+		kernels.MatMul(wk.pool, wk.out[:vecs*hd], &wk.valuesT, scores, vecs)
+		for i := i0; i < i1; i++ {
+			at := i*qDim + g*group*hd
+			copy(ws.att[at:at+group*hd], wk.out[(i-i0)*group*hd:(i-i0+1)*group*hd])
 		}
 	}
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"squeeze/runtime/kernels"
 )
@@ -37,8 +38,10 @@ func (t CacheType) String() string {
 // scratch memory of the forward passes that fill it. A Cache belongs to the Model that
 // made it and is used by one goroutine at a time.
 //
-// Layout: for each layer and key/value head, the positions are contiguous, each a
-// HeadDim-long vector, so attention reads one span per head.
+// Layout: each layer and key/value head has a region of Cap() x HeadDim elements. Keys
+// are stored position-major (one HeadDim vector per position), values dimension-major
+// (one Cap()-long row per dimension), so that both attention products are matrix
+// products over a span of positions: scores = K q and output = V^T p.
 type Cache struct {
 	m    *Model
 	kind CacheType
@@ -47,6 +50,8 @@ type Cache struct {
 
 	k32, v32 []float32 // CacheF32
 	k16, v16 []uint16  // CacheF16
+	kb, vb   []byte    // the same memory as bytes, for kernels.Matrix
+	elem     int       // bytes per element
 
 	ws workspace
 }
@@ -67,8 +72,12 @@ func (m *Model) NewCache(maxTokens int, kind CacheType) (*Cache, error) {
 	switch kind {
 	case CacheF32:
 		c.k32, c.v32 = make([]float32, size), make([]float32, size)
+		c.kb, c.vb = asBytes(c.k32), asBytes(c.v32)
+		c.elem = 4
 	case CacheF16:
 		c.k16, c.v16 = make([]uint16, size), make([]uint16, size)
+		c.kb, c.vb = asBytes(c.k16), asBytes(c.v16)
+		c.elem = 2
 	default:
 		return nil, fmt.Errorf("model: unknown cache type %v", kind)
 	}
@@ -112,17 +121,27 @@ func (c *Cache) store(layer, pos, n int, k, v []float32) {
 	cfg := &c.m.Config
 	hd, kvDim := cfg.HeadDim, cfg.KVDim()
 	for h := range cfg.KVHeads {
-		at := c.offset(layer, h, pos)
+		base := c.offset(layer, h, 0)
 		for i := range n {
-			src := i*kvDim + h*hd
-			dst := at + i*hd
-			switch c.kind {
-			case CacheF32:
-				copy(c.k32[dst:dst+hd], k[src:src+hd])
-				copy(c.v32[dst:dst+hd], v[src:src+hd])
-			case CacheF16:
-				f32ToF16(c.k16[dst:dst+hd], k[src:src+hd])
-				f32ToF16(c.v16[dst:dst+hd], v[src:src+hd])
+			src := k[i*kvDim+h*hd : i*kvDim+(h+1)*hd]
+			dst := base + (pos+i)*hd
+			if c.kind == CacheF32 {
+				copy(c.k32[dst:dst+hd], src)
+			} else {
+				kernels.F32ToF16Slice(c.k16[dst:dst+hd], src)
+			}
+		}
+		// Values go to column pos+i of the head's HeadDim rows.
+		for d := range hd {
+			row := base + d*c.cap + pos
+			if c.kind == CacheF32 {
+				for i := range n {
+					c.v32[row+i] = v[i*kvDim+h*hd+d]
+				}
+			} else {
+				for i := range n {
+					c.v16[row+i] = kernels.F32ToF16(v[i*kvDim+h*hd+d])
+				}
 			}
 		}
 	}
@@ -131,15 +150,41 @@ func (c *Cache) store(layer, pos, n int, k, v []float32) {
 // Keys copies the keys (after RoPE) of positions [from, to) of one layer and key/value
 // head into dst, HeadDim values per position, and returns dst[:(to-from)*HeadDim].
 func (c *Cache) Keys(layer, head, from, to int, dst []float32) ([]float32, error) {
-	return c.read(c.k32, c.k16, layer, head, from, to, dst)
+	dst, err := c.checkRead(layer, head, from, to, dst)
+	if err != nil {
+		return nil, err
+	}
+	at := c.offset(layer, head, from)
+	if c.kind == CacheF32 {
+		copy(dst, c.k32[at:at+len(dst)])
+	} else {
+		kernels.F16ToF32Slice(dst, c.k16[at:at+len(dst)])
+	}
+	return dst, nil
 }
 
-// Values is Keys for the values.
+// Values is Keys for the values: HeadDim values per position, position-major.
 func (c *Cache) Values(layer, head, from, to int, dst []float32) ([]float32, error) {
-	return c.read(c.v32, c.v16, layer, head, from, to, dst)
+	dst, err := c.checkRead(layer, head, from, to, dst)
+	if err != nil {
+		return nil, err
+	}
+	hd := c.m.Config.HeadDim
+	base := c.offset(layer, head, 0)
+	for i := range to - from {
+		for d := range hd {
+			at := base + d*c.cap + from + i
+			if c.kind == CacheF32 {
+				dst[i*hd+d] = c.v32[at]
+			} else {
+				dst[i*hd+d] = kernels.F16ToF32(c.v16[at])
+			}
+		}
+	}
+	return dst, nil
 }
 
-func (c *Cache) read(s32 []float32, s16 []uint16, layer, head, from, to int, dst []float32) ([]float32, error) {
+func (c *Cache) checkRead(layer, head, from, to int, dst []float32) ([]float32, error) {
 	cfg := &c.m.Config
 	if layer < 0 || layer >= cfg.Layers || head < 0 || head >= cfg.KVHeads || from < 0 || from > to || to > c.n {
 		return nil, fmt.Errorf("model: cache read of layer %d head %d positions [%d, %d) out of range (%d layers, %d heads, %d positions)",
@@ -149,27 +194,13 @@ func (c *Cache) read(s32 []float32, s16 []uint16, layer, head, from, to int, dst
 	if len(dst) < n {
 		return nil, fmt.Errorf("model: cache read of %d values into %d", n, len(dst))
 	}
-	at := c.offset(layer, head, from)
-	if s32 != nil {
-		copy(dst[:n], s32[at:at+n])
-	} else {
-		f16ToF32(dst[:n], s16[at:at+n])
-	}
 	return dst[:n], nil
 }
 
-// f32ToF16 converts src to half floats in dst.
-func f32ToF16(dst []uint16, src []float32) {
-	dst = dst[:len(src)]
-	for i, v := range src {
-		dst[i] = kernels.F32ToF16(v)
+// asBytes returns the memory of s as bytes.
+func asBytes[T float32 | uint16](s []T) []byte {
+	if len(s) == 0 {
+		return nil
 	}
-}
-
-// f16ToF32 converts half floats in src to dst.
-func f16ToF32(dst []float32, src []uint16) {
-	dst = dst[:len(src)]
-	for i, h := range src {
-		dst[i] = kernels.F16ToF32(h)
-	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(s[0])))
 }

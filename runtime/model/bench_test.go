@@ -1,0 +1,82 @@
+package model
+
+import (
+	"fmt"
+	"testing"
+
+	"squeeze/runtime/kernels"
+)
+
+// benchModels are the gocode-22m files the benchmarks run.
+var benchModels = []struct{ name, file string }{
+	{"F16", "gocode-22m.gguf"},
+	{"Q8_0", "gocode-22m-q8_0.gguf"},
+}
+
+// BenchmarkPrefill measures prompt processing of 512 tokens from an empty cache (the last
+// token's logits included), as llama-bench's pp512, with 2 threads.
+func BenchmarkPrefill(b *testing.B) {
+	const n = 512
+	for _, bm := range benchModels {
+		for _, kind := range []CacheType{CacheF16, CacheF32} {
+			b.Run(fmt.Sprintf("%s/%v", bm.name, kind), func(b *testing.B) {
+				m := openModel(b, "models", "gocode-22m", bm.file)
+				p := kernels.NewPool(2)
+				defer p.Close()
+				c, err := m.NewCache(n, kind)
+				if err != nil {
+					b.Fatal(err)
+				}
+				tokens := randomTokens(n, m.Config.Vocab, 1)
+				logits := make([]float32, m.Config.Vocab)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					c.Reset()
+					if err := m.Forward(p, c, tokens, logits, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "tok/s")
+			})
+		}
+	}
+}
+
+// BenchmarkDecode measures decoding one token at a time after depth tokens of context,
+// as llama-bench's tg at depth 0 and 2048, with 2 threads.
+func BenchmarkDecode(b *testing.B) {
+	for _, bm := range benchModels {
+		for _, kind := range []CacheType{CacheF16, CacheF32} {
+			for _, depth := range []int{0, 2048} {
+				b.Run(fmt.Sprintf("%s/%v/depth%d", bm.name, kind, depth), func(b *testing.B) {
+					m := openModel(b, "models", "gocode-22m", bm.file)
+					p := kernels.NewPool(2)
+					defer p.Close()
+					c, err := m.NewCache(depth+1, kind)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if depth > 0 {
+						if err := m.Forward(p, c, randomTokens(depth, m.Config.Vocab, 2), nil, nil); err != nil {
+							b.Fatal(err)
+						}
+					}
+					logits := make([]float32, m.Config.Vocab)
+					tok := []int32{42}
+					b.ReportAllocs()
+					b.ResetTimer()
+					for range b.N {
+						if err := c.Truncate(depth); err != nil {
+							b.Fatal(err)
+						}
+						if err := m.Forward(p, c, tok, logits, nil); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+				})
+			}
+		}
+	}
+}
