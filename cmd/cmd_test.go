@@ -467,3 +467,41 @@ func TestUnknownConfigKeyWarns(t *testing.T) {
 		t.Fatalf("max tokens %d from a misspelt key", r.generateRan.MaxTokens)
 	}
 }
+
+// cancelWriter cancels a context at its first write, like a Ctrl-C once text appears.
+type cancelWriter struct {
+	bytes.Buffer
+	cancel context.CancelFunc
+}
+
+func (w *cancelWriter) Write(p []byte) (int, error) {
+	w.cancel()
+	return w.Buffer.Write(p)
+}
+
+func (w *cancelWriter) WriteString(s string) (int, error) {
+	w.cancel()
+	return w.Buffer.WriteString(s)
+}
+
+func TestGenerateInterruptedMidStream(t *testing.T) {
+	isolate(t)
+	model := demoModel(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &cancelWriter{cancel: cancel}
+	var errb bytes.Buffer
+	code := execute(ctx, []string{"generate", "--model", model, "--temp", "0", "-n", "200", "func main() {"},
+		streams{In: strings.NewReader(""), Out: out, Err: &errb}, runners{})
+	if code != exitCancelled {
+		t.Fatalf("exit %d, want %d; stdout %q, stderr %q", code, exitCancelled, out.String(), errb.String())
+	}
+	// What was generated before the interrupt is printed, and ends the line.
+	text := out.String()
+	if text == "" || !strings.HasSuffix(text, "\n") || len(text) > 200 {
+		t.Fatalf("stdout %q: want the first pieces and a newline", text)
+	}
+	if !strings.Contains(errb.String(), "interrupted after") {
+		t.Fatalf("stderr %q", errb.String())
+	}
+}
