@@ -293,6 +293,59 @@ func TestKQuantDequant(t *testing.T) {
 	})
 }
 
+// TestKQuantMatMul runs the public MatMul on K-quant matrices for batches that take the
+// per-vector path and the batched (dequantizing) path, against the exact f32 product of
+// the decoded weights, on a pool of two threads that is reused across formats.
+func TestKQuantMatMul(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	withFeatures(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(21, 22))
+		for _, tt := range kqTypes {
+			for _, n := range []int{1, 3, 40} {
+				const rows, cols = 37, 512
+				enc, err := Quantize(tt.t, kqRandVec(r, rows*cols))
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, err := NewMatrix(tt.t, rows, cols, enc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				w := make([]float32, rows*cols)
+				if err := Dequantize(tt.t, w, enc); err != nil {
+					t.Fatal(err)
+				}
+				x := kqRandVec(r, n*cols)
+				dst := make([]float32, n*rows+1)
+				dst[n*rows] = 99
+				MatMul(p, dst[:n*rows], m, x, n)
+				if dst[n*rows] != 99 {
+					t.Fatalf("%v n=%d: MatMul wrote past dst", tt.t, n)
+				}
+				for v := 0; v < n; v++ {
+					xv := x[v*cols : (v+1)*cols]
+					a := &Activation{F32: xv}
+					prepareQ8KRefOnly(a)
+					for i := 0; i < rows; i++ {
+						var exact, mag, vq float64
+						for j, wv := range w[i*cols : (i+1)*cols] {
+							exact += float64(wv) * float64(xv[j])
+							mag += math.Abs(float64(wv) * float64(xv[j]))
+							step := float64(a.Q8KScale[j/qkK])
+							vq += float64(wv) * float64(wv) * step * step / 12
+						}
+						got := float64(dst[v*rows+i])
+						if d := math.Abs(got - exact); d > 6*math.Sqrt(vq)+1e-5*mag {
+							t.Fatalf("%v n=%d vector %d row %d: %v, exact %v", tt.t, n, v, i, got, exact)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
 // BenchmarkKQuantMatVec measures single-thread MatVec of a 1024x1024 matrix per format
 // and instruction-set level; the bytes are the weight bytes.
 func BenchmarkKQuantMatVec(b *testing.B) {
