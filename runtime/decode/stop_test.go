@@ -81,3 +81,68 @@ func TestStopper(t *testing.T) {
 		})
 	}
 }
+
+// FuzzStopper checks the stopper's contract on arbitrary text cut into arbitrary pieces.
+// Generation stops at the first stop string to complete, so with no stop in the text
+// everything is released; otherwise the released text is a prefix that contains no stop,
+// is followed in the text by a stop string, and that stop string ends within the piece in
+// which the earliest-ending occurrence of any stop string ends.
+func FuzzStopper(f *testing.F) {
+	f.Add("ab\ncd\n\nef", "\n\n", "x", uint64(0x0123456789))
+	f.Add("func main() {}", "}", "func", uint64(7))
+	f.Add("aaaa", "aa", "", uint64(1))
+	f.Add("0100", "1", "0100", uint64(7))
+	f.Fuzz(func(t *testing.T, text, stop1, stop2 string, cuts uint64) {
+		stops := []string{stop1, stop2}
+		firstEnd := -1 // where the earliest-ending stop occurrence ends
+		for _, st := range stops {
+			if st == "" {
+				continue
+			}
+			if i := strings.Index(text, st); i >= 0 && (firstEnd < 0 || i+len(st) < firstEnd) {
+				firstEnd = i + len(st)
+			}
+		}
+		s := stopper{stops: stops}
+		var got strings.Builder
+		found, pieceEnd, fed := false, -1, 0
+		for rest := text; rest != "" && !found; {
+			n := min(1+int(cuts%5), len(rest)) // pieces of 1 to 5 bytes
+			cuts = cuts/5 + uint64(len(rest))
+			out, ok := s.push(rest[:n])
+			rest, fed = rest[n:], fed+n
+			got.WriteString(out)
+			found = ok
+			if firstEnd >= 0 && pieceEnd < 0 && fed >= firstEnd {
+				pieceEnd = fed
+			}
+			for _, stop := range stops {
+				if stop != "" && strings.Contains(got.String(), stop) {
+					t.Fatalf("released %q contains the stop %q", got.String(), stop)
+				}
+			}
+		}
+		if !found {
+			got.WriteString(s.flush())
+		}
+		released := got.String()
+		if firstEnd < 0 {
+			if found || released != text {
+				t.Fatalf("text %q without stops %q: released %q (found %v)", text, stops, released, found)
+			}
+			return
+		}
+		if !found || !strings.HasPrefix(text, released) {
+			t.Fatalf("text %q stops %q: released %q (found %v)", text, stops, released, found)
+		}
+		ok := false
+		for _, st := range stops {
+			if st != "" && strings.HasPrefix(text[len(released):], st) && len(released)+len(st) <= pieceEnd {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Fatalf("text %q stops %q: released %q is not followed by a stop ending by byte %d", text, stops, released, pieceEnd)
+		}
+	})
+}
