@@ -537,3 +537,52 @@ func BenchmarkSample(b *testing.B) {
 		})
 	}
 }
+
+// FuzzSample feeds arbitrary logits (NaN and infinities included) and options to Sample:
+// it must not panic, and must return either ErrNoCandidates or a token whose logit is
+// not NaN or -Inf and, with top-k, one of the k best.
+func FuzzSample(f *testing.F) {
+	f.Add([]byte{0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 192, 127}, float32(0.8), 2, float32(0.9), float32(0.05), float32(1.1), uint64(1))
+	f.Add([]byte{0, 0, 128, 255, 0, 0, 128, 127}, float32(0), 0, float32(0), float32(0), float32(0), uint64(2))
+	f.Fuzz(func(t *testing.T, raw []byte, temp float32, topK int, topP, minP, penalty float32, seed uint64) {
+		logits := make([]float32, len(raw)/4)
+		for i := range logits {
+			logits[i] = math.Float32frombits(uint32(raw[4*i]) | uint32(raw[4*i+1])<<8 | uint32(raw[4*i+2])<<16 | uint32(raw[4*i+3])<<24)
+		}
+		opts := Options{Temperature: temp, TopK: topK, TopP: topP, MinP: minP, RepeatPenalty: penalty, Seed: seed}
+		s, err := New(opts)
+		if err != nil {
+			if !errors.Is(err, ErrOptions) {
+				t.Fatalf("New: %v", err)
+			}
+			return
+		}
+		s.Accept(0, 1, 2)
+		work := slices.Clone(logits)
+		id, err := s.Sample(work)
+		if err != nil {
+			if !errors.Is(err, ErrNoCandidates) {
+				t.Fatalf("Sample: %v", err)
+			}
+			return
+		}
+		if id < 0 || int(id) >= len(logits) {
+			t.Fatalf("id %d outside [0, %d)", id, len(logits))
+		}
+		l := work[id] // after the penalty
+		if l != l || math.IsInf(float64(l), -1) {
+			t.Fatalf("chose id %d with logit %v", id, l)
+		}
+		if topK > 0 && !opts.Greedy() {
+			better := 0
+			for _, x := range work {
+				if x > l {
+					better++
+				}
+			}
+			if better >= topK {
+				t.Fatalf("chose id %d (logit %v) with %d better tokens under top-k %d", id, l, better, topK)
+			}
+		}
+	})
+}
