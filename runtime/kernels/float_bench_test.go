@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+	"time"
 
 	"squeeze/runtime/gguf"
 )
@@ -85,7 +86,7 @@ func BenchmarkMatVecCold(b *testing.B) {
 					MatVec(p, dst, ms[i], x)
 					i = (i + 1) % len(ms)
 				}
-				if cpu := threadCPU() - cpu0; cpu > 0 && threads == 1 {
+				if cpu := threadCPU() - cpu0; cpu > 100*time.Millisecond && threads == 1 {
 					b.ReportMetric(float64(len(one.Data))*float64(b.N)/cpu.Seconds()/1e9, "GB/s-cpu")
 				}
 			})
@@ -107,20 +108,30 @@ func BenchmarkMatMulF16(b *testing.B) {
 	}
 }
 
-// BenchmarkMatMulPaths compares the dotRows path with the GEMM path on small batches
-// (where gemmMinN sits).
+// matMulPaths names MatMul's paths for benchmarks that compare them.
+var matMulPaths = []struct {
+	name string
+	mode int
+}{{"dotrows", modeDotRows}, {"multi", modeMulti}, {"deqmulti", modeDequantMulti}, {"gemm", modeGEMM}}
+
+// BenchmarkMatMulPaths compares MatMul's paths by batch size, for the weight types of
+// the reference models (where deqMultiMinN sits).
 func BenchmarkMatMulPaths(b *testing.B) {
-	for _, n := range []int{2, 4, 6, 8, 12, 16, 24} {
-		for _, path := range []struct {
-			name string
-			minN int
-		}{{"rows", 1 << 30}, {"gemm", 1}} {
-			b.Run(fmt.Sprintf("n%d/%s", n, path.name), func(b *testing.B) {
-				saved := gemmMinN
-				defer func() { gemmMinN = saved }()
-				gemmMinN = path.minN
-				benchMatMul(b, gguf.TypeF16, 1024, 384, n, 1)
-			})
+	for _, typ := range []gguf.Type{gguf.TypeF16, gguf.TypeQ8_0, gguf.TypeQ4_K} {
+		if formats[typ] == nil {
+			continue
+		}
+		for _, n := range []int{2, 4, 8, 16, 64, 512} {
+			for _, path := range matMulPaths {
+				if _, isFloat := floatKind(typ); path.mode == modeMulti && !isFloat {
+					continue
+				}
+				b.Run(fmt.Sprintf("%v/n%d/%s", typ, n, path.name), func(b *testing.B) {
+					defer func() { matMulForce = -1 }()
+					matMulForce = path.mode
+					benchMatMul(b, typ, 384, 1024, n, 1)
+				})
+			}
 		}
 	}
 }
@@ -128,14 +139,10 @@ func BenchmarkMatMulPaths(b *testing.B) {
 // BenchmarkMatMulTypes runs prompt-sized batches on every registered format.
 func BenchmarkMatMulTypes(b *testing.B) {
 	for typ := range formats {
-		for _, path := range []struct {
-			name string
-			minN int
-		}{{"rows", 1 << 30}, {"gemm", 1}} {
+		for _, path := range matMulPaths {
 			b.Run(fmt.Sprintf("%v/n512/384x1024/%s", typ, path.name), func(b *testing.B) {
-				saved := gemmMinN
-				defer func() { gemmMinN = saved }()
-				gemmMinN = path.minN
+				defer func() { matMulForce = -1 }()
+				matMulForce = path.mode
 				benchMatMul(b, typ, 384, 1024, 512, 1)
 			})
 		}
@@ -158,7 +165,7 @@ func benchMatMul(b *testing.B, typ gguf.Type, rows, cols, n, threads int) {
 	}
 	flop := 2 * float64(rows*cols*n) * float64(b.N)
 	b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-	if cpu := threadCPU() - cpu0; cpu > 0 && threads == 1 {
+	if cpu := threadCPU() - cpu0; cpu > 100*time.Millisecond && threads == 1 {
 		b.ReportMetric(flop/cpu.Seconds()/1e9, "GFLOP/s-cpu")
 	}
 }

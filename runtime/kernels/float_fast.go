@@ -23,6 +23,11 @@ type dot1Func func(x *float32, y unsafe.Pointer, n int) float32
 // bytes after w; n is a multiple of the kernel set's width.
 type dot4Func func(w unsafe.Pointer, stride int, x *float32, n int, out *float32)
 
+// dotMultiFunc sets out[v*ostride+r] = sum_{i<n} x[v*xstride+i]*row_r[i] for 4 rows
+// (row r at r*stride bytes after w) and a fixed number of vectors v; n is a multiple
+// of 16.
+type dotMultiFunc func(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
+
 // floatKernels is one instruction-set level's SIMD kernels for plain float data.
 // Each works on a multiple of width elements; the Go wrappers do the rest.
 type floatKernels struct {
@@ -34,6 +39,8 @@ type floatKernels struct {
 	widenF16  func(dst *float32, src unsafe.Pointer, n int)
 	widenBF16 func(dst *float32, src unsafe.Pointer, n int)
 	narrowF16 func(dst unsafe.Pointer, src *float32, n int)
+	// multi[kind][V-2] is the 4-row kernel for V = 2..4 vectors (nil if none).
+	multi [3][3]dotMultiFunc
 }
 
 // fk is the float kernel set in use, nil when only the reference is allowed.
@@ -132,5 +139,56 @@ func dotRowsFloat(dst []float32, w []byte, rowBytes int, x []float32, kind int) 
 			s += x[i] * elemAt(row, i, kind)
 		}
 		dst[r] = s
+	}
+}
+
+// floatKind returns the element kind of a plain float weight type.
+func floatKind(t gguf.Type) (int, bool) {
+	switch t {
+	case gguf.TypeF32:
+		return kindF32, true
+	case gguf.TypeF16:
+		return kindF16, true
+	case gguf.TypeBF16:
+		return kindBF16, true
+	}
+	return 0, false
+}
+
+// dotRowsMulti sets dst[v*dstStride+r] = dot(row r of w, x[v*xStride:][:cols]) for
+// v < nv (at most 4) and every row r < rows, loading each weight once for all nv
+// vectors. It needs fk.multi for kind (callers check).
+func dotRowsMulti(dst []float32, dstStride int, w []byte, rowBytes, rows int, x []float32, xStride, cols, nv, kind int) {
+	if rows == 0 || nv == 0 {
+		return
+	}
+	_ = w[rows*rowBytes-1]
+	_ = x[(nv-1)*xStride+cols-1]
+	_ = dst[(nv-1)*dstStride+rows-1]
+	k := fk
+	kern := k.multi[kind][nv-2]
+	n16 := cols &^ 15
+	r := 0
+	for ; r+4 <= rows; r += 4 {
+		kern(unsafe.Pointer(&w[r*rowBytes]), rowBytes, &x[0], xStride, n16, &dst[r], dstStride)
+		if n16 == cols {
+			continue
+		}
+		for j := r; j < r+4; j++ {
+			row := w[j*rowBytes : (j+1)*rowBytes]
+			for v := range nv {
+				xv := x[v*xStride : v*xStride+cols]
+				s := dst[v*dstStride+j]
+				for i := n16; i < cols; i++ {
+					s += xv[i] * elemAt(row, i, kind)
+				}
+				dst[v*dstStride+j] = s
+			}
+		}
+	}
+	for ; r < rows; r++ {
+		for v := range nv {
+			dotRowsFloat(dst[v*dstStride+r:v*dstStride+r+1], w[r*rowBytes:(r+1)*rowBytes], rowBytes, x[v*xStride:v*xStride+cols], kind)
+		}
 	}
 }

@@ -1,18 +1,31 @@
 package kernels
 
-// gemmMinN is the batch size from which MatMul packs the activations and runs the GEMM
-// micro-kernel; smaller batches run dotRows per vector over row blocks that stay in
-// cache, so the weights still come from memory once per call. Measured on F16
-// (AMD Zen 4): dotRows runs at about 50 GFLOP/s per core, the GEMM at about 72 with
-// whole 32-token blocks, proportionally less with partial ones.
-var gemmMinN = 28
+import (
+	"unsafe"
 
-// dotBlockBytes is the size of the row blocks the dotRows path reuses for all vectors
+	"squeeze/runtime/gguf"
+)
+
+// dotBlockBytes is the size of the row blocks the batched paths reuse for all vectors
 // of a batch: well inside L1 with the activations beside it.
 const dotBlockBytes = 16 << 10
 
-// matMul is the driver behind MatMul: n == 1 and small batches split rows across the
-// pool and use the format's dotRows; larger batches use the tiled GEMM.
+// deqMultiMinN is the batch size from which formats without their own multi-vector
+// kernel dequantize blocks of rows to f32 and use the f32 one instead of running
+// dotRows once per vector. From BenchmarkMatMulPaths on AMD Zen 4: Q8_0's VNNI dotRows
+// wins up to about 8 vectors, Q4_K's up to about 16; at 512 the f32 path is 10-20%
+// faster than either.
+//
+// The tiled GEMM (modeGEMM) is not chosen automatically: on the same machine it reaches
+// 75-85 GFLOP/s per core at n = 512, while the multi-vector dot kernels (4 rows x 4
+// vectors of accumulators, one load of each weight for four vectors) reach 90-100,
+// about the FMA peak. It stays available, tested, for CPUs where that differs.
+var deqMultiMinN = 24
+
+// matMul is the driver behind MatMul: n == 1 splits rows across the pool and uses the
+// format's dotRows; batches read each weight from memory once for all vectors, through
+// a multi-vector kernel (the float formats directly, others from dequantized blocks) or
+// dotRows per vector over cache-sized row blocks.
 func matMul(p *Pool, dst []float32, w *Matrix, x []float32, n int) {
 	if n <= 0 || w.Rows == 0 {
 		return
@@ -22,50 +35,142 @@ func matMul(p *Pool, dst []float32, w *Matrix, x []float32, n int) {
 		return
 	}
 	f := formats[w.Type]
-	if k := gk; k != nil && n >= gemmMinN {
-		matMulGEMM(p, k, f, dst, w, x, n)
+	kind, mode := matMulMode(w.Type, n)
+	if mode == modeGEMM {
+		matMulGEMM(p, gk, f, dst, w, x, n)
 		return
 	}
-	if cap(p.acts) < n {
-		p.acts = make([]Activation, n)
-	}
-	acts := p.acts[:n]
-	for i := range acts {
-		acts[i].F32 = x[i*w.Cols : (i+1)*w.Cols]
-		if f.prepare != nil {
-			f.prepare(&acts[i])
+	j := &p.rows
+	*j = rowsJob{p: p, dst: dst, w: w, f: f, x: x, n: n, mode: mode, kind: kind}
+	if mode == modeDotRows {
+		if cap(p.acts) < n {
+			p.acts = make([]Activation, n)
+		}
+		j.acts = p.acts[:n]
+		for i := range j.acts {
+			j.acts[i].F32 = x[i*w.Cols : (i+1)*w.Cols]
+			if f.prepare != nil {
+				f.prepare(&j.acts[i])
+			}
 		}
 	}
-	j := &p.rows
-	*j = rowsJob{dst: dst, w: w, f: f, acts: acts, block: max(4, dotBlockBytes/w.RowBytes&^3)}
-	p.forRange(w.Rows, 16, j)
-	*j = rowsJob{}
-	for i := range acts {
-		acts[i].F32 = nil
+	bytesPerRow := w.RowBytes
+	if mode == modeDequantMulti {
+		bytesPerRow = 4 * w.Cols
 	}
+	j.block = max(4, dotBlockBytes/bytesPerRow&^3)
+	p.forRange(w.Rows, 16, j)
+	for i := range j.acts {
+		j.acts[i].F32 = nil
+	}
+	*j = rowsJob{}
 }
 
-// rowsJob runs dotRows for every vector over a range of rows.
+// MatMul's paths.
+const (
+	modeDotRows      = iota // the format's dotRows, once per vector
+	modeMulti               // dotRowsMulti on the weights themselves (plain float formats)
+	modeDequantMulti        // dequantize a block of rows, then dotRowsMulti on f32
+	modeGEMM                // pack the activations, dequantize rows, GEMM micro-kernel
+)
+
+// matMulForce, when >= 0, makes matMulMode pick that path wherever it is available
+// (tests and benchmarks compare the paths with it).
+var matMulForce = -1
+
+// matMulMode picks MatMul's path for n vectors of weight type t, and the element kind
+// dotRowsMulti then works on.
+func matMulMode(t gguf.Type, n int) (kind, mode int) {
+	kind, isFloat := floatKind(t)
+	multi := fk != nil && fk.multi[kindF32][0] != nil
+	if n == 1 {
+		return kind, modeDotRows
+	}
+	switch matMulForce {
+	case modeDotRows:
+		return kind, modeDotRows
+	case modeMulti:
+		if isFloat && multi {
+			return kind, modeMulti
+		}
+	case modeDequantMulti:
+		if multi {
+			return kindF32, modeDequantMulti
+		}
+	case modeGEMM:
+		if gk != nil {
+			return kind, modeGEMM
+		}
+	}
+	switch {
+	case isFloat && multi:
+		return kind, modeMulti
+	case multi && n >= deqMultiMinN:
+		return kindF32, modeDequantMulti
+	}
+	return kind, modeDotRows
+}
+
+// rowsJob computes all vectors' outputs for a range of rows, a cache-sized block of
+// rows at a time, so each weight comes from memory once per call.
 type rowsJob struct {
+	p     *Pool
 	dst   []float32
 	w     *Matrix
 	f     *format
-	acts  []Activation
-	block int // rows per block when there are several vectors
+	x     []float32
+	n     int
+	acts  []Activation // modeDotRows: the prepared vectors
+	mode  int
+	kind  int // element kind for dotRowsMulti
+	block int // rows per block
 }
 
-func (j *rowsJob) run(_, lo, hi int) {
-	rb, rows := j.w.RowBytes, j.w.Rows
-	if len(j.acts) == 1 {
+func (j *rowsJob) run(worker, lo, hi int) {
+	rb, rows, cols := j.w.RowBytes, j.w.Rows, j.w.Cols
+	if j.n == 1 {
 		j.f.dotRows(j.dst[lo:hi], j.w.Data[lo*rb:hi*rb], rb, &j.acts[0])
 		return
 	}
+	var deq []float32
+	if j.mode == modeDequantMulti {
+		s := j.p.scratch[worker]
+		s.rows = growF32(s.rows, j.block*cols)
+		deq = s.rows
+	}
 	for r := lo; r < hi; r += j.block {
 		e := min(hi, r+j.block)
-		for v := range j.acts {
-			j.f.dotRows(j.dst[v*rows+r:v*rows+e], j.w.Data[r*rb:e*rb], rb, &j.acts[v])
+		wb, wrb := j.w.Data[r*rb:e*rb], rb
+		switch j.mode {
+		case modeDotRows:
+			for v := range j.acts {
+				j.f.dotRows(j.dst[v*rows+r:v*rows+e], wb, rb, &j.acts[v])
+			}
+			continue
+		case modeDequantMulti:
+			for i := range e - r {
+				j.f.dequant(deq[i*cols:(i+1)*cols], wb[i*rb:(i+1)*rb])
+			}
+			wb, wrb = f32Bytes(deq[:(e-r)*cols]), 4*cols
+		}
+		for v := 0; v < j.n; v += 4 {
+			nv := min(4, j.n-v)
+			if nv == 1 {
+				dotRowsFloat(j.dst[v*rows+r:v*rows+e], wb, wrb, j.x[v*cols:(v+1)*cols], j.kind)
+				continue
+			}
+			dotRowsMulti(j.dst[v*rows+r:], rows, wb, wrb, e-r, j.x[v*cols:], cols, cols, nv, j.kind)
 		}
 	}
+}
+
+// f32Bytes views f32 data as its little-endian bytes (only used with SIMD kernels, on
+// little-endian targets).
+func f32Bytes(f []float32) []byte {
+	if len(f) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), 4*len(f))
 }
 
 // gemmPanel is the number of tokens packed together: the activations are stored

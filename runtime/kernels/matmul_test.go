@@ -53,17 +53,16 @@ func TestMatMul(t *testing.T) {
 						t.Fatal(err)
 					}
 					for _, n := range []int{1, 2, 3, 7, 13, 25} {
-						for _, minN := range []int{2, 1 << 30} { // force GEMM, then dotRows
-							name := fmt.Sprintf("%v %dx%d n=%d threads=%d gemmMinN=%d", typ, sh.rows, cols, n, threads, minN)
+						for _, mode := range []int{-1, modeDotRows, modeMulti, modeDequantMulti, modeGEMM} {
+							name := fmt.Sprintf("%v %dx%d n=%d threads=%d mode=%d", typ, sh.rows, cols, n, threads, mode)
 							x := randF32(r, n*cols)
 							dst := make([]float32, n*sh.rows+3)
 							for i := range dst {
 								dst[i] = -99
 							}
-							saved := gemmMinN
-							gemmMinN = minN
+							matMulForce = mode
 							MatMul(p, dst, m, x, n)
-							gemmMinN = saved
+							matMulForce = -1
 							for v := range n {
 								for row := range sh.rows {
 									var want, scale float64
