@@ -346,6 +346,33 @@ func TestKQuantMatMul(t *testing.T) {
 	})
 }
 
+// TestKQuantNoAlloc checks that MatMul on K-quant matrices does not allocate once the
+// pool's activation scratch has grown (prepare reuses the Q8K slices).
+func TestKQuantNoAlloc(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	r := rand.New(rand.NewPCG(23, 24))
+	for _, tt := range kqTypes {
+		const rows, cols = 64, 512
+		enc, err := Quantize(tt.t, kqRandVec(r, rows*cols))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := NewMatrix(tt.t, rows, cols, enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := kqRandVec(r, 8*cols)
+		dst := make([]float32, 8*rows)
+		for _, n := range []int{1, 8} {
+			MatMul(p, dst, m, x, n) // grows scratch once
+			if a := testing.AllocsPerRun(20, func() { MatMul(p, dst, m, x, n) }); a != 0 {
+				t.Errorf("%v n=%d: MatMul allocates %v times per call", tt.t, n, a)
+			}
+		}
+	}
+}
+
 // BenchmarkKQuantMatVec measures single-thread MatVec of a 1024x1024 matrix per format
 // and instruction-set level; the bytes are the weight bytes.
 func BenchmarkKQuantMatVec(b *testing.B) {
