@@ -232,6 +232,15 @@ func TestQ8FamilyDotRows(t *testing.T) {
 				for _, sz := range []struct{ rows, blocks int }{{1, 1}, {3, 2}, {4, 1}, {5, 3}, {7, 12}, {8, 5}, {17, 32}, {33, 4}, {0, 3}} {
 					cols := sz.blocks * 32
 					enc, dec := q8fMatrix(t, rng, tc.t, sz.rows, cols)
+					if tc.t == gguf.TypeQ8_0 {
+						// ggml's quantizer never writes -128, but the format allows it
+						for i := 2; i < len(enc); i += 7 * q8_0BlockBytes / 3 {
+							if i%q8_0BlockBytes >= 2 {
+								enc[i] = 0x80
+							}
+						}
+						dequantQ8_0Ref(dec, enc)
+					}
 					x := q8fRandom(rng, cols, 1)
 					a := q8fPrepared(x)
 					want := make([]float32, sz.rows)
@@ -298,4 +307,32 @@ func TestQ8FamilyDotAccuracy(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestQ8FamilyNoAlloc checks that MatMul over the Q8_0 family allocates nothing once
+// the pool's scratch has grown: prepare reuses the activation's buffers.
+func TestQ8FamilyNoAlloc(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	withFeatures(t, func(t *testing.T) {
+		for _, tc := range q8FamilyTypes {
+			const rows, cols = 40, 96
+			enc, err := Quantize(tc.t, q8fRandom(rand.New(rand.NewPCG(11, 12)), rows*cols, 0.1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := NewMatrix(tc.t, rows, cols, enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := q8fRandom(rand.New(rand.NewPCG(13, 14)), 40*cols, 1)
+			dst := make([]float32, 40*rows)
+			for _, n := range []int{1, 3, 40} {
+				MatMul(p, dst, m, x, n) // grows scratch once
+				if a := testing.AllocsPerRun(20, func() { MatMul(p, dst, m, x, n) }); a != 0 {
+					t.Errorf("%v n=%d: MatMul allocates %v times per call", tc.t, n, a)
+				}
+			}
+		}
+	})
 }

@@ -8,7 +8,8 @@ const q8Block = 32
 // prepareQ8 sets a.Q8, a.Q8Scale and a.Q8Sum from a.F32: each block of 32 values is
 // quantized to int8 with scale d = max|x|/127 (round to nearest even), and its int8
 // values are summed. Only whole blocks are quantized (weight rows of the Q8_0 family are
-// whole blocks). The slices are reused when their capacity suffices.
+// whole blocks). The slices are reused when their capacity suffices. a.F32 must be
+// finite: the int8 values then lie in [-127, 127], which the fast dot products rely on.
 func prepareQ8(a *Activation) {
 	nb := len(a.F32) / q8Block
 	n := nb * q8Block
