@@ -271,3 +271,35 @@ func BenchmarkPoolHandoff(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkAttentionShapes runs the products of decoding at depth 2048 on an f16 KV
+// cache as the model does them: the keys (2048 x 64) times a KV head's 3 query vectors,
+// and the transposed values (64 x 2048, rows strided by a cache of 8192) times the 3
+// probability vectors.
+func BenchmarkAttentionShapes(b *testing.B) {
+	const depth, hd, group, capacity = 2048, 64, 3, 8192
+	r := rand.New(rand.NewPCG(5, 5))
+	p := NewPool(1)
+	defer p.Close()
+	keys := benchMatrix(b, gguf.TypeF16, depth, hd)
+	vals, err := Quantize(gguf.TypeF16, randF32(r, hd*capacity))
+	if err != nil {
+		b.Fatal(err)
+	}
+	valuesT := &Matrix{Type: gguf.TypeF16, Rows: hd, Cols: depth, RowBytes: 2 * capacity, Data: vals}
+	q := randF32(r, group*hd)
+	scores := randF32(r, group*depth)
+	out := make([]float32, group*hd)
+	b.Run("keys", func(b *testing.B) {
+		b.SetBytes(int64(depth * hd * 2))
+		for b.Loop() {
+			MatMul(p, scores, keys, q, group)
+		}
+	})
+	b.Run("values", func(b *testing.B) {
+		b.SetBytes(int64(depth * hd * 2))
+		for b.Loop() {
+			MatMul(p, out, valuesT, scores, group)
+		}
+	})
+}
