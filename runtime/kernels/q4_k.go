@@ -43,9 +43,10 @@ func dequantQ4K(dst []float32, src []byte) {
 			d1, m1 := d*float32(sc[2*g]), dmin*float32(m[2*g])
 			d2, m2 := d*float32(sc[2*g+1]), dmin*float32(m[2*g+1])
 			lo, hi := y[64*g:64*g+32], y[64*g+32:64*g+64]
+			// float32(...) rounds the product: the SIMD decoders multiply, then subtract.
 			for l, v := range qs[32*g : 32*g+32] {
-				lo[l] = d1*float32(v&0xf) - m1
-				hi[l] = d2*float32(v>>4) - m2
+				lo[l] = float32(d1*float32(v&0xf)) - m1
+				hi[l] = float32(d2*float32(v>>4)) - m2
 			}
 		}
 	}

@@ -43,8 +43,8 @@ func dequantQ5K(dst []float32, src []byte) {
 			lo, hi := y[64*g:64*g+32], y[64*g+32:64*g+64]
 			for l, v := range qs[32*g : 32*g+32] {
 				h := qh[l] >> (2 * g)
-				lo[l] = d1*float32(v&0xf|h&1<<4) - m1
-				hi[l] = d2*float32(v>>4|h&2<<3) - m2
+				lo[l] = float32(d1*float32(v&0xf|h&1<<4)) - m1 // rounded product, as dequantQ4K
+				hi[l] = float32(d2*float32(v>>4|h&2<<3)) - m2
 			}
 		}
 	}
