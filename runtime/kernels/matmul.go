@@ -16,11 +16,15 @@ const dotBlockBytes = 16 << 10
 // wins up to about 8 vectors, Q4_K's up to about 16; at 512 the f32 path is 10-20%
 // faster than either.
 //
-// The tiled GEMM (modeGEMM) is not chosen automatically: on the same machine it reaches
+// With AVX-512 the tiled GEMM (modeGEMM) is not chosen: on the same machine it reaches
 // 75-85 GFLOP/s per core at n = 512, while the multi-vector dot kernels (4 rows x 4
 // vectors of accumulators, one load of each weight for four vectors) reach 90-100,
-// about the FMA peak. It stays available, tested, for CPUs where that differs.
+// about the FMA peak.
 var deqMultiMinN = 24
+
+// gemmMinN is the batch size from which CPUs without the multi-vector kernels (AVX2
+// only) use the tiled GEMM: there it beats dotRows per vector by 20-50% at n >= 64.
+var gemmMinN = 48
 
 // matMul is the driver behind MatMul: n == 1 splits rows across the pool and uses the
 // format's dotRows; batches read each weight from memory once for all vectors, through
@@ -107,6 +111,8 @@ func matMulMode(t gguf.Type, n int) (kind, mode int) {
 		return kind, modeMulti
 	case multi && n >= deqMultiMinN:
 		return kindF32, modeDequantMulti
+	case !multi && gk != nil && n >= gemmMinN:
+		return kind, modeGEMM
 	}
 	return kind, modeDotRows
 }
