@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"squeeze/runtime/gguf"
@@ -29,6 +30,23 @@ func q8fBenchLevels(b *testing.B, bench func(b *testing.B)) {
 		cpuHas = l.f
 		reinit()
 		b.Run(l.name, bench)
+	}
+}
+
+// q8fLoop runs body b.N times; on one thread it also reports the rate against the
+// thread's CPU time (GB/s-cpu), steadier than wall time on a shared machine.
+func q8fLoop(b *testing.B, bytes int, oneThread bool, body func()) {
+	b.SetBytes(int64(bytes))
+	if oneThread {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
+	start := q8fThreadCPU()
+	for b.Loop() {
+		body()
+	}
+	if cpu := q8fThreadCPU() - start; oneThread && cpu > 0 {
+		b.ReportMetric(float64(bytes)*float64(b.N)/cpu.Seconds()/1e9, "GB/s-cpu")
 	}
 }
 
@@ -66,14 +84,13 @@ func BenchmarkQ8FamilyMatVec(b *testing.B) {
 						p := NewPool(threads)
 						defer p.Close()
 						q8fBenchLevels(b, func(b *testing.B) {
-							b.SetBytes(int64(len(enc)))
 							i := 0
-							for b.Loop() {
+							q8fLoop(b, len(enc), threads == 1, func() {
 								MatVec(p, dst, ms[i], x)
 								if i++; i == len(ms) {
 									i = 0
 								}
-							}
+							})
 						})
 					})
 				}
@@ -94,10 +111,7 @@ func BenchmarkQ8FamilyDequant(b *testing.B) {
 				b.Fatal(err)
 			}
 			q8fBenchLevels(b, func(b *testing.B) {
-				b.SetBytes(int64(len(enc)))
-				for b.Loop() {
-					formats[typ].dequant(src, enc)
-				}
+				q8fLoop(b, len(enc), true, func() { formats[typ].dequant(src, enc) })
 			})
 		})
 	}
@@ -120,10 +134,7 @@ func BenchmarkQ8FamilyDotRows(b *testing.B) {
 			q8fBenchLevels(b, func(b *testing.B) {
 				a := &Activation{F32: x}
 				formats[typ].prepare(a)
-				b.SetBytes(int64(len(enc)))
-				for b.Loop() {
-					formats[typ].dotRows(dst, enc, rb, a)
-				}
+				q8fLoop(b, len(enc), true, func() { formats[typ].dotRows(dst, enc, rb, a) })
 			})
 		})
 	}
