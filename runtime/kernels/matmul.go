@@ -10,6 +10,10 @@ import (
 // of a batch: well inside L1 with the activations beside it.
 const dotBlockBytes = 16 << 10
 
+// vectorChunkBytes bounds the activation vectors the multi-vector path keeps in L2
+// while it streams a thread's rows past them.
+var vectorChunkBytes = 256 << 10
+
 // deqMultiMinN is the batch size from which formats without their own multi-vector
 // kernel dequantize blocks of rows to f32 and use the f32 one instead of running
 // dotRows once per vector. From BenchmarkMatMulPaths on AMD Zen 4: Q8_0's VNNI dotRows
@@ -63,6 +67,7 @@ func matMul(p *Pool, dst []float32, w *Matrix, x []float32, n int) {
 		bytesPerRow = 4 * w.Cols
 	}
 	j.block = max(4, dotBlockBytes/bytesPerRow&^3)
+	j.vchunk = max(4, vectorChunkBytes/(4*w.Cols)&^3)
 	p.forRange(w.Rows, 16, j)
 	for i := range j.acts {
 		j.acts[i].F32 = nil
@@ -120,16 +125,17 @@ func matMulMode(t gguf.Type, n int) (kind, mode int) {
 // rowsJob computes all vectors' outputs for a range of rows, a cache-sized block of
 // rows at a time, so each weight comes from memory once per call.
 type rowsJob struct {
-	p     *Pool
-	dst   []float32
-	w     *Matrix
-	f     *format
-	x     []float32
-	n     int
-	acts  []Activation // modeDotRows: the prepared vectors
-	mode  int
-	kind  int // element kind for dotRowsMulti
-	block int // rows per block
+	p      *Pool
+	dst    []float32
+	w      *Matrix
+	f      *format
+	x      []float32
+	n      int
+	acts   []Activation // modeDotRows: the prepared vectors
+	mode   int
+	kind   int // element kind for dotRowsMulti
+	block  int // rows per block
+	vchunk int // modeMulti: vectors per chunk
 }
 
 func (j *rowsJob) run(worker, lo, hi int) {
@@ -144,28 +150,38 @@ func (j *rowsJob) run(worker, lo, hi int) {
 		s.rows = growF32(s.rows, j.block*cols)
 		deq = s.rows
 	}
-	for r := lo; r < hi; r += j.block {
-		e := min(hi, r+j.block)
-		wb, wrb := j.w.Data[r*rb:e*rb], rb
-		switch j.mode {
-		case modeDotRows:
-			for v := range j.acts {
-				j.f.dotRows(j.dst[v*rows+r:v*rows+e], wb, rb, &j.acts[v])
-			}
-			continue
-		case modeDequantMulti:
-			for i := range e - r {
-				j.f.dequant(deq[i*cols:(i+1)*cols], wb[i*rb:(i+1)*rb])
-			}
-			wb, wrb = f32Bytes(deq[:(e-r)*cols]), 4*cols
-		}
-		for v := 0; v < j.n; v += 4 {
-			nv := min(4, j.n-v)
-			if nv == 1 {
-				dotRowsFloat(j.dst[v*rows+r:v*rows+e], wb, wrb, j.x[v*cols:(v+1)*cols], j.kind)
+	// The multi-vector path takes the vectors a chunk at a time, so that the chunk stays
+	// in L2 while every row block of [lo, hi) passes by (the weights come again per
+	// chunk, from L2 or L3: they are the smaller operand in a prompt-sized batch).
+	vc := j.n
+	if j.mode == modeMulti {
+		vc = j.vchunk
+	}
+	for v0 := 0; v0 < j.n; v0 += vc {
+		v1 := min(j.n, v0+vc)
+		for r := lo; r < hi; r += j.block {
+			e := min(hi, r+j.block)
+			wb, wrb := j.w.Data[r*rb:e*rb], rb
+			switch j.mode {
+			case modeDotRows:
+				for v := range j.acts {
+					j.f.dotRows(j.dst[v*rows+r:v*rows+e], wb, rb, &j.acts[v])
+				}
 				continue
+			case modeDequantMulti:
+				for i := range e - r {
+					j.f.dequant(deq[i*cols:(i+1)*cols], wb[i*rb:(i+1)*rb])
+				}
+				wb, wrb = f32Bytes(deq[:(e-r)*cols]), 4*cols
 			}
-			dotRowsMulti(j.dst[v*rows+r:], rows, wb, wrb, e-r, j.x[v*cols:], cols, cols, nv, j.kind)
+			for v := v0; v < v1; v += 4 {
+				nv := min(4, v1-v)
+				if nv == 1 {
+					dotRowsFloat(j.dst[v*rows+r:v*rows+e], wb, wrb, j.x[v*cols:(v+1)*cols], j.kind)
+					continue
+				}
+				dotRowsMulti(j.dst[v*rows+r:], rows, wb, wrb, e-r, j.x[v*cols:], cols, cols, nv, j.kind)
+			}
 		}
 	}
 }

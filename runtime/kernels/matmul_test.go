@@ -53,8 +53,13 @@ func TestMatMul(t *testing.T) {
 						t.Fatal(err)
 					}
 					for _, n := range []int{1, 2, 3, 7, 13, 25} {
-						for _, mode := range []int{-1, modeDotRows, modeMulti, modeDequantMulti, modeGEMM} {
+						for _, mode := range []int{-1, modeDotRows, modeMulti, modeMulti + 100, modeDequantMulti, modeGEMM} {
 							name := fmt.Sprintf("%v %dx%d n=%d threads=%d mode=%d", typ, sh.rows, cols, n, threads, mode)
+							savedChunk := vectorChunkBytes
+							if mode == modeMulti+100 { // vectors in chunks of 4
+								mode = modeMulti
+								vectorChunkBytes = 16 * cols
+							}
 							x := randF32(r, n*cols)
 							dst := make([]float32, n*sh.rows+3)
 							for i := range dst {
@@ -62,7 +67,7 @@ func TestMatMul(t *testing.T) {
 							}
 							matMulForce = mode
 							MatMul(p, dst, m, x, n)
-							matMulForce = -1
+							matMulForce, vectorChunkBytes = -1, savedChunk
 							for v := range n {
 								for row := range sh.rows {
 									var want, scale float64
