@@ -39,8 +39,9 @@ type floatKernels struct {
 	widenF16  func(dst *float32, src unsafe.Pointer, n int)
 	widenBF16 func(dst *float32, src unsafe.Pointer, n int)
 	narrowF16 func(dst unsafe.Pointer, src *float32, n int)
-	// multi[kind][V-2] is the 4-row kernel for V = 2..4 vectors (nil if none).
-	multi [3][3]dotMultiFunc
+	// multi[kind][V-2] is the 4-row kernel for V = 2..multiMax vectors (nil if none).
+	multi    [3][3]dotMultiFunc
+	multiMax int
 }
 
 // fk is the float kernel set in use, nil when only the reference is allowed.
@@ -156,7 +157,7 @@ func floatKind(t gguf.Type) (int, bool) {
 }
 
 // dotRowsMulti sets dst[v*dstStride+r] = dot(row r of w, x[v*xStride:][:cols]) for
-// v < nv (at most 4) and every row r < rows, loading each weight once for all nv
+// v < nv (2 to fk.multiMax) and every row r < rows, loading each weight once for all nv
 // vectors. It needs fk.multi for kind (callers check).
 func dotRowsMulti(dst []float32, dstStride int, w []byte, rowBytes, rows int, x []float32, xStride, cols, nv, kind int) {
 	if rows == 0 || nv == 0 {
@@ -167,11 +168,11 @@ func dotRowsMulti(dst []float32, dstStride int, w []byte, rowBytes, rows int, x 
 	_ = dst[(nv-1)*dstStride+rows-1]
 	k := fk
 	kern := k.multi[kind][nv-2]
-	n16 := cols &^ 15
+	nk := cols &^ (k.width - 1)
 	r := 0
 	for ; r+4 <= rows; r += 4 {
-		kern(unsafe.Pointer(&w[r*rowBytes]), rowBytes, &x[0], xStride, n16, &dst[r], dstStride)
-		if n16 == cols {
+		kern(unsafe.Pointer(&w[r*rowBytes]), rowBytes, &x[0], xStride, nk, &dst[r], dstStride)
+		if nk == cols {
 			continue
 		}
 		for j := r; j < r+4; j++ {
@@ -179,7 +180,7 @@ func dotRowsMulti(dst []float32, dstStride int, w []byte, rowBytes, rows int, x 
 			for v := range nv {
 				xv := x[v*xStride : v*xStride+cols]
 				s := dst[v*dstStride+j]
-				for i := n16; i < cols; i++ {
+				for i := nk; i < cols; i++ {
 					s += xv[i] * elemAt(row, i, kind)
 				}
 				dst[v*dstStride+j] = s

@@ -20,14 +20,15 @@ var vectorChunkBytes = 256 << 10
 // wins up to about 8 vectors, Q4_K's up to about 16; at 512 the f32 path is 10-20%
 // faster than either.
 //
-// With AVX-512 the tiled GEMM (modeGEMM) is not chosen: on the same machine it reaches
-// 75-85 GFLOP/s per core at n = 512, while the multi-vector dot kernels (4 rows x 4
-// vectors of accumulators, one load of each weight for four vectors) reach 90-100,
-// about the FMA peak.
+// The tiled GEMM (modeGEMM) is chosen only where no multi-vector kernel exists: on the
+// same machine it reaches 75-85 GFLOP/s per core at n = 512, while the multi-vector dot
+// kernels (4 rows x 4 vectors of accumulators with AVX-512, 4 x 2 with AVX2; each
+// weight loaded once for all of them) reach 90-100, about the FMA peak, and 80-90 with
+// AVX2 where the GEMM measures 60-95.
 var deqMultiMinN = 24
 
-// gemmMinN is the batch size from which CPUs without the multi-vector kernels (AVX2
-// only) use the tiled GEMM: there it beats dotRows per vector by 20-50% at n >= 64.
+// gemmMinN is the batch size from which a kernel set without multi-vector kernels uses
+// the tiled GEMM (with AVX2 alone it beat dotRows per vector by 20-50% at n >= 64).
 var gemmMinN = 48
 
 // matMul is the driver behind MatMul: n == 1 splits rows across the pool and uses the
@@ -174,8 +175,8 @@ func (j *rowsJob) run(worker, lo, hi int) {
 				}
 				wb, wrb = f32Bytes(deq[:(e-r)*cols]), 4*cols
 			}
-			for v := v0; v < v1; v += 4 {
-				nv := min(4, v1-v)
+			for v := v0; v < v1; v += fk.multiMax {
+				nv := min(fk.multiMax, v1-v)
 				if nv == 1 {
 					dotRowsFloat(j.dst[v*rows+r:v*rows+e], wb, wrb, j.x[v*cols:(v+1)*cols], j.kind)
 					continue
