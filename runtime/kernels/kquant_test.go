@@ -477,3 +477,38 @@ func BenchmarkKQuantDequant(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkKQuantMatMul compares, for a batch of 64 vectors on one thread, the batched
+// path (decode weight panels to f32, f32 GEMM) with the per-vector int8 dotRows path.
+func BenchmarkKQuantMatMul(b *testing.B) {
+	const rows, cols, n = 1024, 1024, 64
+	r := rand.New(rand.NewPCG(27, 28))
+	x := kqRandVec(r, n*cols)
+	dst := make([]float32, n*rows)
+	p := NewPool(1)
+	defer p.Close()
+	saved := gemmMinN
+	defer func() { gemmMinN = saved }()
+	for _, tt := range kqTypes {
+		enc, err := Quantize(tt.t, kqRandVec(r, rows*cols))
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := NewMatrix(tt.t, rows, cols, enc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, path := range []struct {
+			name string
+			minN int
+		}{{"gemm", saved}, {"dotrows", math.MaxInt}} {
+			b.Run(fmt.Sprintf("%v/%s", tt.t, path.name), func(b *testing.B) {
+				gemmMinN = path.minN
+				for b.Loop() {
+					MatMul(p, dst, m, x, n)
+				}
+				b.ReportMetric(2*rows*cols*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
