@@ -19,18 +19,6 @@ func init() {
 	})
 }
 
-// unpackQ4K expands the 128 nibble bytes qs into the 256 4-bit values in element order.
-func unpackQ4K(q *[qkK]uint8, qs []byte) {
-	_ = qs[127]
-	for g := 0; g < 4; g++ {
-		for l := 0; l < 32; l++ {
-			b := qs[32*g+l]
-			q[64*g+l] = b & 0xf
-			q[64*g+32+l] = b >> 4
-		}
-	}
-}
-
 // dequantQ4K is the reference decoder.
 func dequantQ4K(dst []float32, src []byte) {
 	for b := 0; b < len(dst)/qkK; b++ {
@@ -67,10 +55,9 @@ func quantizeQ4K(dst []byte, src []float32) {
 }
 
 // dotRowsQ4KRef is the reference product against the Q8_K activation: per super-block
-// the exact integer sums Σ_j sc[j]·Σ q·x8 and Σ_j m[j]·Σ x8 are scaled by d and dmin
-// and the activation scale.
+// the exact integer sums Σ_j sc[j]·Σ q·x8 and Σ_j m[j]·Σ x8 (over the sub-blocks j of 32
+// values) are scaled by d and dmin and the activation scale.
 func dotRowsQ4KRef(dst []float32, w []byte, rowBytes int, a *Activation) {
-	var q [qkK]uint8
 	nb := rowBytes / q4KBytes
 	for r := range dst {
 		row := w[r*rowBytes : (r+1)*rowBytes]
@@ -78,8 +65,18 @@ func dotRowsQ4KRef(dst []float32, w []byte, rowBytes int, a *Activation) {
 		for b := 0; b < nb; b++ {
 			blk := row[b*q4KBytes : (b+1)*q4KBytes]
 			sc, m := scaleMinK4(blk[4:16])
-			unpackQ4K(&q, blk[16:144])
-			sumi, summ := dotAffineK(&q, &sc, &m, a.Q8K[b*qkK:(b+1)*qkK], a.Q8KSum[b*16:(b+1)*16])
+			x := a.Q8K[b*qkK : (b+1)*qkK]
+			var sumi int32
+			for g := 0; g < 4; g++ {
+				xl, xh := x[64*g:64*g+32], x[64*g+32:64*g+64]
+				var sl, sh int32
+				for l, v := range blk[16+32*g : 48+32*g] {
+					sl += int32(v&0xf) * int32(xl[l])
+					sh += int32(v>>4) * int32(xh[l])
+				}
+				sumi += int32(sc[2*g])*sl + int32(sc[2*g+1])*sh
+			}
+			summ := minsDotK(&m, a.Q8KSum[b*16:(b+1)*16])
 			d := halfAt(blk[0:]) * a.Q8KScale[b]
 			dmin := halfAt(blk[2:]) * a.Q8KScale[b]
 			sum += d*float32(sumi) - dmin*float32(summ)
@@ -88,18 +85,13 @@ func dotRowsQ4KRef(dst []float32, w []byte, rowBytes int, a *Activation) {
 	}
 }
 
-// dotAffineK returns, for one super-block of Q4_K/Q5_K values q with scales sc and
-// minimums m against the int8 activation x with 16-value sums xsum, the integer sums
-// Σ_j sc[j]·Σ_{i in j} q[i]·x[i] and Σ_j m[j]·Σ_{i in j} x[i].
-func dotAffineK(q *[qkK]uint8, sc, m *[8]uint8, x []int8, xsum []int16) (sumi, summ int32) {
-	_, _ = x[qkK-1], xsum[15]
-	for j := 0; j < 8; j++ {
-		var s int32
-		for i := 32 * j; i < 32*j+32; i++ {
-			s += int32(q[i]) * int32(x[i])
-		}
-		sumi += int32(sc[j]) * s
-		summ += int32(m[j]) * (int32(xsum[2*j]) + int32(xsum[2*j+1]))
+// minsDotK returns Σ_j m[j]·(xsum[2j] + xsum[2j+1]): the minimums of the 8 sub-blocks of
+// 32 against the activation's 16-value sums.
+func minsDotK(m *[8]uint8, xsum []int16) int32 {
+	_ = xsum[15]
+	var s int32
+	for j, v := range m {
+		s += int32(v) * (int32(xsum[2*j]) + int32(xsum[2*j+1]))
 	}
-	return sumi, summ
+	return s
 }

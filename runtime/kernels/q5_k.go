@@ -17,18 +17,6 @@ func init() {
 	})
 }
 
-// unpackQ5K expands qh (32 bytes) and qs (128 bytes) into the 256 5-bit values.
-func unpackQ5K(q *[qkK]uint8, qh, qs []byte) {
-	_, _ = qh[31], qs[127]
-	for g := 0; g < 4; g++ {
-		for l := 0; l < 32; l++ {
-			b, h := qs[32*g+l], qh[l]>>(2*g)
-			q[64*g+l] = b&0xf | h&1<<4
-			q[64*g+32+l] = b>>4 | h&2<<3
-		}
-	}
-}
-
 // dequantQ5K is the reference decoder.
 func dequantQ5K(dst []float32, src []byte) {
 	for b := 0; b < len(dst)/qkK; b++ {
@@ -70,7 +58,6 @@ func quantizeQ5K(dst []byte, src []float32) {
 
 // dotRowsQ5KRef is the reference product against the Q8_K activation (as dotRowsQ4KRef).
 func dotRowsQ5KRef(dst []float32, w []byte, rowBytes int, a *Activation) {
-	var q [qkK]uint8
 	nb := rowBytes / q5KBytes
 	for r := range dst {
 		row := w[r*rowBytes : (r+1)*rowBytes]
@@ -78,8 +65,20 @@ func dotRowsQ5KRef(dst []float32, w []byte, rowBytes int, a *Activation) {
 		for b := 0; b < nb; b++ {
 			blk := row[b*q5KBytes : (b+1)*q5KBytes]
 			sc, m := scaleMinK4(blk[4:16])
-			unpackQ5K(&q, blk[16:48], blk[48:176])
-			sumi, summ := dotAffineK(&q, &sc, &m, a.Q8K[b*qkK:(b+1)*qkK], a.Q8KSum[b*16:(b+1)*16])
+			qh := blk[16:48]
+			x := a.Q8K[b*qkK : (b+1)*qkK]
+			var sumi int32
+			for g := 0; g < 4; g++ {
+				xl, xh := x[64*g:64*g+32], x[64*g+32:64*g+64]
+				var sl, sh int32
+				for l, v := range blk[48+32*g : 80+32*g] {
+					h := qh[l] >> (2 * g)
+					sl += int32(v&0xf|h&1<<4) * int32(xl[l])
+					sh += int32(v>>4|h&2<<3) * int32(xh[l])
+				}
+				sumi += int32(sc[2*g])*sl + int32(sc[2*g+1])*sh
+			}
+			summ := minsDotK(&m, a.Q8KSum[b*16:(b+1)*16])
 			d := halfAt(blk[0:]) * a.Q8KScale[b]
 			dmin := halfAt(blk[2:]) * a.Q8KScale[b]
 			sum += d*float32(sumi) - dmin*float32(summ)

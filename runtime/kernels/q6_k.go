@@ -107,22 +107,27 @@ func quantizeQ6K(dst []byte, src []float32) {
 // the exact integer sum Σ_k sc[k]·(Σ q·x8 - 32·Σ x8) over the 16 groups of 16, scaled by
 // d and the activation scale.
 func dotRowsQ6KRef(dst []float32, w []byte, rowBytes int, a *Activation) {
-	var q [qkK]uint8
 	nb := rowBytes / q6KBytes
 	for r := range dst {
 		row := w[r*rowBytes : (r+1)*rowBytes]
 		var sum float32
 		for b := 0; b < nb; b++ {
 			blk := row[b*q6KBytes : (b+1)*q6KBytes]
-			unpackQ6K(&q, blk[0:128], blk[128:192])
 			x, xsum := a.Q8K[b*qkK:(b+1)*qkK], a.Q8KSum[b*16:(b+1)*16]
 			var sumi int32
-			for k := 0; k < 16; k++ {
-				var s int32
-				for i := 16 * k; i < 16*k+16; i++ {
-					s += int32(q[i]) * int32(x[i])
+			for h := 0; h < 2; h++ {
+				ql, qh, xh := blk[64*h:64*h+64], blk[128+32*h:160+32*h], x[128*h:128*h+128]
+				var s [8]int32 // Σ q·x8 of the half's groups of 16
+				for l := 0; l < 32; l++ {
+					hb, k := qh[l], l/16
+					s[k] += int32(ql[l]&0xf|hb&3<<4) * int32(xh[l])
+					s[k+2] += int32(ql[32+l]&0xf|hb>>2&3<<4) * int32(xh[32+l])
+					s[k+4] += int32(ql[l]>>4|hb>>4&3<<4) * int32(xh[64+l])
+					s[k+6] += int32(ql[32+l]>>4|hb>>6<<4) * int32(xh[96+l])
 				}
-				sumi += int32(int8(blk[192+k])) * (s - 32*int32(xsum[k]))
+				for k, v := range s {
+					sumi += int32(int8(blk[192+8*h+k])) * (v - 32*int32(xsum[8*h+k]))
+				}
 			}
 			sum += halfAt(blk[208:]) * a.Q8KScale[b] * float32(sumi)
 		}
