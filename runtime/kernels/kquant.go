@@ -37,7 +37,8 @@ func prepareQ8K(a *Activation) {
 var quantizeQ8K = quantizeQ8KRef
 
 // quantizeQ8KRef is the reference: per super-block d = amax/127, id = 1/d (0 when d is
-// 0), q[j] = roundToEven(x[j]*id) computed in float32, and sum[k] = Σ q[16k:16k+16].
+// 0 or subnormal), q[j] = roundToEven(x[j]*id) computed in float32, and
+// sum[k] = Σ q[16k:16k+16].
 func quantizeQ8KRef(q []int8, scale []float32, sum []int16, x []float32) {
 	for b := range scale {
 		xb := x[b*qkK : (b+1)*qkK]
@@ -48,7 +49,7 @@ func quantizeQ8KRef(q []int8, scale []float32, sum []int16, x []float32) {
 		}
 		d := amax / 127
 		var id float32
-		if d != 0 {
+		if d >= 0x1p-126 { // below the smallest normal float32, 1/d would overflow
 			id = 1 / d
 		}
 		for j, v := range xb {

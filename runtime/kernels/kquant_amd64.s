@@ -86,16 +86,23 @@ block:
 	VMAXPS X1, X0, X0
 	VPERMILPS $0xB1, X0, X1
 	VMAXSS X1, X0, X0
-	// d = amax/127; the factor is 1/d, or 0 when d is 0.
+	// d = amax/127; the factor is 1/d, or 0 when d is below 2^-126 (zero, subnormal or
+	// NaN), where 1/d would overflow.
 	VDIVSS X11, X0, X0
 	VMOVSS X0, (R8)
-	VXORPS X1, X1, X1
+	MOVL $0x00800000, AX // 2^-126
+	VMOVQ AX, X1
 	VUCOMISS X1, X0
-	JEQ  zero
+	JAE  invert
+	VXORPS X0, X0, X0
+	JMP  scaled
+
+invert:
 	MOVL $0x3f800000, AX // 1.0
 	VMOVQ AX, X1
 	VDIVSS X0, X1, X0
-zero:
+
+scaled:
 	VBROADCASTSS X0, Y0
 	KQ8_Q32(0, 0, Y8)
 	KQ8_Q32(128, 32, Y9)

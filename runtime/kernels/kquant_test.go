@@ -244,6 +244,14 @@ func TestQuantizeQ8K(t *testing.T) {
 			if nb == 3 {
 				clear(x[qkK : 2*qkK]) // an all-zero super-block
 			}
+			if nb == 8 {
+				for i := 2 * qkK; i < 3*qkK; i++ { // a subnormal scale: 1/d overflows
+					x[i] = float32(r.NormFloat64()) * 1e-39
+				}
+				for i := 3 * qkK; i < 4*qkK; i++ { // a scale just above it
+					x[i] = float32(r.NormFloat64()) * 1e-35
+				}
+			}
 			a, b := &Activation{F32: x}, &Activation{F32: x}
 			prepareQ8K(a)
 			prepareQ8KRefOnly(b)
