@@ -29,6 +29,12 @@ func q4_0DotAVX2(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *flo
 //go:noescape
 func q4_0DotVNNI(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)
 
+// q4_0DotVNNI8 computes what q4_0DotVNNI does, eight rows at a time; rows must be a
+// multiple of 8.
+//
+//go:noescape
+func q4_0DotVNNI8(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)
+
 func dotRowsQ4_0AVX2(dst []float32, w []byte, rowBytes int, a *Activation) {
 	if q8Args(dst, w, rowBytes, q4_0BlockBytes, a) {
 		q4_0DotAVX2(&dst[0], len(dst), &w[0], rowBytes, &a.Q8[0], &a.Q8Scale[0], &a.Q8Sum[0])
@@ -36,9 +42,7 @@ func dotRowsQ4_0AVX2(dst []float32, w []byte, rowBytes int, a *Activation) {
 }
 
 func dotRowsQ4_0VNNI(dst []float32, w []byte, rowBytes int, a *Activation) {
-	if q8Args(dst, w, rowBytes, q4_0BlockBytes, a) {
-		q4_0DotVNNI(&dst[0], len(dst), &w[0], rowBytes, &a.Q8[0], &a.Q8Scale[0], &a.Q8Sum[0])
-	}
+	q8DotSplit(q4_0DotVNNI8, q4_0DotVNNI, dst, w, rowBytes, q4_0BlockBytes, a)
 }
 
 // q4_0DequantAVX2 decodes nb Q4_0 blocks: dst[32b+j] = float32(q_b[j]-8) * f16(d_b).

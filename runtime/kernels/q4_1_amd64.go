@@ -28,6 +28,12 @@ func q4_1DotAVX2(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *flo
 //go:noescape
 func q4_1DotVNNI(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)
 
+// q4_1DotVNNI8 computes what q4_1DotVNNI does, eight rows at a time; rows must be a
+// multiple of 8.
+//
+//go:noescape
+func q4_1DotVNNI8(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)
+
 func dotRowsQ4_1AVX2(dst []float32, w []byte, rowBytes int, a *Activation) {
 	if q8Args(dst, w, rowBytes, q4_1BlockBytes, a) {
 		q4_1DotAVX2(&dst[0], len(dst), &w[0], rowBytes, &a.Q8[0], &a.Q8Scale[0], &a.Q8Sum[0])
@@ -35,7 +41,5 @@ func dotRowsQ4_1AVX2(dst []float32, w []byte, rowBytes int, a *Activation) {
 }
 
 func dotRowsQ4_1VNNI(dst []float32, w []byte, rowBytes int, a *Activation) {
-	if q8Args(dst, w, rowBytes, q4_1BlockBytes, a) {
-		q4_1DotVNNI(&dst[0], len(dst), &w[0], rowBytes, &a.Q8[0], &a.Q8Scale[0], &a.Q8Sum[0])
-	}
+	q8DotSplit(q4_1DotVNNI8, q4_1DotVNNI, dst, w, rowBytes, q4_1BlockBytes, a)
 }

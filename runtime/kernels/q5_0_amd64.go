@@ -29,6 +29,12 @@ func q5_0DotAVX2(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *flo
 //go:noescape
 func q5_0DotVNNI(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)
 
+// q5_0DotVNNI8 computes what q5_0DotVNNI does, eight rows at a time; rows must be a
+// multiple of 8.
+//
+//go:noescape
+func q5_0DotVNNI8(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)
+
 func dotRowsQ5_0AVX2(dst []float32, w []byte, rowBytes int, a *Activation) {
 	if q8Args(dst, w, rowBytes, q5_0BlockBytes, a) {
 		q5_0DotAVX2(&dst[0], len(dst), &w[0], rowBytes, &a.Q8[0], &a.Q8Scale[0], &a.Q8Sum[0])
@@ -36,9 +42,7 @@ func dotRowsQ5_0AVX2(dst []float32, w []byte, rowBytes int, a *Activation) {
 }
 
 func dotRowsQ5_0VNNI(dst []float32, w []byte, rowBytes int, a *Activation) {
-	if q8Args(dst, w, rowBytes, q5_0BlockBytes, a) {
-		q5_0DotVNNI(&dst[0], len(dst), &w[0], rowBytes, &a.Q8[0], &a.Q8Scale[0], &a.Q8Sum[0])
-	}
+	q8DotSplit(q5_0DotVNNI8, q5_0DotVNNI, dst, w, rowBytes, q5_0BlockBytes, a)
 }
 
 // q5_0DequantAVX2 decodes nb Q5_0 blocks: dst[32b+j] = float32(q_b[j]-16) * f16(d_b).

@@ -1,11 +1,12 @@
 //go:build amd64 && !purego
 
 // Q5_0 kernels; q5_0_amd64.go states what each function computes. The AVX2 and the
-// AVX-512 VNNI function share one loop skeleton and differ in their row macro. Register
+// AVX-512 VNNI functions share one loop skeleton and differ in their row macro. Register
 // use: AX is the byte offset of the current block within a row, SI R10 R11 R12 the four
 // rows of a group (BX dst, R9 rows left, DX rowBytes), R13 and R14 cursors over the
 // activation blocks and over their scales and sums, R15 the prefetch pointer; Y6-Y9
-// accumulate the four rows.
+// accumulate the four rows. The eight-row VNNI function addresses the activation by the
+// block index R14, keeps dst and the row count on the stack and rows 4-7 in R13 BX R9 R15.
 
 #include "textflag.h"
 
@@ -249,6 +250,87 @@ q5_0DotVNNI_block1:
 	JMP q5_0DotVNNI_tail
 
 q5_0DotVNNI_done:
+	VZEROUPPER
+	RET
+
+// func q5_0DotVNNI8(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)
+TEXT ·q5_0DotVNNI8(SB), NOSPLIT, $16-56
+	MOVQ dst+0(FP), BX
+	MOVQ rows+8(FP), R9
+	MOVQ BX, dstp-8(SP)
+	MOVQ R9, left-16(SP)
+	MOVQ w+16(FP), SI
+	MOVQ rowBytes+24(FP), DX
+	MOVQ x+32(FP), DI
+	MOVQ xs+40(FP), R8
+	MOVQ xsum+48(FP), CX
+	MOVL $0x0f0f0f0f, AX
+	VPBROADCASTD AX, Y26 // low-nibble mask
+	MOVL $0x10101010, AX
+	VPBROADCASTD AX, Y27 // fifth bit
+	VPXORD Y29, Y29, Y29
+
+q5_0DotVNNI8_group8:
+	CMPQ left-16(SP), $8
+	JLT q5_0DotVNNI8_done
+	LEAQ (SI)(DX*1), R10
+	LEAQ (SI)(DX*2), R11
+	LEAQ (R10)(DX*2), R12
+	LEAQ (SI)(DX*4), R13
+	LEAQ (R10)(DX*4), BX
+	LEAQ (R11)(DX*4), R9
+	LEAQ (R12)(DX*4), R15
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+	XORQ AX, AX
+	XORQ R14, R14
+
+q5_0DotVNNI8_block8:
+	// prefetch 12 KB ahead of the group's linear position, at the rate it is read
+	PREFETCHT0 12288(SI)(AX*8)
+	PREFETCHT0 12352(SI)(AX*8)
+	PREFETCHT0 12416(SI)(AX*8)
+	VMOVDQU32 (DI)(R14*8), Y16
+	VBROADCASTSS (R8)(R14*1), Y17
+	VPBROADCASTD (CX)(R14*1), Y18
+	VPSLLD $1, Y18, Y18
+	VPSUBD Y18, Y29, Y18 // lanes sum to -offset·Σx
+	Q5_0ROW_VNNI(SI, Y6)
+	Q5_0ROW_VNNI(R10, Y7)
+	Q5_0ROW_VNNI(R11, Y8)
+	Q5_0ROW_VNNI(R12, Y9)
+	Q5_0ROW_VNNI(R13, Y10)
+	Q5_0ROW_VNNI(BX, Y11)
+	Q5_0ROW_VNNI(R9, Y12)
+	Q5_0ROW_VNNI(R15, Y13)
+	ADDQ $22, AX
+	ADDQ $4, R14
+	CMPQ AX, DX
+	JLT q5_0DotVNNI8_block8
+	VHADDPS Y7, Y6, Y6
+	VHADDPS Y9, Y8, Y8
+	VHADDPS Y11, Y10, Y10
+	VHADDPS Y13, Y12, Y12
+	VHADDPS Y8, Y6, Y6
+	VHADDPS Y12, Y10, Y10
+	VPERM2F128 $0x20, Y10, Y6, Y7
+	VPERM2F128 $0x31, Y10, Y6, Y8
+	VADDPS Y8, Y7, Y7
+	MOVQ dstp-8(SP), BX
+	VMOVUPS Y7, (BX)
+	ADDQ $32, BX
+	MOVQ BX, dstp-8(SP)
+	SUBQ $8, left-16(SP)
+	LEAQ (SI)(DX*8), SI
+	JMP q5_0DotVNNI8_group8
+
+q5_0DotVNNI8_done:
 	VZEROUPPER
 	RET
 

@@ -28,6 +28,12 @@ func q5_1DotAVX2(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *flo
 //go:noescape
 func q5_1DotVNNI(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)
 
+// q5_1DotVNNI8 computes what q5_1DotVNNI does, eight rows at a time; rows must be a
+// multiple of 8.
+//
+//go:noescape
+func q5_1DotVNNI8(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)
+
 func dotRowsQ5_1AVX2(dst []float32, w []byte, rowBytes int, a *Activation) {
 	if q8Args(dst, w, rowBytes, q5_1BlockBytes, a) {
 		q5_1DotAVX2(&dst[0], len(dst), &w[0], rowBytes, &a.Q8[0], &a.Q8Scale[0], &a.Q8Sum[0])
@@ -35,7 +41,5 @@ func dotRowsQ5_1AVX2(dst []float32, w []byte, rowBytes int, a *Activation) {
 }
 
 func dotRowsQ5_1VNNI(dst []float32, w []byte, rowBytes int, a *Activation) {
-	if q8Args(dst, w, rowBytes, q5_1BlockBytes, a) {
-		q5_1DotVNNI(&dst[0], len(dst), &w[0], rowBytes, &a.Q8[0], &a.Q8Scale[0], &a.Q8Sum[0])
-	}
+	q8DotSplit(q5_1DotVNNI8, q5_1DotVNNI, dst, w, rowBytes, q5_1BlockBytes, a)
 }

@@ -29,6 +29,12 @@ func q8_0DotAVX2(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *flo
 //go:noescape
 func q8_0DotVNNI(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)
 
+// q8_0DotVNNI8 computes what q8_0DotVNNI does, eight rows at a time; rows must be a
+// multiple of 8.
+//
+//go:noescape
+func q8_0DotVNNI8(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)
+
 // q8_0DequantAVX2 decodes nb Q8_0 blocks: dst[32b+j] = float32(q_b[j]) * f16(d_b).
 //
 //go:noescape
@@ -65,7 +71,24 @@ func dotRowsQ8_0AVX2(dst []float32, w []byte, rowBytes int, a *Activation) {
 }
 
 func dotRowsQ8_0VNNI(dst []float32, w []byte, rowBytes int, a *Activation) {
-	if q8Args(dst, w, rowBytes, q8_0BlockBytes, a) {
-		q8_0DotVNNI(&dst[0], len(dst), &w[0], rowBytes, &a.Q8[0], &a.Q8Scale[0], &a.Q8Sum[0])
+	q8DotSplit(q8_0DotVNNI8, q8_0DotVNNI, dst, w, rowBytes, q8_0BlockBytes, a)
+}
+
+// q8Kernel is the signature of the assembly decode products over a Q8 activation.
+type q8Kernel func(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)
+
+// q8DotSplit runs k8 (eight rows at a time) over the whole groups of eight rows and k
+// over the rest.
+func q8DotSplit(k8, k q8Kernel, dst []float32, w []byte, rowBytes, blockBytes int, a *Activation) {
+	if !q8Args(dst, w, rowBytes, blockBytes, a) {
+		return
 	}
+	if n8 := len(dst) &^ 7; n8 > 0 {
+		k8(&dst[0], n8, &w[0], rowBytes, &a.Q8[0], &a.Q8Scale[0], &a.Q8Sum[0])
+		dst, w = dst[n8:], w[n8*rowBytes:]
+		if len(dst) == 0 {
+			return
+		}
+	}
+	k(&dst[0], len(dst), &w[0], rowBytes, &a.Q8[0], &a.Q8Scale[0], &a.Q8Sum[0])
 }
