@@ -7,48 +7,41 @@ import (
 // Decoder decodes a stream of token ids into text as they arrive, for printing generated
 // tokens one by one. A token that ends inside a UTF-8 sequence (byte tokens, or
 // byte-level BPE pieces that split a character) is held back until the sequence
-// completes. For ids whose decoded text is valid UTF-8, the concatenation of everything
-// Add and Flush return equals Decode of all the ids. A Decoder is not safe for
-// concurrent use.
+// completes.
+//
+// A Decoder writes text that continues a prompt, as llama.cpp prints generated tokens:
+// every token gives its whole piece, so for the "llama" model a first token "▁Once"
+// gives " Once" (Decode, which decodes a text from its start, would drop that space).
+// Thus for any prompt ids p that hold at least one text token, Decode(p) followed by
+// everything a Decoder returns for ids g equals Decode(p ++ g), when that text is valid
+// UTF-8. A Decoder is not safe for concurrent use.
 type Decoder struct {
 	t       *Tokenizer
 	pending []byte // bytes of an incomplete UTF-8 sequence
-	strip   bool   // the next piece loses a leading space ("llama" space prefix)
 	out     []byte
 }
 
-// NewDecoder returns a Decoder at the start of a text.
+// NewDecoder returns a Decoder with nothing held back.
 func (t *Tokenizer) NewDecoder() *Decoder {
-	return &Decoder{t: t, strip: t.spacePrefix}
+	return &Decoder{t: t}
 }
 
 // Add decodes id and returns the text that is now complete, possibly "". Control tokens
 // and ids outside the vocabulary add nothing. Bytes that cannot start or continue a
 // valid UTF-8 sequence come out as U+FFFD, one per byte.
 func (d *Decoder) Add(id int32) string {
-	piece, special, ok := d.t.decodePiece(id, false)
+	piece, _, ok := d.t.decodePiece(id, false)
 	if !ok {
 		return ""
-	}
-	if d.strip && piece != "" {
-		if piece[0] == ' ' {
-			piece = piece[1:]
-		}
-		d.strip = false
-	}
-	if special {
-		d.strip = d.t.spacePrefix
 	}
 	d.pending = append(d.pending, piece...)
 	return d.emit(false)
 }
 
 // Flush returns the bytes held back, an incomplete UTF-8 sequence written as U+FFFD
-// per byte, and resets the Decoder to the start of a new text.
+// per byte, and leaves the Decoder empty.
 func (d *Decoder) Flush() string {
-	s := d.emit(true)
-	d.strip = d.t.spacePrefix
-	return s
+	return d.emit(true)
 }
 
 // emit returns the complete characters of d.pending and keeps an incomplete tail, or,

@@ -63,19 +63,26 @@ func TestDecoderInvalid(t *testing.T) {
 	}
 }
 
-// TestDecoderSpecials checks that the streaming decoder drops control tokens and removes
-// the "llama" space prefix exactly where Decode does.
-func TestDecoderSpecials(t *testing.T) {
-	tok := mustNew(t, spmVocab([]string{"▁", "h", "i", "▁hi"}, []float32{0, 0, 0, -1}))
-	ids := tok.EncodeWithSpecials("<s>hi hi</s><s> hi", true, true)
-	d := tok.NewDecoder()
-	var sb strings.Builder
-	for _, id := range ids {
-		sb.WriteString(d.Add(id))
+// TestDecoderContinues checks that the streaming decoder drops control tokens and keeps
+// the "llama" space of the first token: its text continues the decoded prompt.
+func TestDecoderContinues(t *testing.T) {
+	tok := mustNew(t, spmVocab([]string{"▁", "h", "i", "hi", "▁hi"}, []float32{0, 0, 0, -1, -2}))
+	ids := tok.EncodeWithSpecials("hi hi hi</s>", true, true)
+	for k := 2; k <= len(ids); k++ {
+		d := tok.NewDecoder()
+		var sb strings.Builder
+		sb.WriteString(tok.Decode(ids[:k]))
+		for _, id := range ids[k:] {
+			sb.WriteString(d.Add(id))
+		}
+		sb.WriteString(d.Flush())
+		if sb.String() != "hi hi hi" {
+			t.Errorf("prompt of %d ids, then streamed: %q, want %q", k, sb.String(), "hi hi hi")
+		}
 	}
-	sb.WriteString(d.Flush())
-	if want := tok.Decode(ids); sb.String() != want || want != "hi hi hi" {
-		t.Errorf("streamed %q, Decode %q, want %q", sb.String(), want, "hi hi hi")
+	d := tok.NewDecoder()
+	if got := d.Add(1) + d.Add(ids[1]) + d.Flush(); got != " hi" {
+		t.Errorf("streamed <s> ▁hi: %q, want %q", got, " hi")
 	}
 	if got := d.Add(-1) + d.Add(1<<30) + d.Flush(); got != "" {
 		t.Errorf("ids outside the vocabulary gave %q", got)
