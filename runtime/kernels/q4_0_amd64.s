@@ -22,9 +22,9 @@
 	VPMADDWD Y15, Y3, Y3 \
 	VPADDD Y5, Y3, Y3 \
 	VCVTDQ2PS Y3, Y3 \
-	VPBROADCASTW (base)(AX*1), X4 \
-	VCVTPH2PS X4, Y4 \
-	VMULPS Y1, Y4, Y4 \
+	VCVTPH2PS (base)(AX*1), X4 \
+	VMULSS X1, X4, X4 \
+	VBROADCASTSS X4, Y4 \
 	VFMADD231PS Y3, Y4, acc
 
 // Q4_0ROW_VNNI does what Q4_0ROW_AVX2 does with VPDPBUSD into the correction Y18.
@@ -36,9 +36,9 @@
 	VMOVDQA32 Y18, Y21 \
 	VPDPBUSD Y16, Y19, Y21 \
 	VCVTDQ2PS Y21, Y21 \
-	VPBROADCASTW (base)(AX*1), X20 \
-	VCVTPH2PS X20, Y20 \
-	VMULPS Y17, Y20, Y20 \
+	VCVTPH2PS (base)(AX*1), X20 \
+	VMULSS X17, X20, X20 \
+	VBROADCASTSS X20, Y20 \
 	VFMADD231PS Y21, Y20, acc
 
 // func q4_0DotAVX2(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)

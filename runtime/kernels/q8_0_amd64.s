@@ -16,9 +16,9 @@
 	VPMADDUBSW Y3, Y2, Y3 \
 	VPMADDWD Y15, Y3, Y3 \
 	VCVTDQ2PS Y3, Y3 \
-	VPBROADCASTW (base)(AX*1), X4 \
-	VCVTPH2PS X4, Y4 \
-	VMULPS Y1, Y4, Y4 \
+	VCVTPH2PS (base)(AX*1), X4 \
+	VMULSS X1, X4, X4 \
+	VBROADCASTSS X4, Y4 \
 	VFMADD231PS Y3, Y4, acc
 
 // func q8_0DotAVX2(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32)
@@ -113,9 +113,9 @@ done:
 	VMOVDQA32 Y18, Y21 \
 	VPDPBUSD Y16, Y19, Y21 \
 	VCVTDQ2PS Y21, Y21 \
-	VPBROADCASTW (base)(AX*1), X20 \
-	VCVTPH2PS X20, Y20 \
-	VMULPS Y17, Y20, Y20 \
+	VCVTPH2PS (base)(AX*1), X20 \
+	VMULSS X17, X20, X20 \
+	VBROADCASTSS X20, Y20 \
 	VFMADD231PS Y21, Y20, acc
 
 // func q8_0DotVNNI(dst *float32, rows int, w *byte, rowBytes int, x *int8, xs *float32, xsum *int32)
