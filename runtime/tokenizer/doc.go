@@ -18,10 +18,12 @@
 // before the models above see it, longest first, as llama.cpp does: user-defined tokens
 // always, control and unknown tokens only when the caller asks for special parsing.
 //
-// Decoding concatenates the byte pieces of the tokens. Decode(Encode(x)) == x for every
-// string x that contains no special-token text (and for any byte string with the "gpt2"
-// model, whose pieces cover all 256 bytes). Decoder decodes a token stream incrementally
-// and never splits a UTF-8 sequence.
+// Decoding concatenates the byte pieces of the tokens, dropping control tokens and, for
+// "llama", the "▁" prefix the encoder added. Decode(Encode(x)) == x for every byte string x, valid
+// UTF-8 or not, except that with "llama" a literal "▁" in x comes back as a space (and
+// bytes need <0xNN> tokens).
+// Decoder decodes generated tokens one at a time, continuing a prompt, and never splits
+// a UTF-8 sequence.
 //
 // A Tokenizer is immutable after New and safe for concurrent use.
 package tokenizer

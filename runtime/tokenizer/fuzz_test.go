@@ -43,9 +43,8 @@ var fuzzSeeds = []string{
 	"a\u00a0b\u2028c", "½⁶٣", "▁x",
 }
 
-// FuzzEncodeDecode checks that encoding never panics and that decode(encode(x)) == x:
-// for byte-level vocabularies for any bytes, for SentencePiece for valid UTF-8 without
-// a literal "▁" (which SentencePiece cannot tell from a space).
+// FuzzEncodeDecode checks that encoding never panics and that decode(encode(x)) == x for
+// any bytes, except a literal "▁" with SentencePiece (which cannot tell it from a space).
 func FuzzEncodeDecode(f *testing.F) {
 	toks := fuzzTokenizers(f)
 	for _, s := range fuzzSeeds {
@@ -60,7 +59,7 @@ func FuzzEncodeDecode(f *testing.F) {
 				}
 			}
 			_ = tok.EncodeWithSpecials(s, true, true)
-			if tok.Model() == ModelLlama && (!utf8.ValidString(s) || strings.Contains(s, spmSpace)) {
+			if tok.Model() == ModelLlama && strings.Contains(s, spmSpace) {
 				continue
 			}
 			if got := tok.Decode(ids); got != s {
