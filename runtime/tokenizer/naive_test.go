@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -114,4 +115,16 @@ func FuzzMergeOrder(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestScoreKey checks that scoreKey orders scores from high to low and keeps ties.
+func TestScoreKey(t *testing.T) {
+	negZero := float32(math.Copysign(0, -1))
+	scores := []float32{float32(math.Inf(1)), 3.5, 1, 1e-30, 0, negZero, -1e-30, -1, -7.25, float32(math.Inf(-1))}
+	for i := 1; i < len(scores); i++ {
+		a, b := scoreKey(scores[i-1]), scoreKey(scores[i])
+		if scores[i-1] == scores[i] && a != b || scores[i-1] > scores[i] && a >= b {
+			t.Errorf("scoreKey(%v) = %d, scoreKey(%v) = %d", scores[i-1], a, scores[i], b)
+		}
+	}
 }

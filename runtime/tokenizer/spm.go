@@ -41,8 +41,11 @@ func newSPM(t *Tokenizer, scores []float32) *spmModel {
 
 // scoreKey maps a score to a queue priority: higher scores give lower priorities, and
 // equal scores equal priorities (the bits of the float, flipped to sort as unsigned
-// integers, then reversed).
+// integers, then reversed; -0 counts as 0).
 func scoreKey(score float32) uint32 {
+	if score == 0 {
+		score = 0
+	}
 	bits := math.Float32bits(score)
 	if bits>>31 != 0 {
 		bits = ^bits
