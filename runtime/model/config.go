@@ -52,6 +52,9 @@ type Config struct {
 	RopeDim int
 	// RopeScale multiplies positions before rotation: 1 / the linear scaling factor.
 	RopeScale float64
+	// RopeFreqFactors reports that the file has rope_freqs.weight, per-pair divisors of
+	// the RoPE frequencies (Llama 3.1's long-context scaling).
+	RopeFreqFactors bool
 	// NeoX selects GPT-NeoX-style RoPE, which pairs element i with i+RopeDim/2; otherwise
 	// adjacent elements (2i, 2i+1) are rotated together.
 	NeoX bool

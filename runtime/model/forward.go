@@ -132,7 +132,7 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 
 	for i, t := range tokens {
 		m.embed.Row(x[i*dim:(i+1)*dim], int(t))
-		m.rope.Angles(ws.cos[i*half:(i+1)*half], ws.sin[i*half:(i+1)*half], pos+i)
+		m.angles(ws.cos[i*half:(i+1)*half], ws.sin[i*half:(i+1)*half], pos+i)
 	}
 	observe := opt.Observe
 	for li := range m.layers {
@@ -194,6 +194,30 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 	default:
 		rmsNorm(xb, x, m.outNorm, eps, dim)
 		kernels.MatMul(p, logits, m.output, xb, n)
+	}
+}
+
+// Rotate applies the model's RoPE for position pos to x, one token's queries or keys
+// (a whole number of HeadDim-long heads), in place: what Forward does to the keys it
+// caches, for callers that store keys before rotation.
+func (m *Model) Rotate(x []float32, pos int) {
+	var buf [2 * 128]float32
+	half := m.Config.RopeDim / 2
+	var cos, sin []float32
+	if half <= len(buf)/2 {
+		cos, sin = buf[:half], buf[half:2*half]
+	} else {
+		cos, sin = make([]float32, half), make([]float32, half)
+	}
+	m.angles(cos, sin, pos)
+	m.rotate(x, cos, sin)
+}
+
+// angles sets cos and sin (RopeDim/2 each) to the rotation of position pos.
+func (m *Model) angles(cos, sin []float32, pos int) {
+	for i, f := range m.invFreq {
+		s, c := math.Sincos(float64(pos) * f)
+		cos[i], sin[i] = float32(c), float32(s)
 	}
 }
 

@@ -19,6 +19,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
@@ -37,6 +38,11 @@ type Model struct {
 	outNorm []float32
 	output  *kernels.Matrix // Vocab x Dim; embed when tied
 	rope    *kernels.RoPE
+	// invFreq[i] is the angle per position of RoPE pair i: RopeScale * RopeBase^(-2i/
+	// RopeDim), divided by rope_freqs.weight[i] when the file has it (Llama 3.1 and later).
+	invFreq []float64
+	// ropeFactors is rope_freqs.weight, or nil.
+	ropeFactors []float32
 }
 
 // layer is one transformer block's weights.
@@ -105,10 +111,25 @@ func build(cfg Config, src tensorSource) (*Model, error) {
 		m.Config.TiedOutput = true
 		m.output = m.embed
 	}
+	if _, _, err := src("rope_freqs.weight"); err == nil {
+		m.ropeFactors = t.vector("rope_freqs.weight", cfg.RopeDim/2)
+		m.Config.RopeFreqFactors = true
+	}
 	if t.err != nil {
 		return nil, t.err
 	}
 	m.rope = kernels.NewRoPE(cfg.RopeDim, cfg.RopeBase, cfg.RopeScale, cfg.NeoX)
+	m.invFreq = make([]float64, cfg.RopeDim/2)
+	for i := range m.invFreq {
+		m.invFreq[i] = cfg.RopeScale * math.Pow(cfg.RopeBase, -float64(2*i)/float64(cfg.RopeDim))
+		if m.ropeFactors != nil {
+			if f := float64(m.ropeFactors[i]); f > 0 {
+				m.invFreq[i] /= f
+			} else {
+				return nil, fmt.Errorf("%w: rope_freqs.weight[%d] is %v, want > 0", ErrTensor, i, f)
+			}
+		}
+	}
 	return m, nil
 }
 

@@ -15,6 +15,8 @@ type naiveModel struct {
 	layers  []naiveLayer
 	outNorm []float64
 	output  [][]float64 // vocab x dim
+	// ropeFactors divide the RoPE angles (rope_freqs.weight), or nil.
+	ropeFactors []float64
 }
 
 type naiveLayer struct {
@@ -38,7 +40,7 @@ func newNaive(t testing.TB, m *Model) *naiveModel {
 		}
 		return rows
 	}
-	n := &naiveModel{cfg: m.Config, embed: mat(m.embed), outNorm: vec(m.outNorm), output: mat(m.output)}
+	n := &naiveModel{cfg: m.Config, embed: mat(m.embed), outNorm: vec(m.outNorm), output: mat(m.output), ropeFactors: vec(m.ropeFactors)}
 	for _, l := range m.layers {
 		n.layers = append(n.layers, naiveLayer{
 			attnNorm: vec(l.attnNorm), ffnNorm: vec(l.ffnNorm),
@@ -91,6 +93,9 @@ func (n *naiveModel) rope(x []float64, pos int) {
 	for h := 0; h < len(x); h += c.HeadDim {
 		for i := range half {
 			theta := float64(pos) * c.RopeScale * math.Pow(c.RopeBase, -float64(2*i)/float64(c.RopeDim))
+			if n.ropeFactors != nil {
+				theta /= n.ropeFactors[i]
+			}
 			a, b := h+2*i, h+2*i+1
 			if c.NeoX {
 				a, b = h+i, h+i+half

@@ -48,6 +48,7 @@ func TestSyntheticAgainstNaive(t *testing.T) {
 		{"llama/mha", modeltest.Spec{Arch: "llama", Heads: 4, KVHeads: 4, RopeBase: 500}, 1e-5, 3e-3},
 		{"llama/mqa/headdim", modeltest.Spec{Arch: "llama", Heads: 4, KVHeads: 1, HeadDim: 24}, 1e-5, 3e-3},
 		{"llama/partial-rope/linear", modeltest.Spec{Arch: "llama", RopeDim: 8, RopeLinear: 4}, 1e-5, 3e-3},
+		{"llama/rope-factors", modeltest.Spec{Arch: "llama", RopeFactors: true, RopeBase: 5e5}, 1e-5, 3e-3},
 		{"qwen2/f32", modeltest.Spec{Arch: "qwen2", RopeBase: 1e6}, 1e-5, 3e-3},
 		{"qwen2/q8_0/tied", modeltest.Spec{Arch: "qwen2", Weights: gguf.TypeQ8_0, Tied: true}, 3e-2, 3e-2},
 	}
@@ -185,10 +186,8 @@ func TestObserve(t *testing.T) {
 		vals = append(vals, slices.Clone(s.Values))
 		// Pre-RoPE keys rotate into the keys.
 		rotated := slices.Clone(s.KeysPreRoPE)
-		cos, sin := make([]float32, cfg.RopeDim/2), make([]float32, cfg.RopeDim/2)
 		for i := range s.Tokens {
-			m.rope.Angles(cos, sin, s.Pos+i)
-			m.rotate(rotated[i*cfg.KVDim():(i+1)*cfg.KVDim()], cos, sin)
+			m.Rotate(rotated[i*cfg.KVDim():(i+1)*cfg.KVDim()], s.Pos+i)
 		}
 		if d := relDiff(rotated, s.Keys); d > 1e-6 {
 			t.Errorf("layer %d: rotated KeysPreRoPE differ from Keys by %.2e", s.Layer, d)

@@ -35,6 +35,9 @@ type Spec struct {
 	RopeDim int
 	// RopeLinear, if set, is a linear RoPE scaling factor (rope.scaling.type "linear").
 	RopeLinear float64
+	// RopeFactors adds rope_freqs.weight (Llama 3.1's per-pair frequency divisors) with
+	// random factors from 1 to 8.
+	RopeFactors bool
 	// Weights is the type of the 2-D weights (F32 if zero; F16, Q8_0, ... need row widths
 	// that are multiples of their block size). Norms and biases are always F32.
 	Weights gguf.Type
@@ -212,6 +215,13 @@ func Build(s Spec) ([]byte, error) {
 		)
 	}
 	errs = append(errs, vector("output_norm.weight", s.Dim, 1, 0.2))
+	if s.RopeFactors {
+		ropeDim := hd
+		if s.RopeDim != 0 {
+			ropeDim = s.RopeDim
+		}
+		errs = append(errs, vector("rope_freqs.weight", ropeDim/2, 4.5, 3.5))
+	}
 	if !s.Tied {
 		errs = append(errs, matrix("output.weight", s.Vocab, s.Dim))
 	}
