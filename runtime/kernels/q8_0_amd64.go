@@ -49,13 +49,18 @@ func dequantQ8_0AVX2(dst []float32, src []byte) {
 	q8_0DequantAVX2(&dst[0], &src[0], nb)
 }
 
-// q8Args checks the operands of a Q8-activation dotRows and reports whether there is
-// work; with zero-length rows it sets dst to zeros.
+// q8Args checks the operands of a Q8-activation dotRows (panicking, like an index out
+// of range, on sizes NewMatrix would have refused) and reports whether there is work;
+// with zero-length rows it sets dst to zeros.
 func q8Args(dst []float32, w []byte, rowBytes, blockBytes int, a *Activation) bool {
 	if len(dst) == 0 {
 		return false
 	}
 	nb := rowBytes / blockBytes
+	if nb*blockBytes != rowBytes {
+		// the assembly walks whole blocks up to rowBytes and would read past the row
+		panic("kernels: row size is not a whole number of blocks")
+	}
 	if nb == 0 {
 		clear(dst)
 		return false
