@@ -1,9 +1,12 @@
 //go:build amd64 && !purego
 
 // Q8_0 kernels; q8_0_amd64.go states what each function computes.
-// Register use in the dot products: AX is the byte offset of the current block within
-// a row, SI R10 R11 R12 the group's rows, R13 and R14 cursors over the activation, R15
-// the prefetch pointer.
+// Register use in the four-row dot products: AX is the byte offset of the current block
+// within a row, SI R10 R11 R12 the group's rows, R13 and R14 cursors over the activation,
+// R15 the prefetch pointer (two groups ahead). The eight-row one addresses the activation
+// by the block index R14 (x at 8·R14, scales and sums at R14), keeps dst and the row
+// count on the stack, rows 4-7 in R13 BX R9 R15, and prefetches 12 KB ahead of the
+// group's linear position.
 
 #include "textflag.h"
 
