@@ -1,0 +1,209 @@
+package hierarchy
+
+import (
+	"math"
+
+	"squeeze/runtime/kernels"
+)
+
+// Span is a range [Start, End) of storage indices.
+type Span struct{ Start, End int32 }
+
+// Selection is the result of a lookup. Its slices are reused from call to call: a lookup
+// truncates and appends, allocating only when they must grow, and the caller may keep the
+// capacity by passing the same Selection again.
+type Selection struct {
+	// Clusters lists the selected (non-empty) leaf clusters in ascending order.
+	Clusters []int32
+	// Spans lists their keys as storage index ranges, ascending, adjacent spans merged.
+	Spans []Span
+	// Keys is the number of keys selected.
+	Keys int
+	// Centroids is the number of centroids scored.
+	Centroids int
+}
+
+func (sel *Selection) reset() {
+	sel.Clusters, sel.Spans = sel.Clusters[:0], sel.Spans[:0]
+	sel.Keys, sel.Centroids = 0, 0
+}
+
+// add appends leaf cluster j (keys [lo, hi)) unless it is empty.
+func (sel *Selection) add(j, lo, hi int32) {
+	if lo == hi {
+		return
+	}
+	sel.Clusters = append(sel.Clusters, j)
+	sel.Keys += int(hi - lo)
+	if k := len(sel.Spans) - 1; k >= 0 && sel.Spans[k].End == lo {
+		sel.Spans[k].End = hi
+		return
+	}
+	sel.Spans = append(sel.Spans, Span{lo, hi})
+}
+
+// Searcher holds a lookup's scratch space. The zero value is ready; its buffers grow to
+// the largest lookup seen and are then reused, so lookups do not allocate. A Searcher may
+// serve any tree but only one lookup at a time.
+type Searcher struct {
+	a, b   []int32
+	logits []float32
+	logZ   []float64
+}
+
+func grow[T any](b []T, n int) []T {
+	if cap(b) < n {
+		return make([]T, n, n+n/4)
+	}
+	return b[:n]
+}
+
+// checkQuery panics unless q holds T ≥ 1 tokens of g query heads of the tree's dimension
+// and logTau one threshold per level (programmer errors: the caller built these shapes).
+func (t *Tree) checkQuery(q []float32, g, thresholds int) {
+	if g < 1 || len(q) == 0 || len(q)%(g*t.dim) != 0 {
+		panic("hierarchy: query length is not a multiple of heads × dimension")
+	}
+	if thresholds != len(t.levels) {
+		panic("hierarchy: need one threshold per level")
+	}
+}
+
+// Lookup selects the leaf clusters of the tree for the queries q with the per-level
+// log-thresholds logTau (len Levels(); −Inf keeps a whole level unscored), writing the
+// result into sel. q holds T tokens × g query heads × Dim() values (token-major, post-RoPE,
+// the g heads that share this KV head); T = 1 is a decode step, T > 1 one selection for a
+// prefill block. See the package documentation for the scores. It panics if the shapes
+// are inconsistent.
+func (t *Tree) Lookup(s *Searcher, q []float32, g int, logTau []float32, sel *Selection) {
+	t.checkQuery(q, g, len(logTau))
+	sel.reset()
+	c0 := len(t.levels[0].count)
+	s.a = grow(s.a, c0)
+	for j := range s.a {
+		s.a[j] = int32(j)
+	}
+	last := len(t.levels) - 1
+	for l := range t.levels {
+		var surv []int32
+		if math.IsInf(float64(logTau[l]), -1) {
+			surv = append(s.b[:0], s.a...)
+		} else {
+			surv = t.survive(s, l, q, g, logTau[l], s.a, s.b[:0])
+			sel.Centroids += len(s.a)
+		}
+		s.b = surv
+		st := t.levels[l].start
+		if l == last {
+			for _, j := range surv {
+				sel.add(j, st[j], st[j+1])
+			}
+			break
+		}
+		s.a = s.a[:0]
+		for _, j := range surv {
+			for c := st[j]; c < st[j+1]; c++ {
+				s.a = append(s.a, c)
+			}
+		}
+	}
+}
+
+// LookupFlat selects leaf clusters by scoring every cluster of the finest level with the
+// full denominator (the paper's one-level lookup), ignoring the coarser levels; logTau
+// is the finest level's log-threshold. On a one-level tree it equals Lookup.
+func (t *Tree) LookupFlat(s *Searcher, q []float32, g int, logTau float32, sel *Selection) {
+	t.checkQuery(q, g, len(t.levels))
+	sel.reset()
+	last := len(t.levels) - 1
+	lv := &t.levels[last]
+	c := len(lv.count)
+	s.a = grow(s.a, c)
+	for j := range s.a {
+		s.a[j] = int32(j)
+	}
+	surv := s.a
+	if !math.IsInf(float64(logTau), -1) {
+		surv = t.survive(s, last, q, g, logTau, s.a, s.b[:0])
+		s.b = surv
+		sel.Centroids = c
+	}
+	for _, j := range surv {
+		sel.add(j, lv.start[j], lv.start[j+1])
+	}
+}
+
+// survive scores the clusters cand of level l and appends those whose score exceeds
+// logTau to out.
+func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, cand, out []int32) []int32 {
+	lv := &t.levels[l]
+	dim, nc := t.dim, len(cand)
+	nv := len(q) / dim
+	s.logits = grow(s.logits, nv*nc)
+	s.logZ = grow(s.logZ, nv)
+	logits := s.logits
+	for ci, c := range cand {
+		cent := lv.cent[int(c)*dim : (int(c)+1)*dim]
+		for v := range nv {
+			logits[v*nc+ci] = kernels.Dot(q[v*dim:(v+1)*dim], cent) * t.scale
+		}
+	}
+	// Mask empty clusters and non-finite logits, then logZ per query vector.
+	inf := float32(math.Inf(1))
+	for v := range nv {
+		row := logits[v*nc : (v+1)*nc]
+		m := math.Inf(-1)
+		for ci, c := range cand {
+			x, lc := row[ci], lv.logCount[c]
+			if !(x > -inf && x < inf) || !(lc > -inf) {
+				row[ci] = -inf
+				continue
+			}
+			m = max(m, float64(x+lc))
+		}
+		if math.IsInf(m, -1) {
+			s.logZ[v] = math.Inf(1) // nothing to score: every score is −Inf
+			continue
+		}
+		var sum float64
+		for ci, c := range cand {
+			if x := row[ci]; x > -inf {
+				sum += math.Exp(float64(x+lv.logCount[c]) - m)
+			}
+		}
+		s.logZ[v] = m + math.Log(sum)
+	}
+	nq := nv / g
+	logNq := math.Log(float64(nq))
+	tau := float64(logTau)
+	for ci, c := range cand {
+		best := math.Inf(-1)
+		for h := range g {
+			var sc float64
+			if nq == 1 {
+				sc = float64(logits[h*nc+ci]) - s.logZ[h]
+			} else {
+				// log mean_i exp(score_i), by log-sum-exp over the tokens.
+				mx := math.Inf(-1)
+				for i := range nq {
+					v := i*g + h
+					mx = max(mx, float64(logits[v*nc+ci])-s.logZ[v])
+				}
+				if math.IsInf(mx, -1) {
+					continue
+				}
+				var sum float64
+				for i := range nq {
+					v := i*g + h
+					sum += math.Exp(float64(logits[v*nc+ci]) - s.logZ[v] - mx)
+				}
+				sc = mx + math.Log(sum) - logNq
+			}
+			best = max(best, sc)
+		}
+		if best > tau {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -1,0 +1,147 @@
+package hierarchy
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Errors. Decoding wraps ErrCorrupt; bad arguments to Build, New or Calibrate wrap
+// ErrInvalid.
+var (
+	ErrCorrupt = errors.New("hierarchy: corrupt tree")
+	ErrInvalid = errors.New("hierarchy: invalid input")
+)
+
+// Tree is the centroid tree over one (layer, KV head)'s keys. It is immutable and safe for
+// concurrent use; slices returned by its methods are shared and must not be modified.
+type Tree struct {
+	dim    int
+	n      int
+	levels []level
+	order  []int32
+	scale  float32 // 1/√dim
+}
+
+// level is one level of the tree, coarse (0) to fine (len−1).
+type level struct {
+	cent     []float32 // clusters × dim, raw means
+	start    []int32   // clusters+1: children (keys for the finest level) of cluster j are [start[j], start[j+1])
+	count    []int32   // keys under each cluster
+	logCount []float32 // log(count), −Inf for empty clusters
+}
+
+// Level describes one level of a tree for New: Centroids holds len(Start)−1 rows of dim
+// values; the children of cluster j are the clusters [Start[j], Start[j+1]) of the next
+// finer level, or, for the finest level, the keys stored at [Start[j], Start[j+1]).
+type Level struct {
+	Centroids []float32
+	Start     []int32
+}
+
+// New builds a tree from its parts after checking them: dim ≥ 1; at least one level;
+// every Start begins at 0, never decreases and ends at the next level's cluster count
+// (the number of keys, len(order) ≥ 1, for the finest level); centroids are finite and
+// have the right length; order holds distinct non-negative positions. Clusters may be
+// empty. The slices are retained. Errors wrap ErrInvalid.
+func New(dim int, levels []Level, order []int32) (*Tree, error) {
+	t, err := newTree(dim, levels, order)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return t, nil
+}
+
+func newTree(dim int, levels []Level, order []int32) (*Tree, error) {
+	if dim < 1 {
+		return nil, fmt.Errorf("dimension %d", dim)
+	}
+	if len(levels) == 0 {
+		return nil, errors.New("no levels")
+	}
+	n := len(order)
+	if n == 0 {
+		return nil, errors.New("no keys")
+	}
+	t := &Tree{dim: dim, n: n, order: order, levels: make([]level, len(levels)), scale: float32(1 / math.Sqrt(float64(dim)))}
+	for l, lv := range levels {
+		c := len(lv.Start) - 1
+		if c < 1 {
+			return nil, fmt.Errorf("level %d: %d offsets", l, len(lv.Start))
+		}
+		if len(lv.Centroids) != c*dim {
+			return nil, fmt.Errorf("level %d: %d centroid values for %d clusters of dimension %d", l, len(lv.Centroids), c, dim)
+		}
+		below := n
+		if l+1 < len(levels) {
+			below = len(levels[l+1].Start) - 1
+		}
+		if lv.Start[0] != 0 || int(lv.Start[c]) != below {
+			return nil, fmt.Errorf("level %d: offsets run from %d to %d, want 0 to %d", l, lv.Start[0], lv.Start[c], below)
+		}
+		for j := range c {
+			if lv.Start[j+1] < lv.Start[j] {
+				return nil, fmt.Errorf("level %d: offset %d decreases", l, j+1)
+			}
+		}
+		for i, v := range lv.Centroids {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, fmt.Errorf("level %d: centroid %d is not finite", l, i/dim)
+			}
+		}
+		t.levels[l] = level{cent: lv.Centroids, start: lv.Start, count: make([]int32, c), logCount: make([]float32, c)}
+	}
+	sorted := slices.Clone(order)
+	slices.Sort(sorted)
+	if sorted[0] < 0 {
+		return nil, fmt.Errorf("negative position %d", sorted[0])
+	}
+	for i := 1; i < n; i++ {
+		if sorted[i] == sorted[i-1] {
+			return nil, fmt.Errorf("position %d appears twice", sorted[i])
+		}
+	}
+	for l := len(t.levels) - 1; l >= 0; l-- {
+		lv := &t.levels[l]
+		for j := range lv.count {
+			lo, hi := lv.start[j], lv.start[j+1]
+			if l == len(t.levels)-1 {
+				lv.count[j] = hi - lo
+			} else {
+				for _, c := range t.levels[l+1].count[lo:hi] {
+					lv.count[j] += c
+				}
+			}
+			lv.logCount[j] = float32(math.Log(float64(lv.count[j])))
+		}
+	}
+	return t, nil
+}
+
+// Dim returns the dimension of the keys.
+func (t *Tree) Dim() int { return t.dim }
+
+// Len returns the number of keys.
+func (t *Tree) Len() int { return t.n }
+
+// Levels returns the number of levels.
+func (t *Tree) Levels() int { return len(t.levels) }
+
+// Clusters returns the number of clusters of level l (0 is the coarsest).
+func (t *Tree) Clusters(l int) int { return len(t.levels[l].count) }
+
+// Centroids returns level l's centroids, Clusters(l) rows of Dim() values, each the mean
+// of the raw keys under its cluster.
+func (t *Tree) Centroids(l int) []float32 { return t.levels[l].cent }
+
+// Counts returns the number of keys under each cluster of level l.
+func (t *Tree) Counts(l int) []int32 { return t.levels[l].count }
+
+// Start returns level l's Clusters(l)+1 offsets: the children of cluster j are the
+// clusters [Start[j], Start[j+1]) of level l+1, or, for the finest level, the keys stored
+// at [Start[j], Start[j+1]).
+func (t *Tree) Start(l int) []int32 { return t.levels[l].start }
+
+// Order returns the position of the key stored at each storage index.
+func (t *Tree) Order() []int32 { return t.order }
