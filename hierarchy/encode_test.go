@@ -54,7 +54,7 @@ func TestUnmarshalCorrupt(t *testing.T) {
 	put := func(off int, v uint32) func([]byte) []byte {
 		return func(b []byte) []byte { binary.LittleEndian.PutUint32(b[off:], v); return b }
 	}
-	level0 := 20 + 4*2       // level 0's Start
+	level0 := 20 + 4*2        // level 0's Start
 	cent0 := level0 + 4*(6+1) // level 0's centroids
 	order := len(good) - 4*300
 	tests := []struct {
