@@ -312,9 +312,9 @@ func (d *Decoder) lengthPrefixed(what string) []byte {
 	if d.err != nil {
 		return nil
 	}
-	if n > uint64(len(d.data)-d.off) {
+	if remain := len(d.data) - d.off; n > uint64(remain) {
 		d.off = start
-		d.fail(start, "reading %s: length %d, but %d bytes remain", what, n, len(d.data)-d.off)
+		d.fail(start, "reading %s: length %d, but %d bytes remain", what, n, remain)
 		return nil
 	}
 	return d.take(int(n), what)

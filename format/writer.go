@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -34,7 +33,6 @@ type Writer struct {
 	tmp  string
 	f    *os.File
 	bw   *bufio.Writer
-	out  io.Writer // bw; tests replace it to inject write errors
 
 	off      uint64 // bytes written so far
 	sections []SectionInfo
@@ -79,7 +77,6 @@ func Create(path string) (*Writer, error) {
 		return nil, fmt.Errorf("format: create %s: no free temporary file name", path)
 	}
 	w := &Writer{path: path, tmp: tmp, f: f, bw: bufio.NewWriterSize(f, 1<<20), names: map[string]struct{}{}}
-	w.out = w.bw
 	w.write(appendHeader(nil, Version))
 	if w.err != nil {
 		err := w.err
@@ -94,7 +91,7 @@ func (w *Writer) write(b []byte) {
 	if w.err != nil {
 		return
 	}
-	if _, err := w.out.Write(b); err != nil {
+	if _, err := w.bw.Write(b); err != nil {
 		w.err = fmt.Errorf("format: write %s: %w", w.tmp, err)
 		return
 	}
