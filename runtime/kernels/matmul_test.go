@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,4 +174,34 @@ func TestPoolPark(t *testing.T) {
 	}
 	time.Sleep(3 * poolSpin)
 	p.Close()
+}
+
+// TestPoolStress checks, over many calls of uneven work (some spaced past poolSpin so
+// that both sides park), that For returns only after every chunk has run.
+func TestPoolStress(t *testing.T) {
+	calls := 3000
+	if testing.Short() {
+		calls = 300
+	}
+	p := NewPool(3)
+	defer p.Close()
+	r := rand.New(rand.NewPCG(23, 24))
+	var done [3]atomic.Int32
+	for c := range calls {
+		spin := r.IntN(3)
+		if c%97 == 0 {
+			time.Sleep(2 * poolSpin)
+		}
+		p.For(3, 1, func(lo, hi int) {
+			for range spin * (lo + 1) * 300 {
+				runtime.Gosched()
+			}
+			done[lo].Add(1)
+		})
+		for i := range done {
+			if got := done[i].Load(); got != int32(c+1) {
+				t.Fatalf("call %d: chunk %d ran %d times when For returned", c, i, got)
+			}
+		}
+	}
 }

@@ -17,9 +17,10 @@ import (
 // a noticeable share of the token's time.
 type Pool struct {
 	threads int
-	workers []poolWorker // workers[i] for i >= 1; the caller is worker 0
-	pending atomic.Int32 // chunks handed out and not yet finished
-	parked  atomic.Bool  // the caller sleeps on done
+	workers []poolWorker  // workers[i] for i >= 1; the caller is worker 0
+	pending atomic.Int32  // chunks handed out and not yet finished
+	gen     uint64        // the caller's call counter (tasks carry it)
+	parked  atomic.Uint64 // the call whose caller sleeps on done; 0 for none
 	done    chan struct{}
 	exit    sync.WaitGroup
 	close   sync.Once
@@ -54,10 +55,11 @@ type funcRanger func(lo, hi int)
 
 func (f funcRanger) run(_, lo, hi int) { f(lo, hi) }
 
-// task is one chunk of work; a nil job tells the worker to exit.
+// task is one chunk of work of call gen; a nil job tells the worker to exit.
 type task struct {
 	job    ranger
 	lo, hi int
+	gen    uint64
 }
 
 // NewPool starts a pool of threads workers. threads <= 0 means runtime.NumCPU().
@@ -123,7 +125,9 @@ func (p *Pool) worker(id int) {
 			return
 		}
 		t.job.run(id, t.lo, t.hi)
-		if p.pending.Add(-1) == 0 && p.parked.Load() && p.parked.CompareAndSwap(true, false) {
+		// The caller may return (and start the next call) as soon as pending is 0, so
+		// the wake-up names the call: a late one for an earlier call does nothing.
+		if p.pending.Add(-1) == 0 && p.parked.Load() == t.gen && p.parked.CompareAndSwap(t.gen, 0) {
 			p.done <- struct{}{}
 		}
 	}
@@ -139,13 +143,13 @@ func (p *Pool) post(i int, t task) {
 	}
 }
 
-// wait returns once every posted chunk has finished.
+// wait returns once every chunk of the current call has finished.
 func (p *Pool) wait() {
 	if spinUntil(func() bool { return p.pending.Load() == 0 }) {
 		return
 	}
-	p.parked.Store(true)
-	if p.pending.Load() == 0 && p.parked.CompareAndSwap(true, false) {
+	p.parked.Store(p.gen)
+	if p.pending.Load() == 0 && p.parked.CompareAndSwap(p.gen, 0) {
 		return
 	}
 	<-p.done
@@ -187,9 +191,10 @@ func (p *Pool) forRange(n, grain int, job ranger) {
 		return
 	}
 	bound := func(i int) int { return min(n, units*i/parts*grain) }
+	p.gen++
 	p.pending.Store(int32(parts - 1))
 	for i := 1; i < parts; i++ {
-		p.post(i, task{job: job, lo: bound(i), hi: bound(i + 1)})
+		p.post(i, task{job: job, lo: bound(i), hi: bound(i + 1), gen: p.gen})
 	}
 	job.run(0, 0, bound(1))
 	p.wait()
