@@ -48,9 +48,8 @@ GLOBL q5_0Bits<>(SB), RODATA|NOPTR, $32
 // Q5_0ROW_VNNI does what Q5_0ROW_AVX2 does, taking qh as a byte mask for adding 16, and
 // VPDPBUSD into the correction Y18.
 #define Q5_0ROW_VNNI(base, acc) \
-	VMOVDQU32 6(base)(AX*1), X19 \
-	VPSRLW $4, X19, X20 \
-	VINSERTI32X4 $1, X20, Y19, Y19 \
+	VBROADCASTI32X4 6(base)(AX*1), Y19 \
+	VPSRLVW Y24, Y19, Y19 \
 	VPANDD Y26, Y19, Y19 \
 	KMOVD 2(base)(AX*1), K1 \
 	VPADDB Y27, Y19, K1, Y19 \
@@ -175,6 +174,9 @@ TEXT ·q5_0DotVNNI(SB), NOSPLIT, $0-56
 	MOVL $0x10101010, AX
 	VPBROADCASTD AX, Y27 // fifth bit
 	VPXORD Y29, Y29, Y29
+	MOVL $0x00040004, AX
+	VPBROADCASTD AX, Y24
+	VINSERTI32X4 $0, X29, Y24, Y24 // word shifts: 0 for the low nibbles, 4 for the high
 
 q5_0DotVNNI_group4:
 	CMPQ R9, $4
@@ -269,6 +271,9 @@ TEXT ·q5_0DotVNNI8(SB), NOSPLIT, $16-56
 	MOVL $0x10101010, AX
 	VPBROADCASTD AX, Y27 // fifth bit
 	VPXORD Y29, Y29, Y29
+	MOVL $0x00040004, AX
+	VPBROADCASTD AX, Y24
+	VINSERTI32X4 $0, X29, Y24, Y24 // word shifts: 0 for the low nibbles, 4 for the high
 
 q5_0DotVNNI8_group8:
 	CMPQ left-16(SP), $8
