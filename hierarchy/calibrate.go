@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 )
 
@@ -13,9 +14,10 @@ const (
 	// DefaultCentroidCost is the paper's accounting: a centroid is a key row only, a
 	// selected key costs its key and value rows.
 	DefaultCentroidCost = 0.5
-	// DefaultCoarseFactor lets each coarser level keep clusters whose estimated key
-	// probability is 8 times below the finest level's threshold.
-	DefaultCoarseFactor = 8
+	// DefaultCoarseSlack makes the level above the finest keep 4 times the budget's
+	// worth of keys (at budget 0.125 it prunes half the keys, as the paper's
+	// hierarchical setting does).
+	DefaultCoarseSlack = 4
 )
 
 // CalibrateConfig tunes Calibrate.
@@ -27,9 +29,11 @@ type CalibrateConfig struct {
 	// CentroidCost is the cost of scoring one centroid relative to reading one selected
 	// key; 0 means DefaultCentroidCost.
 	CentroidCost float64
-	// CoarseFactor ≥ 1 sets level l's threshold to the finest level's divided by
-	// CoarseFactor^(L−1−l); 0 means DefaultCoarseFactor.
-	CoarseFactor float64
+	// CoarseSlack ≥ 1 sets how much the coarser levels keep: level l < L−1 keeps
+	// clusters covering min(1, CoarseSlack^(L−1−l) × Budget) of the keys on average
+	// (a level that would keep everything gets threshold −Inf and is not scored). 0
+	// means DefaultCoarseSlack.
+	CoarseSlack float64
 	// Threads is the number of goroutines; 0 means GOMAXPROCS. The result does not depend
 	// on it.
 	Threads int
@@ -43,19 +47,15 @@ type Calibration struct {
 	// CentroidFraction are its two parts (selected keys / keys, centroids scored / keys,
 	// the latter before weighting by CentroidCost).
 	Fraction, KeyFraction, CentroidFraction float64
+	// LevelKeyFractions holds, for each level, the fraction of keys under the clusters
+	// that survive it (and the levels above); the last entry equals KeyFraction.
+	LevelKeyFractions []float64
 	// Evaluations counts the passes over the calibration queries the search made.
 	Evaluations int
 }
 
-// Thresholds returns the per-level log-thresholds for the finest level's log-threshold
-// t: level l gets t − (levels−1−l)·ln(coarseFactor).
-func Thresholds(t float64, levels int, coarseFactor float64) []float32 {
-	out := make([]float32, levels)
-	for l := range out {
-		out[l] = float32(t - float64(levels-1-l)*math.Log(coarseFactor))
-	}
-	return out
-}
+// maxSteps bounds the evaluations of one level's search.
+const maxSteps = 64
 
 // Calibrate finds the log-thresholds, shared by all trees (all layers and KV heads of one
 // context, all with the same number of levels), at which the calibration queries read
@@ -63,13 +63,15 @@ func Thresholds(t float64, levels int, coarseFactor float64) []float32 {
 // centroids scored) to Σ keys, summed over every tree and every calibration token, each
 // token looked up alone (a decode step) with its g query heads. queries[i] holds tree
 // i's calibration tokens, token-major: tokens × g × Dim() values (the context's last
-// window, post-RoPE; a tree with none does not count).
+// window, post-RoPE; a tree with no tokens does not count).
 //
-// The finest level's log-threshold t is found by bisection (at most 64 evaluations)
-// between a value low enough to select every key and one above every score; the search
-// keeps the evaluated t whose fraction is nearest the budget, which is reported. The
-// fraction is nearly but not exactly monotone in t (a child level's denominator grows as
-// more parents survive), and it cannot go below the cost of scoring the first level.
+// The levels are calibrated top-down, each by bisection on its log-threshold with the
+// levels above fixed and those below unscored: each coarser level to its CoarseSlack key
+// share, then the finest level to the budget. A search stops at the evaluated threshold
+// whose measure is nearest its target (within 1e-4 relative, or after 64 evaluations);
+// Fraction reports what was achieved. The measure is nearly but not exactly monotone (a
+// child level's denominator grows as more parents survive), and the budget cannot go
+// below the cost of scoring the first level.
 //
 // Errors wrap ErrInvalid or are ctx.Err().
 func Calibrate(ctx context.Context, trees []*Tree, queries [][]float32, g int, cfg CalibrateConfig) (*Calibration, error) {
@@ -82,11 +84,11 @@ func Calibrate(ctx context.Context, trees []*Tree, queries [][]float32, g int, c
 	if cfg.CentroidCost == 0 {
 		cfg.CentroidCost = DefaultCentroidCost
 	}
-	if cfg.CoarseFactor == 0 {
-		cfg.CoarseFactor = DefaultCoarseFactor
+	if cfg.CoarseSlack == 0 {
+		cfg.CoarseSlack = DefaultCoarseSlack
 	}
-	if !(cfg.CentroidCost > 0) || math.IsInf(cfg.CentroidCost, 0) || !(cfg.CoarseFactor >= 1) || math.IsInf(cfg.CoarseFactor, 0) {
-		return nil, fmt.Errorf("%w: centroid cost %v, coarse factor %v", ErrInvalid, cfg.CentroidCost, cfg.CoarseFactor)
+	if !(cfg.CentroidCost > 0) || math.IsInf(cfg.CentroidCost, 0) || !(cfg.CoarseSlack >= 1) || math.IsInf(cfg.CoarseSlack, 0) {
+		return nil, fmt.Errorf("%w: centroid cost %v, coarse slack %v", ErrInvalid, cfg.CentroidCost, cfg.CoarseSlack)
 	}
 	if cfg.Threads <= 0 {
 		cfg.Threads = runtime.GOMAXPROCS(0)
@@ -111,65 +113,97 @@ func Calibrate(ctx context.Context, trees []*Tree, queries [][]float32, g int, c
 	if tokens == 0 {
 		return nil, fmt.Errorf("%w: no calibration queries", ErrInvalid)
 	}
-	e := &evaluator{trees: trees, queries: queries, g: g, cost: cfg.CentroidCost, threads: cfg.Threads}
+	e := &evaluator{trees: trees, queries: queries, g: g, threads: cfg.Threads}
 	e.per = make([][2]float64, len(trees))
 	e.searchers = make([]Searcher, cfg.Threads)
 
-	out := &Calibration{}
-	if cfg.Budget >= 1 {
-		out.LogThresholds = Thresholds(math.Inf(-1), levels, 1)
-		keys, cents := e.eval(out.LogThresholds)
-		out.KeyFraction, out.CentroidFraction, out.Fraction = keys, cents, keys+cfg.CentroidCost*cents
-		out.Evaluations = 1
-		return out, nil
+	out := &Calibration{LogThresholds: make([]float32, levels), LevelKeyFractions: make([]float64, levels)}
+	th := out.LogThresholds
+	for l := range th {
+		th[l] = float32(math.Inf(-1))
 	}
+	if cfg.Budget < 1 {
+		for l := range levels {
+			target := cfg.Budget
+			measure := func(keys, cents float64) float64 { return keys + cfg.CentroidCost*cents }
+			if l < levels-1 {
+				target = math.Min(1, cfg.Budget*math.Pow(cfg.CoarseSlack, float64(levels-1-l)))
+				if target >= 1 {
+					continue
+				}
+				measure = func(keys, _ float64) float64 { return keys }
+			}
+			t, err := e.search(ctx, th, l, target, measure)
+			if err != nil {
+				return nil, err
+			}
+			th[l] = float32(t)
+			out.Evaluations += e.evals
+		}
+	}
+	// The final measurement, and each level's key share.
+	keys, cents := e.eval(th)
+	out.Evaluations++
+	out.KeyFraction, out.CentroidFraction = keys, cents
+	out.Fraction = keys + cfg.CentroidCost*cents
+	lower := slices.Clone(th)
+	for l := levels - 1; l >= 0; l-- {
+		if l == levels-1 {
+			out.LevelKeyFractions[l] = keys
+			continue
+		}
+		lower[l+1] = float32(math.Inf(-1))
+		out.LevelKeyFractions[l], _ = e.eval(lower)
+	}
+	return out, nil
+}
 
-	best := math.Inf(1)
+// search bisects on level l's log-threshold, with th's other entries fixed, for the value
+// whose measure is nearest target; it reports the evaluations in e.evals.
+func (e *evaluator) search(ctx context.Context, th []float32, l int, target float64, measure func(keys, cents float64) float64) (float64, error) {
+	e.evals = 0
+	bestT, bestD := 0.0, math.Inf(1)
 	try := func(t float64) (float64, error) {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		th := Thresholds(t, levels, cfg.CoarseFactor)
-		keys, cents := e.eval(th)
-		f := keys + cfg.CentroidCost*cents
-		out.Evaluations++
-		if d := math.Abs(f - cfg.Budget); d < best {
-			best = d
-			out.LogThresholds, out.Fraction, out.KeyFraction, out.CentroidFraction = th, f, keys, cents
+		th[l] = float32(t)
+		f := measure(e.eval(th))
+		e.evals++
+		if d := math.Abs(f - target); d < bestD {
+			bestT, bestD = t, d
 		}
 		return f, nil
 	}
-	// Scores are log-probabilities (≤ 0 for one token), so above hi nothing survives.
-	hi := float64(levels-1)*math.Log(cfg.CoarseFactor) + 1
-	if f, err := try(hi); err != nil {
-		return nil, err
-	} else if f >= cfg.Budget {
-		return out, nil // the budget is below the cost of the first level: nothing else fits
+	// A score is a log-probability (≤ 0 for one token): above 1 nothing survives.
+	hi := 1.0
+	if f, err := try(hi); err != nil || f >= target {
+		return bestT, err // an error, or a target below the cost of scoring alone
 	}
 	lo := -16.0
 	for {
 		f, err := try(lo)
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
-		if f >= cfg.Budget || lo < -1e30 {
+		if f >= target || lo < -1e30 {
 			break
 		}
 		hi, lo = lo, 4*lo
 	}
-	for out.Evaluations < 64 && best > 1e-4*cfg.Budget && hi-lo > 1e-7*(1+math.Abs(lo)) {
+	for e.evals < maxSteps && bestD > 1e-4*target && hi-lo > 1e-7*(1+math.Abs(lo)) {
 		mid := lo + (hi-lo)/2
 		f, err := try(mid)
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
-		if f > cfg.Budget {
+		if f > target {
 			lo = mid
 		} else {
 			hi = mid
 		}
 	}
-	return out, nil
+	return bestT, nil
 }
 
 // evaluator measures the budget fraction of a set of thresholds over all trees.
@@ -177,8 +211,8 @@ type evaluator struct {
 	trees     []*Tree
 	queries   [][]float32
 	g         int
-	cost      float64
 	threads   int
+	evals     int
 	per       [][2]float64 // per tree: keys selected, centroids scored (summed over tokens)
 	searchers []Searcher
 }

@@ -48,8 +48,8 @@
 //
 // Calibrate sets the thresholds from the context's own calibration queries (the last
 // window of the context) so that, on average over those queries, (selected keys +
-// CentroidCost × centroids read) / keys equals a budget. One log-threshold t is shared by
-// the finest level of all trees; level l above it uses t − (L−1−l)·ln CoarseFactor, i.e. a
-// coarse cluster needs a smaller estimated probability to let its children be scored. t is
-// found by bisection on the measured fraction.
+// CentroidCost × centroids read) / keys equals a budget. Thresholds are shared by all
+// trees, one per level. The levels are set top-down: each coarser level so that the keys
+// under its surviving clusters are a multiple (CoarseSlack per level) of the budget, then
+// the finest level, by bisection, to the budget itself.
 package hierarchy

@@ -136,7 +136,7 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 		var s Searcher
 		var sel Selection
-		tr.Lookup(&s, q, 2, Thresholds(-math.Log(float64(tr.Len())), tr.Levels(), 2), &sel)
+		tr.Lookup(&s, q, 2, thresholds(-math.Log(float64(tr.Len())), tr.Levels(), 1), &sel)
 		tr.LookupFlat(&s, q, 1, -1, &sel)
 		if sel.Keys > tr.Len() {
 			t.Fatalf("%d keys selected of %d", sel.Keys, tr.Len())

@@ -54,6 +54,16 @@ func gaussian(r *rand.Rand, n int, scale float64) []float32 {
 	return v
 }
 
+// thresholds returns log-thresholds for a tree of the given levels: t for the finest,
+// drop less for each level above.
+func thresholds(t float64, levels int, drop float64) []float32 {
+	out := make([]float32, levels)
+	for l := range out {
+		out[l] = float32(t - drop*float64(levels-1-l))
+	}
+	return out
+}
+
 // keyRange returns the storage range [lo, hi) of the keys under cluster j of level l.
 func keyRange(t *Tree, l, j int) (int, int) {
 	lo, hi := j, j+1
@@ -358,7 +368,7 @@ func TestLookupFindsAlignedCluster(t *testing.T) {
 						q[h*dim+d] += float32(20+5*h) * dirs[target][d]
 					}
 				}
-				logTau := Thresholds(math.Log(0.5/n), tr.Levels(), DefaultCoarseFactor)
+				logTau := thresholds(math.Log(0.5/n), tr.Levels(), 3)
 				tr.Lookup(&s, q, g, logTau, &sel)
 				selected := make(map[int32]bool, sel.Keys)
 				onTarget := 0
@@ -402,7 +412,7 @@ func TestPrefillOfIdenticalTokens(t *testing.T) {
 	var one, many Selection
 	for range 20 {
 		q := gaussian(r, g*dim, 2)
-		logTau := Thresholds(-math.Log(n)+r.Float64()*2-1, tr.Levels(), DefaultCoarseFactor)
+		logTau := thresholds(-math.Log(n)+r.Float64()*2-1, tr.Levels(), 2)
 		tr.Lookup(&s, q, g, logTau, &one)
 		tr.Lookup(&s, slices.Concat(q, q, q, q, q), g, logTau, &many)
 		if !slices.Equal(one.Clusters, many.Clusters) || one.Centroids != many.Centroids {
@@ -576,7 +586,7 @@ func TestCalibrateInvalid(t *testing.T) {
 		{"no queries", []*Tree{tr}, [][]float32{nil}, CalibrateConfig{Budget: 0.5}},
 		{"NaN query", []*Tree{tr}, [][]float32{{1, 2, float32(math.NaN()), 4, 0, 0, 0, 0}}, CalibrateConfig{Budget: 0.5}},
 		{"levels differ", []*Tree{tr, flat}, [][]float32{q, q}, CalibrateConfig{Budget: 0.5}},
-		{"coarse factor below 1", []*Tree{tr}, [][]float32{q}, CalibrateConfig{Budget: 0.5, CoarseFactor: 0.5}},
+		{"coarse slack below 1", []*Tree{tr}, [][]float32{q}, CalibrateConfig{Budget: 0.5, CoarseSlack: 0.5}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

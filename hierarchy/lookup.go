@@ -168,7 +168,7 @@ func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, c
 		var sum float64
 		for ci, c := range cand {
 			if x := row[ci]; x > -inf {
-				sum += math.Exp(float64(x+lv.logCount[c]) - m)
+				sum += expNeg(float64(x+lv.logCount[c]) - m)
 			}
 		}
 		s.logZ[v] = m + math.Log(sum)
@@ -195,7 +195,7 @@ func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, c
 				var sum float64
 				for i := range nq {
 					v := i*g + h
-					sum += math.Exp(float64(logits[v*nc+ci]) - s.logZ[v] - mx)
+					sum += expNeg(float64(logits[v*nc+ci]) - s.logZ[v] - mx)
 				}
 				sc = mx + math.Log(sum) - logNq
 			}

@@ -1,0 +1,72 @@
+package hierarchy
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// benchSetup builds a tree over n synthetic keys (d = 64, n/16 directions) and returns it
+// with 64 tokens of g query heads near key directions: the first 32 for calibration, the
+// rest for lookups.
+func benchSetup(b *testing.B, n, g int) (*Tree, []float32, []float32) {
+	const dim = 64
+	keys, _, dirs := mixture(21, n, n/16, dim, 0.6)
+	tr, err := Build(context.Background(), keys, dim, nil, Config{Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(21, 21))
+	q := gaussian(r, 64*g*dim, 0.5)
+	for v := range 64 * g {
+		d := dirs[r.IntN(len(dirs))]
+		for k := range dim {
+			q[v*dim+k] += 4 * d[k]
+		}
+	}
+	half := 32 * g * dim
+	return tr, q[:half], q[half:]
+}
+
+// BenchmarkLookup measures one decode-step lookup (G = 3 query heads of one KV head) at
+// thresholds calibrated to budget 0.125, hierarchical (1 % + 5 %) and flat (5 %).
+func BenchmarkLookup(b *testing.B) {
+	const g = 3
+	for _, n := range []int{8192, 32768} {
+		tr, cal, test := benchSetup(b, n, g)
+		c, err := Calibrate(context.Background(), []*Tree{tr}, [][]float32{cal}, g, CalibrateConfig{Budget: 0.125})
+		if err != nil {
+			b.Fatal(err)
+		}
+		step := g * tr.Dim()
+		tokens := len(test) / step
+		b.Run(fmt.Sprintf("n=%d/hierarchical", n), func(b *testing.B) {
+			var s Searcher
+			var sel Selection
+			cents, keys, i := 0, 0, 0
+			for b.Loop() {
+				tok := i % tokens
+				tr.Lookup(&s, test[tok*step:(tok+1)*step], g, c.LogThresholds, &sel)
+				cents += sel.Centroids
+				keys += sel.Keys
+				i++
+			}
+			b.ReportMetric(float64(cents)/float64(i), "centroids/op")
+			b.ReportMetric(float64(keys)/float64(i)/float64(n), "keys/n")
+			b.ReportMetric(c.Fraction, "calibrated")
+		})
+		b.Run(fmt.Sprintf("n=%d/flat", n), func(b *testing.B) {
+			var s Searcher
+			var sel Selection
+			i := 0
+			leaf := c.LogThresholds[len(c.LogThresholds)-1]
+			for b.Loop() {
+				tok := i % tokens
+				tr.LookupFlat(&s, test[tok*step:(tok+1)*step], g, leaf, &sel)
+				i++
+			}
+			b.ReportMetric(float64(sel.Centroids), "centroids/op")
+		})
+	}
+}
