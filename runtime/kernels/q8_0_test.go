@@ -223,13 +223,14 @@ func q8fPrepared(x []float32) *Activation {
 
 // TestQ8FamilyDotRows compares each level's dotRows with the reference on the same
 // 8-bit activation. Integer block sums are exact in both, so they differ only by float
-// rounding: the tolerance is 1e-5 of Σ|w·x| per row.
+// rounding: the tolerance is 1e-5 of Σ|w·x| per row. Row counts cover the eight-row,
+// four-row and one-row loops of the assembly and their combinations.
 func TestQ8FamilyDotRows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, tc := range q8FamilyTypes {
 		t.Run(tc.t.String(), func(t *testing.T) {
 			withFeatures(t, func(t *testing.T) {
-				for _, sz := range []struct{ rows, blocks int }{{1, 1}, {3, 2}, {4, 1}, {5, 3}, {7, 12}, {8, 5}, {17, 32}, {33, 4}, {0, 3}} {
+				for _, sz := range []struct{ rows, blocks int }{{1, 1}, {3, 2}, {4, 1}, {5, 3}, {7, 12}, {8, 5}, {12, 2}, {15, 3}, {17, 32}, {33, 4}, {0, 3}} {
 					cols := sz.blocks * 32
 					enc, dec := q8fMatrix(t, rng, tc.t, sz.rows, cols)
 					if tc.t == gguf.TypeQ8_0 {
