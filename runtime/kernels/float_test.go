@@ -20,6 +20,28 @@ func randF32(r *rand.Rand, n int) []float32 {
 	return v
 }
 
+// withPoison returns a copy of v whose backing array continues with poison values, so
+// a kernel that reads past len(v) changes its result.
+func withPoison(v []float32, poison float32) []float32 {
+	b := make([]float32, len(v)+64)
+	copy(b, v)
+	for i := len(v); i < len(b); i++ {
+		b[i] = poison
+	}
+	return b[:len(v)]
+}
+
+// bytesWithPoison is withPoison for encoded weights: 0x7f bytes are NaN as halves and
+// 3.4e38 as float32.
+func bytesWithPoison(v []byte) []byte {
+	b := make([]byte, len(v)+256)
+	copy(b, v)
+	for i := len(v); i < len(b); i++ {
+		b[i] = 0x7f
+	}
+	return b[:len(v)]
+}
+
 // closeTo reports whether got is within rel of want, relative to scale (the sum of
 // the magnitudes of the terms, so cancellation does not make the bound meaningless).
 func closeTo(got, want, scale float32, rel float64) bool {
@@ -158,7 +180,7 @@ func TestFloatDotRows(t *testing.T) {
 					rb, _ := typ.RowBytes(cols)
 					dst := make([]float32, rows+2)
 					dst[rows], dst[rows+1] = 7, 7
-					f.dotRows(dst[:rows], enc, rb, &Activation{F32: x})
+					f.dotRows(dst[:rows], bytesWithPoison(enc), rb, &Activation{F32: withPoison(x, nan)})
 					for i := range rows {
 						var want, scale float64
 						for j := range cols {
@@ -224,17 +246,22 @@ func TestDotAxpy(t *testing.T) {
 				wantH += p
 				scaleH += math.Abs(p)
 			}
-			if got := Dot(x, y); !closeTo(got, float32(want), float32(scale), 1e-5) {
+			if got := Dot(withPoison(x, nan), withPoison(y[:n], nan)); !closeTo(got, float32(want), float32(scale), 1e-5) {
 				t.Fatalf("n=%d: Dot = %v, want %v", n, got, want)
 			}
-			if got := DotF16(x, h); !closeTo(got, float32(wantH), float32(scaleH), 1e-5) {
+			hp := make([]uint16, n+64)
+			copy(hp, h)
+			for i := n; i < len(hp); i++ {
+				hp[i] = 0x7fff // NaN
+			}
+			if got := DotF16(withPoison(x, nan), hp[:n]); !closeTo(got, float32(wantH), float32(scaleH), 1e-5) {
 				t.Fatalf("n=%d: DotF16 = %v, want %v", n, got, wantH)
 			}
 			const alpha = 0.37
 			y1 := append([]float32(nil), y...)
-			Axpy(alpha, x, y1)
+			Axpy(alpha, withPoison(x, nan), y1)
 			y2 := append([]float32(nil), y...)
-			AxpyF16(alpha, h, y2)
+			AxpyF16(alpha, hp[:n], y2)
 			for i := range n {
 				if want := y[i] + alpha*x[i]; !closeTo(y1[i], want, absF(y[i])+absF(alpha*x[i]), 1e-6) {
 					t.Fatalf("n=%d: Axpy element %d = %v, want %v", n, i, y1[i], want)
@@ -251,3 +278,5 @@ func TestDotAxpy(t *testing.T) {
 }
 
 func absF(v float32) float32 { return float32(math.Abs(float64(v))) }
+
+var nan = float32(math.NaN())

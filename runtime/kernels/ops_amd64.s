@@ -343,19 +343,20 @@ TEXT ·maxAVX2(SB), NOSPLIT, $0-20
 	VMOVAPS Y0, Y1
 	MOVQ $8, AX
 	MOVQ CX, BX
-	ANDQ $-16, BX
-	CMPQ AX, BX
-	JGE tail
+	SUBQ $16, BX
 loop:
+	CMPQ AX, BX
+	JGT tail
 	VMAXPS (SI)(AX*4), Y0, Y0
 	VMAXPS 32(SI)(AX*4), Y1, Y1
 	ADDQ $16, AX
-	CMPQ AX, BX
-	JLT loop
+	JMP loop
 tail:
 	CMPQ AX, CX
 	JGE done
 	VMAXPS (SI)(AX*4), Y0, Y0
+	ADDQ $8, AX
+	JMP tail
 done:
 	VMAXPS Y1, Y0, Y0
 	VEXTRACTF128 $1, Y0, X1
