@@ -46,7 +46,7 @@ func TestMatMul(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					m, err := NewMatrix(typ, sh.rows, cols, enc)
+					m, err := NewMatrix(typ, sh.rows, cols, bytesWithPoison(enc))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -62,7 +62,7 @@ func TestMatMul(t *testing.T) {
 								mode = modeMulti
 								vectorChunkBytes = 16 * cols
 							}
-							x := randF32(r, n*cols)
+							x := withPoison(randF32(r, n*cols), nan)
 							dst := make([]float32, n*sh.rows+3)
 							for i := range dst {
 								dst[i] = -99
