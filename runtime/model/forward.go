@@ -23,8 +23,9 @@ type Options struct {
 	// logits must then hold len(tokens) x Vocab values, token-major.
 	AllLogits bool
 	// Observe, if set, is called at the end of every layer of every pass with that
-	// layer's intermediate values for the pass's tokens. The slices point into scratch
-	// memory, valid only during the call: copy what you keep.
+	// layer's intermediate values for the pass's tokens. The slices point into the
+	// pass's working memory: valid only during the call and not to be modified (copy
+	// what you keep, for example before handing a Hidden to Head).
 	Observe func(s *LayerState)
 }
 
@@ -98,7 +99,7 @@ func (m *Model) Forward(p *kernels.Pool, c *Cache, tokens []int32, logits []floa
 		case start+nb == n:
 			out = logits[:vocab]
 		}
-		m.pass(p, c, tokens[start:start+nb], out, opt)
+		m.pass(p, c, tokens[start:start+nb], out, opt.AllLogits, opt.Observe)
 	}
 	return nil
 }
@@ -116,7 +117,8 @@ func (m *Model) Head(p *kernels.Pool, hidden []float32, n int, logits []float32)
 }
 
 // pass runs one batch of at most MaxBatch tokens through every layer.
-func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32, opt *Options) {
+// logits, if not nil, receives the last token's logits, or every token's if all is set.
+func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32, all bool, observe func(*LayerState)) {
 	cfg := &m.Config
 	n, pos := len(tokens), c.n
 	ws := &c.ws
@@ -134,7 +136,6 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 		m.embed.Row(x[i*dim:(i+1)*dim], int(t))
 		m.angles(ws.cos[i*half:(i+1)*half], ws.sin[i*half:(i+1)*half], pos+i)
 	}
-	observe := opt.Observe
 	for li := range m.layers {
 		l := &m.layers[li]
 		if observe != nil {
@@ -187,7 +188,7 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 
 	switch {
 	case logits == nil:
-	case len(logits) == cfg.Vocab && n > 1:
+	case !all && n > 1:
 		last := x[(n-1)*dim:]
 		kernels.RMSNorm(xb[:dim], last, m.outNorm, eps)
 		kernels.MatVec(p, logits, m.output, xb[:dim])
