@@ -132,16 +132,16 @@ func (c *Cache) store(layer, pos, n int, k, v []float32) {
 			}
 		}
 		// Values go to column pos+i of the head's HeadDim rows.
+		col := c.ws.col[:n]
 		for d := range hd {
+			for i := range n {
+				col[i] = v[i*kvDim+h*hd+d]
+			}
 			row := base + d*c.cap + pos
 			if c.kind == CacheF32 {
-				for i := range n {
-					c.v32[row+i] = v[i*kvDim+h*hd+d]
-				}
+				copy(c.v32[row:row+n], col)
 			} else {
-				for i := range n {
-					c.v16[row+i] = kernels.F32ToF16(v[i*kvDim+h*hd+d])
-				}
+				kernels.F32ToF16Slice(c.v16[row:row+n], col)
 			}
 		}
 	}
