@@ -2,6 +2,8 @@
 
 package kernels
 
+//go:generate go run q8_0_gen.go
+
 // installQ4_0 installs the fastest Q4_0 kernels cpuHas allows.
 func installQ4_0(f *format) {
 	f.dequant, f.dotRows = dequantQ4_0Ref, dotRowsQ4_0Ref
