@@ -255,6 +255,22 @@ type cluster struct {
 	c      []float32 // k unit centroids
 	sim    []float32 // per vector: cosine to its centroid (or nearest seed)
 	counts []int32
+
+	// Transposed copies, so that one vector's cosines to all centroids (or one
+	// candidate's to all vectors) are dim vectorised AXPYs instead of many short dot
+	// products.
+	xT []float32 // dim × m
+	cT []float32 // dim × kp, kp = k rounded up to a multiple of 16, zero padded
+	kp int
+}
+
+// transposeCentroids refreshes cT from c.
+func (c *cluster) transposeCentroids() {
+	for j := range c.k {
+		for t, v := range c.c[j*c.dim : (j+1)*c.dim] {
+			c.cT[t*c.kp+j] = v
+		}
+	}
 }
 
 func (c *cluster) weight(i int) float64 {
@@ -265,16 +281,22 @@ func (c *cluster) weight(i int) float64 {
 }
 
 // parallel runs fn over [0, m) in at most c.threads contiguous chunks; part (< c.threads)
-// numbers the chunk.
+// numbers the chunk. Chunk bounds are multiples of 64 (but the last), so that vectorised
+// kernels split every chunk the same way whatever the number of chunks: results do not
+// depend on c.threads.
 func (c *cluster) parallel(m int, fn func(part, lo, hi int)) {
 	parts := min(c.threads, max(1, m/256))
 	if parts <= 1 {
 		fn(0, 0, m)
 		return
 	}
+	bound := func(p int) int { return min(m, (p*m/parts)&^63) }
 	var wg sync.WaitGroup
 	for p := range parts {
-		lo, hi := p*m/parts, (p+1)*m/parts
+		lo, hi := bound(p), bound(p+1)
+		if p == parts-1 {
+			hi = m
+		}
 		wg.Go(func() { fn(p, lo, hi) })
 	}
 	wg.Wait()
@@ -287,6 +309,14 @@ func (c *cluster) run(ctx context.Context, labels []int32) (int, error) {
 	c.c = make([]float32, c.k*c.dim)
 	c.sim = make([]float32, m)
 	c.counts = make([]int32, c.k)
+	c.kp = (c.k + 15) &^ 15
+	c.cT = make([]float32, c.dim*c.kp)
+	c.xT = make([]float32, c.dim*m)
+	for i := range m {
+		for t, v := range c.x[i*c.dim : (i+1)*c.dim] {
+			c.xT[t*m+i] = v
+		}
+	}
 	if err := c.seed(ctx); err != nil {
 		return 0, err
 	}
@@ -368,9 +398,13 @@ func (c *cluster) seed(ctx context.Context) error {
 		c.parallel(m, func(_, lo, hi int) {
 			for t := range nt {
 				ct := c.x[cand[t]*dim : (cand[t]+1)*dim]
-				nx := next[t]
-				for i := lo; i < hi; i++ {
-					nx[i] = max(c.sim[i], kernels.Dot(ct, c.x[i*dim:(i+1)*dim]))
+				nx := next[t][lo:hi]
+				clear(nx)
+				for d, v := range ct {
+					kernels.Axpy(v, c.xT[d*m+lo:d*m+hi], nx)
+				}
+				for i, s := range c.sim[lo:hi] {
+					nx[i] = max(nx[i], s)
 				}
 			}
 		})
@@ -422,15 +456,20 @@ func (c *cluster) draw(d []float64, total float64, chosen []bool) int {
 // assign moves every vector to its most similar centroid (the lowest index on ties),
 // records the similarity and the counts, and returns how many labels changed.
 func (c *cluster) assign(labels []int32) int {
-	dim, k := c.dim, c.k
+	dim, k, kp := c.dim, c.k, c.kp
 	changed := make([]int, c.threads)
+	c.transposeCentroids()
 	c.parallel(len(labels), func(part, lo, hi int) {
 		n := 0
+		sims := make([]float32, kp)
 		for i := lo; i < hi; i++ {
-			xi := c.x[i*dim : (i+1)*dim]
+			clear(sims)
+			for d, v := range c.x[i*dim : (i+1)*dim] {
+				kernels.Axpy(v, c.cT[d*kp:(d+1)*kp], sims)
+			}
 			best, bj := float32(math.Inf(-1)), 0
-			for j := range k {
-				if s := kernels.Dot(xi, c.c[j*dim:(j+1)*dim]); s > best {
+			for j, s := range sims[:k] {
+				if s > best {
 					best, bj = s, j
 				}
 			}
