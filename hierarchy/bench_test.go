@@ -10,14 +10,14 @@ import (
 // benchSetup builds a tree over n synthetic keys (d = 64, n/16 directions) and returns it
 // with 64 tokens of g query heads near key directions: the first 32 for calibration, the
 // rest for lookups.
-func benchSetup(b *testing.B, n, g int) (*Tree, []float32, []float32) {
+func benchSetup(b *testing.B, seed uint64, n, g int) (*Tree, []float32, []float32) {
 	const dim = 64
-	keys, _, dirs := mixture(21, n, n/16, dim, 0.6)
+	keys, _, dirs := mixture(seed, n, n/16, dim, 0.6)
 	tr, err := Build(context.Background(), keys, dim, nil, Config{Seed: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := rand.New(rand.NewPCG(21, 21))
+	r := rand.New(rand.NewPCG(seed, 21))
 	q := gaussian(r, 64*g*dim, 0.5)
 	for v := range 64 * g {
 		d := dirs[r.IntN(len(dirs))]
@@ -34,7 +34,7 @@ func benchSetup(b *testing.B, n, g int) (*Tree, []float32, []float32) {
 func BenchmarkLookup(b *testing.B) {
 	const g = 3
 	for _, n := range []int{8192, 32768} {
-		tr, cal, test := benchSetup(b, n, g)
+		tr, cal, test := benchSetup(b, 21, n, g)
 		c, err := Calibrate(context.Background(), []*Tree{tr}, [][]float32{cal}, g, CalibrateConfig{Budget: 0.125})
 		if err != nil {
 			b.Fatal(err)
@@ -69,4 +69,27 @@ func BenchmarkLookup(b *testing.B) {
 			b.ReportMetric(float64(sel.Centroids), "centroids/op")
 		})
 	}
+}
+
+// BenchmarkCalibrate calibrates 4 trees of 8192 keys (d = 64) with 100 calibration tokens
+// of G = 3 heads each to budget 0.125.
+func BenchmarkCalibrate(b *testing.B) {
+	const g, trees = 3, 4
+	var ts []*Tree
+	var qs [][]float32
+	for i := range trees {
+		tr, cal, test := benchSetup(b, uint64(30+i), 8192, g)
+		ts = append(ts, tr)
+		q := append(append(append([]float32(nil), cal...), test...), cal[:36*g*tr.Dim()]...) // 100 tokens
+		qs = append(qs, q)
+	}
+	evals := 0
+	for b.Loop() {
+		c, err := Calibrate(context.Background(), ts, qs, g, CalibrateConfig{Budget: 0.125, Threads: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		evals = c.Evaluations
+	}
+	b.ReportMetric(float64(evals), "evaluations")
 }

@@ -655,3 +655,58 @@ func TestEmptyClustersAndExtremeLogits(t *testing.T) {
 		t.Fatalf("calibration %+v", cal)
 	}
 }
+
+func TestLookupDoesNotAllocate(t *testing.T) {
+	const n, dim, g = 3000, 16, 3
+	keys, _, _ := mixture(12, n, 50, dim, 0.5)
+	tr, err := Build(context.Background(), keys, dim, nil, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(12, 12))
+	decode, prefill := gaussian(r, g*dim, 2), gaussian(r, 16*g*dim, 2)
+	logTau := thresholds(-math.Log(n), tr.Levels(), 1)
+	var s Searcher
+	var sel Selection
+	tr.Lookup(&s, prefill, g, logTau, &sel) // grows the buffers
+	tr.LookupFlat(&s, prefill, g, logTau[len(logTau)-1], &sel)
+	allocs := testing.AllocsPerRun(50, func() {
+		tr.Lookup(&s, decode, g, logTau, &sel)
+		tr.Lookup(&s, prefill, g, logTau, &sel)
+		tr.LookupFlat(&s, decode, g, logTau[len(logTau)-1], &sel)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per lookup", allocs)
+	}
+}
+
+func TestBuildDegenerate(t *testing.T) {
+	tests := []struct {
+		name string
+		keys []float32
+		dim  int
+	}{
+		{"one key", []float32{1, 2, 3}, 3},
+		{"identical keys", slices.Repeat([]float32{0.5, -1}, 500), 2},
+		{"zero keys", make([]float32, 400), 4},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := Build(context.Background(), tc.keys, tc.dim, nil, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := len(tc.keys) / tc.dim
+			var s Searcher
+			var sel Selection
+			q := make([]float32, tc.dim)
+			q[0] = 1
+			tr.Lookup(&s, q, 1, thresholds(-math.Log(float64(n))-1e-3, tr.Levels(), 0), &sel)
+			// Every key has the same logit: all are selected at a threshold just below
+			// the uniform probability 1/n.
+			if sel.Keys != n {
+				t.Fatalf("%d of %d keys selected", sel.Keys, n)
+			}
+		})
+	}
+}
