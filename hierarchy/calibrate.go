@@ -11,9 +11,11 @@ import (
 
 // Calibration defaults for zero CalibrateConfig fields.
 const (
-	// DefaultCentroidCost is the paper's accounting: a centroid is a key row only, a
-	// selected key costs its key and value rows.
-	DefaultCentroidCost = 0.5
+	// DefaultCentroidCost counts a scored centroid like a selected key: with float32
+	// centroids and float16 keys and values both are 4·d bytes read. The paper counts
+	// 0.5 (a centroid is one key row, a selected key a key row and a value row of the
+	// same type); pass CentroidCost 0.5 to reproduce its budgets.
+	DefaultCentroidCost = 1
 	// DefaultCoarseSlack makes the level above the finest keep 4 times the budget's
 	// worth of keys (at budget 0.125 it prunes half the keys, as the paper's
 	// hierarchical setting does).

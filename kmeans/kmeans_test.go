@@ -413,3 +413,22 @@ func BenchmarkSphericalScaling(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWeighted1D finds the optimal 16 levels for n normally distributed values
+// (all distinct) with random weights.
+func BenchmarkWeighted1D(b *testing.B) {
+	for _, n := range []int{10000, 100000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(5, 5))
+			values, weights := make([]float64, n), make([]float64, n)
+			for i := range values {
+				values[i], weights[i] = r.NormFloat64(), r.Float64()
+			}
+			for b.Loop() {
+				if _, err := Weighted1D(context.Background(), values, weights, 16); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
