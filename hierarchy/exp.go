@@ -15,7 +15,9 @@ func expNeg(x float64) float64 {
 		ln2hi = 6.93147180369123816490e-01
 		ln2lo = 1.90821492927058770002e-10
 	)
-	k := math.Floor(x*log2e + 0.5)
+	// k: x·log2e rounded to an integer within 0.5 (truncation of a value ≤ −0.5 rounds
+	// up, avoiding a call to math.Floor).
+	k := float64(int64(x*log2e - 0.5))
 	r := x - k*ln2hi - k*ln2lo
 	p := 1 + r*(1+r*(1.0/2+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720))))))
 	return p * math.Float64frombits(uint64(int64(k)+1023)<<52)
