@@ -93,3 +93,19 @@ func BenchmarkCalibrate(b *testing.B) {
 	}
 	b.ReportMetric(float64(evals), "evaluations")
 }
+
+// BenchmarkBuild builds the default two-level tree (1 % and 5 %) over n synthetic keys of
+// dimension 64 on one thread.
+func BenchmarkBuild(b *testing.B) {
+	for _, n := range []int{8192, 32768} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			keys, _, _ := mixture(41, n, n/16, 64, 0.6)
+			for b.Loop() {
+				if _, err := Build(context.Background(), keys, 64, nil, Config{Threads: 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/key")
+		})
+	}
+}
