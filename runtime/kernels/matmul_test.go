@@ -177,22 +177,28 @@ func TestPoolPark(t *testing.T) {
 }
 
 // TestPoolStress checks, over many calls of uneven work (some spaced past poolSpin so
-// that both sides park), that For returns only after every chunk has run.
+// that both sides park, half with no spinning at all so that parking races with
+// posting), that For returns only after every chunk has run, and each exactly once.
 func TestPoolStress(t *testing.T) {
-	calls := 3000
+	calls := 4000
 	if testing.Short() {
-		calls = 300
+		calls = 1000
 	}
-	p := NewPool(3)
+	saved := poolSpin
+	defer func() { poolSpin = saved }()
+	p := NewPool(6) // more workers than cores: preemption widens every race window
 	defer p.Close()
 	r := rand.New(rand.NewPCG(23, 24))
-	var done [3]atomic.Int32
+	var done [6]atomic.Int32
 	for c := range calls {
+		if c == calls/2 {
+			poolSpin = 0
+		}
 		spin := r.IntN(3)
 		if c%97 == 0 {
 			time.Sleep(2 * poolSpin)
 		}
-		p.For(3, 1, func(lo, hi int) {
+		p.For(len(done), 1, func(lo, hi int) {
 			for range spin * (lo + 1) * 300 {
 				runtime.Gosched()
 			}

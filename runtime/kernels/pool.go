@@ -34,7 +34,7 @@ type Pool struct {
 }
 
 // poolSpin is how long an idle worker (or the waiting caller) polls before parking.
-const poolSpin = 100 * time.Microsecond
+var poolSpin = 100 * time.Microsecond
 
 type poolWorker struct {
 	seq    atomic.Uint32 // bumped by the caller for each task
@@ -109,16 +109,7 @@ func (p *Pool) worker(id int) {
 	w := &p.workers[id]
 	var seen uint32
 	for {
-		if !spinUntil(func() bool { return w.seq.Load() != seen }) {
-			w.parked.Store(true)
-			if w.seq.Load() != seen { // a task came in while parking
-				if !w.parked.CompareAndSwap(true, false) {
-					<-w.wake // the caller saw us parked and is sending a wake-up
-				}
-			} else {
-				<-w.wake
-			}
-		}
+		p.awaitTask(w, seen)
 		seen = w.seq.Load()
 		t := w.task
 		if t.job == nil {
@@ -130,6 +121,25 @@ func (p *Pool) worker(id int) {
 		if p.pending.Add(-1) == 0 && p.parked.Load() == t.gen && p.parked.CompareAndSwap(t.gen, 0) {
 			p.done <- struct{}{}
 		}
+	}
+}
+
+// awaitTask returns once worker w's sequence number differs from seen: it spins, then
+// parks. A wake-up may be stale (the caller can find the flag of a later parking of the
+// same worker and wake that one), so a woken worker checks again.
+func (p *Pool) awaitTask(w *poolWorker, seen uint32) {
+	for w.seq.Load() == seen {
+		if spinUntil(func() bool { return w.seq.Load() != seen }) {
+			return
+		}
+		w.parked.Store(true)
+		if w.seq.Load() != seen { // a task came in while parking
+			if !w.parked.CompareAndSwap(true, false) {
+				<-w.wake // the caller saw us parked and is sending a wake-up
+			}
+			return
+		}
+		<-w.wake
 	}
 }
 
