@@ -64,6 +64,18 @@ func BenchmarkMatVecFloat(b *testing.B) {
 // MatVec per matrix, as decoding a token does: the reported GB/s is what memory
 // bandwidth allows (floor: about 36 GB/s with one thread, 60 GB/s with two).
 func BenchmarkMatVecCold(b *testing.B) {
+	// The machine's read bandwidth at the moment, for comparison: one streaming Dot
+	// over the same 48 MiB.
+	b.Run("stream", func(b *testing.B) {
+		x := make([]float32, (48<<20)/4)
+		y := make([]float32, 1<<14)
+		b.SetBytes(int64(4 * len(x)))
+		for b.Loop() {
+			for i := 0; i+len(y) <= len(x); i += len(y) {
+				y[0] += Dot(x[i:i+len(y)], y)
+			}
+		}
+	})
 	for _, typ := range floatTypes {
 		for _, threads := range []int{1, 2} {
 			b.Run(fmt.Sprintf("%v/1024x384/t%d", typ, threads), func(b *testing.B) {

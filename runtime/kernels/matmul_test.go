@@ -177,37 +177,37 @@ func TestPoolPark(t *testing.T) {
 }
 
 // TestPoolStress checks, over many calls of uneven work (some spaced past poolSpin so
-// that both sides park, half with no spinning at all so that parking races with
-// posting), that For returns only after every chunk has run, and each exactly once.
+// that both sides park), that For returns only after every chunk has run, and each
+// exactly once; a second pool does not spin at all, so parking races with posting.
 func TestPoolStress(t *testing.T) {
-	calls := 4000
+	calls := 2000
 	if testing.Short() {
-		calls = 1000
+		calls = 500
 	}
-	saved := poolSpin
-	defer func() { poolSpin = saved }()
-	p := NewPool(6) // more workers than cores: preemption widens every race window
-	defer p.Close()
-	r := rand.New(rand.NewPCG(23, 24))
-	var done [6]atomic.Int32
-	for c := range calls {
-		if c == calls/2 {
-			poolSpin = 0
-		}
-		spin := r.IntN(3)
-		if c%97 == 0 {
-			time.Sleep(2 * poolSpin)
-		}
-		p.For(len(done), 1, func(lo, hi int) {
-			for range spin * (lo + 1) * 300 {
-				runtime.Gosched()
+	for _, spin := range []time.Duration{poolSpin, 0} {
+		saved := poolSpin
+		poolSpin = spin
+		p := NewPool(6) // more workers than cores: preemption widens every race window
+		poolSpin = saved
+		r := rand.New(rand.NewPCG(23, 24))
+		var done [6]atomic.Int32
+		for c := range calls {
+			work := r.IntN(3)
+			if c%97 == 0 {
+				time.Sleep(2 * poolSpin)
 			}
-			done[lo].Add(1)
-		})
-		for i := range done {
-			if got := done[i].Load(); got != int32(c+1) {
-				t.Fatalf("call %d: chunk %d ran %d times when For returned", c, i, got)
+			p.For(len(done), 1, func(lo, hi int) {
+				for range work * (lo + 1) * 300 {
+					runtime.Gosched()
+				}
+				done[lo].Add(1)
+			})
+			for i := range done {
+				if got := done[i].Load(); got != int32(c+1) {
+					t.Fatalf("spin %v, call %d: chunk %d ran %d times when For returned", spin, c, i, got)
+				}
 			}
 		}
+		p.Close()
 	}
 }

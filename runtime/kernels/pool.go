@@ -17,6 +17,7 @@ import (
 // a noticeable share of the token's time.
 type Pool struct {
 	threads int
+	spin    time.Duration
 	workers []poolWorker  // workers[i] for i >= 1; the caller is worker 0
 	pending atomic.Int32  // chunks handed out and not yet finished
 	gen     uint64        // the caller's call counter (tasks carry it)
@@ -33,7 +34,8 @@ type Pool struct {
 	scratch []*workerScratch // per worker, grown on demand
 }
 
-// poolSpin is how long an idle worker (or the waiting caller) polls before parking.
+// poolSpin is how long an idle worker (or the waiting caller) polls before parking;
+// NewPool reads it (tests lower it to reach the parking paths more often).
 var poolSpin = 100 * time.Microsecond
 
 type poolWorker struct {
@@ -69,6 +71,7 @@ func NewPool(threads int) *Pool {
 	}
 	p := &Pool{
 		threads: threads,
+		spin:    poolSpin,
 		workers: make([]poolWorker, threads),
 		done:    make(chan struct{}, 1),
 		scratch: make([]*workerScratch, threads),
@@ -84,10 +87,10 @@ func NewPool(threads int) *Pool {
 	return p
 }
 
-// spinUntil polls cond for up to poolSpin and reports whether it became true. It
+// spinUntil polls cond for up to d and reports whether it became true. It
 // yields the processor now and then: the goroutine it waits for may be queued on this
 // very P (a goroutine woken from a channel is queued where it was woken).
-func spinUntil(cond func() bool) bool {
+func spinUntil(d time.Duration, cond func() bool) bool {
 	var start time.Time
 	for i := 0; ; i++ {
 		if cond() {
@@ -97,7 +100,7 @@ func spinUntil(cond func() bool) bool {
 			runtime.Gosched()
 			if start.IsZero() {
 				start = time.Now()
-			} else if time.Since(start) > poolSpin {
+			} else if time.Since(start) > d {
 				return false
 			}
 		}
@@ -129,7 +132,7 @@ func (p *Pool) worker(id int) {
 // same worker and wake that one), so a woken worker checks again.
 func (p *Pool) awaitTask(w *poolWorker, seen uint32) {
 	for w.seq.Load() == seen {
-		if spinUntil(func() bool { return w.seq.Load() != seen }) {
+		if spinUntil(p.spin, func() bool { return w.seq.Load() != seen }) {
 			return
 		}
 		w.parked.Store(true)
@@ -155,7 +158,7 @@ func (p *Pool) post(i int, t task) {
 
 // wait returns once every chunk of the current call has finished.
 func (p *Pool) wait() {
-	if spinUntil(func() bool { return p.pending.Load() == 0 }) {
+	if spinUntil(p.spin, func() bool { return p.pending.Load() == 0 }) {
 		return
 	}
 	p.parked.Store(p.gen)
