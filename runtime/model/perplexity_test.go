@@ -19,8 +19,12 @@ var pplChunks = flag.Int("ppl.chunks", 0, "score only the first N chunks in Test
 
 // TestPerplexityGocode measures gocode-22m on the held-out dev.txt with llama-perplexity's
 // protocol (n_ctx 2048, f16 KV cache) and checks the F16, Q8_0 and Q4_K_M files against
-// llama.cpp's values (../shared/models/README.md) within 0.5%. It takes minutes per file;
-// -ppl.chunks=N runs a quick partial measurement instead (no check).
+// llama.cpp's values (../shared/models/README.md) within 0.5%. It takes several minutes
+// per file on 2 threads, beyond go test's default 10-minute limit:
+//
+//	go test ./runtime/model -run PerplexityGocode -v -timeout 60m
+//
+// -args -ppl.chunks=N runs a quick partial measurement instead (no check).
 func TestPerplexityGocode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("perplexity over dev.txt takes minutes per file; run without -short")
