@@ -1,6 +1,8 @@
 package model
 
 import (
+	"math"
+
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 )
@@ -22,6 +24,9 @@ type workspace struct {
 	// The current attention call's arguments; attnFn is built once so that handing it
 	// to the Pool allocates nothing.
 	layer, pos, n int
+	split         int       // parts each unit's key span is cut into
+	lse           []float32 // split calls: log normalizer per unit and vector
+	part          []float32 // split calls: output per unit and vector
 	attnFn        func(lo, hi int)
 }
 
@@ -91,19 +96,46 @@ func (ws *workspace) ensure(c *Cache, n, threads int) {
 // attention computes, for the n tokens at positions pos.. of layer, every query head's
 // attention over the cache (whose keys and values for these tokens are already stored)
 // into ws.att. The work is cut into units of one key/value head and a block of query
-// tokens; each pool thread takes every threads-th unit.
+// tokens; each pool thread takes every threads-th unit. When there are fewer units than
+// threads (decoding a few tokens), each unit's key span is also split into parts whose
+// softmaxes are merged by their log-sum-exp afterwards.
 func (c *Cache) attention(p *kernels.Pool, layer, pos, n int) {
 	ws := &c.ws
+	cfg := &c.m.Config
 	ws.layer, ws.pos, ws.n = layer, pos, n
+	units := (n + ws.block - 1) / ws.block * cfg.KVHeads
+	ws.split = 1
+	if threads := len(ws.workers); units < threads {
+		ws.split = min((threads+units-1)/units, (pos+n+minSplitSpan-1)/minSplitSpan)
+	}
+	if ws.split > 1 {
+		group := cfg.Heads / cfg.KVHeads
+		need := units * ws.split * ws.block * group // ws.block*group vectors per unit
+		if len(ws.lse) < need {
+			ws.lse = make([]float32, need)
+			ws.part = make([]float32, need*cfg.HeadDim)
+		}
+	}
 	p.For(len(ws.workers), 1, ws.attnFn)
+	if ws.split > 1 {
+		c.mergeParts()
+	}
 }
 
-// attendWorker runs worker w's share of the current attention call. For a unit of key/
-// value head g and query tokens [i0, i1), with the group's query heads as vectors:
+// minSplitSpan is the fewest keys worth a part of their own.
+const minSplitSpan = 256
+
+// attendWorker runs worker w's share of the current attention call: units w,
+// w+threads, ..., each a key/value head g, a block of query tokens [i0, i1) and a part
+// [lo, hi) of the span L = pos+i1 of keys they see. With the group's query heads as
+// vectors:
 //
-//	scores = K[0:L] q        (one matrix product over the span L = pos+i1)
-//	p      = softmax(scores[0:pos+i+1]), zero beyond (causal mask)
-//	out    = V^T[:, 0:L] p   (values are stored transposed)
+//	scores = K[lo:hi] q          (one matrix product)
+//	p      = softmax(scores[lo:min(hi, pos+i+1)]), zero beyond (causal mask)
+//	out    = V^T[:, lo:hi] p     (values are stored transposed)
+//
+// Without a split, [lo, hi) is the whole span and out goes to ws.att; otherwise out and
+// the log of each softmax's normalizer go to ws.part and ws.lse for mergeParts.
 func (c *Cache) attendWorker(w int) {
 	ws := &c.ws
 	cfg := &c.m.Config
@@ -111,34 +143,96 @@ func (c *Cache) attendWorker(w int) {
 	hd, qDim := cfg.HeadDim, cfg.QDim()
 	group := cfg.Heads / cfg.KVHeads
 	blocks := (ws.n + ws.block - 1) / ws.block
-	for u := w; u < blocks*cfg.KVHeads; u += len(ws.workers) {
-		b, g := u/cfg.KVHeads, u%cfg.KVHeads
+	for u := w; u < blocks*cfg.KVHeads*ws.split; u += len(ws.workers) {
+		part, bg := u%ws.split, u/ws.split
+		b, g := bg/cfg.KVHeads, bg%cfg.KVHeads
 		i0 := b * ws.block
 		i1 := min(ws.n, i0+ws.block)
 		span := ws.pos + i1
+		chunk := (span + ws.split - 1) / ws.split
+		lo, hi := min(span, part*chunk), min(span, (part+1)*chunk)
+		keys := hi - lo
 		vecs := (i1 - i0) * group
 		for i := i0; i < i1; i++ {
 			at := i*qDim + g*group*hd
 			copy(wk.q[(i-i0)*group*hd:(i-i0+1)*group*hd], ws.q[at:at+group*hd])
 		}
+		stride := ws.block * group // vectors reserved per unit in ws.part and ws.lse
+		out := wk.out[:vecs*hd]
+		if ws.split > 1 {
+			out = ws.part[u*stride*hd : (u*stride+vecs)*hd]
+		}
+		if keys == 0 {
+			clear(out)
+			for v := range vecs {
+				ws.lse[u*stride+v] = float32(math.Inf(-1))
+			}
+			continue
+		}
 		base := c.offset(ws.layer, g, 0) * c.elem
-		wk.keys.Rows, wk.keys.Cols, wk.keys.RowBytes = span, hd, hd*c.elem
-		wk.keys.Data = c.kb[base : base+span*hd*c.elem]
-		scores := wk.scores[:vecs*span]
+		wk.keys.Rows, wk.keys.Cols, wk.keys.RowBytes = keys, hd, hd*c.elem
+		wk.keys.Data = c.kb[base+lo*hd*c.elem : base+hi*hd*c.elem]
+		scores := wk.scores[:vecs*keys]
 		kernels.MatMul(wk.pool, scores, &wk.keys, wk.q, vecs)
 		for v := range vecs {
-			row := scores[v*span : (v+1)*span]
-			keep := ws.pos + i0 + v/group + 1
-			kernels.Softmax(row[:keep])
+			row := scores[v*keys : (v+1)*keys]
+			keep := min(keys, max(0, ws.pos+i0+v/group+1-lo))
+			lse := float32(math.Inf(-1))
+			if keep > 0 {
+				lse = kernels.Softmax(row[:keep])
+			}
 			clear(row[keep:])
+			if ws.split > 1 {
+				ws.lse[u*stride+v] = lse
+			}
 		}
-		// V^T is HeadDim rows of Cap() positions; the product reads the first span.
-		wk.valuesT.Rows, wk.valuesT.Cols, wk.valuesT.RowBytes = hd, span, c.cap*c.elem
-		wk.valuesT.Data = c.vb[base : base+hd*c.cap*c.elem]
-		kernels.MatMul(wk.pool, wk.out[:vecs*hd], &wk.valuesT, scores, vecs)
-		for i := i0; i < i1; i++ {
-			at := i*qDim + g*group*hd
-			copy(ws.att[at:at+group*hd], wk.out[(i-i0)*group*hd:(i-i0+1)*group*hd])
+		// V^T is HeadDim rows of Cap() positions; the product reads columns [lo, hi).
+		wk.valuesT.Rows, wk.valuesT.Cols, wk.valuesT.RowBytes = hd, keys, c.cap*c.elem
+		wk.valuesT.Data = c.vb[base+lo*c.elem : base+lo*c.elem+hd*c.cap*c.elem]
+		kernels.MatMul(wk.pool, out, &wk.valuesT, scores, vecs)
+		if ws.split == 1 {
+			for i := i0; i < i1; i++ {
+				at := i*qDim + g*group*hd
+				copy(ws.att[at:at+group*hd], out[(i-i0)*group*hd:(i-i0+1)*group*hd])
+			}
+		}
+	}
+}
+
+// mergeParts combines the parts of a split attention call: each part's output is
+// normalized over its own keys, so the whole is their average weighted by each part's
+// share exp(lse_part - lse_all) of the softmax normalizer.
+func (c *Cache) mergeParts() {
+	ws := &c.ws
+	cfg := &c.m.Config
+	hd, qDim := cfg.HeadDim, cfg.QDim()
+	group := cfg.Heads / cfg.KVHeads
+	stride := ws.block * group
+	blocks := (ws.n + ws.block - 1) / ws.block
+	for bg := range blocks * cfg.KVHeads {
+		b, g := bg/cfg.KVHeads, bg%cfg.KVHeads
+		i0 := b * ws.block
+		vecs := (min(ws.n, i0+ws.block) - i0) * group
+		first := bg * ws.split // the unit of part 0
+		for v := range vecs {
+			i, h := i0+v/group, g*group+v%group
+			m := float32(math.Inf(-1))
+			for s := range ws.split {
+				m = max(m, ws.lse[(first+s)*stride+v])
+			}
+			dst := ws.att[i*qDim+h*hd : i*qDim+(h+1)*hd]
+			clear(dst)
+			var total float32
+			for s := range ws.split {
+				at := (first+s)*stride + v
+				if math.IsInf(float64(ws.lse[at]), -1) {
+					continue
+				}
+				wgt := float32(math.Exp(float64(ws.lse[at] - m)))
+				total += wgt
+				kernels.Axpy(wgt, ws.part[at*hd:(at+1)*hd], dst)
+			}
+			kernels.Scale(dst, 1/total)
 		}
 	}
 }

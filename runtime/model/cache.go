@@ -71,11 +71,14 @@ func (m *Model) NewCache(maxTokens int, kind CacheType) (*Cache, error) {
 	c := &Cache{m: m, kind: kind, cap: maxTokens}
 	switch kind {
 	case CacheF32:
-		c.k32, c.v32 = make([]float32, size), make([]float32, size)
+		// The values get one spare row: a span of V^T columns starting at position lo
+		// is addressed as HeadDim full rows from lo, the last reaching lo positions past
+		// the head's region.
+		c.k32, c.v32 = make([]float32, size), make([]float32, size+maxTokens)
 		c.kb, c.vb = asBytes(c.k32), asBytes(c.v32)
 		c.elem = 4
 	case CacheF16:
-		c.k16, c.v16 = make([]uint16, size), make([]uint16, size)
+		c.k16, c.v16 = make([]uint16, size), make([]uint16, size+maxTokens)
 		c.kb, c.vb = asBytes(c.k16), asBytes(c.v16)
 		c.elem = 2
 	default:

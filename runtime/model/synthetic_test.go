@@ -337,3 +337,50 @@ func TestDecodeAllocations(t *testing.T) {
 		}
 	}
 }
+
+// TestThreadCounts checks decoding on pools of several sizes against the float64
+// reference: with more threads than (key/value head, token block) units, attention splits
+// each key span into parts and merges them.
+func TestThreadCounts(t *testing.T) {
+	m := loadSpec(t, modeltest.Spec{Seed: 13, Context: 1024})
+	vocab := m.Config.Vocab
+	const n, prefill = 700, 680
+	tokens := randomTokens(n, vocab, 5)
+	want := newNaive(t, m).forward(tokens)
+	for _, threads := range []int{1, 3, 7} {
+		p := kernels.NewPool(threads)
+		for _, kind := range []CacheType{CacheF32, CacheF16} {
+			tol := 1e-5
+			if kind == CacheF16 {
+				tol = 3e-3
+			}
+			c, _ := m.NewCache(0, kind)
+			if err := m.Forward(p, c, tokens[:prefill], nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			logits := make([]float32, 10*vocab)
+			// One token at a time, then a batch of 10 after rolling back.
+			worst := 0.0
+			for i := prefill; i < prefill+10; i++ {
+				if err := m.Forward(p, c, tokens[i:i+1], logits[:vocab], nil); err != nil {
+					t.Fatal(err)
+				}
+				worst = max(worst, relDiff64(logits[:vocab], want[i]))
+			}
+			if err := c.Truncate(prefill + 10); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Forward(p, c, tokens[prefill+10:], logits, &Options{AllLogits: true}); err != nil {
+				t.Fatal(err)
+			}
+			for i := range n - prefill - 10 {
+				worst = max(worst, relDiff64(logits[i*vocab:(i+1)*vocab], want[prefill+10+i]))
+			}
+			t.Logf("%d threads, %v cache: max|diff|/max|logit| = %.2e", threads, kind, worst)
+			if worst > tol {
+				t.Errorf("%d threads, %v cache: logits differ from the float64 reference by %.2e", threads, kind, worst)
+			}
+		}
+		p.Close()
+	}
+}
