@@ -24,21 +24,21 @@ func dotF16AVX2(x *float32, y unsafe.Pointer, n int) float32
 //go:noescape
 func dotBF16AVX2(x *float32, y unsafe.Pointer, n int) float32
 
-// dot4F32AVX2 sets out[r] = sum_{i<n} x[i]*row_r[i] for r < 4, where row r starts
-// r*stride bytes after w.
+// dot4F32AVX2 sets out[r*ostride] = sum_{i<n} x[i]*row_r[i] for r < 4, where row r
+// starts r*stride bytes after w.
 //
 //go:noescape
-func dot4F32AVX2(w unsafe.Pointer, stride int, x *float32, n int, out *float32)
+func dot4F32AVX2(w unsafe.Pointer, stride int, x *float32, n int, out *float32, ostride int)
 
 // dot4F16AVX2 is dot4F32AVX2 for F16 rows.
 //
 //go:noescape
-func dot4F16AVX2(w unsafe.Pointer, stride int, x *float32, n int, out *float32)
+func dot4F16AVX2(w unsafe.Pointer, stride int, x *float32, n int, out *float32, ostride int)
 
 // dot4BF16AVX2 is dot4F32AVX2 for BF16 rows.
 //
 //go:noescape
-func dot4BF16AVX2(w unsafe.Pointer, stride int, x *float32, n int, out *float32)
+func dot4BF16AVX2(w unsafe.Pointer, stride int, x *float32, n int, out *float32, ostride int)
 
 // axpyF32AVX2 sets y[i] += alpha*x[i] for i < n.
 //
@@ -83,17 +83,17 @@ func dotBF16AVX512(x *float32, y unsafe.Pointer, n int) float32
 // dot4F32AVX512 is dot4F32AVX2 on 16-lane registers.
 //
 //go:noescape
-func dot4F32AVX512(w unsafe.Pointer, stride int, x *float32, n int, out *float32)
+func dot4F32AVX512(w unsafe.Pointer, stride int, x *float32, n int, out *float32, ostride int)
 
 // dot4F16AVX512 is dot4F16AVX2 on 16-lane registers.
 //
 //go:noescape
-func dot4F16AVX512(w unsafe.Pointer, stride int, x *float32, n int, out *float32)
+func dot4F16AVX512(w unsafe.Pointer, stride int, x *float32, n int, out *float32, ostride int)
 
 // dot4BF16AVX512 is dot4BF16AVX2 on 16-lane registers.
 //
 //go:noescape
-func dot4BF16AVX512(w unsafe.Pointer, stride int, x *float32, n int, out *float32)
+func dot4BF16AVX512(w unsafe.Pointer, stride int, x *float32, n int, out *float32, ostride int)
 
 // axpyF32AVX512 is axpyF32AVX2 on 16-lane registers.
 //

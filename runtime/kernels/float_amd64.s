@@ -51,8 +51,8 @@ done:
 	MOVSS X0, ret+24(FP)
 	RET
 
-// func dot4F32AVX2(w *float32, stride int, x *float32, n int, out *float32)
-TEXT ·dot4F32AVX2(SB), NOSPLIT, $0-40
+// func dot4F32AVX2(w *float32, stride int, x *float32, n int, out *float32, ostride int)
+TEXT ·dot4F32AVX2(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), DI
@@ -117,7 +117,13 @@ done:
 	VHADDPS Y4, Y0, Y0
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS X1, X0, X0
-	VMOVUPS X0, (R8)
+	MOVQ ostride+40(FP), DX
+	SHLQ $2, DX
+	VMOVSS X0, (R8)
+	VEXTRACTPS $1, X0, (R8)(DX*1)
+	LEAQ (R8)(DX*2), R8
+	VEXTRACTPS $2, X0, (R8)
+	VEXTRACTPS $3, X0, (R8)(DX*1)
 	VZEROUPPER
 	RET
 
@@ -167,8 +173,8 @@ done:
 	MOVSS X0, ret+24(FP)
 	RET
 
-// func dot4F16AVX2(w *uint16, stride int, x *float32, n int, out *float32)
-TEXT ·dot4F16AVX2(SB), NOSPLIT, $0-40
+// func dot4F16AVX2(w *uint16, stride int, x *float32, n int, out *float32, ostride int)
+TEXT ·dot4F16AVX2(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), DI
@@ -233,7 +239,13 @@ done:
 	VHADDPS Y4, Y0, Y0
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS X1, X0, X0
-	VMOVUPS X0, (R8)
+	MOVQ ostride+40(FP), DX
+	SHLQ $2, DX
+	VMOVSS X0, (R8)
+	VEXTRACTPS $1, X0, (R8)(DX*1)
+	LEAQ (R8)(DX*2), R8
+	VEXTRACTPS $2, X0, (R8)
+	VEXTRACTPS $3, X0, (R8)(DX*1)
 	VZEROUPPER
 	RET
 
@@ -288,8 +300,8 @@ done:
 	MOVSS X0, ret+24(FP)
 	RET
 
-// func dot4BF16AVX2(w *uint16, stride int, x *float32, n int, out *float32)
-TEXT ·dot4BF16AVX2(SB), NOSPLIT, $0-40
+// func dot4BF16AVX2(w *uint16, stride int, x *float32, n int, out *float32, ostride int)
+TEXT ·dot4BF16AVX2(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), DI
@@ -366,7 +378,13 @@ done:
 	VHADDPS Y4, Y0, Y0
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS X1, X0, X0
-	VMOVUPS X0, (R8)
+	MOVQ ostride+40(FP), DX
+	SHLQ $2, DX
+	VMOVSS X0, (R8)
+	VEXTRACTPS $1, X0, (R8)(DX*1)
+	LEAQ (R8)(DX*2), R8
+	VEXTRACTPS $2, X0, (R8)
+	VEXTRACTPS $3, X0, (R8)(DX*1)
 	VZEROUPPER
 	RET
 
@@ -589,8 +607,8 @@ done:
 	MOVSS X0, ret+24(FP)
 	RET
 
-// func dot4F32AVX512(w *float32, stride int, x *float32, n int, out *float32)
-TEXT ·dot4F32AVX512(SB), NOSPLIT, $0-40
+// func dot4F32AVX512(w *float32, stride int, x *float32, n int, out *float32, ostride int)
+TEXT ·dot4F32AVX512(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), DI
@@ -663,7 +681,13 @@ done:
 	VHADDPS Y4, Y0, Y0
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS X1, X0, X0
-	VMOVUPS X0, (R8)
+	MOVQ ostride+40(FP), DX
+	SHLQ $2, DX
+	VMOVSS X0, (R8)
+	VEXTRACTPS $1, X0, (R8)(DX*1)
+	LEAQ (R8)(DX*2), R8
+	VEXTRACTPS $2, X0, (R8)
+	VEXTRACTPS $3, X0, (R8)(DX*1)
 	VZEROUPPER
 	RET
 
@@ -715,8 +739,8 @@ done:
 	MOVSS X0, ret+24(FP)
 	RET
 
-// func dot4F16AVX512(w *uint16, stride int, x *float32, n int, out *float32)
-TEXT ·dot4F16AVX512(SB), NOSPLIT, $0-40
+// func dot4F16AVX512(w *uint16, stride int, x *float32, n int, out *float32, ostride int)
+TEXT ·dot4F16AVX512(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), DI
@@ -789,7 +813,13 @@ done:
 	VHADDPS Y4, Y0, Y0
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS X1, X0, X0
-	VMOVUPS X0, (R8)
+	MOVQ ostride+40(FP), DX
+	SHLQ $2, DX
+	VMOVSS X0, (R8)
+	VEXTRACTPS $1, X0, (R8)(DX*1)
+	LEAQ (R8)(DX*2), R8
+	VEXTRACTPS $2, X0, (R8)
+	VEXTRACTPS $3, X0, (R8)(DX*1)
 	VZEROUPPER
 	RET
 
@@ -846,8 +876,8 @@ done:
 	MOVSS X0, ret+24(FP)
 	RET
 
-// func dot4BF16AVX512(w *uint16, stride int, x *float32, n int, out *float32)
-TEXT ·dot4BF16AVX512(SB), NOSPLIT, $0-40
+// func dot4BF16AVX512(w *uint16, stride int, x *float32, n int, out *float32, ostride int)
+TEXT ·dot4BF16AVX512(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), DI
@@ -932,7 +962,13 @@ done:
 	VHADDPS Y4, Y0, Y0
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS X1, X0, X0
-	VMOVUPS X0, (R8)
+	MOVQ ostride+40(FP), DX
+	SHLQ $2, DX
+	VMOVSS X0, (R8)
+	VEXTRACTPS $1, X0, (R8)(DX*1)
+	LEAQ (R8)(DX*2), R8
+	VEXTRACTPS $2, X0, (R8)
+	VEXTRACTPS $3, X0, (R8)(DX*1)
 	VZEROUPPER
 	RET
 
