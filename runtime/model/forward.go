@@ -132,6 +132,10 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 	eps := cfg.NormEps
 	scale := float32(1 / math.Sqrt(float64(hd)))
 
+	if observe != nil && len(ws.input) < n*dim {
+		ws.input = make([]float32, n*dim)
+		ws.kPre = make([]float32, n*kvDim)
+	}
 	for i, t := range tokens {
 		m.embed.Row(x[i*dim:(i+1)*dim], int(t))
 		m.angles(ws.cos[i*half:(i+1)*half], ws.sin[i*half:(i+1)*half], pos+i)
