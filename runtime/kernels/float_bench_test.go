@@ -68,6 +68,9 @@ func BenchmarkMatVecCold(b *testing.B) {
 	// over the same 48 MiB.
 	b.Run("stream", func(b *testing.B) {
 		x := make([]float32, (48<<20)/4)
+		for i := range x {
+			x[i] = 1 // written, so not the shared zero page
+		}
 		y := make([]float32, 1<<14)
 		b.SetBytes(int64(4 * len(x)))
 		for b.Loop() {
@@ -77,32 +80,43 @@ func BenchmarkMatVecCold(b *testing.B) {
 		}
 	})
 	for _, typ := range floatTypes {
-		for _, threads := range []int{1, 2} {
-			b.Run(fmt.Sprintf("%v/1024x384/t%d", typ, threads), func(b *testing.B) {
-				one := benchMatrix(b, typ, 1024, 384)
-				ms := make([]*Matrix, (48<<20)/len(one.Data))
-				for i := range ms {
-					ms[i] = &Matrix{Type: typ, Rows: one.Rows, Cols: one.Cols, RowBytes: one.RowBytes, Data: append([]byte(nil), one.Data...)}
+		for _, n := range []int{1, 2, 4} {
+			for _, threads := range []int{1, 2} {
+				if n > 1 && typ != gguf.TypeF16 {
+					continue
 				}
-				p := NewPool(threads)
-				defer p.Close()
-				x := randF32(rand.New(rand.NewPCG(2, 2)), one.Cols)
-				dst := make([]float32, one.Rows)
-				b.SetBytes(int64(len(one.Data)))
-				b.ReportAllocs()
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				cpu0 := threadCPU()
-				i := 0
-				for b.Loop() {
-					MatVec(p, dst, ms[i], x)
-					i = (i + 1) % len(ms)
-				}
-				if cpu := threadCPU() - cpu0; cpu > 100*time.Millisecond && threads == 1 {
-					b.ReportMetric(float64(len(one.Data))*float64(b.N)/cpu.Seconds()/1e9, "GB/s-cpu")
-				}
-			})
+				b.Run(fmt.Sprintf("%v/1024x384/n%d/t%d", typ, n, threads), func(b *testing.B) {
+					benchCold(b, typ, n, threads)
+				})
+			}
 		}
+	}
+}
+
+// benchCold is one BenchmarkMatVecCold case: n vectors against matrices that come from
+// memory each time.
+func benchCold(b *testing.B, typ gguf.Type, n, threads int) {
+	one := benchMatrix(b, typ, 1024, 384)
+	ms := make([]*Matrix, (48<<20)/len(one.Data))
+	for i := range ms {
+		ms[i] = &Matrix{Type: typ, Rows: one.Rows, Cols: one.Cols, RowBytes: one.RowBytes, Data: append([]byte(nil), one.Data...)}
+	}
+	p := NewPool(threads)
+	defer p.Close()
+	x := randF32(rand.New(rand.NewPCG(2, 2)), n*one.Cols)
+	dst := make([]float32, n*one.Rows)
+	b.SetBytes(int64(len(one.Data)))
+	b.ReportAllocs()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu0 := threadCPU()
+	i := 0
+	for b.Loop() {
+		MatMul(p, dst, ms[i], x, n)
+		i = (i + 1) % len(ms)
+	}
+	if cpu := threadCPU() - cpu0; cpu > 100*time.Millisecond && threads == 1 {
+		b.ReportMetric(float64(len(one.Data))*float64(b.N)/cpu.Seconds()/1e9, "GB/s-cpu")
 	}
 }
 

@@ -23,10 +23,10 @@ type dot1Func func(x *float32, y unsafe.Pointer, n int) float32
 // r*stride bytes after w; n is a multiple of the kernel set's width.
 type dot4Func func(w unsafe.Pointer, stride int, x *float32, n int, out *float32, ostride int)
 
-// dotMultiFunc sets out[v*ostride+r] = sum_{i<n} x[v*xstride+i]*row_r[i] for 4 rows
-// (row r at r*stride bytes after w) and a fixed number of vectors v; n is a multiple
-// of 16.
-type dotMultiFunc func(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
+// dotMultiFunc sets out[v*ostride+r*rstride] = sum_{i<n} x[v*xstride+i]*row_r[i] for 4
+// rows (row r at r*stride bytes after w) and a fixed number of vectors v; n is a
+// multiple of the kernel set's width.
+type dotMultiFunc func(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
 
 // floatKernels is one instruction-set level's SIMD kernels for plain float data.
 // Each works on a multiple of width elements; the Go wrappers do the rest.
@@ -162,40 +162,41 @@ func floatKind(t gguf.Type) (int, bool) {
 	return 0, false
 }
 
-// dotRowsMulti sets dst[v*dstStride+r] = dot(row r of w, x[v*xStride:][:cols]) for
-// v < nv (2 to fk.multiMax) and every row r < rows, loading each weight once for all nv
-// vectors. It needs fk.multi for kind (callers check).
-func dotRowsMulti(dst []float32, dstStride int, w []byte, rowBytes, rows int, x []float32, xStride, cols, nv, kind int) {
-	if rows == 0 || nv == 0 {
+// dotRowsMulti computes, for vectors v < nv (1 to fk.multiMax) and rows i < cnt,
+// j < 4, the dot of row i+j*q of w with x[v*xStride:][:cols] into
+// dst[v*dstStride+i+j*q], loading each weight once for all nv vectors. Rows q apart
+// keep four long sequential streams (see dotRowsFloat). It needs fk.multi (callers
+// check).
+func dotRowsMulti(dst []float32, dstStride int, w []byte, rowBytes, cnt, q int, x []float32, xStride, cols, nv, kind int) {
+	if cnt == 0 || nv == 0 {
 		return
 	}
-	_ = w[rows*rowBytes-1]
+	_ = w[(cnt+3*q)*rowBytes-1]
 	_ = x[(nv-1)*xStride+cols-1]
-	_ = dst[(nv-1)*dstStride+rows-1]
+	_ = dst[(nv-1)*dstStride+cnt-1+3*q]
 	k := fk
-	kern := k.multi[kind][nv-2]
 	nk := cols &^ (k.width - 1)
-	r := 0
-	for ; r+4 <= rows; r += 4 {
-		kern(unsafe.Pointer(&w[r*rowBytes]), rowBytes, &x[0], xStride, nk, &dst[r], dstStride)
+	for i := range cnt {
+		wp := unsafe.Pointer(&w[i*rowBytes])
+		if nv == 1 {
+			k.dot4[kind](wp, q*rowBytes, &x[0], nk, &dst[i], q)
+		} else {
+			k.multi[kind][nv-2](wp, q*rowBytes, &x[0], xStride, nk, &dst[i], dstStride, q)
+		}
 		if nk == cols {
 			continue
 		}
-		for j := r; j < r+4; j++ {
-			row := w[j*rowBytes : (j+1)*rowBytes]
+		for j := range 4 {
+			r := i + j*q
+			row := w[r*rowBytes : (r+1)*rowBytes]
 			for v := range nv {
 				xv := x[v*xStride : v*xStride+cols]
-				s := dst[v*dstStride+j]
-				for i := nk; i < cols; i++ {
-					s += xv[i] * elemAt(row, i, kind)
+				s := dst[v*dstStride+r]
+				for c := nk; c < cols; c++ {
+					s += xv[c] * elemAt(row, c, kind)
 				}
-				dst[v*dstStride+j] = s
+				dst[v*dstStride+r] = s
 			}
-		}
-	}
-	for ; r < rows; r++ {
-		for v := range nv {
-			dotRowsFloat(dst[v*dstStride+r:v*dstStride+r+1], w[r*rowBytes:(r+1)*rowBytes], rowBytes, x[v*xStride:v*xStride+cols], kind)
 		}
 	}
 }

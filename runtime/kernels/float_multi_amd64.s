@@ -5,8 +5,8 @@
 
 #include "textflag.h"
 
-// func dot4x2F32AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
-TEXT ·dot4x2F32AVX512(SB), NOSPLIT, $0-56
+// func dot4x2F32AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
+TEXT ·dot4x2F32AVX512(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
@@ -50,6 +50,8 @@ done:
 	MOVQ out+40(FP), DI
 	MOVQ ostride+48(FP), DX
 	SHLQ $2, DX
+	MOVQ rstride+56(FP), R8
+	SHLQ $2, R8
 	VEXTRACTF64X4 $1, Z0, Y16
 	VADDPS Y16, Y0, Y0
 	VEXTRACTF64X4 $1, Z1, Y16
@@ -63,7 +65,11 @@ done:
 	VHADDPS Y2, Y0, Y0
 	VEXTRACTF32X4 $1, Y0, X16
 	VADDPS X16, X0, X0
-	VMOVUPS X0, (DI)
+	VMOVSS X0, (DI)
+	VEXTRACTPS $1, X0, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X0, (R9)
+	VEXTRACTPS $3, X0, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z4, Y16
 	VADDPS Y16, Y4, Y4
@@ -78,12 +84,16 @@ done:
 	VHADDPS Y6, Y4, Y4
 	VEXTRACTF32X4 $1, Y4, X16
 	VADDPS X16, X4, X4
-	VMOVUPS X4, (DI)
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X4, (R9)
+	VEXTRACTPS $3, X4, (R9)(R8*1)
 	VZEROUPPER
 	RET
 
-// func dot4x3F32AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
-TEXT ·dot4x3F32AVX512(SB), NOSPLIT, $0-56
+// func dot4x3F32AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
+TEXT ·dot4x3F32AVX512(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
@@ -137,6 +147,8 @@ done:
 	MOVQ out+40(FP), DI
 	MOVQ ostride+48(FP), DX
 	SHLQ $2, DX
+	MOVQ rstride+56(FP), R8
+	SHLQ $2, R8
 	VEXTRACTF64X4 $1, Z0, Y16
 	VADDPS Y16, Y0, Y0
 	VEXTRACTF64X4 $1, Z1, Y16
@@ -150,7 +162,11 @@ done:
 	VHADDPS Y2, Y0, Y0
 	VEXTRACTF32X4 $1, Y0, X16
 	VADDPS X16, X0, X0
-	VMOVUPS X0, (DI)
+	VMOVSS X0, (DI)
+	VEXTRACTPS $1, X0, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X0, (R9)
+	VEXTRACTPS $3, X0, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z4, Y16
 	VADDPS Y16, Y4, Y4
@@ -165,7 +181,11 @@ done:
 	VHADDPS Y6, Y4, Y4
 	VEXTRACTF32X4 $1, Y4, X16
 	VADDPS X16, X4, X4
-	VMOVUPS X4, (DI)
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X4, (R9)
+	VEXTRACTPS $3, X4, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z8, Y16
 	VADDPS Y16, Y8, Y8
@@ -180,12 +200,16 @@ done:
 	VHADDPS Y10, Y8, Y8
 	VEXTRACTF32X4 $1, Y8, X16
 	VADDPS X16, X8, X8
-	VMOVUPS X8, (DI)
+	VMOVSS X8, (DI)
+	VEXTRACTPS $1, X8, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X8, (R9)
+	VEXTRACTPS $3, X8, (R9)(R8*1)
 	VZEROUPPER
 	RET
 
-// func dot4x4F32AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
-TEXT ·dot4x4F32AVX512(SB), NOSPLIT, $0-56
+// func dot4x4F32AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
+TEXT ·dot4x4F32AVX512(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
@@ -249,6 +273,8 @@ done:
 	MOVQ out+40(FP), DI
 	MOVQ ostride+48(FP), DX
 	SHLQ $2, DX
+	MOVQ rstride+56(FP), R8
+	SHLQ $2, R8
 	VEXTRACTF64X4 $1, Z0, Y16
 	VADDPS Y16, Y0, Y0
 	VEXTRACTF64X4 $1, Z1, Y16
@@ -262,7 +288,11 @@ done:
 	VHADDPS Y2, Y0, Y0
 	VEXTRACTF32X4 $1, Y0, X16
 	VADDPS X16, X0, X0
-	VMOVUPS X0, (DI)
+	VMOVSS X0, (DI)
+	VEXTRACTPS $1, X0, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X0, (R9)
+	VEXTRACTPS $3, X0, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z4, Y16
 	VADDPS Y16, Y4, Y4
@@ -277,7 +307,11 @@ done:
 	VHADDPS Y6, Y4, Y4
 	VEXTRACTF32X4 $1, Y4, X16
 	VADDPS X16, X4, X4
-	VMOVUPS X4, (DI)
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X4, (R9)
+	VEXTRACTPS $3, X4, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z8, Y16
 	VADDPS Y16, Y8, Y8
@@ -292,7 +326,11 @@ done:
 	VHADDPS Y10, Y8, Y8
 	VEXTRACTF32X4 $1, Y8, X16
 	VADDPS X16, X8, X8
-	VMOVUPS X8, (DI)
+	VMOVSS X8, (DI)
+	VEXTRACTPS $1, X8, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X8, (R9)
+	VEXTRACTPS $3, X8, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z12, Y16
 	VADDPS Y16, Y12, Y12
@@ -307,12 +345,16 @@ done:
 	VHADDPS Y14, Y12, Y12
 	VEXTRACTF32X4 $1, Y12, X16
 	VADDPS X16, X12, X12
-	VMOVUPS X12, (DI)
+	VMOVSS X12, (DI)
+	VEXTRACTPS $1, X12, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X12, (R9)
+	VEXTRACTPS $3, X12, (R9)(R8*1)
 	VZEROUPPER
 	RET
 
-// func dot4x2F16AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
-TEXT ·dot4x2F16AVX512(SB), NOSPLIT, $0-56
+// func dot4x2F16AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
+TEXT ·dot4x2F16AVX512(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
@@ -356,6 +398,8 @@ done:
 	MOVQ out+40(FP), DI
 	MOVQ ostride+48(FP), DX
 	SHLQ $2, DX
+	MOVQ rstride+56(FP), R8
+	SHLQ $2, R8
 	VEXTRACTF64X4 $1, Z0, Y16
 	VADDPS Y16, Y0, Y0
 	VEXTRACTF64X4 $1, Z1, Y16
@@ -369,7 +413,11 @@ done:
 	VHADDPS Y2, Y0, Y0
 	VEXTRACTF32X4 $1, Y0, X16
 	VADDPS X16, X0, X0
-	VMOVUPS X0, (DI)
+	VMOVSS X0, (DI)
+	VEXTRACTPS $1, X0, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X0, (R9)
+	VEXTRACTPS $3, X0, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z4, Y16
 	VADDPS Y16, Y4, Y4
@@ -384,12 +432,16 @@ done:
 	VHADDPS Y6, Y4, Y4
 	VEXTRACTF32X4 $1, Y4, X16
 	VADDPS X16, X4, X4
-	VMOVUPS X4, (DI)
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X4, (R9)
+	VEXTRACTPS $3, X4, (R9)(R8*1)
 	VZEROUPPER
 	RET
 
-// func dot4x3F16AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
-TEXT ·dot4x3F16AVX512(SB), NOSPLIT, $0-56
+// func dot4x3F16AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
+TEXT ·dot4x3F16AVX512(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
@@ -443,6 +495,8 @@ done:
 	MOVQ out+40(FP), DI
 	MOVQ ostride+48(FP), DX
 	SHLQ $2, DX
+	MOVQ rstride+56(FP), R8
+	SHLQ $2, R8
 	VEXTRACTF64X4 $1, Z0, Y16
 	VADDPS Y16, Y0, Y0
 	VEXTRACTF64X4 $1, Z1, Y16
@@ -456,7 +510,11 @@ done:
 	VHADDPS Y2, Y0, Y0
 	VEXTRACTF32X4 $1, Y0, X16
 	VADDPS X16, X0, X0
-	VMOVUPS X0, (DI)
+	VMOVSS X0, (DI)
+	VEXTRACTPS $1, X0, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X0, (R9)
+	VEXTRACTPS $3, X0, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z4, Y16
 	VADDPS Y16, Y4, Y4
@@ -471,7 +529,11 @@ done:
 	VHADDPS Y6, Y4, Y4
 	VEXTRACTF32X4 $1, Y4, X16
 	VADDPS X16, X4, X4
-	VMOVUPS X4, (DI)
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X4, (R9)
+	VEXTRACTPS $3, X4, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z8, Y16
 	VADDPS Y16, Y8, Y8
@@ -486,12 +548,16 @@ done:
 	VHADDPS Y10, Y8, Y8
 	VEXTRACTF32X4 $1, Y8, X16
 	VADDPS X16, X8, X8
-	VMOVUPS X8, (DI)
+	VMOVSS X8, (DI)
+	VEXTRACTPS $1, X8, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X8, (R9)
+	VEXTRACTPS $3, X8, (R9)(R8*1)
 	VZEROUPPER
 	RET
 
-// func dot4x4F16AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
-TEXT ·dot4x4F16AVX512(SB), NOSPLIT, $0-56
+// func dot4x4F16AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
+TEXT ·dot4x4F16AVX512(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
@@ -555,6 +621,8 @@ done:
 	MOVQ out+40(FP), DI
 	MOVQ ostride+48(FP), DX
 	SHLQ $2, DX
+	MOVQ rstride+56(FP), R8
+	SHLQ $2, R8
 	VEXTRACTF64X4 $1, Z0, Y16
 	VADDPS Y16, Y0, Y0
 	VEXTRACTF64X4 $1, Z1, Y16
@@ -568,7 +636,11 @@ done:
 	VHADDPS Y2, Y0, Y0
 	VEXTRACTF32X4 $1, Y0, X16
 	VADDPS X16, X0, X0
-	VMOVUPS X0, (DI)
+	VMOVSS X0, (DI)
+	VEXTRACTPS $1, X0, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X0, (R9)
+	VEXTRACTPS $3, X0, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z4, Y16
 	VADDPS Y16, Y4, Y4
@@ -583,7 +655,11 @@ done:
 	VHADDPS Y6, Y4, Y4
 	VEXTRACTF32X4 $1, Y4, X16
 	VADDPS X16, X4, X4
-	VMOVUPS X4, (DI)
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X4, (R9)
+	VEXTRACTPS $3, X4, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z8, Y16
 	VADDPS Y16, Y8, Y8
@@ -598,7 +674,11 @@ done:
 	VHADDPS Y10, Y8, Y8
 	VEXTRACTF32X4 $1, Y8, X16
 	VADDPS X16, X8, X8
-	VMOVUPS X8, (DI)
+	VMOVSS X8, (DI)
+	VEXTRACTPS $1, X8, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X8, (R9)
+	VEXTRACTPS $3, X8, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z12, Y16
 	VADDPS Y16, Y12, Y12
@@ -613,12 +693,16 @@ done:
 	VHADDPS Y14, Y12, Y12
 	VEXTRACTF32X4 $1, Y12, X16
 	VADDPS X16, X12, X12
-	VMOVUPS X12, (DI)
+	VMOVSS X12, (DI)
+	VEXTRACTPS $1, X12, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X12, (R9)
+	VEXTRACTPS $3, X12, (R9)(R8*1)
 	VZEROUPPER
 	RET
 
-// func dot4x2BF16AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
-TEXT ·dot4x2BF16AVX512(SB), NOSPLIT, $0-56
+// func dot4x2BF16AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
+TEXT ·dot4x2BF16AVX512(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
@@ -666,6 +750,8 @@ done:
 	MOVQ out+40(FP), DI
 	MOVQ ostride+48(FP), DX
 	SHLQ $2, DX
+	MOVQ rstride+56(FP), R8
+	SHLQ $2, R8
 	VEXTRACTF64X4 $1, Z0, Y16
 	VADDPS Y16, Y0, Y0
 	VEXTRACTF64X4 $1, Z1, Y16
@@ -679,7 +765,11 @@ done:
 	VHADDPS Y2, Y0, Y0
 	VEXTRACTF32X4 $1, Y0, X16
 	VADDPS X16, X0, X0
-	VMOVUPS X0, (DI)
+	VMOVSS X0, (DI)
+	VEXTRACTPS $1, X0, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X0, (R9)
+	VEXTRACTPS $3, X0, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z4, Y16
 	VADDPS Y16, Y4, Y4
@@ -694,12 +784,16 @@ done:
 	VHADDPS Y6, Y4, Y4
 	VEXTRACTF32X4 $1, Y4, X16
 	VADDPS X16, X4, X4
-	VMOVUPS X4, (DI)
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X4, (R9)
+	VEXTRACTPS $3, X4, (R9)(R8*1)
 	VZEROUPPER
 	RET
 
-// func dot4x3BF16AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
-TEXT ·dot4x3BF16AVX512(SB), NOSPLIT, $0-56
+// func dot4x3BF16AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
+TEXT ·dot4x3BF16AVX512(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
@@ -757,6 +851,8 @@ done:
 	MOVQ out+40(FP), DI
 	MOVQ ostride+48(FP), DX
 	SHLQ $2, DX
+	MOVQ rstride+56(FP), R8
+	SHLQ $2, R8
 	VEXTRACTF64X4 $1, Z0, Y16
 	VADDPS Y16, Y0, Y0
 	VEXTRACTF64X4 $1, Z1, Y16
@@ -770,7 +866,11 @@ done:
 	VHADDPS Y2, Y0, Y0
 	VEXTRACTF32X4 $1, Y0, X16
 	VADDPS X16, X0, X0
-	VMOVUPS X0, (DI)
+	VMOVSS X0, (DI)
+	VEXTRACTPS $1, X0, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X0, (R9)
+	VEXTRACTPS $3, X0, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z4, Y16
 	VADDPS Y16, Y4, Y4
@@ -785,7 +885,11 @@ done:
 	VHADDPS Y6, Y4, Y4
 	VEXTRACTF32X4 $1, Y4, X16
 	VADDPS X16, X4, X4
-	VMOVUPS X4, (DI)
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X4, (R9)
+	VEXTRACTPS $3, X4, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z8, Y16
 	VADDPS Y16, Y8, Y8
@@ -800,12 +904,16 @@ done:
 	VHADDPS Y10, Y8, Y8
 	VEXTRACTF32X4 $1, Y8, X16
 	VADDPS X16, X8, X8
-	VMOVUPS X8, (DI)
+	VMOVSS X8, (DI)
+	VEXTRACTPS $1, X8, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X8, (R9)
+	VEXTRACTPS $3, X8, (R9)(R8*1)
 	VZEROUPPER
 	RET
 
-// func dot4x4BF16AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
-TEXT ·dot4x4BF16AVX512(SB), NOSPLIT, $0-56
+// func dot4x4BF16AVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
+TEXT ·dot4x4BF16AVX512(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
@@ -873,6 +981,8 @@ done:
 	MOVQ out+40(FP), DI
 	MOVQ ostride+48(FP), DX
 	SHLQ $2, DX
+	MOVQ rstride+56(FP), R8
+	SHLQ $2, R8
 	VEXTRACTF64X4 $1, Z0, Y16
 	VADDPS Y16, Y0, Y0
 	VEXTRACTF64X4 $1, Z1, Y16
@@ -886,7 +996,11 @@ done:
 	VHADDPS Y2, Y0, Y0
 	VEXTRACTF32X4 $1, Y0, X16
 	VADDPS X16, X0, X0
-	VMOVUPS X0, (DI)
+	VMOVSS X0, (DI)
+	VEXTRACTPS $1, X0, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X0, (R9)
+	VEXTRACTPS $3, X0, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z4, Y16
 	VADDPS Y16, Y4, Y4
@@ -901,7 +1015,11 @@ done:
 	VHADDPS Y6, Y4, Y4
 	VEXTRACTF32X4 $1, Y4, X16
 	VADDPS X16, X4, X4
-	VMOVUPS X4, (DI)
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X4, (R9)
+	VEXTRACTPS $3, X4, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z8, Y16
 	VADDPS Y16, Y8, Y8
@@ -916,7 +1034,11 @@ done:
 	VHADDPS Y10, Y8, Y8
 	VEXTRACTF32X4 $1, Y8, X16
 	VADDPS X16, X8, X8
-	VMOVUPS X8, (DI)
+	VMOVSS X8, (DI)
+	VEXTRACTPS $1, X8, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X8, (R9)
+	VEXTRACTPS $3, X8, (R9)(R8*1)
 	ADDQ DX, DI
 	VEXTRACTF64X4 $1, Z12, Y16
 	VADDPS Y16, Y12, Y12
@@ -931,12 +1053,16 @@ done:
 	VHADDPS Y14, Y12, Y12
 	VEXTRACTF32X4 $1, Y12, X16
 	VADDPS X16, X12, X12
-	VMOVUPS X12, (DI)
+	VMOVSS X12, (DI)
+	VEXTRACTPS $1, X12, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X12, (R9)
+	VEXTRACTPS $3, X12, (R9)(R8*1)
 	VZEROUPPER
 	RET
 
-// func dot4x2F32AVX2(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
-TEXT ·dot4x2F32AVX2(SB), NOSPLIT, $0-56
+// func dot4x2F32AVX2(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
+TEXT ·dot4x2F32AVX2(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
@@ -980,24 +1106,34 @@ done:
 	MOVQ out+40(FP), DI
 	MOVQ ostride+48(FP), DX
 	SHLQ $2, DX
+	MOVQ rstride+56(FP), R8
+	SHLQ $2, R8
 	VHADDPS Y1, Y0, Y0
 	VHADDPS Y3, Y2, Y2
 	VHADDPS Y2, Y0, Y0
 	VEXTRACTF128 $1, Y0, X8
 	VADDPS X8, X0, X0
-	VMOVUPS X0, (DI)
+	VMOVSS X0, (DI)
+	VEXTRACTPS $1, X0, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X0, (R9)
+	VEXTRACTPS $3, X0, (R9)(R8*1)
 	ADDQ DX, DI
 	VHADDPS Y5, Y4, Y4
 	VHADDPS Y7, Y6, Y6
 	VHADDPS Y6, Y4, Y4
 	VEXTRACTF128 $1, Y4, X8
 	VADDPS X8, X4, X4
-	VMOVUPS X4, (DI)
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X4, (R9)
+	VEXTRACTPS $3, X4, (R9)(R8*1)
 	VZEROUPPER
 	RET
 
-// func dot4x2F16AVX2(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
-TEXT ·dot4x2F16AVX2(SB), NOSPLIT, $0-56
+// func dot4x2F16AVX2(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
+TEXT ·dot4x2F16AVX2(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
@@ -1041,24 +1177,34 @@ done:
 	MOVQ out+40(FP), DI
 	MOVQ ostride+48(FP), DX
 	SHLQ $2, DX
+	MOVQ rstride+56(FP), R8
+	SHLQ $2, R8
 	VHADDPS Y1, Y0, Y0
 	VHADDPS Y3, Y2, Y2
 	VHADDPS Y2, Y0, Y0
 	VEXTRACTF128 $1, Y0, X8
 	VADDPS X8, X0, X0
-	VMOVUPS X0, (DI)
+	VMOVSS X0, (DI)
+	VEXTRACTPS $1, X0, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X0, (R9)
+	VEXTRACTPS $3, X0, (R9)(R8*1)
 	ADDQ DX, DI
 	VHADDPS Y5, Y4, Y4
 	VHADDPS Y7, Y6, Y6
 	VHADDPS Y6, Y4, Y4
 	VEXTRACTF128 $1, Y4, X8
 	VADDPS X8, X4, X4
-	VMOVUPS X4, (DI)
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X4, (R9)
+	VEXTRACTPS $3, X4, (R9)(R8*1)
 	VZEROUPPER
 	RET
 
-// func dot4x2BF16AVX2(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int)
-TEXT ·dot4x2BF16AVX2(SB), NOSPLIT, $0-56
+// func dot4x2BF16AVX2(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
+TEXT ·dot4x2BF16AVX2(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
@@ -1106,18 +1252,28 @@ done:
 	MOVQ out+40(FP), DI
 	MOVQ ostride+48(FP), DX
 	SHLQ $2, DX
+	MOVQ rstride+56(FP), R8
+	SHLQ $2, R8
 	VHADDPS Y1, Y0, Y0
 	VHADDPS Y3, Y2, Y2
 	VHADDPS Y2, Y0, Y0
 	VEXTRACTF128 $1, Y0, X8
 	VADDPS X8, X0, X0
-	VMOVUPS X0, (DI)
+	VMOVSS X0, (DI)
+	VEXTRACTPS $1, X0, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X0, (R9)
+	VEXTRACTPS $3, X0, (R9)(R8*1)
 	ADDQ DX, DI
 	VHADDPS Y5, Y4, Y4
 	VHADDPS Y7, Y6, Y6
 	VHADDPS Y6, Y4, Y4
 	VEXTRACTF128 $1, Y4, X8
 	VADDPS X8, X4, X4
-	VMOVUPS X4, (DI)
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(R8*1)
+	LEAQ (DI)(R8*2), R9
+	VEXTRACTPS $2, X4, (R9)
+	VEXTRACTPS $3, X4, (R9)(R8*1)
 	VZEROUPPER
 	RET

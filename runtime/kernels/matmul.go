@@ -8,7 +8,7 @@ import (
 
 // dotBlockBytes is the size of the row blocks the batched paths reuse for all vectors
 // of a batch: well inside L1 with the activations beside it.
-const dotBlockBytes = 16 << 10
+var dotBlockBytes = 16 << 10
 
 // vectorChunkBytes bounds the activation vectors the multi-vector path keeps in L2
 // while it streams a thread's rows past them.
@@ -145,43 +145,65 @@ func (j *rowsJob) run(worker, lo, hi int) {
 		j.f.dotRows(j.dst[lo:hi], j.w.Data[lo*rb:hi*rb], rb, &j.acts[0])
 		return
 	}
+	if j.mode == modeMulti {
+		j.runMulti(lo, hi)
+		return
+	}
 	var deq []float32
 	if j.mode == modeDequantMulti {
 		s := j.p.scratch[worker]
 		s.rows = growF32(s.rows, j.block*cols)
 		deq = s.rows
 	}
-	// The multi-vector path takes the vectors a chunk at a time, so that the chunk stays
-	// in L2 while every row block of [lo, hi) passes by (the weights come again per
-	// chunk, from L2 or L3: they are the smaller operand in a prompt-sized batch).
-	vc := j.n
-	if j.mode == modeMulti {
-		vc = j.vchunk
-	}
-	for v0 := 0; v0 < j.n; v0 += vc {
-		v1 := min(j.n, v0+vc)
-		for r := lo; r < hi; r += j.block {
-			e := min(hi, r+j.block)
-			wb, wrb := j.w.Data[r*rb:e*rb], rb
-			switch j.mode {
-			case modeDotRows:
-				for v := range j.acts {
-					j.f.dotRows(j.dst[v*rows+r:v*rows+e], wb, rb, &j.acts[v])
-				}
-				continue
-			case modeDequantMulti:
-				for i := range e - r {
-					j.f.dequant(deq[i*cols:(i+1)*cols], wb[i*rb:(i+1)*rb])
-				}
-				wb, wrb = f32Bytes(deq[:(e-r)*cols]), 4*cols
+	for r := lo; r < hi; r += j.block {
+		e := min(hi, r+j.block)
+		wb := j.w.Data[r*rb : e*rb]
+		if j.mode == modeDotRows {
+			for v := range j.acts {
+				j.f.dotRows(j.dst[v*rows+r:v*rows+e], wb, rb, &j.acts[v])
 			}
+			continue
+		}
+		// modeDequantMulti: the block in f32, then rows a quarter of the block apart.
+		m := e - r
+		for i := range m {
+			j.f.dequant(deq[i*cols:(i+1)*cols], wb[i*rb:(i+1)*rb])
+		}
+		db := f32Bytes(deq[:m*cols])
+		q := m / 4
+		for v := 0; v < j.n; v += fk.multiMax {
+			nv := min(fk.multiMax, j.n-v)
+			dotRowsMulti(j.dst[v*rows+r:], rows, db, 4*cols, q, q, j.x[v*cols:], cols, cols, nv, j.kind)
+			for i := 4 * q; i < m; i++ {
+				for u := v; u < v+nv; u++ {
+					dotRowsFloat(j.dst[u*rows+r+i:u*rows+r+i+1], db[i*4*cols:(i+1)*4*cols], 4*cols, j.x[u*cols:(u+1)*cols], j.kind)
+				}
+			}
+		}
+	}
+}
+
+// runMulti is modeMulti over rows [lo, hi): rows a quarter of the range apart go
+// through the kernels together (four long streams from memory), a block of them at a
+// time so that every vector reuses the block from L1; the vectors come a chunk at a
+// time, so that the chunk stays in L2 while the rows pass by.
+func (j *rowsJob) runMulti(lo, hi int) {
+	rb, rows, cols := j.w.RowBytes, j.w.Rows, j.w.Cols
+	q := (hi - lo) / 4
+	sub := max(1, j.block/4)
+	for v0 := 0; v0 < j.n; v0 += j.vchunk {
+		v1 := min(j.n, v0+j.vchunk)
+		for i0 := 0; i0 < q; i0 += sub {
+			cnt := min(sub, q-i0)
+			r := lo + i0
 			for v := v0; v < v1; v += fk.multiMax {
 				nv := min(fk.multiMax, v1-v)
-				if nv == 1 {
-					dotRowsFloat(j.dst[v*rows+r:v*rows+e], wb, wrb, j.x[v*cols:(v+1)*cols], j.kind)
-					continue
-				}
-				dotRowsMulti(j.dst[v*rows+r:], rows, wb, wrb, e-r, j.x[v*cols:], cols, cols, nv, j.kind)
+				dotRowsMulti(j.dst[v*rows+r:], rows, j.w.Data[r*rb:], rb, cnt, q, j.x[v*cols:], cols, cols, nv, j.kind)
+			}
+		}
+		for r := lo + 4*q; r < hi; r++ {
+			for v := v0; v < v1; v++ {
+				dotRowsFloat(j.dst[v*rows+r:v*rows+r+1], j.w.Data[r*rb:(r+1)*rb], rb, j.x[v*cols:(v+1)*cols], j.kind)
 			}
 		}
 	}

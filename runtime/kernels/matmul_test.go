@@ -57,10 +57,11 @@ func TestMatMul(t *testing.T) {
 					for _, n := range []int{1, 2, 3, 7, 13, 25} {
 						for _, mode := range []int{-1, modeDotRows, modeMulti, modeMulti + 100, modeDequantMulti, modeGEMM} {
 							name := fmt.Sprintf("%v %dx%d n=%d threads=%d mode=%d", typ, sh.rows, cols, n, threads, mode)
-							savedChunk := vectorChunkBytes
-							if mode == modeMulti+100 { // vectors in chunks of 4
+							savedChunk, savedBlock := vectorChunkBytes, dotBlockBytes
+							if mode == modeMulti+100 { // vectors in chunks of 4, rows in blocks of 8
 								mode = modeMulti
 								vectorChunkBytes = 16 * cols
+								dotBlockBytes = 8 * m.RowBytes
 							}
 							x := withPoison(randF32(r, n*cols), nan)
 							dst := make([]float32, n*sh.rows+3)
@@ -69,7 +70,7 @@ func TestMatMul(t *testing.T) {
 							}
 							matMulForce = mode
 							MatMul(p, dst, m, x, n)
-							matMulForce, vectorChunkBytes = -1, savedChunk
+							matMulForce, vectorChunkBytes, dotBlockBytes = -1, savedChunk, savedBlock
 							for v := range n {
 								for row := range sh.rows {
 									var want, scale float64
