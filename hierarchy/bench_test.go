@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"squeeze/runtime/index"
 	"testing"
 )
 
 // benchSetup builds a tree over n synthetic keys (d = 64, n/16 directions) and returns it
 // with 64 tokens of g query heads near key directions: the first 32 for calibration, the
 // rest for lookups.
-func benchSetup(b *testing.B, seed uint64, n, g int) (*Tree, []float32, []float32) {
+func benchSetup(b *testing.B, seed uint64, n, g int) (*index.Tree, []float32, []float32) {
 	const dim = 64
 	keys, _, dirs := mixture(seed, n, n/16, dim, 0.6)
 	tr, err := Build(context.Background(), keys, dim, nil, Config{Seed: 1})
@@ -35,15 +36,15 @@ func BenchmarkLookup(b *testing.B) {
 	const g = 3
 	for _, n := range []int{8192, 32768} {
 		tr, cal, test := benchSetup(b, 21, n, g)
-		c, err := Calibrate(context.Background(), []*Tree{tr}, [][]float32{cal}, g, CalibrateConfig{Budget: 0.125})
+		c, err := Calibrate(context.Background(), []*index.Tree{tr}, [][]float32{cal}, g, CalibrateConfig{Budget: 0.125})
 		if err != nil {
 			b.Fatal(err)
 		}
 		step := g * tr.Dim()
 		tokens := len(test) / step
 		b.Run(fmt.Sprintf("n=%d/hierarchical", n), func(b *testing.B) {
-			var s Searcher
-			var sel Selection
+			var s index.Searcher
+			var sel index.Selection
 			cents, keys, i := 0, 0, 0
 			for b.Loop() {
 				tok := i % tokens
@@ -57,8 +58,8 @@ func BenchmarkLookup(b *testing.B) {
 			b.ReportMetric(c.Fraction, "calibrated")
 		})
 		b.Run(fmt.Sprintf("n=%d/flat", n), func(b *testing.B) {
-			var s Searcher
-			var sel Selection
+			var s index.Searcher
+			var sel index.Selection
 			i := 0
 			leaf := c.LogThresholds[len(c.LogThresholds)-1]
 			for b.Loop() {
@@ -75,7 +76,7 @@ func BenchmarkLookup(b *testing.B) {
 // of G = 3 heads each to budget 0.125.
 func BenchmarkCalibrate(b *testing.B) {
 	const g, trees = 3, 4
-	var ts []*Tree
+	var ts []*index.Tree
 	var qs [][]float32
 	for i := range trees {
 		tr, cal, test := benchSetup(b, uint64(30+i), 8192, g)

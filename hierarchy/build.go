@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"squeeze/runtime/index"
 
 	"squeeze/kmeans"
 )
@@ -36,7 +37,7 @@ type Config struct {
 //
 // Errors wrap ErrInvalid (bad shapes, positions or fractions, n = 0), kmeans.ErrInvalid
 // (non-finite keys) or ctx.Err().
-func Build(ctx context.Context, keys []float32, dim int, positions []int32, cfg Config) (*Tree, error) {
+func Build(ctx context.Context, keys []float32, dim int, positions []int32, cfg Config) (*index.Tree, error) {
 	if dim < 1 || len(keys)%dim != 0 || len(keys) == 0 {
 		return nil, fmt.Errorf("%w: %d key values in rows of %d", ErrInvalid, len(keys), dim)
 	}
@@ -93,7 +94,7 @@ func Build(ctx context.Context, keys []float32, dim int, positions []int32, cfg 
 	}
 
 	// Renumber top-down so that siblings are contiguous: perm[l][new] = old index.
-	levels := make([]Level, L)
+	levels := make([]index.Level, L)
 	perm := make([]int32, res[0].K)
 	for j := range perm {
 		perm[j] = int32(j)
@@ -123,16 +124,16 @@ func Build(ctx context.Context, keys []float32, dim int, positions []int32, cfg 
 		for nw, old := range perm {
 			copy(cent[nw*dim:(nw+1)*dim], r.Centroids[int(old)*dim:(int(old)+1)*dim])
 		}
-		levels[l] = Level{Centroids: cent, Start: start}
+		levels[l] = index.Level{Centroids: cent, Start: start}
 		perm = children
 	}
 	order := make([]int32, n)
 	for i, key := range perm {
 		order[i] = positions[key]
 	}
-	t, err := New(dim, levels, order)
+	t, err := index.New(dim, levels, order)
 	if err != nil {
-		return nil, fmt.Errorf("positions: %w", err)
+		return nil, fmt.Errorf("%w: positions: %w", ErrInvalid, err)
 	}
 	return t, nil
 }

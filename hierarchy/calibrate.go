@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"squeeze/runtime/index"
 	"sync"
 )
 
@@ -76,7 +77,7 @@ const maxSteps = 64
 // below the cost of scoring the first level.
 //
 // Errors wrap ErrInvalid or are ctx.Err().
-func Calibrate(ctx context.Context, trees []*Tree, queries [][]float32, g int, cfg CalibrateConfig) (*Calibration, error) {
+func Calibrate(ctx context.Context, trees []*index.Tree, queries [][]float32, g int, cfg CalibrateConfig) (*Calibration, error) {
 	if len(trees) == 0 || len(queries) != len(trees) || g < 1 {
 		return nil, fmt.Errorf("%w: %d trees, %d query sets, %d heads", ErrInvalid, len(trees), len(queries), g)
 	}
@@ -102,22 +103,22 @@ func Calibrate(ctx context.Context, trees []*Tree, queries [][]float32, g int, c
 			return nil, fmt.Errorf("%w: tree %d has %d levels, tree 0 %d", ErrInvalid, i, t.Levels(), levels)
 		}
 		q := queries[i]
-		if len(q)%(g*t.dim) != 0 {
-			return nil, fmt.Errorf("%w: tree %d: %d query values are not tokens of %d heads × %d", ErrInvalid, i, len(q), g, t.dim)
+		if len(q)%(g*t.Dim()) != 0 {
+			return nil, fmt.Errorf("%w: tree %d: %d query values are not tokens of %d heads × %d", ErrInvalid, i, len(q), g, t.Dim())
 		}
 		for _, v := range q {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 				return nil, fmt.Errorf("%w: tree %d: non-finite query value", ErrInvalid, i)
 			}
 		}
-		tokens += len(q) / (g * t.dim)
+		tokens += len(q) / (g * t.Dim())
 	}
 	if tokens == 0 {
 		return nil, fmt.Errorf("%w: no calibration queries", ErrInvalid)
 	}
 	e := &evaluator{trees: trees, queries: queries, g: g, threads: cfg.Threads}
 	e.per = make([][2]float64, len(trees))
-	e.searchers = make([]Searcher, cfg.Threads)
+	e.searchers = make([]index.Searcher, cfg.Threads)
 
 	out := &Calibration{LogThresholds: make([]float32, levels), LevelKeyFractions: make([]float64, levels)}
 	th := out.LogThresholds
@@ -210,13 +211,13 @@ func (e *evaluator) search(ctx context.Context, th []float32, l int, target floa
 
 // evaluator measures the budget fraction of a set of thresholds over all trees.
 type evaluator struct {
-	trees     []*Tree
+	trees     []*index.Tree
 	queries   [][]float32
 	g         int
 	threads   int
 	evals     int
 	per       [][2]float64 // per tree: keys selected, centroids scored (summed over tokens)
-	searchers []Searcher
+	searchers []index.Searcher
 }
 
 // eval returns Σ keys selected / Σ keys and Σ centroids scored / Σ keys.
@@ -229,7 +230,7 @@ func (e *evaluator) eval(logTau []float32) (keys, cents float64) {
 	for w := range e.threads {
 		wg.Go(func() {
 			s := &e.searchers[w]
-			var sel Selection
+			var sel index.Selection
 			for {
 				mu.Lock()
 				i := next
@@ -239,7 +240,7 @@ func (e *evaluator) eval(logTau []float32) (keys, cents float64) {
 					return
 				}
 				t, q := e.trees[i], e.queries[i]
-				step := e.g * t.dim
+				step := e.g * t.Dim()
 				var k, c float64
 				for off := 0; off < len(q); off += step {
 					t.Lookup(s, q[off:off+step], e.g, logTau, &sel)
@@ -255,7 +256,7 @@ func (e *evaluator) eval(logTau []float32) (keys, cents float64) {
 	for i, t := range e.trees {
 		keys += e.per[i][0]
 		cents += e.per[i][1]
-		total += float64(len(e.queries[i]) / (e.g * t.dim) * t.n)
+		total += float64(len(e.queries[i]) / (e.g * t.Dim()) * t.Len())
 	}
 	return keys / total, cents / total
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"squeeze/runtime/index"
 	"testing"
 )
 
@@ -65,7 +66,7 @@ func thresholds(t float64, levels int, drop float64) []float32 {
 }
 
 // keyRange returns the storage range [lo, hi) of the keys under cluster j of level l.
-func keyRange(t *Tree, l, j int) (int, int) {
+func keyRange(t *index.Tree, l, j int) (int, int) {
 	lo, hi := j, j+1
 	for ; l < t.Levels(); l++ {
 		st := t.Start(l)
@@ -199,7 +200,7 @@ func TestBuildInvalid(t *testing.T) {
 // refFlat selects leaf clusters by the documented formula in float64, independently of
 // the package's code: for each head the log of the mean over tokens of exp(a − logZ),
 // then the maximum over heads.
-func refFlat(tr *Tree, q []float32, g int, logTau float64) []int32 {
+func refFlat(tr *index.Tree, q []float32, g int, logTau float64) []int32 {
 	l := tr.Levels() - 1
 	dim, c := tr.Dim(), tr.Clusters(l)
 	cent, cnt := tr.Centroids(l), tr.Counts(l)
@@ -256,8 +257,8 @@ func TestOneLevelLookupIsFlat(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(3, 3))
-	var s Searcher
-	var hier, flat Selection
+	var s index.Searcher
+	var hier, flat index.Selection
 	for trial := range 60 {
 		g := 1 + trial%3
 		tokens := 1 + (trial/3)%4
@@ -292,10 +293,10 @@ func TestOneLevelLookupIsFlat(t *testing.T) {
 
 // checkSpans checks that the spans cover exactly the selected clusters' keys, ascending
 // and merged.
-func checkSpans(t *testing.T, tr *Tree, sel *Selection) {
+func checkSpans(t *testing.T, tr *index.Tree, sel *index.Selection) {
 	t.Helper()
 	st := tr.Start(tr.Levels() - 1)
-	var want []Span
+	var want []index.Span
 	keys := 0
 	for _, j := range sel.Clusters {
 		lo, hi := st[j], st[j+1]
@@ -306,7 +307,7 @@ func checkSpans(t *testing.T, tr *Tree, sel *Selection) {
 		if k := len(want) - 1; k >= 0 && want[k].End == lo {
 			want[k].End = hi
 		} else {
-			want = append(want, Span{lo, hi})
+			want = append(want, index.Span{Start: lo, End: hi})
 		}
 	}
 	if !slices.Equal(want, sel.Spans) || keys != sel.Keys {
@@ -322,7 +323,7 @@ func TestBudgetOneSelectsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(4, 4))
-	cal, err := Calibrate(context.Background(), []*Tree{tr}, [][]float32{gaussian(r, 20*g*dim, 1)}, g, CalibrateConfig{Budget: 1})
+	cal, err := Calibrate(context.Background(), []*index.Tree{tr}, [][]float32{gaussian(r, 20*g*dim, 1)}, g, CalibrateConfig{Budget: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,11 +335,11 @@ func TestBudgetOneSelectsEverything(t *testing.T) {
 	if cal.Fraction != 1 || cal.KeyFraction != 1 || cal.CentroidFraction != 0 {
 		t.Fatalf("fraction %v (keys %v, centroids %v), want 1", cal.Fraction, cal.KeyFraction, cal.CentroidFraction)
 	}
-	var s Searcher
-	var sel Selection
+	var s index.Searcher
+	var sel index.Selection
 	for _, tokens := range []int{1, 7} {
 		tr.Lookup(&s, gaussian(r, tokens*g*dim, 100), g, cal.LogThresholds, &sel)
-		if sel.Keys != n || sel.Centroids != 0 || !slices.Equal(sel.Spans, []Span{{0, n}}) {
+		if sel.Keys != n || sel.Centroids != 0 || !slices.Equal(sel.Spans, []index.Span{{Start: 0, End: n}}) {
 			t.Fatalf("budget 1: %d keys, %d centroids, spans %v", sel.Keys, sel.Centroids, sel.Spans)
 		}
 	}
@@ -357,8 +358,8 @@ func TestLookupFindsAlignedCluster(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := rand.New(rand.NewPCG(5, 5))
-			var s Searcher
-			var sel Selection
+			var s index.Searcher
+			var sel index.Selection
 			for target := range c {
 				// The three heads look for the target direction with different strengths
 				// and a little noise.
@@ -408,8 +409,8 @@ func TestPrefillOfIdenticalTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(6, 6))
-	var s Searcher
-	var one, many Selection
+	var s index.Searcher
+	var one, many index.Selection
 	for range 20 {
 		q := gaussian(r, g*dim, 2)
 		logTau := thresholds(-math.Log(n)+r.Float64()*2-1, tr.Levels(), 2)
@@ -423,7 +424,7 @@ func TestPrefillOfIdenticalTokens(t *testing.T) {
 
 // attentionMass returns the softmax attention mass of the selected keys for each query
 // vector of q, averaged.
-func attentionMass(tr *Tree, keys, q []float32, sel *Selection) float64 {
+func attentionMass(tr *index.Tree, keys, q []float32, sel *index.Selection) float64 {
 	dim := tr.Dim()
 	in := make([]bool, tr.Len())
 	for _, sp := range sel.Spans {
@@ -463,7 +464,7 @@ func TestAttentionMassGrowsWithBudget(t *testing.T) {
 	}
 	const n, dim, g, trees = 4000, 32, 2, 3
 	r := rand.New(rand.NewPCG(7, 7))
-	var ts []*Tree
+	var ts []*index.Tree
 	var allKeys, cal, test [][]float32
 	for i := range trees {
 		keys, _, _ := mixture(uint64(70+i), n, 200, dim, 0.7)
@@ -477,8 +478,8 @@ func TestAttentionMassGrowsWithBudget(t *testing.T) {
 		test = append(test, gaussian(r, 8*g*dim, 1.5))
 	}
 	prev := 0.0
-	var s Searcher
-	var sel Selection
+	var s index.Searcher
+	var sel index.Selection
 	for _, budget := range []float64{0.05, 0.1, 0.2, 0.4, 0.7, 1} {
 		c, err := Calibrate(context.Background(), ts, cal, g, CalibrateConfig{Budget: budget})
 		if err != nil {
@@ -507,7 +508,7 @@ func TestAttentionMassGrowsWithBudget(t *testing.T) {
 func TestCalibrateHitsBudget(t *testing.T) {
 	const n, dim, g, trees = 3000, 32, 3, 4
 	r := rand.New(rand.NewPCG(8, 8))
-	var ts []*Tree
+	var ts []*index.Tree
 	var qs [][]float32
 	for i := range trees {
 		keys, _, dirs := mixture(uint64(80+i), n, 100, dim, 0.6)
@@ -535,8 +536,8 @@ func TestCalibrateHitsBudget(t *testing.T) {
 			t.Fatalf("budget %v: calibrated fraction %v", budget, c.Fraction)
 		}
 		// Recompute the fraction with plain lookups.
-		var s Searcher
-		var sel Selection
+		var s index.Searcher
+		var sel index.Selection
 		var got float64
 		for i, tr := range ts {
 			for off := 0; off < len(qs[i]); off += g * dim {
@@ -574,19 +575,19 @@ func TestCalibrateInvalid(t *testing.T) {
 	q := make([]float32, 8)
 	tests := []struct {
 		name    string
-		trees   []*Tree
+		trees   []*index.Tree
 		queries [][]float32
 		cfg     CalibrateConfig
 	}{
-		{"budget 0", []*Tree{tr}, [][]float32{q}, CalibrateConfig{}},
-		{"budget above 1", []*Tree{tr}, [][]float32{q}, CalibrateConfig{Budget: 1.5}},
+		{"budget 0", []*index.Tree{tr}, [][]float32{q}, CalibrateConfig{}},
+		{"budget above 1", []*index.Tree{tr}, [][]float32{q}, CalibrateConfig{Budget: 1.5}},
 		{"no trees", nil, nil, CalibrateConfig{Budget: 0.5}},
-		{"queries per tree", []*Tree{tr}, nil, CalibrateConfig{Budget: 0.5}},
-		{"ragged queries", []*Tree{tr}, [][]float32{q[:7]}, CalibrateConfig{Budget: 0.5}},
-		{"no queries", []*Tree{tr}, [][]float32{nil}, CalibrateConfig{Budget: 0.5}},
-		{"NaN query", []*Tree{tr}, [][]float32{{1, 2, float32(math.NaN()), 4, 0, 0, 0, 0}}, CalibrateConfig{Budget: 0.5}},
-		{"levels differ", []*Tree{tr, flat}, [][]float32{q, q}, CalibrateConfig{Budget: 0.5}},
-		{"coarse slack below 1", []*Tree{tr}, [][]float32{q}, CalibrateConfig{Budget: 0.5, CoarseSlack: 0.5}},
+		{"queries per tree", []*index.Tree{tr}, nil, CalibrateConfig{Budget: 0.5}},
+		{"ragged queries", []*index.Tree{tr}, [][]float32{q[:7]}, CalibrateConfig{Budget: 0.5}},
+		{"no queries", []*index.Tree{tr}, [][]float32{nil}, CalibrateConfig{Budget: 0.5}},
+		{"NaN query", []*index.Tree{tr}, [][]float32{{1, 2, float32(math.NaN()), 4, 0, 0, 0, 0}}, CalibrateConfig{Budget: 0.5}},
+		{"levels differ", []*index.Tree{tr, flat}, [][]float32{q, q}, CalibrateConfig{Budget: 0.5}},
+		{"coarse slack below 1", []*index.Tree{tr}, [][]float32{q}, CalibrateConfig{Budget: 0.5, CoarseSlack: 0.5}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -603,7 +604,7 @@ func TestEmptyClustersAndExtremeLogits(t *testing.T) {
 	// Leaves 0 and 2 are empty; all centroids of empty clusters are zero vectors, and the
 	// real clusters point away from the queries, so an unmasked empty cluster would be
 	// the maximum.
-	tr, err := New(dim, []Level{
+	tr, err := index.New(dim, []index.Level{
 		{Centroids: []float32{0, 0, 0, 0, -1e4, 0, 0, 0, -3, 1, 0, 0}, Start: []int32{0, 0, 3, 4}},
 		{Centroids: []float32{0, 0, 0, 0, -1e4, 0, 0, 0, 0, 0, 0, 0, -3, 1, 0, 0}, Start: []int32{0, 0, 5, 5, 9}},
 	}, []int32{8, 7, 6, 5, 4, 3, 2, 1, 0})
@@ -613,8 +614,8 @@ func TestEmptyClustersAndExtremeLogits(t *testing.T) {
 	if !slices.Equal(tr.Counts(0), []int32{0, 5, 4}) || !slices.Equal(tr.Counts(1), []int32{0, 5, 0, 4}) {
 		t.Fatalf("counts %v %v", tr.Counts(0), tr.Counts(1))
 	}
-	var s Searcher
-	var sel Selection
+	var s index.Searcher
+	var sel index.Selection
 	tests := []struct {
 		name  string
 		q     []float32
@@ -639,15 +640,10 @@ func TestEmptyClustersAndExtremeLogits(t *testing.T) {
 					t.Fatalf("%d tokens: selected %v reading %d centroids, want %v reading %d", tokens, sel.Clusters, sel.Centroids, tc.want, tc.cents)
 				}
 				checkSpans(t, tr, &sel)
-				for _, x := range s.logZ[:len(q)/dim] {
-					if math.IsNaN(x) {
-						t.Fatal("NaN log-denominator")
-					}
-				}
 			}
 		})
 	}
-	cal, err := Calibrate(context.Background(), []*Tree{tr}, [][]float32{{1e3, 0, 0, 0, -1e3, 0, 0, 0, 0, 1, 0, 0}}, 1, CalibrateConfig{Budget: 0.9})
+	cal, err := Calibrate(context.Background(), []*index.Tree{tr}, [][]float32{{1e3, 0, 0, 0, -1e3, 0, 0, 0, 0, 1, 0, 0}}, 1, CalibrateConfig{Budget: 0.9})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -666,8 +662,8 @@ func TestLookupDoesNotAllocate(t *testing.T) {
 	r := rand.New(rand.NewPCG(12, 12))
 	decode, prefill := gaussian(r, g*dim, 2), gaussian(r, 16*g*dim, 2)
 	logTau := thresholds(-math.Log(n), tr.Levels(), 1)
-	var s Searcher
-	var sel Selection
+	var s index.Searcher
+	var sel index.Selection
 	tr.Lookup(&s, prefill, g, logTau, &sel) // grows the buffers
 	tr.LookupFlat(&s, prefill, g, logTau[len(logTau)-1], &sel)
 	allocs := testing.AllocsPerRun(50, func() {
@@ -697,8 +693,8 @@ func TestBuildDegenerate(t *testing.T) {
 				t.Fatal(err)
 			}
 			n := len(tc.keys) / tc.dim
-			var s Searcher
-			var sel Selection
+			var s index.Searcher
+			var sel index.Selection
 			q := make([]float32, tc.dim)
 			q[0] = 1
 			tr.Lookup(&s, q, 1, thresholds(-math.Log(float64(n))-1e-3, tr.Levels(), 0), &sel)

@@ -1,18 +1,38 @@
-package hierarchy
+package index
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
 
-// smallTree builds a two-level tree over 300 keys of dimension 4.
+// smallTree builds a two-level tree over 300 keys of dimension 4: 6 coarse clusters of
+// 5 fine clusters each, every fine cluster holding 10 keys, positions shuffled.
 func smallTree(t testing.TB) *Tree {
-	keys, _, _ := mixture(11, 300, 6, 4, 0.3)
-	tr, err := Build(context.Background(), keys, 4, nil, Config{Fractions: []float64{0.02, 0.1}})
+	r := rand.New(rand.NewPCG(11, 0))
+	cents := func(n int) []float32 {
+		c := make([]float32, n*4)
+		for i := range c {
+			c[i] = float32(r.NormFloat64())
+		}
+		return c
+	}
+	coarse := Level{Centroids: cents(6), Start: make([]int32, 7)}
+	fine := Level{Centroids: cents(30), Start: make([]int32, 31)}
+	for j := range coarse.Start {
+		coarse.Start[j] = int32(5 * j)
+	}
+	for j := range fine.Start {
+		fine.Start[j] = int32(10 * j)
+	}
+	order := make([]int32, 300)
+	for i, p := range r.Perm(300) {
+		order[i] = int32(p)
+	}
+	tr, err := New(4, []Level{coarse, fine}, order)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +156,11 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 		var s Searcher
 		var sel Selection
-		tr.Lookup(&s, q, 2, thresholds(-math.Log(float64(tr.Len())), tr.Levels(), 1), &sel)
+		logTau := make([]float32, tr.Levels()) // one level's drop of 1 nat per step up
+		for l := range logTau {
+			logTau[l] = float32(-math.Log(float64(tr.Len())) - float64(tr.Levels()-1-l))
+		}
+		tr.Lookup(&s, q, 2, logTau, &sel)
 		tr.LookupFlat(&s, q, 1, -1, &sel)
 		if sel.Keys > tr.Len() {
 			t.Fatalf("%d keys selected of %d", sel.Keys, tr.Len())

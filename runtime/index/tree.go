@@ -1,4 +1,4 @@
-package hierarchy
+package index
 
 import (
 	"errors"
@@ -10,8 +10,8 @@ import (
 // Errors. Decoding wraps ErrCorrupt; bad arguments to Build, New or Calibrate wrap
 // ErrInvalid.
 var (
-	ErrCorrupt = errors.New("hierarchy: corrupt tree")
-	ErrInvalid = errors.New("hierarchy: invalid input")
+	ErrCorrupt = errors.New("index: corrupt tree")
+	ErrInvalid = errors.New("index: invalid input")
 )
 
 // Tree is the centroid tree over one (layer, KV head)'s keys. It is immutable and safe for

@@ -1,4 +1,4 @@
-package hierarchy
+package index
 
 import (
 	"math"
@@ -62,10 +62,10 @@ func grow[T any](b []T, n int) []T {
 // and logTau one threshold per level (programmer errors: the caller built these shapes).
 func (t *Tree) checkQuery(q []float32, g, thresholds int) {
 	if g < 1 || len(q) == 0 || len(q)%(g*t.dim) != 0 {
-		panic("hierarchy: query length is not a multiple of heads × dimension")
+		panic("index: query length is not a multiple of heads × dimension")
 	}
 	if thresholds != len(t.levels) {
-		panic("hierarchy: need one threshold per level")
+		panic("index: need one threshold per level")
 	}
 }
 
