@@ -134,19 +134,22 @@ func openDequantized(t testing.TB, elem ...string) *Model {
 }
 
 // TestReference checks the reference models' logits and greedy continuations against
-// reference.json, with both cache types. gocode-demo's Q8_0 weights are also run
-// dequantized: its reference logits come from float activations, while the Q8_0 kernels
-// round activations to 8 bits, which moves logits by about 2%.
+// reference.json, with both cache types. The reference itself sits 4e-4 to 8e-4 from an
+// exact forward pass (TestNaiveOnReferenceModel: this package's f32 path matches a
+// float64 one within 1e-5), and an f16 cache adds up to 2e-4, so gocode-demo's f16 case
+// gets 1.5e-3. gocode-demo's Q8_0 weights are also run dequantized: its reference logits
+// come from float activations, and Q8_0 kernels may round activations to 8 bits (about
+// 2% on the logits), as llama.cpp does.
 func TestReference(t *testing.T) {
 	models := []struct {
 		folder, file string
 		dequantize   bool
-		tol          float64
+		tol32, tol16 float64
 	}{
-		{"gocode-22m", "gocode-22m.gguf", false, 1e-3},
-		{"gocode-demo", "gocode-demo.gguf", true, 1e-3},
-		{"gocode-demo", "gocode-demo.gguf", false, 5e-2},
-		{"gocode-shared", "gocode-shared.gguf", false, 1e-3},
+		{"gocode-22m", "gocode-22m.gguf", false, 1e-3, 1e-3},
+		{"gocode-demo", "gocode-demo.gguf", true, 1e-3, 1.5e-3},
+		{"gocode-demo", "gocode-demo.gguf", false, 5e-2, 5e-2},
+		{"gocode-shared", "gocode-shared.gguf", false, 1e-3, 1e-3},
 	}
 	p := kernels.NewPool(2)
 	defer p.Close()
@@ -158,6 +161,10 @@ func TestReference(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				ref := loadReference(t, mf.folder)
+				tol := mf.tol32
+				if kind == CacheF16 {
+					tol = mf.tol16
+				}
 				var m *Model
 				if mf.dequantize {
 					m = openDequantized(t, "models", mf.folder, mf.file)
@@ -180,8 +187,8 @@ func TestReference(t *testing.T) {
 						worst = max(worst, relDiff(logits[pos*vocab:(pos+1)*vocab], tc.Logits[pi]))
 					}
 					t.Logf("case %d (%d tokens): max|diff|/max|logit| = %.2e", ci, n, worst)
-					if worst >= mf.tol {
-						t.Errorf("case %d: logits differ from the reference by %.2e (limit %.0e)", ci, worst, mf.tol)
+					if worst >= tol {
+						t.Errorf("case %d: logits differ from the reference by %.2e (limit %.1e)", ci, worst, tol)
 					}
 					next := argmax(logits[(n-1)*vocab:])
 					last := make([]float32, vocab)
@@ -242,5 +249,19 @@ func TestPrefillMatchesDecode(t *testing.T) {
 		if worst > tol {
 			t.Errorf("%v cache: batched and token-by-token logits differ by %.2e", kind, worst)
 		}
+	}
+}
+
+// TestNaiveOnReferenceModel runs a reference prompt through gocode-demo (weights
+// dequantized) and through the float64 reference forward: the f32 path is exact up to
+// float32 rounding.
+func TestNaiveOnReferenceModel(t *testing.T) {
+	ref := loadReference(t, "gocode-demo")
+	m := openDequantized(t, "models", "gocode-demo", "gocode-demo.gguf")
+	tokens := ref.Cases[0].Tokens
+	d := compareNaive(t, m, CacheF32, tokens)
+	t.Logf("gocode-demo, %d tokens: max|diff|/max|logit| against float64 = %.2e", len(tokens), d)
+	if d > 1e-5 {
+		t.Errorf("logits differ from the float64 forward by %.2e", d)
 	}
 }
