@@ -1,0 +1,402 @@
+package sparse
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"squeeze/runtime/index"
+	"squeeze/runtime/kernels"
+	"squeeze/runtime/model"
+)
+
+// Errors NewSession returns.
+var (
+	// ErrMismatch means the context's shape (layers, KV heads, head dimension, row
+	// counts) does not fit the model or is inconsistent.
+	ErrMismatch = errors.New("sparse: context does not match the model")
+	// ErrBudget means no calibrated threshold meets the requested budget.
+	ErrBudget = errors.New("sparse: no threshold for the budget")
+)
+
+// Threshold returns the calibrated setting a session with the given budget uses: the
+// threshold calibrated for exactly that budget if there is one, otherwise the one with
+// the largest budget not above it. dense reports that the budget is 1 or more, which
+// reads every key without a lookup. It fails with ErrBudget if the budget is below every
+// calibrated one.
+func (c *Context) Threshold(budget float64) (t Threshold, dense bool, err error) {
+	if budget >= 1 {
+		return Threshold{Budget: 1, Fraction: 1}, true, nil
+	}
+	best := -1
+	for i, th := range c.Thresholds {
+		if th.Budget <= budget && (best < 0 || th.Budget > c.Thresholds[best].Budget) {
+			best = i
+		}
+	}
+	if best < 0 {
+		have := make([]float64, len(c.Thresholds))
+		for i, th := range c.Thresholds {
+			have[i] = th.Budget
+		}
+		return Threshold{}, false, fmt.Errorf("%w: budget %g, calibrated budgets %v", ErrBudget, budget, have)
+	}
+	return c.Thresholds[best], false, nil
+}
+
+// Stats counts what a session's lookups read. A lookup is one (layer, KV head) of one
+// Attend call.
+type Stats struct {
+	// Lookups is the number of (layer, KV head) selections made.
+	Lookups int
+	// KeysRead is the number of context keys attended (selected clusters' keys and the
+	// Always rows); Centroids the number of centroids scored; Keys the number of
+	// context keys those lookups could have read (all of them, each time).
+	KeysRead, Centroids, Keys int64
+}
+
+// RealizedBudget is (keys read + centroids scored) / keys: the fraction of a dense
+// pass's key reads that the lookups cost, averaged over lookups (every lookup of a
+// context has the same number of keys). It is 0 before any lookup.
+func (s Stats) RealizedBudget() float64 { return s.KeysFraction() + s.CentroidsFraction() }
+
+// KeysFraction is the part of RealizedBudget spent on keys.
+func (s Stats) KeysFraction() float64 {
+	if s.Keys == 0 {
+		return 0
+	}
+	return float64(s.KeysRead) / float64(s.Keys)
+}
+
+// CentroidsFraction is the part of RealizedBudget spent on centroids.
+func (s Stats) CentroidsFraction() float64 {
+	if s.Keys == 0 {
+		return 0
+	}
+	return float64(s.Centroids) / float64(s.Keys)
+}
+
+// segment is a range [lo, hi) of one pair of key and value row stores.
+type segment struct {
+	k, v   Rows
+	lo, hi int
+}
+
+// unit is one share of an Attend call: KV head head's keys [lo, hi) in the order of its
+// segments.
+type unit struct {
+	head, lo, hi int
+}
+
+// headState is one KV head's lookup scratch.
+type headState struct {
+	search index.Searcher
+	sel    index.Selection
+	q      []float32 // the group's queries, unscaled, token-major
+	segs   []segment
+	keys   int // keys in segs
+}
+
+// chunk is the most keys scored at once per query vector (a block of keys stays in the
+// L1 cache while every query vector of the group reads it).
+const chunk = 128
+
+// minPart is the fewest keys worth a unit of their own.
+const minPart = 128
+
+// Session attends to a squeezed context as the prefix of a model's sequence: it
+// implements model.Options.Prefix. Every Attend call selects, per layer and KV head, the
+// clusters the queries need (one lookup for a batch of several tokens, one per token when
+// decoding), then computes exact attention over the selected keys and the Always rows,
+// split across the pool's threads by KV head and by ranges of keys, with the parts merged
+// by log-sum-exp. Its scratch memory grows to the largest batch seen and is reused, so a
+// decode step allocates nothing. A Session is used by one goroutine at a time, with the
+// pool of the Forward calls it serves.
+type Session struct {
+	ctx   *Context
+	pool  *kernels.Pool
+	th    Threshold
+	dense bool
+
+	layers, kvHeads, group, hd int
+	total                      int // context keys per (layer, KV head)
+	qScale                     float32
+
+	heads []headState
+	units []unit
+	// Per unit and query vector: the part's output (hd values), its log-sum-exp, and
+	// chunk scores.
+	partOut, partLse, scores []float32
+	vecs                     int // query vectors per KV head in the current call
+
+	// The current call's arguments.
+	layer, n int
+	q        []float32
+	lookupFn func(lo, hi int)
+	unitFn   func(lo, hi int)
+
+	stats Stats
+}
+
+// NewSession prepares attention to c for m's sequences with the given budget (see
+// Context.Threshold; 1 or more is dense: every key, no lookup). The pool runs the
+// lookups and the attention: pass the pool of the Forward calls. It fails with
+// ErrMismatch if c's shape does not fit m, or ErrBudget.
+func NewSession(c *Context, m *model.Model, pool *kernels.Pool, budget float64) (*Session, error) {
+	cfg := &m.Config
+	if err := c.check(cfg); err != nil {
+		return nil, err
+	}
+	th, dense, err := c.Threshold(budget)
+	if err != nil {
+		return nil, err
+	}
+	if !dense {
+		for l, layer := range c.Layers {
+			for h, head := range layer {
+				if head.Tree.Levels() != len(th.LogTau) {
+					return nil, fmt.Errorf("%w: layer %d head %d: tree of %d levels, threshold of %d",
+						ErrMismatch, l, h, head.Tree.Levels(), len(th.LogTau))
+				}
+			}
+		}
+	}
+	s := &Session{
+		ctx: c, pool: pool, th: th, dense: dense,
+		layers: cfg.Layers, kvHeads: cfg.KVHeads, group: cfg.Heads / cfg.KVHeads, hd: cfg.HeadDim,
+		total:  len(c.Tokens),
+		qScale: float32(math.Sqrt(float64(cfg.HeadDim))),
+		heads:  make([]headState, cfg.KVHeads),
+	}
+	s.lookupFn = func(lo, hi int) {
+		for g := lo; g < hi; g++ {
+			s.lookup(g)
+		}
+	}
+	s.unitFn = func(lo, hi int) {
+		for u := lo; u < hi; u++ {
+			s.attendUnit(u)
+		}
+	}
+	return s, nil
+}
+
+// check verifies that c fits a model with configuration cfg.
+func (c *Context) check(cfg *model.Config) error {
+	if len(c.Layers) != cfg.Layers {
+		return fmt.Errorf("%w: %d layers, the model has %d", ErrMismatch, len(c.Layers), cfg.Layers)
+	}
+	if len(c.Tokens) == 0 {
+		return fmt.Errorf("%w: no tokens", ErrMismatch)
+	}
+	for l, layer := range c.Layers {
+		if len(layer) != cfg.KVHeads {
+			return fmt.Errorf("%w: layer %d has %d KV heads, the model %d", ErrMismatch, l, len(layer), cfg.KVHeads)
+		}
+		for h, head := range layer {
+			if head.Tree == nil || head.Keys == nil || head.Values == nil || head.AlwaysK == nil || head.AlwaysV == nil {
+				return fmt.Errorf("%w: layer %d head %d is incomplete", ErrMismatch, l, h)
+			}
+			n, a := head.Tree.Len(), len(head.Always)
+			switch {
+			case head.Tree.Dim() != cfg.HeadDim:
+				return fmt.Errorf("%w: layer %d head %d: dimension %d, the model's heads have %d",
+					ErrMismatch, l, h, head.Tree.Dim(), cfg.HeadDim)
+			case head.Keys.Len() != n || head.Values.Len() != n:
+				return fmt.Errorf("%w: layer %d head %d: %d keys and %d values for a tree of %d",
+					ErrMismatch, l, h, head.Keys.Len(), head.Values.Len(), n)
+			case head.AlwaysK.Len() != a || head.AlwaysV.Len() != a:
+				return fmt.Errorf("%w: layer %d head %d: %d and %d rows for %d always-attended positions",
+					ErrMismatch, l, h, head.AlwaysK.Len(), head.AlwaysV.Len(), a)
+			case n+a != len(c.Tokens):
+				return fmt.Errorf("%w: layer %d head %d: %d clustered and %d always-attended positions for %d tokens",
+					ErrMismatch, l, h, n, a, len(c.Tokens))
+			}
+			if d, ok := head.Keys.(*F16Rows); ok && d.Dim != cfg.HeadDim {
+				return fmt.Errorf("%w: layer %d head %d: rows of %d values", ErrMismatch, l, h, d.Dim)
+			}
+		}
+	}
+	return nil
+}
+
+// Len is the number of context positions: the session's own tokens start there.
+func (s *Session) Len() int { return s.total }
+
+// Dense reports whether the session reads every key without lookups.
+func (s *Session) Dense() bool { return s.dense }
+
+// Threshold is the calibrated setting the session uses (Budget 1 when dense).
+func (s *Session) Threshold() Threshold { return s.th }
+
+// Stats returns the counts since the session was made or last reset.
+func (s *Session) Stats() Stats { return s.stats }
+
+// ResetStats zeroes the counts, to measure one request.
+func (s *Session) ResetStats() { s.stats = Stats{} }
+
+// Attend computes the attention of n tokens' queries to the context in layer: q holds n
+// tokens x Heads x HeadDim values, rotated to their positions and multiplied by
+// 1/√HeadDim (so a score is q·k); out receives n x Heads x HeadDim outputs, each a
+// softmax-weighted mean of the attended values, and lse n x Heads log-sum-exps of the
+// scores (−Inf and a zero output where nothing was attended).
+func (s *Session) Attend(layer int, q []float32, n int, out, lse []float32) {
+	s.layer, s.n, s.q = layer, n, q
+	s.vecs = n * s.group
+	s.pool.For(s.kvHeads, 1, s.lookupFn)
+	threads := s.pool.Threads()
+	perHead := max(1, (threads+s.kvHeads-1)/s.kvHeads)
+	s.units = s.units[:0]
+	for g := range s.heads {
+		h := &s.heads[g]
+		parts := max(1, min(perHead, h.keys/minPart))
+		for p := range parts {
+			s.units = append(s.units, unit{head: g, lo: h.keys * p / parts, hi: h.keys * (p + 1) / parts})
+		}
+	}
+	nu, hd := len(s.units), s.hd
+	s.partOut = grow(s.partOut, nu*s.vecs*hd)
+	s.partLse = grow(s.partLse, nu*s.vecs)
+	s.scores = grow(s.scores, nu*chunk)
+	s.pool.For(nu, 1, s.unitFn)
+	s.merge(out, lse)
+}
+
+func grow(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n, n+n/4)
+	}
+	return b[:n]
+}
+
+// lookup selects KV head g's keys for the current call and lists them as segments.
+func (s *Session) lookup(g int) {
+	h := &s.heads[g]
+	head := &s.ctx.Layers[s.layer][g]
+	h.segs = h.segs[:0]
+	keys := 0
+	if s.dense {
+		h.segs = append(h.segs, segment{head.Keys, head.Values, 0, head.Keys.Len()})
+		keys = head.Keys.Len()
+	} else {
+		gd := s.group * s.hd
+		h.q = grow(h.q, s.n*gd)
+		heads := s.kvHeads * gd
+		for i := range s.n {
+			dst := h.q[i*gd : (i+1)*gd]
+			copy(dst, s.q[i*heads+g*gd:i*heads+(g+1)*gd])
+			kernels.Scale(dst, s.qScale)
+		}
+		head.Tree.Lookup(&h.search, h.q, s.group, s.th.LogTau, &h.sel)
+		for _, sp := range h.sel.Spans {
+			h.segs = append(h.segs, segment{head.Keys, head.Values, int(sp.Start), int(sp.End)})
+		}
+		keys = h.sel.Keys
+	}
+	if a := len(head.Always); a > 0 {
+		h.segs = append(h.segs, segment{head.AlwaysK, head.AlwaysV, 0, a})
+	}
+	h.keys = keys + len(head.Always)
+	// Each KV head is counted by its own goroutine; fold the counts in merge.
+}
+
+// attendUnit computes unit u's part: for every query vector of its KV head, the softmax
+// over the unit's keys (online, chunk by chunk) and its log-sum-exp.
+func (s *Session) attendUnit(u int) {
+	un := s.units[u]
+	h := &s.heads[un.head]
+	hd, vecs := s.hd, s.vecs
+	out := s.partOut[u*vecs*hd : (u+1)*vecs*hd]
+	lse := s.partLse[u*vecs : (u+1)*vecs]
+	clear(out)
+	for v := range lse {
+		lse[v] = float32(math.Inf(-1))
+	}
+	scores := s.scores[u*chunk : (u+1)*chunk]
+	heads := s.kvHeads * s.group * hd
+	at := 0 // index of the current segment's first key in the head's order
+	for _, sg := range h.segs {
+		n := sg.hi - sg.lo
+		lo, hi := max(un.lo, at), min(un.hi, at+n)
+		at += n
+		for c := lo; c < hi; c += chunk {
+			ce := min(hi, c+chunk)
+			rlo, rhi := sg.lo+c-(at-n), sg.lo+ce-(at-n)
+			sc := scores[:ce-c]
+			for v := range vecs {
+				i, gh := v/s.group, v%s.group
+				qv := s.q[i*heads+(un.head*s.group+gh)*hd:][:hd]
+				sg.k.Dots(sc, qv, rlo, rhi)
+				lc := kernels.Softmax(sc)
+				o := out[v*hd : (v+1)*hd]
+				l := lse[v]
+				if math.IsInf(float64(l), -1) {
+					lse[v] = lc
+					sg.v.Accumulate(o, sc, rlo, rhi)
+					continue
+				}
+				m := max(l, lc)
+				a := float32(math.Exp(float64(l - m)))
+				b := float32(math.Exp(float64(lc - m)))
+				t := a + b
+				kernels.Scale(o, a/t)
+				kernels.Scale(sc, b/t)
+				sg.v.Accumulate(o, sc, rlo, rhi)
+				lse[v] = m + float32(math.Log(float64(t)))
+			}
+		}
+	}
+}
+
+// merge combines the units' parts of each KV head into out and lse and adds the call's
+// lookups to the statistics.
+func (s *Session) merge(out, lse []float32) {
+	hd, vecs, group := s.hd, s.vecs, s.group
+	heads := s.kvHeads * group
+	first := 0
+	for g := range s.heads {
+		last := first
+		for last < len(s.units) && s.units[last].head == g {
+			last++
+		}
+		for v := range vecs {
+			i, gh := v/group, v%group
+			qi := i*heads + g*group + gh
+			dst := out[qi*hd : (qi+1)*hd]
+			if last-first == 1 {
+				copy(dst, s.partOut[(first*vecs+v)*hd:][:hd])
+				lse[qi] = s.partLse[first*vecs+v]
+				continue
+			}
+			m := float32(math.Inf(-1))
+			for u := first; u < last; u++ {
+				m = max(m, s.partLse[u*vecs+v])
+			}
+			clear(dst)
+			if math.IsInf(float64(m), -1) {
+				lse[qi] = m
+				continue
+			}
+			var total float32
+			for u := first; u < last; u++ {
+				l := s.partLse[u*vecs+v]
+				if math.IsInf(float64(l), -1) {
+					continue
+				}
+				w := float32(math.Exp(float64(l - m)))
+				total += w
+				kernels.Axpy(w, s.partOut[(u*vecs+v)*hd:][:hd], dst)
+			}
+			kernels.Scale(dst, 1/total)
+			lse[qi] = m + float32(math.Log(float64(total)))
+		}
+		first = last
+		h := &s.heads[g]
+		s.stats.Lookups++
+		s.stats.KeysRead += int64(h.keys)
+		s.stats.Keys += int64(s.total)
+		if !s.dense {
+			s.stats.Centroids += int64(h.sel.Centroids)
+		}
+	}
+}

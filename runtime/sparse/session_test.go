@@ -1,0 +1,233 @@
+package sparse
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"squeeze/runtime/index"
+	"squeeze/runtime/kernels"
+	"squeeze/runtime/model"
+	"squeeze/runtime/model/modeltest"
+)
+
+// tinyModel loads a small random model: 2 layers, 4 query heads sharing 2 KV heads of 16
+// dimensions.
+func tinyModel(tb testing.TB) *model.Model {
+	tb.Helper()
+	m, err := model.Load(modeltest.Open(tb, modeltest.Spec{Layers: 2, Dim: 64, Heads: 4, KVHeads: 2, Vocab: 300, Context: 512}))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// attendFixture is a synthetic context for m with its raw rows kept for references.
+type attendFixture struct {
+	ctx        *Context
+	keys, vals [][]float64 // per layer*kvHeads+head, S x hd, rounded to f16
+}
+
+func newAttendFixture(tb testing.TB, m *model.Model, S int, seed uint64) *attendFixture {
+	cfg := &m.Config
+	rng := rand.New(rand.NewPCG(seed, 1))
+	hd := cfg.HeadDim
+	raw := map[[3]int][]float32{}
+	row := func(kind int) rowsFunc {
+		return func(l, h int) []float32 {
+			k := [3]int{kind, l, h}
+			if raw[k] == nil {
+				raw[k] = clustered(rng, S, hd, 8, 1)
+			}
+			return raw[k]
+		}
+	}
+	var always []int32
+	for p := range S {
+		if p < 4 || p >= S-8 {
+			always = append(always, int32(p))
+		}
+	}
+	f := &attendFixture{ctx: synthContext(tb, cfg.Layers, cfg.KVHeads, hd, S, row(0), row(1), always, 8, 4)}
+	for l := range cfg.Layers {
+		for h := range cfg.KVHeads {
+			f.keys = append(f.keys, roundF16(raw[[3]int{0, l, h}]))
+			f.vals = append(f.vals, roundF16(raw[[3]int{1, l, h}]))
+		}
+	}
+	n := f.ctx.Layers[0][0].Tree.Len()
+	tau := float32(math.Log(1 / float64(n)))
+	f.ctx.Thresholds = []Threshold{{Budget: 0.5, Fraction: 0.5, LogTau: []float32{tau, tau}}}
+	return f
+}
+
+func TestAttendMatchesRestrictedReference(t *testing.T) {
+	m := tinyModel(t)
+	cfg := &m.Config
+	hd, group := cfg.HeadDim, cfg.Heads/cfg.KVHeads
+	const S = 301
+	f := newAttendFixture(t, m, S, 7)
+	for _, tc := range []struct {
+		name    string
+		budget  float64
+		n       int
+		threads int
+	}{
+		{"decode sparse", 0.5, 1, 1},
+		{"decode sparse threads", 0.5, 1, 4},
+		{"prefill sparse", 0.5, 6, 3},
+		{"decode dense", 1, 1, 2},
+		{"decode dense split", 1, 1, 4},
+		{"prefill dense split", 1, 7, 6},
+		{"prefill dense", 1, 5, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := kernels.NewPool(tc.threads)
+			defer pool.Close()
+			s, err := NewSession(f.ctx, m, pool, tc.budget)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(3, uint64(tc.n)))
+			partial := false
+			var want Stats
+			for layer := range cfg.Layers {
+				q := randVec(rng, tc.n*cfg.QDim(), 0.6)
+				out := make([]float32, tc.n*cfg.QDim())
+				lse := make([]float32, tc.n*cfg.Heads)
+				s.Attend(layer, q, tc.n, out, lse)
+				for g := range cfg.KVHeads {
+					head := &f.ctx.Layers[layer][g]
+					positions := append([]int32(nil), head.Always...)
+					var sel index.Selection
+					if tc.budget < 1 {
+						qg := make([]float32, 0, tc.n*group*hd)
+						for i := range tc.n {
+							qg = append(qg, q[i*cfg.QDim()+g*group*hd:i*cfg.QDim()+(g+1)*group*hd]...)
+						}
+						for i := range qg {
+							qg[i] *= float32(math.Sqrt(float64(hd)))
+						}
+						head.Tree.Lookup(&index.Searcher{}, qg, group, f.ctx.Thresholds[0].LogTau, &sel)
+						for _, sp := range sel.Spans {
+							positions = append(positions, head.Tree.Order()[sp.Start:sp.End]...)
+						}
+						partial = partial || sel.Keys < head.Tree.Len()
+					} else {
+						positions = append(positions, head.Tree.Order()...)
+					}
+					want.Lookups++
+					want.KeysRead += int64(len(positions))
+					want.Centroids += int64(sel.Centroids)
+					want.Keys += S
+					for i := range tc.n {
+						for gh := range group {
+							qi := i*cfg.Heads + g*group + gh
+							ref, refLSE := naiveAttend(q[qi*hd:(qi+1)*hd], f.keys[layer*cfg.KVHeads+g], f.vals[layer*cfg.KVHeads+g], hd, positions)
+							if d := math.Abs(float64(lse[qi]) - refLSE); d > 1e-4*max(1, math.Abs(refLSE)) {
+								t.Fatalf("layer %d token %d head %d: lse %v, want %v", layer, i, qi%cfg.Heads, lse[qi], refLSE)
+							}
+							for d := range hd {
+								if diff := math.Abs(float64(out[qi*hd+d]) - ref[d]); diff > 2e-5+1e-4*math.Abs(ref[d]) {
+									t.Fatalf("layer %d token %d head %d dim %d: %v, want %v", layer, i, qi%cfg.Heads, d, out[qi*hd+d], ref[d])
+								}
+							}
+						}
+					}
+				}
+			}
+			if tc.budget < 1 && !partial {
+				t.Fatal("the threshold selected every key: the test checks nothing sparse")
+			}
+			if got := s.Stats(); got != want {
+				t.Fatalf("stats %+v, want %+v", got, want)
+			}
+			rb := s.Stats().RealizedBudget()
+			wantRB := float64(want.KeysRead+want.Centroids) / float64(want.Keys)
+			if math.Abs(rb-wantRB) > 1e-12 || (tc.budget >= 1) != (rb == 1) {
+				t.Fatalf("realized budget %v, want %v", rb, wantRB)
+			}
+		})
+	}
+}
+
+func TestThresholdChoice(t *testing.T) {
+	c := &Context{Thresholds: []Threshold{{Budget: 0.125}, {Budget: 0.25}, {Budget: 0.5}}}
+	for _, tc := range []struct {
+		budget float64
+		want   float64
+		dense  bool
+		err    error
+	}{
+		{0.25, 0.25, false, nil},
+		{0.3, 0.25, false, nil},
+		{0.99, 0.5, false, nil},
+		{1, 1, true, nil},
+		{2, 1, true, nil},
+		{0.1, 0, false, ErrBudget},
+	} {
+		th, dense, err := c.Threshold(tc.budget)
+		if !errors.Is(err, tc.err) || dense != tc.dense || (err == nil && th.Budget != tc.want) {
+			t.Errorf("Threshold(%g) = %v, %v, %v; want budget %v, %v, %v", tc.budget, th.Budget, dense, err, tc.want, tc.dense, tc.err)
+		}
+	}
+}
+
+func TestNewSessionMismatch(t *testing.T) {
+	m := tinyModel(t)
+	f := newAttendFixture(t, m, 100, 1)
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	for _, tc := range []struct {
+		name   string
+		modify func(c *Context)
+	}{
+		{"layers", func(c *Context) { c.Layers = c.Layers[:1] }},
+		{"heads", func(c *Context) { c.Layers[1] = c.Layers[1][:1] }},
+		{"tokens", func(c *Context) { c.Tokens = c.Tokens[1:] }},
+		{"values", func(c *Context) { c.Layers[0][1].Values = &F16Rows{Dim: 16} }},
+		{"always", func(c *Context) { c.Layers[0][0].AlwaysV = &F16Rows{Dim: 16} }},
+		{"levels", func(c *Context) { c.Thresholds[0].LogTau = c.Thresholds[0].LogTau[:1] }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := *f.ctx
+			c.Layers = make([][]Head, len(f.ctx.Layers))
+			for l := range c.Layers {
+				c.Layers[l] = append([]Head(nil), f.ctx.Layers[l]...)
+			}
+			c.Thresholds = []Threshold{{Budget: 0.5, LogTau: append([]float32(nil), f.ctx.Thresholds[0].LogTau...)}}
+			tc.modify(&c)
+			if _, err := NewSession(&c, m, pool, 0.5); !errors.Is(err, ErrMismatch) {
+				t.Fatalf("err = %v, want ErrMismatch", err)
+			}
+		})
+	}
+}
+
+func TestAttendDecodeAllocs(t *testing.T) {
+	m := tinyModel(t)
+	cfg := &m.Config
+	f := newAttendFixture(t, m, 400, 2)
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	for _, budget := range []float64{0.5, 1} {
+		s, err := NewSession(f.ctx, m, pool, budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(1, 2))
+		q := randVec(rng, cfg.QDim(), 0.6)
+		out := make([]float32, cfg.QDim())
+		lse := make([]float32, cfg.Heads)
+		step := func() {
+			for l := range cfg.Layers {
+				s.Attend(l, q, 1, out, lse)
+			}
+		}
+		step()
+		if a := testing.AllocsPerRun(20, step); a != 0 {
+			t.Errorf("budget %g: %v allocations per decode step", budget, a)
+		}
+	}
+}
