@@ -63,6 +63,9 @@ func (m *Model) Forward(p *kernels.Pool, c *Cache, tokens []int32, logits []floa
 	if opt == nil {
 		opt = &Options{}
 	}
+	if p == nil || c == nil {
+		return errors.New("model: Forward needs a pool and a cache")
+	}
 	if c.m != m {
 		return errors.New("model: the cache belongs to another model")
 	}

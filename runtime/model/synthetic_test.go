@@ -305,6 +305,12 @@ func TestForwardErrors(t *testing.T) {
 			}
 		})
 	}
+	if err := m.Forward(nil, c, []int32{1}, logits, nil); err == nil {
+		t.Error("Forward without a pool succeeded")
+	}
+	if err := m.Forward(p, nil, []int32{1}, logits, nil); err == nil {
+		t.Error("Forward without a cache succeeded")
+	}
 	if _, err := m.NewCache(8, CacheType(9)); err == nil {
 		t.Error("NewCache with an unknown type succeeded")
 	}
