@@ -66,6 +66,7 @@ func Perplexity(ctx context.Context, m *Model, p *kernels.Pool, tokens []int32, 
 	first := nCtx / 2
 	step := min(MaxBatch, nCtx-first)
 	logits := make([]float32, step*vocab)
+	lp := make([]float64, step) // log-probabilities of a pass's targets
 	chunk := make([]int32, nCtx)
 	var nll, nll2 float64
 	count := 0
@@ -90,16 +91,19 @@ func Perplexity(ctx context.Context, m *Model, p *kernels.Pool, tokens []int32, 
 			if err := m.Forward(p, c, chunk[at:at+n], logits[:n*vocab], &Options{AllLogits: true}); err != nil {
 				return res, fmt.Errorf("model: perplexity chunk %d: %w", ci, err)
 			}
-			for i := range n {
-				pos := at + i
-				if pos+1 >= nCtx {
-					break // the chunk's last token has no target
+			// Score the tokens in parallel, in float64 as llama-perplexity does; the last
+			// token of the chunk has no target.
+			scored := min(n, nCtx-1-at)
+			p.For(scored, 16, func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					lp[i] = logSoftmaxAt(logits[i*vocab:(i+1)*vocab], chunk[at+i+1])
 				}
-				lp := logSoftmaxAt(logits[i*vocab:(i+1)*vocab], chunk[pos+1])
-				nll -= lp
-				nll2 += lp * lp
-				count++
+			})
+			for _, v := range lp[:scored] {
+				nll -= v
+				nll2 += v * v
 			}
+			count += scored
 		}
 		if opt.Progress != nil {
 			opt.Progress(ci+1, chunks)
