@@ -4,6 +4,10 @@ package kernels
 
 import "unsafe"
 
+// float_gen.go writes the assembly of this file, float_multi_amd64.go, gemm_amd64.go and
+// ops_amd64.go.
+//go:generate go run float_gen.go
+
 // The assembly kernels below work on n elements, n a multiple of the vector width
 // (8 for AVX2, 16 for AVX-512); callers finish the remainder in Go. The weight pointer
 // y or w points at n (per row) elements of the function's format: F32, IEEE half (F16)
