@@ -1,6 +1,7 @@
 package format
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -383,6 +384,12 @@ func checkContext(h *Header, c *sparse.Context) error {
 // see Create). The header's Schema is set to SchemaVersion and its Tokens must match the
 // context. Rows must be sparse.F16Rows. The bytes depend only on a.
 func WriteArtifact(path string, a *Artifact) error {
+	return WriteArtifactContext(context.Background(), path, a)
+}
+
+// WriteArtifactContext is WriteArtifact, abandoning the file (none is left at path) and
+// returning ctx's error if ctx is cancelled before it is committed.
+func WriteArtifactContext(ctx context.Context, path string, a *Artifact) error {
 	if a == nil {
 		return errors.New("format: nil artifact")
 	}
@@ -417,6 +424,9 @@ func WriteArtifact(path string, a *Artifact) error {
 	}
 	var buf []byte
 	for l, heads := range a.Context.Layers {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		le := NewEncoder(buf)
 		if err := encodeLayer(le, &h, heads); err != nil {
 			return fmt.Errorf("format: write %s: layer %d: %w", path, l, err)
@@ -425,6 +435,9 @@ func WriteArtifact(path string, a *Artifact) error {
 			return err
 		}
 		buf = le.Bytes()
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	return w.Commit()
 }

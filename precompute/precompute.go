@@ -1,0 +1,218 @@
+// Package precompute is squeeze's offline pipeline: it turns a fixed context (files,
+// directories, standard input) into an artifact that squeeze ask and serve answer queries
+// from.
+//
+// Run reads the inputs (ReadInputs), joins them behind per-document headers (Join),
+// tokenizes the text (BOS first), and calls Squeeze, which prefills the tokens through the
+// model in batches, collecting every layer's post-RoPE keys and values and the queries of
+// the context's last window; builds a centroid tree (package hierarchy) per (layer, KV head)
+// over the keys of every position but the attention sink and that window, which are
+// always attended; stores keys and values in cluster order as f16 rows; and calibrates the
+// lookup thresholds on the window's queries for the requested budget and a ladder of
+// standard ones. Run then writes the artifact (format.WriteArtifact) atomically: a
+// cancelled or failed run leaves no file.
+//
+// The output depends only on the model, the inputs and the options: the same run gives a
+// byte-identical artifact (documents in input order, directories walked in lexical order,
+// seeded k-means, no timestamps). The package does no terminal I/O; progress goes to a
+// callback.
+package precompute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"squeeze/format"
+	"squeeze/runtime/gguf"
+	"squeeze/runtime/kernels"
+	"squeeze/runtime/model"
+	"squeeze/runtime/sparse"
+	"squeeze/runtime/tokenizer"
+)
+
+// ErrContextTooLong means the context has more tokens than the model's context length (or
+// Options.ContextLength).
+var ErrContextTooLong = errors.New("precompute: context too long")
+
+// ErrModel means the model file cannot be used: unreadable, or its tokenizer and weights
+// disagree. The wrapped errors say why.
+var ErrModel = errors.New("precompute: model")
+
+// Options configure Run.
+type Options struct {
+	// Model is the GGUF model file; Output the artifact path.
+	Model, Output string
+	// Inputs are files, directories or "-" (Input.Stdin); see ReadInputs.
+	Inputs []string
+	// Input selects directory files and provides standard input.
+	Input InputOptions
+	// HeaderTemplate is put before each document, {path} replaced by its path (""
+	// means DefaultHeaderTemplate); System is put before the documents.
+	HeaderTemplate, System string
+	// ContextLength is the most tokens the context may have (0: the model's context
+	// length). A longer value lets RoPE run past the trained length.
+	ContextLength int
+	// Threads is the number of threads of the forward pass and calibration (0: all cores).
+	Threads int
+	// Squeeze tunes the clustering and calibration (its Progress receives every stage).
+	Squeeze SqueezeOptions
+}
+
+// Result summarizes a Run.
+type Result struct {
+	// Output is the artifact path; FileBytes its size.
+	Output    string
+	FileBytes int64
+	// Tokens is the number of context tokens; Layers and KVHeads the model's.
+	Tokens, Layers, KVHeads int
+	// Documents is the number of documents read; Skipped lists files left out.
+	Documents int
+	Skipped   []Skipped
+	// Sink and Window are the always-attended counts used.
+	Sink, Window int
+	// Header is the artifact's header; Thresholds the calibrated thresholds (ascending by
+	// budget, parallel to Header.Calibration).
+	Header     *format.Header
+	Thresholds []sparse.Threshold
+	// Seconds is the whole run's duration; Prefill, Cluster, Calibrate and Write the
+	// stages'.
+	Seconds                            float64
+	Prefill, Cluster, Calibrate, Write time.Duration
+	// TokensPerSecond is tokens per second of the whole run; PrefillTokensPerSecond of the
+	// prefill alone.
+	TokensPerSecond, PrefillTokensPerSecond float64
+}
+
+// Run builds the artifact of opts.Inputs with opts.Model and writes it to opts.Output.
+// Errors: ErrNoInput, ErrContextTooLong, ErrModel (with the gguf, model or tokenizer error
+// wrapped), ErrInvalid, ErrPattern, ctx's error; no file is left at Output on any error.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	start := time.Now()
+	so := opts.Squeeze.withDefaults()
+	report := func(p Progress) {
+		if so.Progress != nil {
+			so.Progress(p)
+		}
+	}
+	if opts.Output == "" {
+		return nil, fmt.Errorf("%w: no output path", ErrInvalid)
+	}
+	f, err := gguf.Open(opts.Model)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModel, err)
+	}
+	defer f.Close()
+	m, err := model.Load(f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrModel, opts.Model, err)
+	}
+	vocab, err := tokenizer.ReadVocab(f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrModel, opts.Model, err)
+	}
+	tok, err := tokenizer.New(vocab)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrModel, opts.Model, err)
+	}
+	if m.Config.Vocab != tok.VocabSize() {
+		return nil, fmt.Errorf("%w: %s: %d rows of token embeddings for %d tokens", ErrModel, opts.Model, m.Config.Vocab, tok.VocabSize())
+	}
+
+	report(Progress{Stage: StageRead})
+	docs, skipped, err := ReadInputs(ctx, opts.Inputs, opts.Input)
+	if err != nil {
+		return nil, err
+	}
+	template := opts.HeaderTemplate
+	if template == "" {
+		template = DefaultHeaderTemplate
+	}
+	text, spans := Join(docs, template, opts.System)
+
+	report(Progress{Stage: StageTokenize, Elapsed: time.Since(start)})
+	tokens := Tokenize(tok, text)
+	limit := opts.ContextLength
+	if limit <= 0 {
+		limit = m.Config.ContextLength
+	}
+	if len(tokens) > limit {
+		return nil, fmt.Errorf("%w: %d tokens, %d more than the context length of %d", ErrContextTooLong, len(tokens), len(tokens)-limit, limit)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	fingerprint, err := format.ModelFingerprint(opts.Model, f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModel, err)
+	}
+
+	pool := kernels.NewPool(opts.Threads)
+	defer pool.Close()
+	sq, err := Squeeze(ctx, m, f, pool, tokens, so)
+	if err != nil {
+		return nil, err
+	}
+
+	cfg := &m.Config
+	h := format.Header{
+		Model: format.ModelInfo{
+			File:                 filepath.Base(opts.Model),
+			Fingerprint:          fingerprint,
+			TokenizerFingerprint: format.TokenizerFingerprint(vocab),
+			Arch:                 cfg.Arch,
+			Layers:               cfg.Layers, Dim: cfg.Dim, Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: cfg.HeadDim,
+			Vocab: cfg.Vocab, ContextLength: cfg.ContextLength,
+			RopeBase: cfg.RopeBase, RopeDim: cfg.RopeDim, RopeScale: cfg.RopeScale, NeoX: cfg.NeoX, RopeFreqFactors: cfg.RopeFreqFactors,
+		},
+		Settings: format.Settings{
+			KV:             format.KVEncodingF16,
+			Fractions:      so.Fractions,
+			Seed:           so.Seed,
+			Sink:           sq.Sink,
+			Window:         sq.Window,
+			Budget:         so.Budget,
+			CentroidCost:   so.CentroidCost,
+			Batch:          so.Batch,
+			Cache:          so.Cache.String(),
+			HeaderTemplate: template,
+			System:         opts.System,
+		},
+		Tokens:      len(tokens),
+		Documents:   spans,
+		Calibration: sq.Calibration,
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	report(Progress{Stage: StageWrite, Elapsed: time.Since(start)})
+	ws := time.Now()
+	if err := format.WriteArtifactContext(ctx, opts.Output, &format.Artifact{Header: h, Context: sq.Context, Text: text}); err != nil {
+		return nil, err
+	}
+	res := &Result{
+		Output: opts.Output, Tokens: len(tokens), Layers: cfg.Layers, KVHeads: cfg.KVHeads,
+		Documents: len(docs), Skipped: skipped, Sink: sq.Sink, Window: sq.Window, Header: &h, Thresholds: sq.Context.Thresholds,
+		Prefill: sq.Prefill, Cluster: sq.Cluster, Calibrate: sq.Calibrate, Write: time.Since(ws),
+	}
+	if st, err := os.Stat(opts.Output); err == nil {
+		res.FileBytes = st.Size()
+	}
+	res.Seconds = time.Since(start).Seconds()
+	res.TokensPerSecond = float64(len(tokens)) / res.Seconds
+	res.PrefillTokensPerSecond = float64(len(tokens)) / sq.Prefill.Seconds()
+	return res, nil
+}
+
+// Tokenize encodes the context text with BOS first (when the model has a BOS token), as
+// precompute does.
+func Tokenize(tok *tokenizer.Tokenizer, text string) []int32 {
+	tokens := tok.Encode(text, true)
+	if bos := tok.BOS(); bos >= 0 && (len(tokens) == 0 || tokens[0] != bos) {
+		tokens = append([]int32{bos}, tokens...)
+	}
+	return tokens
+}
