@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 
+	"squeeze/runtime/gguf"
 	"squeeze/runtime/index"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
@@ -92,7 +94,8 @@ type unit struct {
 type headState struct {
 	search index.Searcher
 	sel    index.Selection
-	q      []float32 // the group's queries, unscaled, token-major
+	qs     []float32 // the group's queries as Attend gets them (scaled), token-major
+	q      []float32 // the same unscaled, for the lookup
 	segs   []segment
 	keys   int // keys in segs
 }
@@ -128,6 +131,9 @@ type Session struct {
 	// chunk scores.
 	partOut, partLse, scores []float32
 	vecs                     int // query vectors per KV head in the current call
+	// Per unit: a one-thread pool and a matrix header for the score products.
+	pools []*kernels.Pool
+	mats  []kernels.Matrix
 
 	// The current call's arguments.
 	layer, n int
@@ -143,7 +149,11 @@ type Session struct {
 // lookups and the attention: pass the pool of the Forward calls. It fails with
 // ErrMismatch if c's shape does not fit m, or ErrBudget.
 func NewSession(c *Context, m *model.Model, pool *kernels.Pool, budget float64) (*Session, error) {
-	cfg := &m.Config
+	return newSession(c, &m.Config, pool, budget)
+}
+
+// newSession is NewSession for a model configuration.
+func newSession(c *Context, cfg *model.Config, pool *kernels.Pool, budget float64) (*Session, error) {
 	if err := c.check(cfg); err != nil {
 		return nil, err
 	}
@@ -257,7 +267,11 @@ func (s *Session) Attend(layer int, q []float32, n int, out, lse []float32) {
 	nu, hd := len(s.units), s.hd
 	s.partOut = grow(s.partOut, nu*s.vecs*hd)
 	s.partLse = grow(s.partLse, nu*s.vecs)
-	s.scores = grow(s.scores, nu*chunk)
+	s.scores = grow(s.scores, nu*s.vecs*chunk)
+	for len(s.pools) < nu {
+		s.pools = append(s.pools, kernels.NewPool(1))
+		s.mats = append(s.mats, kernels.Matrix{Type: gguf.TypeF16})
+	}
 	s.pool.For(nu, 1, s.unitFn)
 	s.merge(out, lse)
 }
@@ -274,19 +288,20 @@ func (s *Session) lookup(g int) {
 	h := &s.heads[g]
 	head := &s.ctx.Layers[s.layer][g]
 	h.segs = h.segs[:0]
+	gd := s.group * s.hd
+	heads := s.kvHeads * gd
+	h.qs = grow(h.qs, s.n*gd)
+	for i := range s.n {
+		copy(h.qs[i*gd:(i+1)*gd], s.q[i*heads+g*gd:i*heads+(g+1)*gd])
+	}
 	keys := 0
 	if s.dense {
 		h.segs = append(h.segs, segment{head.Keys, head.Values, 0, head.Keys.Len()})
 		keys = head.Keys.Len()
 	} else {
-		gd := s.group * s.hd
 		h.q = grow(h.q, s.n*gd)
-		heads := s.kvHeads * gd
-		for i := range s.n {
-			dst := h.q[i*gd : (i+1)*gd]
-			copy(dst, s.q[i*heads+g*gd:i*heads+(g+1)*gd])
-			kernels.Scale(dst, s.qScale)
-		}
+		copy(h.q, h.qs)
+		kernels.Scale(h.q, s.qScale)
 		head.Tree.Lookup(&h.search, h.q, s.group, s.th.LogTau, &h.sel)
 		for _, sp := range h.sel.Spans {
 			h.segs = append(h.segs, segment{head.Keys, head.Values, int(sp.Start), int(sp.End)})
@@ -312,8 +327,8 @@ func (s *Session) attendUnit(u int) {
 	for v := range lse {
 		lse[v] = float32(math.Inf(-1))
 	}
-	scores := s.scores[u*chunk : (u+1)*chunk]
-	heads := s.kvHeads * s.group * hd
+	scores := s.scores[u*vecs*chunk : (u+1)*vecs*chunk]
+	mat := &s.mats[u]
 	at := 0 // index of the current segment's first key in the head's order
 	for _, sg := range h.segs {
 		n := sg.hi - sg.lo
@@ -322,11 +337,19 @@ func (s *Session) attendUnit(u int) {
 		for c := lo; c < hi; c += chunk {
 			ce := min(hi, c+chunk)
 			rlo, rhi := sg.lo+c-(at-n), sg.lo+ce-(at-n)
-			sc := scores[:ce-c]
+			k := ce - c
+			if f, ok := sg.k.(*F16Rows); ok {
+				// All the vectors' scores in one matrix product over the chunk's rows.
+				mat.Rows, mat.Cols, mat.RowBytes = k, hd, 2*hd
+				mat.Data = f16Bytes(f.Data[rlo*hd : rhi*hd])
+				kernels.MatMul(s.pools[u], scores[:vecs*k], mat, h.qs, vecs)
+			} else {
+				for v := range vecs {
+					sg.k.Dots(scores[v*k:(v+1)*k], h.qs[v*hd:(v+1)*hd], rlo, rhi)
+				}
+			}
 			for v := range vecs {
-				i, gh := v/s.group, v%s.group
-				qv := s.q[i*heads+(un.head*s.group+gh)*hd:][:hd]
-				sg.k.Dots(sc, qv, rlo, rhi)
+				sc := scores[v*k : (v+1)*k]
 				lc := kernels.Softmax(sc)
 				o := out[v*hd : (v+1)*hd]
 				l := lse[v]
@@ -346,6 +369,14 @@ func (s *Session) attendUnit(u int) {
 			}
 		}
 	}
+}
+
+// f16Bytes views half floats as bytes, for a kernels.Matrix.
+func f16Bytes(x []uint16) []byte {
+	if len(x) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x))), 2*len(x))
 }
 
 // merge combines the units' parts of each KV head into out and lse and adds the call's
