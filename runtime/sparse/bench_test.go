@@ -103,3 +103,37 @@ func BenchmarkDecodeAttention(b *testing.B) {
 		pool.Close()
 	}
 }
+
+// BenchmarkPrefillAttention times the attention part of prefilling a 64-token query
+// (one lookup per layer and KV head for the batch) over a synthetic context of 32768
+// keys, dense and at budget 0.125, on one thread.
+func BenchmarkPrefillAttention(b *testing.B) {
+	cfg := &benchConfig
+	const S, n = 32768, 64
+	c := benchContext(b, S)
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	rng := rand.New(rand.NewPCG(2, 2))
+	qs := make([][]float32, 4)
+	for i := range qs {
+		qs[i] = randVec(rng, cfg.QDim(), 0.25)
+	}
+	c.Thresholds = []Threshold{calibrate(b, c, pool, qs, 0.125)}
+	q := randVec(rng, n*cfg.QDim(), 0.25)
+	out := make([]float32, n*cfg.QDim())
+	lse := make([]float32, n*cfg.Heads)
+	for _, budget := range []float64{1, 0.125} {
+		b.Run(fmt.Sprintf("S=%d/n=%d/budget=%g", S, n, budget), func(b *testing.B) {
+			s, err := newSession(c, cfg, pool, budget)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				for l := range cfg.Layers {
+					s.Attend(l, q, n, out, lse)
+				}
+			}
+			b.ReportMetric(s.Stats().RealizedBudget(), "budget")
+		})
+	}
+}

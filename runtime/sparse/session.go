@@ -104,6 +104,10 @@ type headState struct {
 // L1 cache while every query vector of the group reads it).
 const chunk = 128
 
+// minBatchedVecs is the fewest query vectors for which a chunk's values are transposed
+// and multiplied by all the vectors' weights at once, rather than added row by row.
+const minBatchedVecs = 16
+
 // minPart is the fewest keys worth a unit of their own.
 const minPart = 128
 
@@ -134,6 +138,10 @@ type Session struct {
 	// Per unit: a one-thread pool and a matrix header for the score products.
 	pools []*kernels.Pool
 	mats  []kernels.Matrix
+	// Per unit, for batches of at least minBatchedVecs vectors: a chunk's values
+	// transposed, one row of them, their matrix header, and the product.
+	vt, vrow, prod []float32
+	vmats          []kernels.Matrix
 
 	// The current call's arguments.
 	layer, n int
@@ -271,6 +279,12 @@ func (s *Session) Attend(layer int, q []float32, n int, out, lse []float32) {
 	for len(s.pools) < nu {
 		s.pools = append(s.pools, kernels.NewPool(1))
 		s.mats = append(s.mats, kernels.Matrix{Type: gguf.TypeF16})
+		s.vmats = append(s.vmats, kernels.Matrix{Type: gguf.TypeF32})
+	}
+	if s.vecs >= minBatchedVecs {
+		s.vt = grow(s.vt, nu*hd*chunk)
+		s.vrow = grow(s.vrow, nu*hd)
+		s.prod = grow(s.prod, nu*s.vecs*hd)
 	}
 	s.pool.For(nu, 1, s.unitFn)
 	s.merge(out, lse)
@@ -348,27 +362,55 @@ func (s *Session) attendUnit(u int) {
 					sg.k.Dots(scores[v*k:(v+1)*k], h.qs[v*hd:(v+1)*hd], rlo, rhi)
 				}
 			}
+			fv, batched := sg.v.(*F16Rows)
+			batched = batched && vecs >= minBatchedVecs
 			for v := range vecs {
 				sc := scores[v*k : (v+1)*k]
 				lc := kernels.Softmax(sc)
 				o := out[v*hd : (v+1)*hd]
-				l := lse[v]
-				if math.IsInf(float64(l), -1) {
+				if l := lse[v]; math.IsInf(float64(l), -1) {
 					lse[v] = lc
-					sg.v.Accumulate(o, sc, rlo, rhi)
-					continue
+				} else {
+					m := max(l, lc)
+					a := float32(math.Exp(float64(l - m)))
+					b := float32(math.Exp(float64(lc - m)))
+					t := a + b
+					kernels.Scale(o, a/t)
+					kernels.Scale(sc, b/t)
+					lse[v] = m + float32(math.Log(float64(t)))
 				}
-				m := max(l, lc)
-				a := float32(math.Exp(float64(l - m)))
-				b := float32(math.Exp(float64(lc - m)))
-				t := a + b
-				kernels.Scale(o, a/t)
-				kernels.Scale(sc, b/t)
-				sg.v.Accumulate(o, sc, rlo, rhi)
-				lse[v] = m + float32(math.Log(float64(t)))
+				if !batched {
+					sg.v.Accumulate(o, sc, rlo, rhi)
+				}
+			}
+			if batched {
+				// out += P V for every vector at once: the chunk's values transposed to
+				// f32 (HeadDim rows of k), one matrix product, then one add.
+				vt := s.vt[u*hd*chunk : (u+1)*hd*chunk][:hd*k]
+				row := s.vrow[u*hd : (u+1)*hd]
+				for r := range k {
+					kernels.F16ToF32Slice(row, fv.Data[(rlo+r)*hd:(rlo+r+1)*hd])
+					for d, x := range row {
+						vt[d*k+r] = x
+					}
+				}
+				vm := &s.vmats[u]
+				vm.Rows, vm.Cols, vm.RowBytes = hd, k, 4*k
+				vm.Data = f32Bytes(vt)
+				prod := s.prod[u*vecs*hd : (u+1)*vecs*hd]
+				kernels.MatMul(s.pools[u], prod, vm, scores[:vecs*k], vecs)
+				kernels.Add(out, prod)
 			}
 		}
 	}
+}
+
+// f32Bytes views floats as bytes, for a kernels.Matrix.
+func f32Bytes(x []float32) []byte {
+	if len(x) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x))), 4*len(x))
 }
 
 // f16Bytes views half floats as bytes, for a kernels.Matrix.

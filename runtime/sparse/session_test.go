@@ -80,6 +80,8 @@ func TestAttendMatchesRestrictedReference(t *testing.T) {
 		{"decode dense", 1, 1, 2},
 		{"decode dense split", 1, 1, 4},
 		{"prefill dense split", 1, 7, 6},
+		{"prefill batched sparse", 0.5, 9, 2},
+		{"prefill batched dense split", 1, 10, 4},
 		{"prefill dense", 1, 5, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
