@@ -88,9 +88,10 @@ func NewPool(threads int) *Pool {
 	return p
 }
 
-// spinUntil polls cond for up to d and reports whether it became true. It
-// yields the processor now and then: the goroutine it waits for may be queued on this
-// very P (a goroutine woken from a channel is queued where it was woken).
+// spinUntil polls cond for up to d and reports whether it became true. It yields now
+// and then, to goroutines (the one it waits for may be queued on this very P: a
+// goroutine woken from a channel is queued where it was woken) and to threads (on a
+// busy machine the thread it waits for may need this core).
 func spinUntil(d time.Duration, cond func() bool) bool {
 	var start time.Time
 	for i := 0; ; i++ {
@@ -99,6 +100,7 @@ func spinUntil(d time.Duration, cond func() bool) bool {
 		}
 		if i&63 == 63 {
 			runtime.Gosched()
+			osYield()
 			if start.IsZero() {
 				start = time.Now()
 			} else if time.Since(start) > d {
