@@ -88,56 +88,65 @@ type Header struct {
 // ModelInfo identifies the model and tokenizer and records their shape.
 type ModelInfo struct {
 	// File is the model file's base name, for messages.
-	File string
+	File string `json:"file"`
 	// Fingerprint is ModelFingerprint of the model file (hex SHA-256).
-	Fingerprint string
+	Fingerprint string `json:"fingerprint"`
 	// TokenizerFingerprint is TokenizerFingerprint of the model's vocabulary (hex SHA-256).
-	TokenizerFingerprint string
+	TokenizerFingerprint string `json:"tokenizer_fingerprint"`
 	// Arch is general.architecture.
-	Arch string
+	Arch string `json:"arch"`
 	// Layers, Dim, Heads, KVHeads, HeadDim, Vocab and ContextLength are the
 	// hyperparameters of the same names in model.Config.
-	Layers, Dim, Heads, KVHeads, HeadDim, Vocab, ContextLength int
+	Layers        int `json:"layers"`
+	Dim           int `json:"dim"`
+	Heads         int `json:"heads"`
+	KVHeads       int `json:"kv_heads"`
+	HeadDim       int `json:"head_dim"`
+	Vocab         int `json:"vocab"`
+	ContextLength int `json:"context_length"`
 	// RopeBase, RopeDim, RopeScale, NeoX and RopeFreqFactors are the RoPE settings: the
 	// stored keys are rotated with them.
-	RopeBase        float64
-	RopeDim         int
-	RopeScale       float64
-	NeoX            bool
-	RopeFreqFactors bool
+	RopeBase        float64 `json:"rope_base"`
+	RopeDim         int     `json:"rope_dim"`
+	RopeScale       float64 `json:"rope_scale"`
+	NeoX            bool    `json:"neox"`
+	RopeFreqFactors bool    `json:"rope_freq_factors"`
 }
 
 // Settings are the precompute settings that shaped the artifact.
 type Settings struct {
 	// KV is the KV rows' encoding: KVEncodingF16.
-	KV string
+	KV string `json:"kv"`
 	// Fractions are the tree levels' clusters as fractions of the keys, coarse to fine.
-	Fractions []float64
+	Fractions []float64 `json:"levels"`
 	// Seed seeded the k-means of every tree.
-	Seed uint64
+	Seed uint64 `json:"seed"`
 	// Sink is the number of first tokens always attended; Window the number of last
 	// tokens always attended, whose queries calibrated the thresholds.
-	Sink, Window int
+	Sink   int `json:"sink"`
+	Window int `json:"window"`
 	// Budget is the requested default budget (one of Context.Thresholds' budgets).
-	Budget float64
+	Budget float64 `json:"budget"`
 	// CentroidCost is the cost of a scored centroid relative to a selected key in the
 	// budget measure.
-	CentroidCost float64
+	CentroidCost float64 `json:"centroid_cost"`
 	// Batch is the prefill batch size in tokens; Cache the prefill KV cache type ("f16"
 	// or "f32").
-	Batch int
-	Cache string
+	Batch int    `json:"batch"`
+	Cache string `json:"cache"`
 	// HeaderTemplate is the per-document header template; System the text put before the
 	// documents ("" for none).
-	HeaderTemplate, System string
+	HeaderTemplate string `json:"header_template"`
+	System         string `json:"system"`
 }
 
 // Document is one input document's place in the text.
 type Document struct {
 	// Path is the document's name as given (or found under a directory); "-" for stdin.
-	Path string
+	Path string `json:"path"`
 	// Offset and Bytes locate the document's content (after its header) in Text.
-	Offset, Bytes int
+	Offset int `json:"offset"`
+	Bytes  int `json:"bytes"`
 }
 
 // CalibrationStats is what the calibration measured for one threshold.
