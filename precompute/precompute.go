@@ -50,8 +50,9 @@ type Options struct {
 	Inputs []string
 	// Input selects directory files and provides standard input.
 	Input InputOptions
-	// HeaderTemplate is put before each document, {path} replaced by its path (""
-	// means DefaultHeaderTemplate); System is put before the documents.
+	// HeaderTemplate is put before each document, {path} replaced by its path ("" puts
+	// no header; DefaultHeaderTemplate is squeeze's default); System is put before the
+	// documents.
 	HeaderTemplate, System string
 	// ContextLength is the most tokens the context may have (0: the model's context
 	// length). A longer value lets RoPE run past the trained length.
@@ -128,9 +129,6 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	template := opts.HeaderTemplate
-	if template == "" {
-		template = DefaultHeaderTemplate
-	}
 	text, spans := Join(docs, template, opts.System)
 
 	report(Progress{Stage: StageTokenize, Elapsed: time.Since(start)})

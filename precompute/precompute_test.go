@@ -79,7 +79,7 @@ func corpus(t testing.TB) string {
 
 func runOptions(modelPath, out string, inputs ...string) Options {
 	return Options{
-		Model: modelPath, Output: out, Inputs: inputs, Threads: 2,
+		Model: modelPath, Output: out, Inputs: inputs, Threads: 2, HeaderTemplate: DefaultHeaderTemplate,
 		Squeeze: SqueezeOptions{Window: 16, Seed: 1, Batch: 64},
 	}
 }
@@ -166,6 +166,12 @@ func TestRunSynthetic(t *testing.T) {
 	defer pool.Close()
 	if err := m.Forward(pool, c, a.Context.Tokens, nil, nil); err != nil {
 		t.Fatal(err)
+	}
+	// The sparse runtime accepts the artifact's context at every calibrated budget.
+	for _, b := range []float64{0.0625, 0.25, 1} {
+		if _, err := sparse.NewSession(a.Context, m, pool, b); err != nil {
+			t.Fatalf("budget %g: %v", b, err)
+		}
 	}
 	for l, heads := range a.Context.Layers {
 		for hi, hd := range heads {
