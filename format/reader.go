@@ -1,6 +1,8 @@
 package format
 
 import (
+	"squeeze/runtime/mmap"
+
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -45,7 +47,7 @@ func Open(path string) (*Reader, error) {
 		return nil, fmt.Errorf("format: %w", err)
 	}
 	defer f.Close()
-	data, unmap, err := mapFile(f)
+	data, unmap, err := mmap.File(f)
 	if err != nil {
 		return nil, fmt.Errorf("format: map %s: %w", path, err)
 	}

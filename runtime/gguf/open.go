@@ -1,6 +1,8 @@
 package gguf
 
 import (
+	"squeeze/runtime/mmap"
+
 	"fmt"
 	"os"
 )
@@ -14,7 +16,7 @@ func Open(path string) (*File, error) {
 		return nil, fmt.Errorf("gguf: %w", err)
 	}
 	defer fd.Close()
-	data, unmap, err := mapFile(fd)
+	data, unmap, err := mmap.File(fd)
 	if err != nil {
 		return nil, fmt.Errorf("gguf: map %s: %w", path, err)
 	}

@@ -1,6 +1,6 @@
 //go:build aix || darwin || dragonfly || freebsd || illumos || linux || netbsd || openbsd || solaris
 
-package format
+package mmap
 
 import (
 	"fmt"
@@ -11,15 +11,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mapFile maps f read-only. An empty file maps to nil (mmap refuses length 0); a file that
-// cannot be mapped (a pipe, a character device) is read into memory.
-func mapFile(f *os.File) (data []byte, unmap func() error, err error) {
-	st, err := f.Stat()
+// File maps fd read-only. An empty file maps to nil (mmap rejects length 0); a pipe or
+// other non-regular file, which cannot be mapped, is read into memory.
+func File(fd *os.File) (data []byte, unmap func() error, err error) {
+	st, err := fd.Stat()
 	if err != nil {
 		return nil, nil, err
 	}
 	if !st.Mode().IsRegular() {
-		data, err = io.ReadAll(f)
+		data, err = io.ReadAll(fd)
 		return data, nil, err
 	}
 	size := st.Size()
@@ -29,7 +29,7 @@ func mapFile(f *os.File) (data []byte, unmap func() error, err error) {
 	if size < 0 || size > math.MaxInt {
 		return nil, nil, fmt.Errorf("file size %d does not fit in memory", size)
 	}
-	data, err = unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	data, err = unix.Mmap(int(fd.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return nil, nil, err
 	}
