@@ -11,7 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"squeeze/runtime/gguf"
 	"squeeze/runtime/index"
+	"squeeze/runtime/model/modeltest"
 	"squeeze/runtime/sparse"
 )
 
@@ -374,4 +376,61 @@ func FuzzArtifactSections(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkModelFingerprint fingerprints the 44 MB gocode-22m model (what ask pays per
+// load to refuse an artifact of another model).
+func BenchmarkModelFingerprint(b *testing.B) {
+	path := filepath.Join("..", "..", "shared", "models", "gocode-22m", "gocode-22m.gguf")
+	f, err := gguf.Open(path)
+	if err != nil {
+		b.Skipf("model absent: %v", err)
+	}
+	defer f.Close()
+	for b.Loop() {
+		if _, err := ModelFingerprint(path, f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestModelFingerprint(t *testing.T) {
+	dir := t.TempDir()
+	fp := func(name string, spec modeltest.Spec, flip int) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		data, err := modeltest.Build(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if flip > 0 {
+			data[len(data)-flip] ^= 1
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := gguf.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		s, err := ModelFingerprint(path, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	base := fp("a.gguf", modeltest.Spec{Seed: 1}, 0)
+	if again := fp("b.gguf", modeltest.Spec{Seed: 1}, 0); again != base {
+		t.Fatal("the same model has two fingerprints")
+	}
+	for name, other := range map[string]string{
+		"other weights":  fp("c.gguf", modeltest.Spec{Seed: 2}, 0),
+		"one bit":        fp("d.gguf", modeltest.Spec{Seed: 1}, 3),
+		"other metadata": fp("e.gguf", modeltest.Spec{Seed: 1, Meta: map[string]any{"general.name": "x"}}, 0),
+	} {
+		if other == base {
+			t.Errorf("%s: same fingerprint", name)
+		}
+	}
 }
