@@ -133,7 +133,7 @@ centroid_fraction, log_thresholds per calibrated budget).`,
 	f.StringVarP(&opts.Output, "output", "o", "", "artifact `file` to write (required)")
 	f.StringArrayVar(&opts.Include, "include", nil, "read only directory files matching this `glob` (repeatable; a glob without / matches base names)")
 	f.StringArrayVar(&opts.Exclude, "exclude", nil, "skip directory files and directories matching this `glob` (repeatable)")
-	f.StringVar(&opts.Header, "header", precompute.DefaultHeaderTemplate, "header `template` before each document; {path} is its path")
+	f.StringVar(&opts.Header, "header", precompute.DefaultHeaderTemplate, "header `template` before each document: {path} is its path, \\n a newline, \\t a tab")
 	f.StringVar(&opts.System, "system", "", "`text` put before the documents")
 	f.Float64Var(&opts.Budget, "budget", precompute.DefaultBudget, "default fraction of the context's keys a query reads, in (0, 1]")
 	f.StringVar(&opts.Levels, "levels", "0.01,0.05", "tree levels: clusters as fractions of the keys, coarse to fine, comma-separated")
@@ -192,6 +192,7 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 	case !strings.Contains(opts.Header, "{path}"):
 		log.Warn("--header has no {path}: documents will not be named in the context")
 	}
+	header := strings.NewReplacer(`\\`, `\`, `\n`, "\n", `\t`, "\t").Replace(opts.Header)
 	sink := opts.Sink
 	if sink == 0 {
 		sink = -1 // precompute's "none"
@@ -203,7 +204,7 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 		Output:         opts.Output,
 		Inputs:         opts.Inputs,
 		Input:          precompute.InputOptions{Include: opts.Include, Exclude: opts.Exclude, Stdin: s.In},
-		HeaderTemplate: opts.Header,
+		HeaderTemplate: header,
 		System:         opts.System,
 		ContextLength:  opts.CtxSize,
 		Threads:        opts.Threads,

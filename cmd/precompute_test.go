@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"squeeze/format"
 	"squeeze/runtime/model/modeltest"
 )
 
@@ -130,9 +131,17 @@ func TestPrecomputeStdin(t *testing.T) {
 	model := tinyModel(t)
 	out := filepath.Join(t.TempDir(), "x.sqz")
 	r := runCLI(t, context.Background(), strings.Repeat("hello from stdin\n", 10), false,
-		"precompute", "--model", model, "-o", out, "--window", "4", "--header", "-- {path} --\n", "-")
+		"precompute", "--model", model, "-o", out, "--window", "4", "--header", `-- {path} --\n`, "-")
 	if r.code != 0 || !strings.Contains(r.stdout, "wrote "+out) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	a, err := format.ReadArtifact(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if !strings.HasPrefix(a.Text, "-- - --\nhello from stdin\n") {
+		t.Fatalf("text %.40q: want the header with its \\n as a newline", a.Text)
 	}
 }
 
