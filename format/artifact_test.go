@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	"squeeze/runtime/index"
 	"squeeze/runtime/model/modeltest"
 	"squeeze/runtime/sparse"
+	"squeeze/runtime/tokenizer"
 )
 
 // testArtifact builds a small consistent artifact: layers x kvHeads heads of dimension dim
@@ -430,6 +432,29 @@ func TestModelFingerprint(t *testing.T) {
 		"other metadata": fp("e.gguf", modeltest.Spec{Seed: 1, Meta: map[string]any{"general.name": "x"}}, 0),
 	} {
 		if other == base {
+			t.Errorf("%s: same fingerprint", name)
+		}
+	}
+}
+
+func TestTokenizerFingerprint(t *testing.T) {
+	base := tokenizer.Vocab{Model: "gpt2", Tokens: []string{"a", "b", "ab"}, Merges: []string{"a b"}, BOS: 0, EOS: 1, UNK: -1, PAD: -1, EOT: -1}
+	same := base
+	same.Tokens = slices.Clone(base.Tokens)
+	if TokenizerFingerprint(base) != TokenizerFingerprint(same) {
+		t.Fatal("equal vocabularies differ")
+	}
+	for name, modify := range map[string]func(v *tokenizer.Vocab){
+		"token":       func(v *tokenizer.Vocab) { v.Tokens = []string{"a", "b", "ba"} },
+		"split token": func(v *tokenizer.Vocab) { v.Tokens = []string{"a", "bab", ""} },
+		"merge":       func(v *tokenizer.Vocab) { v.Merges = nil },
+		"pre":         func(v *tokenizer.Vocab) { v.Pre = "llama-bpe" },
+		"bos":         func(v *tokenizer.Vocab) { v.BOS = 2 },
+		"add bos":     func(v *tokenizer.Vocab) { v.AddBOS = true },
+	} {
+		v := base
+		modify(&v)
+		if TokenizerFingerprint(v) == TokenizerFingerprint(base) {
 			t.Errorf("%s: same fingerprint", name)
 		}
 	}
