@@ -7,35 +7,17 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"squeeze/runtime/testfiles"
 	"strings"
 	"testing"
 
 	"squeeze/runtime/model/modeltest"
 )
 
-// repoRoot walks up from the test's directory to the one holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
 // demoModel returns the path of the demo model, or skips the test.
 func demoModel(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(repoRoot(t), defaultModel)
+	path := filepath.Join(testfiles.Root(t), defaultModel)
 	if _, err := os.Stat(path); err != nil {
 		t.Skipf("demo model absent (%v): it is a copy of ../shared/models/gocode-demo/gocode-demo.gguf", err)
 	}
@@ -305,7 +287,7 @@ func TestBadModelExitCode(t *testing.T) {
 		{"unknown architecture", unknownArch, `unsupported architecture: "gpt9"`},
 		{"no tokenizer", noTokenizer, "tokenizer.ggml"},
 	}
-	if demo := filepath.Join(repoRoot(t), defaultModel); fileExists(demo) {
+	if demo := filepath.Join(testfiles.Root(t), defaultModel); fileExists(demo) {
 		data, err := os.ReadFile(demo)
 		if err != nil {
 			t.Fatal(err)

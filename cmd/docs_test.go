@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"squeeze/runtime/testfiles"
 	"strings"
 	"testing"
 
@@ -14,7 +15,7 @@ import (
 // TestDocsCoverCLI keeps docs/cli.md in step with the command tree: every command, flag
 // and JSON field must be mentioned there.
 func TestDocsCoverCLI(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "cli.md"))
+	data, err := os.ReadFile(filepath.Join(testfiles.Root(t), "docs", "cli.md"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"squeeze/runtime/testfiles"
 	"syscall"
 	"testing"
 
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) {
 // on the F16 gocode-22m model stays below the model file's size + the KV cache + 64 MiB
 // (the weights are memory-mapped, not copied into the heap).
 func TestGenerateMemory(t *testing.T) {
-	path := filepath.Join(repoRoot(t), "..", "shared", "models", "gocode-22m", "gocode-22m.gguf")
+	path := filepath.Join(testfiles.Root(t), "..", "shared", "models", "gocode-22m", "gocode-22m.gguf")
 	st, err := os.Stat(path)
 	if err != nil {
 		t.Skipf("reference model absent (%v)", err)

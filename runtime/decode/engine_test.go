@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"squeeze/runtime/testfiles"
 	"strings"
 	"testing"
 
@@ -16,29 +17,10 @@ import (
 	"squeeze/runtime/tokenizer"
 )
 
-// repoRoot walks up from the test's directory to the one holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
 // demoEngine loads the small default model from testdata, or skips the test.
 func demoEngine(t *testing.T) *Engine {
 	t.Helper()
-	path := filepath.Join(repoRoot(t), "testdata", "gocode-demo.gguf")
+	path := filepath.Join(testfiles.Root(t), "testdata", "gocode-demo.gguf")
 	if _, err := os.Stat(path); err != nil {
 		t.Skipf("demo model absent (%v): it is testdata/gocode-demo.gguf, a copy of ../shared/models/gocode-demo/gocode-demo.gguf", err)
 	}
@@ -128,7 +110,7 @@ func TestEngineGreedyMatchesArgmax(t *testing.T) {
 // ../shared/models/gocode-demo/reference.json.
 func TestEngineReferenceGreedy(t *testing.T) {
 	e := demoEngine(t)
-	path := filepath.Join(repoRoot(t), "..", "shared", "models", "gocode-demo", "reference.json")
+	path := filepath.Join(testfiles.Root(t), "..", "shared", "models", "gocode-demo", "reference.json")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Skipf("reference absent: %v", err)
@@ -190,7 +172,7 @@ func TestEngineStopStringAndCancel(t *testing.T) {
 // cache and all cores: a 64-token prompt, then up to 64 generated tokens (greedy output
 // is deterministic, so every iteration does the same work).
 func BenchmarkGenerate(b *testing.B) {
-	path := filepath.Join(repoRoot(b), "testdata", "gocode-demo.gguf")
+	path := filepath.Join(testfiles.Root(b), "testdata", "gocode-demo.gguf")
 	f, err := gguf.Open(path)
 	if err != nil {
 		b.Skipf("demo model absent: %v", err)

@@ -5,39 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
+	"squeeze/runtime/testfiles"
 	"testing"
 
 	"squeeze/runtime/gguf"
 )
-
-// sharedModel returns the path of a reference model under ../shared/models (found by
-// walking up from the working directory to the repository root, the directory holding
-// go.mod), skipping the test if it is absent.
-func sharedModel(t testing.TB, rel string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("repository root (go.mod) not found")
-		}
-		dir = parent
-	}
-	path := filepath.Join(dir, "..", "shared", "models", rel)
-	if _, err := os.Stat(path); err != nil {
-		t.Skipf("reference model %s not available: %v", rel, err)
-	}
-	return path
-}
 
 // Expected facts below come from ../shared/models/README.md: architecture, layer counts,
 // widths, vocabulary sizes, tokenizer kinds, and the tensor types it says each file uses.
@@ -61,7 +35,7 @@ func TestModels(t *testing.T) {
 		{"stories260k/stories260k.gguf", 5, 64, 512, 47, []gguf.Type{gguf.TypeF32}, "llama"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			f, err := gguf.Open(sharedModel(t, tc.file))
+			f, err := gguf.Open(testfiles.Shared(t, "models", tc.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,7 +85,7 @@ func TestModels(t *testing.T) {
 				t.Errorf("tensor types %v, want %v", types, want)
 			}
 			// llama.cpp writes tensors back to back: the last one ends the file.
-			st, err := os.Stat(sharedModel(t, tc.file))
+			st, err := os.Stat(testfiles.Shared(t, "models", tc.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,7 +97,7 @@ func TestModels(t *testing.T) {
 }
 
 func TestModelLookups(t *testing.T) {
-	f, err := gguf.Open(sharedModel(t, "stories260k/stories260k.gguf"))
+	f, err := gguf.Open(testfiles.Shared(t, "models", "stories260k/stories260k.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +118,7 @@ func TestModelLookups(t *testing.T) {
 // TestSharedBlocks checks gocode-shared's sharing, as its README describes it: metadata
 // squeeze.block_share = 4, and layer i's tensors byte-identical to layer i mod 4's.
 func TestSharedBlocks(t *testing.T) {
-	f, err := gguf.Open(sharedModel(t, "gocode-shared/gocode-shared.gguf"))
+	f, err := gguf.Open(testfiles.Shared(t, "models", "gocode-shared/gocode-shared.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +148,7 @@ func TestSharedBlocks(t *testing.T) {
 // the metadata (the vocabulary, about 1 MB), not by the 44 MB of weights, even after every
 // tensor has been read.
 func TestOpenMapsData(t *testing.T) {
-	path := sharedModel(t, "gocode-22m/gocode-22m.gguf")
+	path := testfiles.Shared(t, "models", "gocode-22m/gocode-22m.gguf")
 	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +182,7 @@ func TestOpenMapsData(t *testing.T) {
 // BenchmarkOpen measures opening a model: mapping it and parsing its header, whose
 // vocabulary and merges are most of the work.
 func BenchmarkOpen(b *testing.B) {
-	path := sharedModel(b, "gocode-22m/gocode-22m.gguf")
+	path := testfiles.Shared(b, "models", "gocode-22m/gocode-22m.gguf")
 	b.ReportAllocs()
 	for b.Loop() {
 		f, err := gguf.Open(path)

@@ -2,49 +2,23 @@ package kernels
 
 import (
 	"math/rand/v2"
-	"os"
-	"path/filepath"
+	"squeeze/runtime/testfiles"
 	"testing"
 
 	"squeeze/runtime/gguf"
 )
-
-// kqModelPath returns the path of a file of ../shared/models/gocode-22m seen from the
-// repository root (found by walking up to go.mod), skipping the test when it is absent.
-func kqModelPath(t *testing.T, name string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("repository root (go.mod) not found")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "models", "gocode-22m", name)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("reference model %s is absent: %v", name, err)
-	}
-	return p
-}
 
 // TestKQuantRealFile decodes every K-quant tensor of the Q4_K_M reference model, which
 // llama.cpp quantized from the F16 file, and compares it with the F16 tensor of the same
 // name: a layout mistake shows as an error near 100%, a correct decoder as a few percent.
 // It also runs the installed dotRows on some rows of each tensor against the reference.
 func TestKQuantRealFile(t *testing.T) {
-	qf, err := gguf.Open(kqModelPath(t, "gocode-22m-q4_k_m.gguf"))
+	qf, err := gguf.Open(testfiles.Shared(t, "models", "gocode-22m", "gocode-22m-q4_k_m.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer qf.Close()
-	ff, err := gguf.Open(kqModelPath(t, "gocode-22m.gguf"))
+	ff, err := gguf.Open(testfiles.Shared(t, "models", "gocode-22m", "gocode-22m.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}

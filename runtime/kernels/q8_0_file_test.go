@@ -1,46 +1,18 @@
 package kernels
 
 import (
-	"errors"
-	"io/fs"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
+	"squeeze/runtime/testfiles"
 	"testing"
 
 	"squeeze/runtime/gguf"
 )
 
-// q8fSharedModel returns the path of a file under the shared models folder (beside the
-// repository root), skipping the test when it is absent.
-func q8fSharedModel(t testing.TB, name string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			t.Skip("repository root (go.mod) not found")
-		}
-		dir = up
-	}
-	p := filepath.Join(dir, "..", "shared", "models", "gocode-22m", name)
-	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("reference model %s is absent", p)
-	}
-	return p
-}
-
 // q8fOpen opens a shared model file, closing it when the test ends.
 func q8fOpen(t testing.TB, name string) *gguf.File {
 	t.Helper()
-	f, err := gguf.Open(q8fSharedModel(t, name))
+	f, err := gguf.Open(testfiles.Shared(t, "models", "gocode-22m", name))
 	if err != nil {
 		t.Fatal(err)
 	}

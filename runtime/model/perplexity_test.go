@@ -6,6 +6,7 @@ import (
 	"flag"
 	"math"
 	"os"
+	"squeeze/runtime/testfiles"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func TestPerplexityGocode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("perplexity over dev.txt takes minutes per file; run without -short")
 	}
-	text, err := os.ReadFile(sharedPath(t, "eval", "dev.txt"))
+	text, err := os.ReadFile(testfiles.Shared(t, "eval", "dev.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func TestPerplexityGocode(t *testing.T) {
 	var tokens []int32
 	for _, tf := range files {
 		t.Run(tf.file, func(t *testing.T) {
-			f, err := gguf.Open(sharedPath(t, "models", "gocode-22m", tf.file))
+			f, err := gguf.Open(testfiles.Shared(t, "models", "gocode-22m", tf.file))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,43 +5,17 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
-	"strings"
+	"squeeze/runtime/testfiles"
 	"testing"
 
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 )
 
-// sharedPath returns the path of a file under the shared folder beside the repository
-// root (the directory holding go.mod), or skips the test if it is absent.
-func sharedPath(t testing.TB, elem ...string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("repository root (go.mod) not found")
-		}
-		dir = parent
-	}
-	p := filepath.Join(append([]string{dir, "..", "shared"}, elem...)...)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("%s is absent (%v): skipping", strings.Join(elem, "/"), err)
-	}
-	return p
-}
-
 // openModel opens and loads a shared model file, closing it when the test ends.
 func openModel(t testing.TB, elem ...string) *Model {
 	t.Helper()
-	f, err := gguf.Open(sharedPath(t, elem...))
+	f, err := gguf.Open(testfiles.Shared(t, elem...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +42,7 @@ type reference struct {
 
 func loadReference(t *testing.T, folder string) reference {
 	t.Helper()
-	data, err := os.ReadFile(sharedPath(t, "models", folder, "reference.json"))
+	data, err := os.ReadFile(testfiles.Shared(t, "models", folder, "reference.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +78,7 @@ func argmax(x []float32) int32 {
 // activations to 8 bits, as llama.cpp does).
 func openDequantized(t testing.TB, elem ...string) *Model {
 	t.Helper()
-	f, err := gguf.Open(sharedPath(t, elem...))
+	f, err := gguf.Open(testfiles.Shared(t, elem...))
 	if err != nil {
 		t.Fatal(err)
 	}

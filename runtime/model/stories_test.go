@@ -1,6 +1,7 @@
 package model
 
 import (
+	"squeeze/runtime/testfiles"
 	"strings"
 	"testing"
 
@@ -13,7 +14,7 @@ import (
 // TestStories260k decodes greedily from BOS with Karpathy's TinyStories model (tied output,
 // SentencePiece tokenizer) and checks the text llama2.c produces.
 func TestStories260k(t *testing.T) {
-	f, err := gguf.Open(sharedPath(t, "models", "stories260k", "stories260k.gguf"))
+	f, err := gguf.Open(testfiles.Shared(t, "models", "stories260k", "stories260k.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}

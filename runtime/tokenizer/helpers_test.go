@@ -2,7 +2,7 @@ package tokenizer
 
 import (
 	"os"
-	"path/filepath"
+	"squeeze/runtime/testfiles"
 	"strings"
 	"sync"
 	"testing"
@@ -10,44 +10,11 @@ import (
 	"squeeze/runtime/gguf"
 )
 
-// sharedFile returns the path of a file under the shared folder beside the repository
-// (../shared from the repository root, found by walking up to go.mod) and whether it
-// exists.
-func sharedFile(parts ...string) (string, bool) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", false
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", false
-		}
-		dir = parent
-	}
-	p := filepath.Join(append([]string{dir, "..", "shared"}, parts...)...)
-	_, err = os.Stat(p)
-	return p, err == nil
-}
-
-// sharedPath is sharedFile for tests: it skips the test when the file is absent.
-func sharedPath(t testing.TB, parts ...string) string {
-	t.Helper()
-	p, ok := sharedFile(parts...)
-	if !ok {
-		t.Skipf("reference file %s is absent", filepath.Join(append([]string{"..", "shared"}, parts...)...))
-	}
-	return p
-}
-
 // ggufFile opens a reference model under ../shared/models for the duration of the test;
 // it skips the test when the file is absent.
 func ggufFile(t testing.TB, rel string) *gguf.File {
 	t.Helper()
-	f, err := gguf.Open(sharedPath(t, append([]string{"models"}, strings.Split(rel, "/")...)...))
+	f, err := gguf.Open(testfiles.Shared(t, append([]string{"models"}, strings.Split(rel, "/")...)...))
 	if err != nil {
 		t.Fatalf("open %s: %v", rel, err)
 	}
@@ -64,7 +31,7 @@ var (
 // once per test binary; it skips the test when the file is absent.
 func ggufTokenizer(t testing.TB, rel string) *Tokenizer {
 	t.Helper()
-	path := sharedPath(t, append([]string{"models"}, strings.Split(rel, "/")...)...)
+	path := testfiles.Shared(t, append([]string{"models"}, strings.Split(rel, "/")...)...)
 	ggufTokMu.Lock()
 	defer ggufTokMu.Unlock()
 	if tok, ok := ggufToks[rel]; ok {
@@ -87,7 +54,7 @@ func ggufTokenizer(t testing.TB, rel string) *Tokenizer {
 // "// ==== path ====" header line.
 func devDocuments(t testing.TB) (string, []string) {
 	t.Helper()
-	data, err := os.ReadFile(sharedPath(t, "eval", "dev.txt"))
+	data, err := os.ReadFile(testfiles.Shared(t, "eval", "dev.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
+	"squeeze/runtime/testfiles"
 	"testing"
 )
 
@@ -13,7 +14,7 @@ import (
 // beyond GGUF's "gpt-2".
 func TestHuggingFaceVocab(t *testing.T) {
 	tok := ggufTokenizer(t, "gocode-22m/gocode-22m.gguf")
-	data, err := os.ReadFile(sharedPath(t, "models", "gocode-22m", "tokenizer.json"))
+	data, err := os.ReadFile(testfiles.Shared(t, "models", "gocode-22m", "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

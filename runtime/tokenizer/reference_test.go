@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
+	"squeeze/runtime/testfiles"
 	"testing"
 )
 
@@ -14,7 +15,7 @@ func TestReferenceTokens(t *testing.T) {
 	for _, name := range []string{"gocode-22m", "gocode-demo", "gocode-shared"} {
 		t.Run(name, func(t *testing.T) {
 			tok := ggufTokenizer(t, name+"/"+name+".gguf")
-			data, err := os.ReadFile(sharedPath(t, "models", name, "reference.json"))
+			data, err := os.ReadFile(testfiles.Shared(t, "models", name, "reference.json"))
 			if err != nil {
 				t.Fatal(err)
 			}
