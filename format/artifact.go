@@ -418,17 +418,17 @@ func WriteArtifactContext(ctx context.Context, path string, a *Artifact) error {
 
 	var e Encoder
 	encodeHeader(&e, &h, a.Context.Thresholds)
-	if err := w.Add(SectionHeader, e.Bytes(), smallOptions(e.Bytes())); err != nil {
+	if err := w.Add(SectionHeader, e.Bytes(), SectionOptions{Compress: true}); err != nil {
 		return err
 	}
 	e = Encoder{}
 	e.Int32s(a.Context.Tokens)
-	if err := w.Add(SectionTokens, e.Bytes(), smallOptions(e.Bytes())); err != nil {
+	if err := w.Add(SectionTokens, e.Bytes(), SectionOptions{Compress: true}); err != nil {
 		return err
 	}
 	e = Encoder{}
 	e.Text(a.Text)
-	if err := w.Add(SectionText, e.Bytes(), smallOptions(e.Bytes())); err != nil {
+	if err := w.Add(SectionText, e.Bytes(), SectionOptions{Compress: true}); err != nil {
 		return err
 	}
 	var buf []byte
@@ -450,12 +450,6 @@ func WriteArtifactContext(ctx context.Context, path string, a *Artifact) error {
 	}
 	return w.Commit()
 }
-
-// smallOptions asks to compress a metadata section, except under 256 bytes: the zstd
-// encoder leaves the frame content size out of frames of fewer than 256 bytes, which the
-// container's reader (rightly, by docs/FORMAT.md) refuses, and so little is not worth
-// compressing anyway.
-func smallOptions(b []byte) SectionOptions { return SectionOptions{Compress: len(b) >= 256} }
 
 // encodeLayer encodes one layer's heads: for each KV head, the tree (index encoding, as a
 // byte string), the clustered keys and values, the always-attended positions and their

@@ -439,3 +439,34 @@ func TestStructuralChecks(t *testing.T) {
 		t.Errorf("a zstd section that is not zstd: %v, want ErrCorrupt", err)
 	}
 }
+
+// TestSmallCompressedSection: the zstd encoder leaves the frame content size out of tiny
+// frames, which readers refuse; the writer must then store the section raw, never write a
+// section its own reader rejects.
+func TestSmallCompressedSection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "small.sqz")
+	w, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	small := bytes.Repeat([]byte("ab"), 60) // compresses well, under 256 bytes
+	if err := w.Add("small", small, SectionOptions{Compress: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := r.Section("small")
+	if err != nil {
+		t.Fatalf("reading a small compressed section: %v", err)
+	}
+	if !bytes.Equal(got, small) {
+		t.Fatal("section bytes differ")
+	}
+}

@@ -129,7 +129,7 @@ func (w *Writer) Add(name string, data []byte, opts SectionOptions) error {
 		if err != nil {
 			return err
 		}
-		if compressPays(len(z), len(data)) {
+		if z != nil && compressPays(len(z), len(data)) {
 			stored, comp = z, CompressionZstd
 		}
 	}

@@ -35,13 +35,20 @@ var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
 // saving of a few percent is not worth it.
 func compressPays(stored, raw int) bool { return stored < raw-raw/16 }
 
-// compress returns src as one zstd frame.
+// compress returns src as one zstd frame, or nil when the encoder's frame would not be
+// a valid section: the encoder leaves the frame content size out of frames for small
+// inputs (under 256 bytes), and the format requires it, so such sections are stored raw.
 func compress(src []byte) ([]byte, error) {
 	enc, err := zstdEncoder()
 	if err != nil {
 		return nil, fmt.Errorf("format: zstd encoder: %w", err)
 	}
-	return enc.EncodeAll(src, nil), nil
+	z := enc.EncodeAll(src, nil)
+	var h zstd.Header
+	if err := h.Decode(z); err != nil || !h.HasFCS {
+		return nil, nil
+	}
+	return z, nil
 }
 
 // decompress decodes the zstd frame src, which must hold exactly rawSize bytes. It never
