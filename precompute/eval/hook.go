@@ -1,13 +1,13 @@
 package eval
 
-import (
-	"errors"
+import "squeeze/runtime/model"
 
-	"squeeze/runtime/model"
-)
-
-// forward runs tokens after the squeezed context p, appending them to e.query.
+// forward runs tokens after the squeezed context p (positions p.Len()+e.query.Len()...),
+// appending their keys and values to e.query.
 func (e *evaluator) forward(p *massPrefix, tokens []int32, logits []float32, opt *model.Options) error {
-	_ = p
-	return errors.New("eval: the model has no prefix-attention hook yet")
+	o := model.Options{Prefix: p}
+	if opt != nil {
+		o.AllLogits = opt.AllLogits
+	}
+	return e.m.Forward(e.pool, e.query, tokens, logits, &o)
 }
