@@ -134,6 +134,7 @@ when XDG_CONFIG_HOME is unset) if that file exists.`,
 	root.AddCommand(newGenerateCommand(g, s, run.generate))
 	root.AddCommand(newPrecomputeCommand(g, s))
 	root.AddCommand(newInspectCommand(g, s))
+	root.AddCommand(newEvalCommand(g, s))
 	return root
 }
 
