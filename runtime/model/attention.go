@@ -28,6 +28,20 @@ type workspace struct {
 	lse           []float32 // split calls: log normalizer per unit and vector
 	part          []float32 // split calls: output per unit and vector
 	attnFn        func(lo, hi int)
+
+	// Passes with a Prefix: the cache attention's log-sum-exp per token and head
+	// (attLSE, kept when wantLSE), and the prefix's output and log-sum-exp.
+	wantLSE             bool
+	attLSE, pre, preLSE []float32
+}
+
+// ensurePrefix sizes the buffers of a pass of n tokens with a Prefix.
+func (ws *workspace) ensurePrefix(n int, cfg *Config) {
+	if len(ws.attLSE) < n*cfg.Heads {
+		ws.attLSE = make([]float32, n*cfg.Heads)
+		ws.preLSE = make([]float32, n*cfg.Heads)
+		ws.pre = make([]float32, n*cfg.QDim())
+	}
 }
 
 // attnWorker is one thread's attention scratch. Its single-thread pool runs the matrix
@@ -96,11 +110,12 @@ func (ws *workspace) ensure(c *Cache, n, threads int) {
 // into ws.att. The work is cut into units of one key/value head and a block of query
 // tokens; each pool thread takes every threads-th unit. When there are fewer units than
 // threads (decoding a few tokens), each unit's key span is also split into parts whose
-// softmaxes are merged by their log-sum-exp afterwards.
-func (c *Cache) attention(p *kernels.Pool, layer, pos, n int) {
+// softmaxes are merged by their log-sum-exp afterwards. With wantLSE, the log-sum-exp of
+// every token and head's scores goes to ws.attLSE (token-major).
+func (c *Cache) attention(p *kernels.Pool, layer, pos, n int, wantLSE bool) {
 	ws := &c.ws
 	cfg := &c.m.Config
-	ws.layer, ws.pos, ws.n = layer, pos, n
+	ws.layer, ws.pos, ws.n, ws.wantLSE = layer, pos, n, wantLSE
 	units := (n + ws.block - 1) / ws.block * cfg.KVHeads
 	ws.split = 1
 	if threads := len(ws.workers); units < threads {
@@ -182,6 +197,8 @@ func (c *Cache) attendWorker(w int) {
 			clear(row[keep:])
 			if ws.split > 1 {
 				ws.lse[u*stride+v] = lse
+			} else if ws.wantLSE {
+				ws.attLSE[(i0+v/group)*cfg.Heads+g*group+v%group] = lse
 			}
 		}
 		// V^T is HeadDim rows of Cap() positions; the product reads columns [lo, hi).
@@ -231,6 +248,9 @@ func (c *Cache) mergeParts() {
 				kernels.Axpy(wgt, ws.part[at*hd:(at+1)*hd], dst)
 			}
 			kernels.Scale(dst, 1/total)
+			if ws.wantLSE {
+				ws.attLSE[i*cfg.Heads+h] = m + float32(math.Log(float64(total)))
+			}
 		}
 	}
 }

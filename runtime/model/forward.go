@@ -27,6 +27,10 @@ type Options struct {
 	// pass's working memory: valid only during the call and not to be modified (copy
 	// what you keep, for example before handing a Hidden to Head).
 	Observe func(s *LayerState)
+	// Prefix, if set, is a fixed context before the cache's tokens: they take positions
+	// Prefix.Len()+cache position, and every layer's attention also attends to the
+	// prefix (see Prefix).
+	Prefix Prefix
 }
 
 // LayerState is what Options.Observe receives: one layer's values for a pass of Tokens
@@ -102,7 +106,7 @@ func (m *Model) Forward(p *kernels.Pool, c *Cache, tokens []int32, logits []floa
 		case start+nb == n:
 			out = logits[:vocab]
 		}
-		m.pass(p, c, tokens[start:start+nb], out, opt.AllLogits, opt.Observe)
+		m.pass(p, c, tokens[start:start+nb], out, opt)
 	}
 	return nil
 }
@@ -121,11 +125,17 @@ func (m *Model) Head(p *kernels.Pool, hidden []float32, n int, logits []float32)
 
 // pass runs one batch of at most MaxBatch tokens through every layer.
 // logits, if not nil, receives the last token's logits, or every token's if all is set.
-func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32, all bool, observe func(*LayerState)) {
+func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32, opt *Options) {
 	cfg := &m.Config
 	n, pos := len(tokens), c.n
+	all, observe, prefix := opt.AllLogits, opt.Observe, opt.Prefix
 	ws := &c.ws
 	ws.ensure(c, n, p.Threads())
+	rotPos := pos // the position RoPE gives the pass's first token
+	if prefix != nil {
+		ws.ensurePrefix(n, cfg)
+		rotPos += prefix.Len()
+	}
 	dim, qDim, kvDim, hd := cfg.Dim, cfg.QDim(), cfg.KVDim(), cfg.HeadDim
 	half := cfg.RopeDim / 2
 	x, xb := ws.x[:n*dim], ws.xb[:n*dim]
@@ -141,7 +151,7 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 	}
 	for i, t := range tokens {
 		m.embed.Row(x[i*dim:(i+1)*dim], int(t))
-		m.angles(ws.cos[i*half:(i+1)*half], ws.sin[i*half:(i+1)*half], pos+i)
+		m.angles(ws.cos[i*half:(i+1)*half], ws.sin[i*half:(i+1)*half], rotPos+i)
 	}
 	for li := range m.layers {
 		l := &m.layers[li]
@@ -168,7 +178,11 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 			m.rotate(k[i*kvDim:(i+1)*kvDim], cos, sin)
 		}
 		c.store(li, pos, n, k, v)
-		c.attention(p, li, pos, n)
+		c.attention(p, li, pos, n, prefix != nil)
+		if prefix != nil {
+			prefix.Attend(li, q, n, ws.pre[:n*qDim], ws.preLSE[:n*cfg.Heads])
+			ws.mergePrefix(n, cfg.Heads, hd)
+		}
 		kernels.MatMul(p, proj, l.wo, att, n)
 		kernels.Add(x, proj)
 
