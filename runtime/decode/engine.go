@@ -55,6 +55,9 @@ func (e *Engine) GenerateTokens(ctx context.Context, prompt []int32, opts Option
 	capacity := opts.ContextLen
 	if capacity == 0 {
 		capacity = e.Model.Config.ContextLength
+		if opts.Prefix != nil {
+			capacity = max(1, capacity-opts.Prefix.Len())
+		}
 	}
 	if opts.MaxTokens > 0 && len(prompt) > 0 {
 		capacity = min(capacity, len(prompt)+opts.MaxTokens)
@@ -63,19 +66,20 @@ func (e *Engine) GenerateTokens(ctx context.Context, prompt []int32, opts Option
 	if err != nil {
 		return Result{PromptTokens: len(prompt)}, err
 	}
-	m := &modelLM{m: e.Model, c: cache, p: pool}
+	m := &modelLM{m: e.Model, c: cache, p: pool, opt: model.Options{Prefix: opts.Prefix}}
 	return generate(ctx, m, tokenizerCodec{e.Tokenizer}, prompt, &opts)
 }
 
 // modelLM adapts a model and its cache to the generation loop.
 type modelLM struct {
-	m *model.Model
-	c *model.Cache
-	p *kernels.Pool
+	m   *model.Model
+	c   *model.Cache
+	p   *kernels.Pool
+	opt model.Options // the Prefix of every pass
 }
 
 func (l *modelLM) forward(tokens []int32, logits []float32) error {
-	return l.m.Forward(l.p, l.c, tokens, logits, nil)
+	return l.m.Forward(l.p, l.c, tokens, logits, &l.opt)
 }
 func (l *modelLM) used() int     { return l.c.Len() }
 func (l *modelLM) capacity() int { return l.c.Cap() }

@@ -64,6 +64,12 @@ type Options struct {
 	// each piece is final; concatenated, the pieces equal Result.Text. An error it
 	// returns ends generation and is returned by Generate.
 	OnText func(text string) error
+	// Prefix, if set, is a fixed context the prompt continues (model.Prefix): the
+	// prompt and the generated tokens take the positions after it, and every forward
+	// pass attends to it. The KV cache then holds only the prompt and the generated
+	// tokens: ContextLen counts those, and its default is the model's context length
+	// minus Prefix.Len() (at least one position).
+	Prefix model.Prefix
 }
 
 // Validate reports an out-of-range option as an error wrapping ErrOptions (or, for

@@ -112,7 +112,7 @@ const minBatchedVecs = 16
 const minPart = 128
 
 // Session attends to a squeezed context as the prefix of a model's sequence: it
-// implements model.Options.Prefix. Every Attend call selects, per layer and KV head, the
+// is a model.Prefix (model.Options.Prefix, decode.Options.Prefix). Every Attend call selects, per layer and KV head, the
 // clusters the queries need (one lookup for a batch of several tokens, one per token when
 // decoding), then computes exact attention over the selected keys and the Always rows,
 // split across the pool's threads by KV head and by ranges of keys, with the parts merged
@@ -473,3 +473,5 @@ func (s *Session) merge(out, lse []float32) {
 		}
 	}
 }
+
+var _ model.Prefix = (*Session)(nil)
