@@ -132,6 +132,7 @@ when XDG_CONFIG_HOME is unset) if that file exists.`,
 
 	root.AddCommand(newVersionCommand(g, s))
 	root.AddCommand(newGenerateCommand(g, s, run.generate))
+	root.AddCommand(newAskCommand(g, s))
 	root.AddCommand(newPrecomputeCommand(g, s))
 	root.AddCommand(newInspectCommand(g, s))
 	root.AddCommand(newEvalCommand(g, s))

@@ -1,0 +1,321 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"squeeze/format"
+	"squeeze/runtime/decode"
+	"squeeze/runtime/gguf"
+	"squeeze/runtime/kernels"
+	"squeeze/runtime/model"
+	"squeeze/runtime/sparse"
+	"squeeze/runtime/tokenizer"
+)
+
+// askOptions are the inputs of "squeeze ask", after flag parsing and configuration.
+type askOptions struct {
+	Artifact      string
+	Query         string // "-" means standard input
+	Model         string // "" means the model recorded in the artifact
+	Budget        float64
+	BudgetSet     bool // --budget was given
+	Dense         bool
+	QueryTemplate string
+	Gen           generateOptions // --max-tokens, sampling flags, --stop, --kv-cache
+
+	// From the global options.
+	Threads int
+	JSON    bool
+	Logger  *slog.Logger
+}
+
+// askReport is the JSON object "squeeze ask --json" prints. Scripts depend on these
+// names: add fields, never rename or remove one.
+type askReport struct {
+	Artifact          string  `json:"artifact"`
+	Model             string  `json:"model"`
+	Text              string  `json:"text"`
+	Tokens            []int32 `json:"tokens"`
+	GeneratedTokens   int     `json:"generated_tokens"`
+	PromptTokens      int     `json:"prompt_tokens"`
+	ContextTokens     int     `json:"context_tokens"`
+	StopReason        string  `json:"stop_reason"`
+	LoadMS            float64 `json:"load_ms"`
+	TTFTMS            float64 `json:"ttft_ms"`
+	DecodeMS          float64 `json:"decode_ms"`
+	DecodeTokensPerS  float64 `json:"decode_tokens_per_s"`
+	Budget            float64 `json:"budget"`
+	Dense             bool    `json:"dense"`
+	RealizedBudget    float64 `json:"realized_budget"`
+	KeysFraction      float64 `json:"keys_fraction"`
+	CentroidsFraction float64 `json:"centroids_fraction"`
+	Seed              int64   `json:"seed"`
+	Threads           int     `json:"threads"`
+}
+
+func newAskCommand(g *globalOptions, s streams) *cobra.Command {
+	opts := &askOptions{}
+	cmd := &cobra.Command{
+		Use:   "ask [flags] FILE.sqz {<query> | -}",
+		Short: "Answer a query against a precomputed context",
+		Long: `Answer a query against a context precomputed by "squeeze precompute" and stream
+the answer to stdout. The query is the argument, or standard input when the
+argument is "-"; it is placed after the context through --query-template, whose
+{query} is replaced by the query (default: a newline, then the query).
+
+Attention to the context is sparse: for each layer and key/value head, the
+query's tokens make one lookup in the artifact's centroid tree, and each
+generated token a fresh one; only the selected clusters' keys (and the always-
+attended first and last tokens) are read. --budget picks the calibrated
+threshold for that fraction of the keys (the artifact's default when unset; the
+largest calibrated budget not above the request); --budget 1 or --dense
+attends to every key. The realized budget, (keys read + centroids scored) /
+keys over all lookups, is reported by --json and logged at level info.
+
+--model defaults to the model recorded in the artifact (its file name, looked
+up in the current directory, next to the artifact, then as the demo model). An
+artifact is refused with a model other than the one it was built with.
+
+Sampling, --stop, --max-tokens and Ctrl-C behave as in "squeeze generate".
+
+With --json nothing is streamed; one JSON object is printed at the end, with the
+fields text, tokens, generated_tokens, prompt_tokens (the query's tokens),
+context_tokens, stop_reason, load_ms, ttft_ms (the query's prefill, which yields
+the first token), decode_ms, decode_tokens_per_s, budget, dense,
+realized_budget, keys_fraction, centroids_fraction, seed, threads, artifact,
+model.`,
+		Example: `  # Ask the repository's artifact a question, greedily
+  $ squeeze ask --temp 0 repo.sqz "Where is the KV cache allocated?"
+
+  # Dense attention for comparison, machine-readable
+  $ squeeze ask --dense --json repo.sqz "What does Forward do?" | jq .decode_tokens_per_s`,
+		Args: exactArgs(2, `ask takes an artifact and one query argument (use "-" to read the query from stdin)`),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Artifact, opts.Query = args[0], args[1]
+			opts.BudgetSet = cmd.Flags().Changed("budget")
+			opts.Threads, opts.JSON, opts.Logger = g.Threads, g.JSON, g.logger
+			opts.Gen.Threads, opts.Gen.JSON, opts.Gen.Logger = g.Threads, g.JSON, g.logger
+			return runAsk(cmd.Context(), opts, s)
+		},
+	}
+	f := cmd.Flags()
+	f.SortFlags = false
+	f.StringVarP(&opts.Model, "model", "m", "", "GGUF model `file` (default: the one recorded in the artifact)")
+	f.Float64Var(&opts.Budget, "budget", 0, "fraction of the context's keys to read per lookup (default: the artifact's; 1 = all)")
+	f.BoolVar(&opts.Dense, "dense", false, "attend to every key of the context (no lookup)")
+	f.StringVar(&opts.QueryTemplate, "query-template", "\n{query}", "text appended after the context; {query} is replaced by the query")
+	g2 := &opts.Gen
+	f.IntVarP(&g2.MaxTokens, "max-tokens", "n", 128, "stop after this many generated tokens (0 = until the context is full)")
+	f.Float32Var(&g2.Temp, "temp", 0.8, "sampling temperature (0 = greedy)")
+	f.IntVar(&g2.TopK, "top-k", 40, "keep the K most likely tokens (0 = all)")
+	f.Float32Var(&g2.TopP, "top-p", 0.95, "keep the most likely tokens up to this cumulative probability (1 = all)")
+	f.Float32Var(&g2.MinP, "min-p", 0.05, "drop tokens less likely than this fraction of the most likely one (0 = none)")
+	f.Float32Var(&g2.RepeatPenalty, "repeat-penalty", 1.0, "penalise recently seen tokens by this factor (1 = off)")
+	f.IntVar(&g2.RepeatLastN, "repeat-last-n", 64, "window of recent tokens for --repeat-penalty")
+	f.Int64Var(&g2.Seed, "seed", -1, "random seed (-1 = pick one at random)")
+	f.StringArrayVar(&g2.Stop, "stop", nil, "stop before this `string` (repeatable)")
+	f.StringVar(&g2.KVCache, "kv-cache", "f16", "storage type of the query's and answer's KV cache: f16 or f32")
+	return cmd
+}
+
+// askModelPath resolves the model file: --model, or the artifact's recorded file name in
+// the current directory, next to the artifact, or as the demo model.
+func askModelPath(opts *askOptions, a *format.Artifact) (string, error) {
+	if opts.Model != "" {
+		return opts.Model, nil
+	}
+	name := a.Header.Model.File
+	if name == "" {
+		return "", usageErrorf("%s records no model file: pass --model", opts.Artifact)
+	}
+	candidates := []string{name, filepath.Join(filepath.Dir(opts.Artifact), filepath.Base(name))}
+	if filepath.Base(defaultModel) == filepath.Base(name) {
+		candidates = append(candidates, defaultModel)
+	}
+	for _, c := range candidates {
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return c, nil
+		}
+	}
+	return "", usageErrorf("the artifact's model %q is not in the current directory or next to %s: pass --model", name, opts.Artifact)
+}
+
+// runAsk loads the artifact and the model, checks that they belong together, and answers
+// the query (streamed) or prints the JSON report.
+func runAsk(ctx context.Context, opts *askOptions, s streams) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	gen := &opts.Gen
+	so, err := gen.samplingOptions()
+	if err != nil {
+		return err
+	}
+	cacheType, err := parseCacheType(gen.KVCache)
+	if err != nil {
+		return err
+	}
+	switch {
+	case gen.MaxTokens < 0:
+		return usageErrorf("--max-tokens %d: want >= 0", gen.MaxTokens)
+	case opts.Threads < 0:
+		return usageErrorf("--threads %d: want >= 0", opts.Threads)
+	case opts.BudgetSet && !(opts.Budget > 0):
+		return usageErrorf("--budget %g: want a fraction > 0 (1 or more = dense)", opts.Budget)
+	case !strings.Contains(opts.QueryTemplate, "{query}"):
+		return usageErrorf("--query-template %q has no {query}", opts.QueryTemplate)
+	}
+	query := opts.Query
+	if query == "-" {
+		b, err := io.ReadAll(s.In)
+		if err != nil {
+			return fmt.Errorf("read query from stdin: %w", err)
+		}
+		query = string(b)
+	}
+
+	start := time.Now()
+	a, err := format.ReadArtifact(opts.Artifact)
+	if err != nil {
+		return &artifactError{opts.Artifact, err}
+	}
+	defer a.Close()
+	modelPath, err := askModelPath(opts, a)
+	if err != nil {
+		return err
+	}
+	f, err := gguf.Open(modelPath)
+	if err != nil {
+		return &modelError{modelPath, err}
+	}
+	defer f.Close()
+	fp, err := format.ModelFingerprint(modelPath, f)
+	if err != nil {
+		return &modelError{modelPath, err}
+	}
+	if err := format.CheckModel(a, modelPath, fp); err != nil {
+		return &usageError{fmt.Errorf("%s: %w", opts.Artifact, err)}
+	}
+	m, err := model.Load(f)
+	if err != nil {
+		return &modelError{modelPath, err}
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		return &modelError{modelPath, err}
+	}
+	budget := opts.Budget
+	switch {
+	case opts.Dense:
+		budget = 1
+	case !opts.BudgetSet:
+		budget = a.Header.Settings.Budget
+		if !(budget > 0) {
+			budget = 1
+		}
+	}
+	pool := kernels.NewPool(opts.Threads)
+	defer pool.Close()
+	sess, err := sparse.NewSession(a.Context, m, pool, budget)
+	if errors.Is(err, sparse.ErrBudget) {
+		return &usageError{err}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", opts.Artifact, err)
+	}
+	loadTime := time.Since(start)
+	th := sess.Threshold()
+	log.Info("artifact loaded", "artifact", opts.Artifact, "model", modelPath, "context_tokens", sess.Len(),
+		"budget", th.Budget, "dense", sess.Dense(), "threads", pool.Threads(), "load_ms", loadTime.Milliseconds())
+
+	prompt := tok.Encode(strings.ReplaceAll(opts.QueryTemplate, "{query}", query), false)
+	// The cache holds the query and the answer. Past the model's trained length (a
+	// context that fills it) RoPE extrapolates: room for the query and --max-tokens.
+	ctxLen := m.Config.ContextLength - sess.Len()
+	if need := len(prompt) + max(gen.MaxTokens, 1); ctxLen < need {
+		ctxLen = need
+	}
+	dopts := decode.Options{
+		MaxTokens:  gen.MaxTokens,
+		Stop:       gen.Stop,
+		Sampling:   so,
+		Cache:      cacheType,
+		ContextLen: ctxLen,
+		Prefix:     sess,
+	}
+	var endsWithNewline bool
+	if !opts.JSON {
+		dopts.OnText = func(text string) error {
+			endsWithNewline = strings.HasSuffix(text, "\n")
+			_, err := io.WriteString(s.Out, text)
+			return err
+		}
+	}
+	engine := decode.Engine{Model: m, Tokenizer: tok, Pool: pool}
+	res, genErr := engine.GenerateTokens(ctx, prompt, dopts)
+	st := sess.Stats()
+	log.Info("answered", "prompt_tokens", res.PromptTokens, "ttft_ms", res.PrefillDuration.Milliseconds(),
+		"tokens", len(res.Tokens), "decode_tok_per_s", round1(res.DecodeTokensPerSecond()), "stop", res.StopReason,
+		"realized_budget", st.RealizedBudget(), "keys_fraction", st.KeysFraction(), "centroids_fraction", st.CentroidsFraction())
+
+	if opts.JSON {
+		if res.StopReason == "" {
+			return genErr
+		}
+		report := askReport{
+			Artifact:          opts.Artifact,
+			Model:             modelPath,
+			Text:              res.Text,
+			Tokens:            res.Tokens,
+			GeneratedTokens:   len(res.Tokens),
+			PromptTokens:      res.PromptTokens,
+			ContextTokens:     sess.Len(),
+			StopReason:        string(res.StopReason),
+			LoadMS:            ms(loadTime),
+			TTFTMS:            ms(res.PrefillDuration),
+			DecodeMS:          ms(res.DecodeDuration),
+			DecodeTokensPerS:  round1(res.DecodeTokensPerSecond()),
+			Budget:            th.Budget,
+			Dense:             sess.Dense(),
+			RealizedBudget:    st.RealizedBudget(),
+			KeysFraction:      st.KeysFraction(),
+			CentroidsFraction: st.CentroidsFraction(),
+			Seed:              gen.Seed,
+			Threads:           pool.Threads(),
+		}
+		if report.Tokens == nil {
+			report.Tokens = []int32{}
+		}
+		enc := json.NewEncoder(s.Out)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(report); err != nil {
+			return fmt.Errorf("write JSON: %w", err)
+		}
+	} else if res.Text != "" && !endsWithNewline {
+		if _, err := io.WriteString(s.Out, "\n"); err != nil && genErr == nil {
+			genErr = err
+		}
+	}
+	if genErr != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted after %d generated tokens: %w", len(res.Tokens), genErr)
+		}
+		return fmt.Errorf("ask: %w", genErr)
+	}
+	return nil
+}
+
+// ms is a duration in milliseconds, to the microsecond.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
