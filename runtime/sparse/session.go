@@ -142,6 +142,9 @@ type Session struct {
 	// transposed, one row of them, their matrix header, and the product.
 	vt, vrow, prod []float32
 	vmats          []kernels.Matrix
+	// Per unit: a chunk's keys gathered from several spans, and the chunk's pieces.
+	kbuf   []uint16
+	pieces []piece
 
 	// The current call's arguments.
 	layer, n int
@@ -281,6 +284,11 @@ func (s *Session) Attend(layer int, q []float32, n int, out, lse []float32) {
 		s.mats = append(s.mats, kernels.Matrix{Type: gguf.TypeF16})
 		s.vmats = append(s.vmats, kernels.Matrix{Type: gguf.TypeF32})
 	}
+	s.kbuf = growU16(s.kbuf, nu*chunk*hd)
+	if cap(s.pieces) < nu*chunk {
+		s.pieces = make([]piece, nu*chunk)
+	}
+	s.pieces = s.pieces[:nu*chunk]
 	if s.vecs >= minBatchedVecs {
 		s.vt = grow(s.vt, nu*hd*chunk)
 		s.vrow = grow(s.vrow, nu*hd)
@@ -288,6 +296,13 @@ func (s *Session) Attend(layer int, q []float32, n int, out, lse []float32) {
 	}
 	s.pool.For(nu, 1, s.unitFn)
 	s.merge(out, lse)
+}
+
+func growU16(b []uint16, n int) []uint16 {
+	if cap(b) < n {
+		return make([]uint16, n, n+n/4)
+	}
+	return b[:n]
 }
 
 func grow(b []float32, n int) []float32 {
@@ -329,88 +344,131 @@ func (s *Session) lookup(g int) {
 	// Each KV head is counted by its own goroutine; fold the counts in merge.
 }
 
+// piece is a run of rows of one segment within a chunk: rows [lo, hi) of seg, at
+// offset off of the chunk.
+type piece struct {
+	seg         *segment
+	lo, hi, off int
+}
+
 // attendUnit computes unit u's part: for every query vector of its KV head, the softmax
-// over the unit's keys (online, chunk by chunk) and its log-sum-exp.
+// over the unit's keys (online, chunk by chunk) and its log-sum-exp. A chunk gathers up
+// to chunk keys from consecutive spans, so that short spans (clusters of a few tens of
+// keys) still make long matrix products.
 func (s *Session) attendUnit(u int) {
 	un := s.units[u]
 	h := &s.heads[un.head]
-	hd, vecs := s.hd, s.vecs
-	out := s.partOut[u*vecs*hd : (u+1)*vecs*hd]
-	lse := s.partLse[u*vecs : (u+1)*vecs]
+	out := s.partOut[u*s.vecs*s.hd : (u+1)*s.vecs*s.hd]
+	lse := s.partLse[u*s.vecs : (u+1)*s.vecs]
 	clear(out)
 	for v := range lse {
 		lse[v] = float32(math.Inf(-1))
 	}
-	scores := s.scores[u*vecs*chunk : (u+1)*vecs*chunk]
-	mat := &s.mats[u]
-	at := 0 // index of the current segment's first key in the head's order
-	for _, sg := range h.segs {
+	pieces := s.pieces[u*chunk : (u+1)*chunk][:0]
+	fill := 0 // keys in pieces
+	at := 0   // index of the current segment's first key in the head's order
+	for si := range h.segs {
+		sg := &h.segs[si]
 		n := sg.hi - sg.lo
 		lo, hi := max(un.lo, at), min(un.hi, at+n)
-		at += n
-		for c := lo; c < hi; c += chunk {
-			ce := min(hi, c+chunk)
-			rlo, rhi := sg.lo+c-(at-n), sg.lo+ce-(at-n)
-			k := ce - c
-			if f, ok := sg.k.(*F16Rows); ok {
-				// All the vectors' scores in one matrix product over the chunk's rows.
-				mat.Rows, mat.Cols, mat.RowBytes = k, hd, 2*hd
-				mat.Data = f16Bytes(f.Data[rlo*hd : rhi*hd])
-				kernels.MatMul(s.pools[u], scores[:vecs*k], mat, h.qs, vecs)
-			} else {
-				for v := range vecs {
-					sg.k.Dots(scores[v*k:(v+1)*k], h.qs[v*hd:(v+1)*hd], rlo, rhi)
-				}
-			}
-			fv, batched := sg.v.(*F16Rows)
-			batched = batched && vecs >= minBatchedVecs
-			for v := range vecs {
-				sc := scores[v*k : (v+1)*k]
-				lc := kernels.Softmax(sc)
-				o := out[v*hd : (v+1)*hd]
-				if l := lse[v]; math.IsInf(float64(l), -1) {
-					lse[v] = lc
-				} else {
-					m := max(l, lc)
-					a := float32(math.Exp(float64(l - m)))
-					b := float32(math.Exp(float64(lc - m)))
-					t := a + b
-					kernels.Scale(o, a/t)
-					kernels.Scale(sc, b/t)
-					lse[v] = m + float32(math.Log(float64(t)))
-				}
-				if !batched {
-					sg.v.Accumulate(o, sc, rlo, rhi)
-				}
-			}
-			if batched {
-				// out += P V for every vector at once: the chunk's values transposed to
-				// f32 (HeadDim rows of k), one matrix product, then one add.
-				vt := s.vt[u*hd*chunk : (u+1)*hd*chunk][:hd*k]
-				row := s.vrow[u*hd : (u+1)*hd]
-				for r := range k {
-					kernels.F16ToF32Slice(row, fv.Data[(rlo+r)*hd:(rlo+r+1)*hd])
-					for d, x := range row {
-						vt[d*k+r] = x
-					}
-				}
-				vm := &s.vmats[u]
-				vm.Rows, vm.Cols, vm.RowBytes = hd, k, 4*k
-				vm.Data = f32Bytes(vt)
-				prod := s.prod[u*vecs*hd : (u+1)*vecs*hd]
-				kernels.MatMul(s.pools[u], prod, vm, scores[:vecs*k], vecs)
-				kernels.Add(out, prod)
+		for c := lo; c < hi; {
+			take := min(hi-c, chunk-fill)
+			r := sg.lo + c - at
+			pieces = append(pieces, piece{sg, r, r + take, fill})
+			fill += take
+			c += take
+			if fill == chunk {
+				s.attendChunk(u, pieces, fill, out, lse)
+				pieces, fill = pieces[:0], 0
 			}
 		}
+		at += n
+	}
+	if fill > 0 {
+		s.attendChunk(u, pieces, fill, out, lse)
 	}
 }
 
-// f32Bytes views floats as bytes, for a kernels.Matrix.
-func f32Bytes(x []float32) []byte {
-	if len(x) == 0 {
-		return nil
+// attendChunk folds the k keys of pieces into unit u's online softmax (out, lse).
+func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse []float32) {
+	hd, vecs := s.hd, s.vecs
+	qs := s.heads[s.units[u].head].qs
+	scores := s.scores[u*vecs*chunk : (u+1)*vecs*chunk][:vecs*k]
+	// Scores: one matrix product over the chunk's keys when they are f16 (gathered
+	// into one block if they come from several spans), else Dots per vector and piece.
+	allF16K, allF16V := true, true
+	for _, p := range pieces {
+		_, kok := p.seg.k.(*F16Rows)
+		_, vok := p.seg.v.(*F16Rows)
+		allF16K, allF16V = allF16K && kok, allF16V && vok
 	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x))), 4*len(x))
+	if allF16K {
+		var keys []uint16
+		if len(pieces) == 1 {
+			p := pieces[0]
+			keys = p.seg.k.(*F16Rows).Data[p.lo*hd : p.hi*hd]
+		} else {
+			keys = s.kbuf[u*chunk*hd : (u+1)*chunk*hd][:k*hd]
+			for _, p := range pieces {
+				copy(keys[p.off*hd:], p.seg.k.(*F16Rows).Data[p.lo*hd:p.hi*hd])
+			}
+		}
+		mat := &s.mats[u]
+		mat.Type, mat.Rows, mat.Cols, mat.RowBytes = gguf.TypeF16, k, hd, 2*hd
+		mat.Data = f16Bytes(keys)
+		kernels.MatMul(s.pools[u], scores, mat, qs, vecs)
+	} else {
+		for v := range vecs {
+			for _, p := range pieces {
+				p.seg.k.Dots(scores[v*k+p.off:v*k+p.off+p.hi-p.lo], qs[v*hd:(v+1)*hd], p.lo, p.hi)
+			}
+		}
+	}
+	batched := allF16V && vecs >= minBatchedVecs
+	for v := range vecs {
+		sc := scores[v*k : (v+1)*k]
+		lc := kernels.Softmax(sc)
+		o := out[v*hd : (v+1)*hd]
+		if l := lse[v]; math.IsInf(float64(l), -1) {
+			lse[v] = lc
+		} else {
+			m := max(l, lc)
+			a := float32(math.Exp(float64(l - m)))
+			b := float32(math.Exp(float64(lc - m)))
+			t := a + b
+			kernels.Scale(o, a/t)
+			kernels.Scale(sc, b/t)
+			lse[v] = m + float32(math.Log(float64(t)))
+		}
+		if !batched {
+			for _, p := range pieces {
+				p.seg.v.Accumulate(o, sc[p.off:p.off+p.hi-p.lo], p.lo, p.hi)
+			}
+		}
+	}
+	if !batched {
+		return
+	}
+	// out += P V for every vector at once: the chunk's values transposed to f32
+	// (HeadDim rows of k), one matrix product, then one add.
+	vt := s.vt[u*hd*chunk : (u+1)*hd*chunk][:hd*k]
+	row := s.vrow[u*hd : (u+1)*hd]
+	for _, p := range pieces {
+		data := p.seg.v.(*F16Rows).Data
+		for r := p.lo; r < p.hi; r++ {
+			kernels.F16ToF32Slice(row, data[r*hd:(r+1)*hd])
+			c := p.off + r - p.lo
+			for d, x := range row {
+				vt[d*k+c] = x
+			}
+		}
+	}
+	vm := &s.vmats[u]
+	vm.Rows, vm.Cols, vm.RowBytes = hd, k, 4*k
+	vm.Data = f32Bytes(vt)
+	prod := s.prod[u*vecs*hd : (u+1)*vecs*hd]
+	kernels.MatMul(s.pools[u], prod, vm, scores, vecs)
+	kernels.Add(out, prod)
 }
 
 // f16Bytes views half floats as bytes, for a kernels.Matrix.
@@ -419,6 +477,14 @@ func f16Bytes(x []uint16) []byte {
 		return nil
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x))), 2*len(x))
+}
+
+// f32Bytes views floats as bytes, for a kernels.Matrix.
+func f32Bytes(x []float32) []byte {
+	if len(x) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x))), 4*len(x))
 }
 
 // merge combines the units' parts of each KV head into out and lse and adds the call's

@@ -84,74 +84,103 @@ func TestAttendMatchesRestrictedReference(t *testing.T) {
 		{"prefill batched dense split", 1, 10, 4},
 		{"prefill dense", 1, 5, 1},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			pool := kernels.NewPool(tc.threads)
-			defer pool.Close()
-			s, err := NewSession(f.ctx, m, pool, tc.budget)
-			if err != nil {
-				t.Fatal(err)
+		for _, wrap := range []bool{false, true} {
+			ctx := f.ctx
+			if wrap {
+				tc.name += " generic rows"
+				ctx = wrapRows(f.ctx)
 			}
-			rng := rand.New(rand.NewPCG(3, uint64(tc.n)))
-			partial := false
-			var want Stats
-			for layer := range cfg.Layers {
-				q := randVec(rng, tc.n*cfg.QDim(), 0.6)
-				out := make([]float32, tc.n*cfg.QDim())
-				lse := make([]float32, tc.n*cfg.Heads)
-				s.Attend(layer, q, tc.n, out, lse)
-				for g := range cfg.KVHeads {
-					head := &f.ctx.Layers[layer][g]
-					positions := append([]int32(nil), head.Always...)
-					var sel index.Selection
-					if tc.budget < 1 {
-						qg := make([]float32, 0, tc.n*group*hd)
-						for i := range tc.n {
-							qg = append(qg, q[i*cfg.QDim()+g*group*hd:i*cfg.QDim()+(g+1)*group*hd]...)
-						}
-						for i := range qg {
-							qg[i] *= float32(math.Sqrt(float64(hd)))
-						}
-						head.Tree.Lookup(&index.Searcher{}, qg, group, f.ctx.Thresholds[0].LogTau, &sel)
-						for _, sp := range sel.Spans {
-							positions = append(positions, head.Tree.Order()[sp.Start:sp.End]...)
-						}
-						partial = partial || sel.Keys < head.Tree.Len()
-					} else {
-						positions = append(positions, head.Tree.Order()...)
-					}
-					want.Lookups++
-					want.KeysRead += int64(len(positions))
-					want.Centroids += int64(sel.Centroids)
-					want.Keys += S
-					for i := range tc.n {
-						for gh := range group {
-							qi := i*cfg.Heads + g*group + gh
-							ref, refLSE := naiveAttend(q[qi*hd:(qi+1)*hd], f.keys[layer*cfg.KVHeads+g], f.vals[layer*cfg.KVHeads+g], hd, positions)
-							if d := math.Abs(float64(lse[qi]) - refLSE); d > 1e-4*max(1, math.Abs(refLSE)) {
-								t.Fatalf("layer %d token %d head %d: lse %v, want %v", layer, i, qi%cfg.Heads, lse[qi], refLSE)
+			t.Run(tc.name, func(t *testing.T) {
+				pool := kernels.NewPool(tc.threads)
+				defer pool.Close()
+				s, err := NewSession(ctx, m, pool, tc.budget)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rng := rand.New(rand.NewPCG(3, uint64(tc.n)))
+				partial := false
+				var want Stats
+				for layer := range cfg.Layers {
+					q := randVec(rng, tc.n*cfg.QDim(), 0.6)
+					out := make([]float32, tc.n*cfg.QDim())
+					lse := make([]float32, tc.n*cfg.Heads)
+					s.Attend(layer, q, tc.n, out, lse)
+					for g := range cfg.KVHeads {
+						head := &f.ctx.Layers[layer][g]
+						positions := append([]int32(nil), head.Always...)
+						var sel index.Selection
+						if tc.budget < 1 {
+							qg := make([]float32, 0, tc.n*group*hd)
+							for i := range tc.n {
+								qg = append(qg, q[i*cfg.QDim()+g*group*hd:i*cfg.QDim()+(g+1)*group*hd]...)
 							}
-							for d := range hd {
-								if diff := math.Abs(float64(out[qi*hd+d]) - ref[d]); diff > 2e-5+1e-4*math.Abs(ref[d]) {
-									t.Fatalf("layer %d token %d head %d dim %d: %v, want %v", layer, i, qi%cfg.Heads, d, out[qi*hd+d], ref[d])
+							for i := range qg {
+								qg[i] *= float32(math.Sqrt(float64(hd)))
+							}
+							head.Tree.Lookup(&index.Searcher{}, qg, group, f.ctx.Thresholds[0].LogTau, &sel)
+							for _, sp := range sel.Spans {
+								positions = append(positions, head.Tree.Order()[sp.Start:sp.End]...)
+							}
+							partial = partial || sel.Keys < head.Tree.Len()
+						} else {
+							positions = append(positions, head.Tree.Order()...)
+						}
+						want.Lookups++
+						want.KeysRead += int64(len(positions))
+						want.Centroids += int64(sel.Centroids)
+						want.Keys += S
+						for i := range tc.n {
+							for gh := range group {
+								qi := i*cfg.Heads + g*group + gh
+								ref, refLSE := naiveAttend(q[qi*hd:(qi+1)*hd], f.keys[layer*cfg.KVHeads+g], f.vals[layer*cfg.KVHeads+g], hd, positions)
+								if d := math.Abs(float64(lse[qi]) - refLSE); d > 1e-4*max(1, math.Abs(refLSE)) {
+									t.Fatalf("layer %d token %d head %d: lse %v, want %v", layer, i, qi%cfg.Heads, lse[qi], refLSE)
+								}
+								for d := range hd {
+									if diff := math.Abs(float64(out[qi*hd+d]) - ref[d]); diff > 2e-5+1e-4*math.Abs(ref[d]) {
+										t.Fatalf("layer %d token %d head %d dim %d: %v, want %v", layer, i, qi%cfg.Heads, d, out[qi*hd+d], ref[d])
+									}
 								}
 							}
 						}
 					}
 				}
-			}
-			if tc.budget < 1 && !partial {
-				t.Fatal("the threshold selected every key: the test checks nothing sparse")
-			}
-			if got := s.Stats(); got != want {
-				t.Fatalf("stats %+v, want %+v", got, want)
-			}
-			rb := s.Stats().RealizedBudget()
-			wantRB := float64(want.KeysRead+want.Centroids) / float64(want.Keys)
-			if math.Abs(rb-wantRB) > 1e-12 || (tc.budget >= 1) != (rb == 1) {
-				t.Fatalf("realized budget %v, want %v", rb, wantRB)
-			}
-		})
+				if tc.budget < 1 && !partial {
+					t.Fatal("the threshold selected every key: the test checks nothing sparse")
+				}
+				if got := s.Stats(); got != want {
+					t.Fatalf("stats %+v, want %+v", got, want)
+				}
+				rb := s.Stats().RealizedBudget()
+				wantRB := float64(want.KeysRead+want.Centroids) / float64(want.Keys)
+				if math.Abs(rb-wantRB) > 1e-12 || (tc.budget >= 1) != (rb == 1) {
+					t.Fatalf("realized budget %v, want %v", rb, wantRB)
+				}
+			})
+		}
 	}
+}
+
+// genericRows hides an F16Rows behind the Rows interface, so that the attention takes
+// the path of other encodings (Dots and Accumulate per piece).
+type genericRows struct{ r *F16Rows }
+
+func (g genericRows) Len() int                                { return g.r.Len() }
+func (g genericRows) Dots(dst, q []float32, lo, hi int)       { g.r.Dots(dst, q, lo, hi) }
+func (g genericRows) Accumulate(out, w []float32, lo, hi int) { g.r.Accumulate(out, w, lo, hi) }
+
+// wrapRows returns a copy of c whose rows are genericRows.
+func wrapRows(c *Context) *Context {
+	w := *c
+	w.Layers = make([][]Head, len(c.Layers))
+	for l := range c.Layers {
+		for _, h := range c.Layers[l] {
+			h.Keys, h.Values = genericRows{h.Keys.(*F16Rows)}, genericRows{h.Values.(*F16Rows)}
+			h.AlwaysK, h.AlwaysV = genericRows{h.AlwaysK.(*F16Rows)}, genericRows{h.AlwaysV.(*F16Rows)}
+			w.Layers[l] = append(w.Layers[l], h)
+		}
+	}
+	return &w
 }
 
 func TestThresholdChoice(t *testing.T) {
