@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"squeeze/runtime/testfiles"
 	"strings"
 	"testing"
 
 	"squeeze/runtime/model/modeltest"
+	"squeeze/runtime/testfiles"
 )
 
 // demoModel returns the path of the demo model, or skips the test.

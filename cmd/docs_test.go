@@ -4,12 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"squeeze/runtime/testfiles"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"squeeze/runtime/testfiles"
 )
 
 // TestDocsCoverCLI keeps docs/cli.md in step with the command tree: every command, flag
@@ -40,7 +41,7 @@ func TestDocsCoverCLI(t *testing.T) {
 		}
 	}
 	walk(root)
-	for _, v := range []any{generateReport{}, versionInfo{}} {
+	for _, v := range []any{generateReport{}, versionInfo{}, askReport{}, precomputeReport{}, inspectReport{}} {
 		typ := reflect.TypeOf(v)
 		for i := range typ.NumField() {
 			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")

@@ -4,12 +4,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"squeeze/runtime/testfiles"
 	"syscall"
 	"testing"
 
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/model"
+	"squeeze/runtime/testfiles"
 )
 
 // runAsSqueeze makes this test binary behave as the squeeze command when re-executed by

@@ -7,13 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"squeeze/runtime/testfiles"
 	"strings"
 	"testing"
 
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
+	"squeeze/runtime/testfiles"
 	"squeeze/runtime/tokenizer"
 )
 

@@ -7,10 +7,10 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"squeeze/runtime/testfiles"
 	"testing"
 
 	"squeeze/runtime/gguf"
+	"squeeze/runtime/testfiles"
 )
 
 // Expected facts below come from ../shared/models/README.md: architecture, layer counts,

@@ -2,10 +2,10 @@ package kernels
 
 import (
 	"math/rand/v2"
-	"squeeze/runtime/testfiles"
 	"testing"
 
 	"squeeze/runtime/gguf"
+	"squeeze/runtime/testfiles"
 )
 
 // TestKQuantRealFile decodes every K-quant tensor of the Q4_K_M reference model, which

@@ -3,10 +3,10 @@ package kernels
 import (
 	"math"
 	"math/rand/v2"
-	"squeeze/runtime/testfiles"
 	"testing"
 
 	"squeeze/runtime/gguf"
+	"squeeze/runtime/testfiles"
 )
 
 // q8fOpen opens a shared model file, closing it when the test ends.

@@ -6,13 +6,13 @@ import (
 	"flag"
 	"math"
 	"os"
-	"squeeze/runtime/testfiles"
 	"testing"
 	"time"
 
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model/modeltest"
+	"squeeze/runtime/testfiles"
 	"squeeze/runtime/tokenizer"
 )
 

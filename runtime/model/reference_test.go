@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"squeeze/runtime/testfiles"
 	"testing"
 
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
+	"squeeze/runtime/testfiles"
 )
 
 // openModel opens and loads a shared model file, closing it when the test ends.

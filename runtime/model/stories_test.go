@@ -1,13 +1,13 @@
 package model
 
 import (
-	"squeeze/runtime/testfiles"
 	"strings"
 	"testing"
 
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model/modeltest"
+	"squeeze/runtime/testfiles"
 	"squeeze/runtime/tokenizer"
 )
 

@@ -3,12 +3,12 @@ package tokenizer
 import (
 	"os"
 	"path/filepath"
-	"squeeze/runtime/testfiles"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"squeeze/runtime/gguf"
+	"squeeze/runtime/testfiles"
 )
 
 // fuzzTokenizers returns the tokenizers the fuzz targets exercise: synthetic byte-level

@@ -2,12 +2,12 @@ package tokenizer
 
 import (
 	"os"
-	"squeeze/runtime/testfiles"
 	"strings"
 	"sync"
 	"testing"
 
 	"squeeze/runtime/gguf"
+	"squeeze/runtime/testfiles"
 )
 
 // ggufFile opens a reference model under ../shared/models for the duration of the test;

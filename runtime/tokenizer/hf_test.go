@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
-	"squeeze/runtime/testfiles"
 	"testing"
+
+	"squeeze/runtime/testfiles"
 )
 
 // TestHuggingFaceVocab checks the vocabulary FromGGUF reads from gocode-22m.gguf against

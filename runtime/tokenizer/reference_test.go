@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
-	"squeeze/runtime/testfiles"
 	"testing"
+
+	"squeeze/runtime/testfiles"
 )
 
 // TestReferenceTokens checks the tokenization of the prompts in each reference model's
