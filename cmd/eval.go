@@ -29,6 +29,7 @@ type evalOptions struct {
 	Query   int
 	Budgets string
 	Modes   string
+	Block   int
 	Levels  string
 	Window  int
 	Sink    int
@@ -90,6 +91,7 @@ ppl_dense, ppl_ratio, kl, top1, realized_budget, key_fraction, attention_mass.`,
 	f.IntVar(&opts.Query, "query", eval.DefaultQuery, "query tokens per window")
 	f.StringVar(&opts.Budgets, "budgets", "1,0.5,0.25,0.125", "budgets to evaluate, comma-separated fractions in (0, 1]")
 	f.StringVar(&opts.Modes, "mode", "prefill", "query modes, comma-separated: prefill, decode")
+	f.IntVar(&opts.Block, "block", 0, "prefill mode: query tokens per block, each with its own lookup (0 = the whole query)")
 	f.StringVar(&opts.Levels, "levels", "0.01,0.05", "tree levels: clusters as fractions of the keys, coarse to fine, comma-separated")
 	f.IntVar(&opts.Window, "window", precompute.DefaultWindow, "last context tokens always attended; their queries calibrate the thresholds")
 	f.IntVar(&opts.Sink, "sink", precompute.DefaultSink, "first context tokens always attended (0 = none)")
@@ -149,6 +151,8 @@ func runEval(ctx context.Context, opts *evalOptions, s streams) error {
 		return usageErrorf("--text is required")
 	case opts.Windows < 0:
 		return usageErrorf("--windows %d: want >= 0", opts.Windows)
+	case opts.Block < 0:
+		return usageErrorf("--block %d: want >= 0", opts.Block)
 	case opts.Context < 4:
 		return usageErrorf("--context %d: want >= 4", opts.Context)
 	case opts.Query < 2:
@@ -190,7 +194,7 @@ func runEval(ctx context.Context, opts *evalOptions, s streams) error {
 	fmt.Fprintf(s.Err, "eval: %d tokens, windows of %d + %d\n", len(tokens), opts.Context, opts.Query)
 	rows, err := eval.Run(ctx, m, f, pool, tokens, tok.BOS(), eval.Options{
 		Windows: opts.Windows, Context: opts.Context, Query: opts.Query,
-		Budgets: budgets, Modes: modes,
+		Budgets: budgets, Modes: modes, Block: opts.Block,
 		Squeeze: precompute.SqueezeOptions{Fractions: levels, Seed: opts.Seed, Sink: sink, Window: opts.Window, Cache: cacheType},
 		Progress: func(p eval.Progress) {
 			fmt.Fprintf(s.Err, "window %d/%d (%.1f s, %.0f s in all)\n", p.Done, p.Total, p.Window.Seconds(), p.Elapsed.Seconds())

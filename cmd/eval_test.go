@@ -31,6 +31,7 @@ func TestEvalUsageErrors(t *testing.T) {
 		{"bad levels", []string{"--text", text, "--levels", "0.05,0.01"}, "--levels"},
 		{"bad kv cache", []string{"--text", text, "--kv-cache", "q4"}, "--kv-cache"},
 		{"negative windows", []string{"--text", text, "--windows", "-1"}, "--windows"},
+		{"negative block", []string{"--text", text, "--block", "-1"}, "--block"},
 		{"short context", []string{"--text", text, "--context", "2"}, "--context"},
 		{"short query", []string{"--text", text, "--query", "1"}, "--query"},
 		{"zero window", []string{"--text", text, "--window", "0"}, "--window"},

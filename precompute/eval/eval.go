@@ -23,7 +23,8 @@
 // each layer makes one lookup per KV head for the whole query block, as squeeze ask
 // prefills a query. In ModeDecode the query tokens go one at a time, each with a fresh
 // lookup, as generated tokens are; the thresholds are calibrated for such single-token
-// lookups, so this mode is the one the calibrated budget describes.
+// lookups, so this mode is the one the calibrated budget describes. Options.Block splits
+// the prefill into blocks of fewer tokens, each with its own lookup.
 //
 // Attention mass. While the squeezed run attends, a second, dense session on the same
 // context computes the log-sum-exp of every query head's scores over all the context's
@@ -80,6 +81,9 @@ type Options struct {
 	Budgets []float64
 	// Modes are the query modes evaluated (nil: ModePrefill).
 	Modes []Mode
+	// Block, if positive, splits the query into blocks of Block tokens in ModePrefill,
+	// each one Forward call with its own lookup (0: the whole query in one block).
+	Block int
 	// Squeeze configures the squeezing as precompute's options do; its Budgets (the
 	// ladder, nil for precompute.DefaultBudgets) get the evaluated budgets added. Its
 	// Progress is ignored.
@@ -185,6 +189,8 @@ func Run(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Pool, 
 		return nil, fmt.Errorf("%w: query of %d tokens, want at least 2 (the first is not scored)", ErrInvalid, o.Query)
 	case o.Windows < 0:
 		return nil, fmt.Errorf("%w: %d windows", ErrInvalid, o.Windows)
+	case o.Block < 0:
+		return nil, fmt.Errorf("%w: blocks of %d tokens", ErrInvalid, o.Block)
 	case len(o.Budgets) == 0:
 		return nil, fmt.Errorf("%w: no budgets", ErrInvalid)
 	case o.Context+o.Query > m.Config.ContextLength:
@@ -231,6 +237,10 @@ func Run(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Pool, 
 	e, err := newEvaluator(m, pool, o.Context, o.Query)
 	if err != nil {
 		return nil, err
+	}
+	e.block = o.Query
+	if o.Block > 0 {
+		e.block = o.Block
 	}
 	var denseNLL float64
 	denseCount := 0

@@ -76,6 +76,7 @@ func TestRunValidation(t *testing.T) {
 		{"short context", pool, Options{Context: 3, Query: 8}},
 		{"short query", pool, Options{Context: 64, Query: 1}},
 		{"negative windows", pool, Options{Context: 64, Query: 8, Windows: -1}},
+		{"negative block", pool, Options{Context: 64, Query: 8, Block: -1}},
 		{"empty budgets", pool, Options{Context: 64, Query: 8, Budgets: []float64{}}},
 		{"zero budget", pool, Options{Context: 64, Query: 8, Budgets: []float64{0}}},
 		{"budget above 1", pool, Options{Context: 64, Query: 8, Budgets: []float64{1.5}}},
@@ -152,5 +153,23 @@ func TestRunSynthetic(t *testing.T) {
 		if r.Mode == ModeDecode && (r.RealizedBudget < r.Budget/2 || r.RealizedBudget > r.Budget*1.6) {
 			t.Errorf("row %d: realized budget %v for %v", i, r.RealizedBudget, r.Budget)
 		}
+	}
+}
+
+// TestBlockOfOneIsDecode checks that a prefill in blocks of one token makes the same
+// lookups, and so the same scores, as decoding.
+func TestBlockOfOneIsDecode(t *testing.T) {
+	m, f, pool := synthetic(t)
+	const c, q = 192, 12
+	rows, err := Run(context.Background(), m, f, pool, randomTokens(c+q, m.Config.Vocab, 4), 1, Options{
+		Context: c, Query: q, Budgets: []float64{0.25}, Modes: []Mode{ModePrefill, ModeDecode}, Block: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, d := rows[0], rows[1]
+	p.Mode = d.Mode
+	if p != d {
+		t.Errorf("prefill in blocks of 1: %+v\ndecode: %+v", p, d)
 	}
 }

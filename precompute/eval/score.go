@@ -10,9 +10,10 @@ import (
 
 // evaluator holds one Run's buffers, reused from window to window.
 type evaluator struct {
-	m    *model.Model
-	pool *kernels.Pool
-	c, q int
+	m     *model.Model
+	pool  *kernels.Pool
+	c, q  int
+	block int // query tokens per Forward call in ModePrefill
 
 	full   *model.Cache // the dense reference's cache: c+q positions, f32
 	query  *model.Cache // the squeezed runs' cache of the query tokens
@@ -100,8 +101,11 @@ func (e *evaluator) squeezed(sc *sparse.Context, w []int32, c *config) error {
 			}
 		}
 	default:
-		if err := e.forward(p, q, e.logits, &model.Options{AllLogits: true}); err != nil {
-			return err
+		for at := 0; at < len(q); at += e.block {
+			end := min(at+e.block, len(q))
+			if err := e.forward(p, q[at:end], e.logits[at*v:end*v], &model.Options{AllLogits: true}); err != nil {
+				return err
+			}
 		}
 	}
 	e.pool.For(e.q-1, 8, func(lo, hi int) {
