@@ -13,7 +13,7 @@ const (
 	exitOK        = 0
 	exitError     = 1   // any other failure
 	exitUsage     = 2   // bad flags, arguments or configuration
-	exitModel     = 3   // the model file is missing, unreadable, corrupt or unsupported
+	exitModel     = 3   // the model file or artifact is missing, unreadable, corrupt or unsupported
 	exitCancelled = 130 // interrupted (Ctrl-C, SIGTERM), as shells report SIGINT
 )
 
@@ -22,7 +22,7 @@ const exitStatusHelp = `EXIT STATUS
   0    success
   1    failure not listed below
   2    usage error: bad flag, argument, environment variable or config file
-  3    the model file is missing, unreadable, corrupt or of an unsupported kind
+  3    the model file or artifact is missing, unreadable, corrupt or of an unsupported kind
   130  interrupted (Ctrl-C or SIGTERM); output generated so far was written
 `
 
