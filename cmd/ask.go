@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,9 +17,7 @@ import (
 	"squeeze/runtime/decode"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
-	"squeeze/runtime/model"
 	"squeeze/runtime/sparse"
-	"squeeze/runtime/tokenizer"
 )
 
 // askOptions are the inputs of "squeeze ask", after flag parsing and configuration.
@@ -196,26 +193,21 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 	if err != nil {
 		return err
 	}
-	f, err := gguf.Open(modelPath)
+	lm, err := loadModel(modelPath, func(f *gguf.File) error {
+		fp, err := format.ModelFingerprint(modelPath, f)
+		if err != nil {
+			return &modelError{modelPath, err}
+		}
+		if err := format.CheckModel(a, modelPath, fp); err != nil {
+			return &usageError{fmt.Errorf("%s: %w", opts.Artifact, err)}
+		}
+		return nil
+	})
 	if err != nil {
-		return &modelError{modelPath, err}
+		return err
 	}
-	defer f.Close()
-	fp, err := format.ModelFingerprint(modelPath, f)
-	if err != nil {
-		return &modelError{modelPath, err}
-	}
-	if err := format.CheckModel(a, modelPath, fp); err != nil {
-		return &usageError{fmt.Errorf("%s: %w", opts.Artifact, err)}
-	}
-	m, err := model.Load(f)
-	if err != nil {
-		return &modelError{modelPath, err}
-	}
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		return &modelError{modelPath, err}
-	}
+	defer lm.File.Close()
+	m, tok := lm.Model, lm.Tokenizer
 	budget := opts.Budget
 	switch {
 	case opts.Dense:
@@ -255,14 +247,8 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 		ContextLen: ctxLen,
 		Prefix:     sess,
 	}
-	var endsWithNewline bool
-	if !opts.JSON {
-		dopts.OnText = func(text string) error {
-			endsWithNewline = strings.HasSuffix(text, "\n")
-			_, err := io.WriteString(s.Out, text)
-			return err
-		}
-	}
+	out := &textOutput{out: s.Out, json: opts.JSON}
+	dopts.OnText = out.onText()
 	engine := decode.Engine{Model: m, Tokenizer: tok, Pool: pool}
 	res, genErr := engine.GenerateTokens(ctx, prompt, dopts)
 	st := sess.Stats()
@@ -270,10 +256,7 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 		"tokens", len(res.Tokens), "decode_tok_per_s", round1(res.DecodeTokensPerSecond()), "stop", res.StopReason,
 		"realized_budget", st.RealizedBudget(), "keys_fraction", st.KeysFraction(), "centroids_fraction", st.CentroidsFraction())
 
-	if opts.JSON {
-		if res.StopReason == "" {
-			return genErr
-		}
+	return out.finish(ctx, res, genErr, "ask", func() any {
 		report := askReport{
 			Artifact:          opts.Artifact,
 			Model:             modelPath,
@@ -298,23 +281,8 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 		if report.Tokens == nil {
 			report.Tokens = []int32{}
 		}
-		enc := json.NewEncoder(s.Out)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(report); err != nil {
-			return fmt.Errorf("write JSON: %w", err)
-		}
-	} else if res.Text != "" && !endsWithNewline {
-		if _, err := io.WriteString(s.Out, "\n"); err != nil && genErr == nil {
-			genErr = err
-		}
-	}
-	if genErr != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("interrupted after %d generated tokens: %w", len(res.Tokens), genErr)
-		}
-		return fmt.Errorf("ask: %w", genErr)
-	}
-	return nil
+		return report
+	})
 }
 
 // ms is a duration in milliseconds, to the microsecond.

@@ -14,10 +14,7 @@ import (
 
 	"squeeze/precompute"
 	"squeeze/precompute/eval"
-	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
-	"squeeze/runtime/model"
-	"squeeze/runtime/tokenizer"
 )
 
 // evalOptions are the inputs of "squeeze eval", after flag parsing and configuration.
@@ -168,22 +165,12 @@ func runEval(ctx context.Context, opts *evalOptions, s streams) error {
 	if err != nil {
 		return fmt.Errorf("read the corpus: %w", err)
 	}
-	f, err := gguf.Open(opts.Model)
+	lm, err := loadModel(opts.Model, nil)
 	if err != nil {
-		return &modelError{opts.Model, err}
+		return err
 	}
-	defer f.Close()
-	m, err := model.Load(f)
-	if err != nil {
-		return &modelError{opts.Model, err}
-	}
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		return &modelError{opts.Model, err}
-	}
-	if m.Config.Vocab != tok.VocabSize() {
-		return &modelError{opts.Model, fmt.Errorf("%w: %d rows of token embeddings for %d tokens", model.ErrTensor, m.Config.Vocab, tok.VocabSize())}
-	}
+	defer lm.File.Close()
+	f, m, tok := lm.File, lm.Model, lm.Tokenizer
 	pool := kernels.NewPool(opts.Threads)
 	defer pool.Close()
 	tokens := precompute.Tokenize(tok, string(text))

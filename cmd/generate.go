@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,11 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"squeeze/runtime/decode"
-	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
 	"squeeze/runtime/sample"
-	"squeeze/runtime/tokenizer"
 )
 
 // defaultModel is --model's default, relative to the current directory: the small demo
@@ -197,22 +194,12 @@ func runGenerate(ctx context.Context, opts *generateOptions, s streams) error {
 		prompt = string(b)
 	}
 
-	f, err := gguf.Open(opts.Model)
+	lm, err := loadModel(opts.Model, nil)
 	if err != nil {
-		return &modelError{opts.Model, err}
+		return err
 	}
-	defer f.Close()
-	m, err := model.Load(f)
-	if err != nil {
-		return &modelError{opts.Model, err}
-	}
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		return &modelError{opts.Model, err}
-	}
-	if m.Config.Vocab != tok.VocabSize() {
-		return &modelError{opts.Model, fmt.Errorf("%w: %d rows of token embeddings for %d tokens", model.ErrTensor, m.Config.Vocab, tok.VocabSize())}
-	}
+	defer lm.File.Close()
+	m, tok := lm.Model, lm.Tokenizer
 	pool := kernels.NewPool(opts.Threads)
 	defer pool.Close()
 	c := &m.Config
@@ -226,23 +213,14 @@ func runGenerate(ctx context.Context, opts *generateOptions, s streams) error {
 		Cache:      cacheType,
 		ContextLen: opts.CtxSize,
 	}
-	var endsWithNewline bool
-	if !opts.JSON {
-		dopts.OnText = func(text string) error {
-			endsWithNewline = strings.HasSuffix(text, "\n")
-			_, err := io.WriteString(s.Out, text)
-			return err
-		}
-	}
+	out := &textOutput{out: s.Out, json: opts.JSON}
+	dopts.OnText = out.onText()
 	engine := decode.Engine{Model: m, Tokenizer: tok, Pool: pool}
 	res, genErr := engine.Generate(ctx, prompt, dopts)
 	log.Info("generated", "prompt_tokens", res.PromptTokens, "prefill_tok_per_s", round1(res.PrefillTokensPerSecond()),
 		"tokens", len(res.Tokens), "decode_tok_per_s", round1(res.DecodeTokensPerSecond()), "stop", res.StopReason)
 
-	if opts.JSON {
-		if res.StopReason == "" { // failed before generating: no report
-			return genErr
-		}
+	return out.finish(ctx, res, genErr, "generate", func() any {
 		report := generateReport{
 			Model:             opts.Model,
 			Text:              res.Text,
@@ -261,23 +239,8 @@ func runGenerate(ctx context.Context, opts *generateOptions, s streams) error {
 		if report.Tokens == nil {
 			report.Tokens = []int32{}
 		}
-		enc := json.NewEncoder(s.Out)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(report); err != nil {
-			return fmt.Errorf("write JSON: %w", err)
-		}
-	} else if res.Text != "" && !endsWithNewline {
-		if _, err := io.WriteString(s.Out, "\n"); err != nil && genErr == nil {
-			genErr = err
-		}
-	}
-	if genErr != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("interrupted after %d generated tokens: %w", len(res.Tokens), genErr)
-		}
-		return fmt.Errorf("generate: %w", genErr)
-	}
-	return nil
+		return report
+	})
 }
 
 // round1 rounds a rate to one decimal, enough for tokens per second.
