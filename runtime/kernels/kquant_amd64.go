@@ -17,7 +17,7 @@ func dotQ4KAVX2(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []fl
 
 // kquantDot wraps an assembly K-quant kernel as a dotRows after checking the sizes the
 // assembly relies on.
-func kquantDot(kernel func(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16), blockBytes int) func(dst []float32, w []byte, rowBytes int, a *Activation) {
+func kquantDot(kernel kquantDotKernel, blockBytes int) func(dst []float32, w []byte, rowBytes int, a *Activation) {
 	return func(dst []float32, w []byte, rowBytes int, a *Activation) {
 		nb := rowBytes / blockBytes
 		if len(dst) == 0 {
@@ -67,17 +67,26 @@ func kquantDequant(kernel func(dst []float32, src []byte), blockBytes int) func(
 	}
 }
 
-// q4KFast installs the SIMD Q4_K kernels cpuHas allows into f.
-func q4KFast(f *format) {
+// kquantDotKernel is the signature of the K-quant dot-product kernels.
+type kquantDotKernel = func(dst []float32, w []byte, rowBytes, nb int, x []int8, xscale []float32, xsum []int16)
+
+// kquantFast installs into f the fastest of one K-quant format's kernels that cpuHas
+// allows: the AVX2 decoder, and the VNNI or else the AVX2 dot product.
+func kquantFast(f *format, blockBytes int, dequantAVX2 func(dst []float32, src []byte), dotAVX2, dotVNNI kquantDotKernel) {
 	if cpuHas.AVX2FMA {
-		f.dequant = kquantDequant(dequantQ4KAVX2, q4KBytes)
+		f.dequant = kquantDequant(dequantAVX2, blockBytes)
 	}
 	switch {
 	case cpuHas.AVX512VNNI:
-		f.dotRows = kquantDot(dotQ4KVNNI, q4KBytes)
+		f.dotRows = kquantDot(dotVNNI, blockBytes)
 	case cpuHas.AVX2FMA:
-		f.dotRows = kquantDot(dotQ4KAVX2, q4KBytes)
+		f.dotRows = kquantDot(dotAVX2, blockBytes)
 	}
+}
+
+// q4KFast installs the SIMD Q4_K kernels cpuHas allows into f.
+func q4KFast(f *format) {
+	kquantFast(f, q4KBytes, dequantQ4KAVX2, dotQ4KAVX2, dotQ4KVNNI)
 }
 
 // dotQ5KVNNI computes, with AVX-512 VNNI on 256-bit vectors, what dotRowsQ5KRef does
@@ -98,15 +107,7 @@ func dequantQ5KAVX2(dst []float32, src []byte)
 
 // q5KFast installs the SIMD Q5_K kernels cpuHas allows into f.
 func q5KFast(f *format) {
-	if cpuHas.AVX2FMA {
-		f.dequant = kquantDequant(dequantQ5KAVX2, q5KBytes)
-	}
-	switch {
-	case cpuHas.AVX512VNNI:
-		f.dotRows = kquantDot(dotQ5KVNNI, q5KBytes)
-	case cpuHas.AVX2FMA:
-		f.dotRows = kquantDot(dotQ5KAVX2, q5KBytes)
-	}
+	kquantFast(f, q5KBytes, dequantQ5KAVX2, dotQ5KAVX2, dotQ5KVNNI)
 }
 
 // dotQ6KVNNI computes, with AVX-512 VNNI on 256-bit vectors, what dotRowsQ6KRef does:
@@ -128,13 +129,5 @@ func dequantQ6KAVX2(dst []float32, src []byte)
 
 // q6KFast installs the SIMD Q6_K kernels cpuHas allows into f.
 func q6KFast(f *format) {
-	if cpuHas.AVX2FMA {
-		f.dequant = kquantDequant(dequantQ6KAVX2, q6KBytes)
-	}
-	switch {
-	case cpuHas.AVX512VNNI:
-		f.dotRows = kquantDot(dotQ6KVNNI, q6KBytes)
-	case cpuHas.AVX2FMA:
-		f.dotRows = kquantDot(dotQ6KAVX2, q6KBytes)
-	}
+	kquantFast(f, q6KBytes, dequantQ6KAVX2, dotQ6KAVX2, dotQ6KVNNI)
 }
