@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"unsafe"
 
 	"squeeze/runtime/gguf"
@@ -36,6 +37,27 @@ var gemmMinN = 48
 // a multi-vector kernel (the float formats directly, others from dequantized blocks) or
 // dotRows per vector over cache-sized row blocks.
 func matMul(p *Pool, dst []float32, w *Matrix, x []float32, n int) {
+	matMulPath(p, dst, w, x, n, false)
+}
+
+// MatMulExact is MatMul whose results do not depend on the batch: each vector's outputs
+// are bitwise those of MatMul (or MatVec) with that vector alone on the same pool. It
+// runs the single-vector kernel once per vector over cache-sized blocks of rows (each
+// weight still comes from memory once per call), where MatMul's batched kernels
+// accumulate in another order. Speculative decoding verifies drafts with it, so that a
+// batch of tokens gets the logits decoding them one at a time would.
+func MatMulExact(p *Pool, dst []float32, w *Matrix, x []float32, n int) {
+	if len(x) < n*w.Cols || len(dst) < n*w.Rows {
+		panic(fmt.Sprintf("kernels: MatMulExact %dx%d by %d vectors: x has %d, dst %d", w.Rows, w.Cols, n, len(x), len(dst)))
+	}
+	matMulPath(p, dst, w, x, n, true)
+}
+
+// matMulPath is matMul; exact forces the per-vector path (modeDotRows), whose results
+// match n = 1 row by row: both split the rows across the pool alike, and within a
+// worker's range a row goes through the same kernel (the 4-row one, or the 1-row one
+// for the range's last Rows%4 rows) whatever the block it is in.
+func matMulPath(p *Pool, dst []float32, w *Matrix, x []float32, n int, exact bool) {
 	if n <= 0 || w.Rows == 0 {
 		return
 	}
@@ -45,6 +67,9 @@ func matMul(p *Pool, dst []float32, w *Matrix, x []float32, n int) {
 	}
 	f := formats[w.Type]
 	kind, mode := matMulMode(w.Type, n)
+	if exact {
+		mode = modeDotRows
+	}
 	if mode == modeGEMM {
 		matMulGEMM(p, gk, f, dst, w, x, n)
 		return

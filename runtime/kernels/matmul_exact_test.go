@@ -1,0 +1,61 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"squeeze/runtime/gguf"
+)
+
+// TestMatMulExact checks that MatMulExact gives every vector of a batch bitwise the
+// outputs of MatMul with that vector alone, for every format, instruction-set level,
+// pool size and batch size, on shapes whose rows split unevenly across the workers and
+// into 4-row groups.
+func TestMatMulExact(t *testing.T) {
+	types := make([]gguf.Type, 0, len(formats))
+	for typ := range formats {
+		types = append(types, typ)
+	}
+	slices.Sort(types)
+	shapes := []struct{ rows, blocks int }{{1, 1}, {7, 2}, {38, 1}, {131, 3}}
+	withFeatures(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(5, 6))
+		for _, threads := range []int{1, 2, 5} {
+			p := NewPool(threads)
+			defer p.Close()
+			for _, typ := range types {
+				for _, sh := range shapes {
+					cols := sh.blocks * typ.BlockSize()
+					if typ.BlockSize() == 1 {
+						cols = 16*sh.blocks + 5
+					}
+					enc, err := Quantize(typ, randF32(r, sh.rows*cols))
+					if err != nil {
+						t.Fatal(err)
+					}
+					m, err := NewMatrix(typ, sh.rows, cols, enc)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, n := range []int{2, 3, 5, 9, 30, 64} {
+						name := fmt.Sprintf("%v %dx%d n=%d threads=%d", typ, sh.rows, cols, n, threads)
+						x := randF32(r, n*cols)
+						got := make([]float32, n*sh.rows)
+						MatMulExact(p, got, m, x, n)
+						one := make([]float32, sh.rows)
+						for v := range n {
+							MatVec(p, one, m, x[v*cols:(v+1)*cols])
+							for row, want := range one {
+								if g := got[v*sh.rows+row]; g != want {
+									t.Fatalf("%s: vector %d row %d = %v, alone %v", name, v, row, g, want)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
