@@ -1,0 +1,24 @@
+// Package kvquant stores a fixed context's keys and values in 2 to 4 bits per element, as
+// KVQuant does (Hooper et al., arXiv 2401.18079), and attends straight from that storage.
+//
+// # Datatypes and normalization
+//
+// A Datatype is 2^b signposts in [−1, 1] (b = 2, 3 or 4): uniform integer (Uniform),
+// NormalFloat (NormalFloat) or fitted per layer by sensitivity-weighted 1-D k-means over
+// normalized values (package calibrate). Each vector is normalized by its Range before it
+// is rounded to the nearest signpost: u = (x − Mid)/Half. Keys get one Range per channel
+// over the context's tokens (pre-RoPE keys have fixed outlier channels); values one per
+// token. Ranges computes the ranges from the data after cutting off the outliers, a
+// fraction of the values at each end of every vector, which are kept exactly (in half
+// precision) beside the dense codes: dense-and-sparse quantization.
+//
+// # Storage
+//
+// Rows (Quantize) holds one (layer, KV head)'s keys or values: the b-bit codes of each row
+// packed little-endian (Pack), the ranges, and the outliers as (index, half float) pairs
+// sorted by element. Keys are stored before rotary position embedding (RoPE), with each
+// row's position; a RoPE table rotates them back when they are read. Rows implements
+// sparse.Rows, so the squeezed-attention session reads quantized storage without a
+// copy: Dots decodes a key through its channel's range, rotates it and dots it with the
+// query; Accumulate adds weighted decoded values.
+package kvquant
