@@ -31,6 +31,14 @@ type Options struct {
 	// Prefix.Len()+cache position, and every layer's attention also attends to the
 	// prefix (see Prefix).
 	Prefix Prefix
+	// Exact computes every token of the call bitwise as a call of that token alone
+	// would (on the same Pool, cache and Prefix): the logits and the cached keys and
+	// values of n tokens equal those of n one-token calls. Matrix products then use
+	// kernels.MatMulExact, and attention, to the cache and to the Prefix, runs token
+	// by token (a Prefix gets one Attend call per token). Speculative decoding verifies
+	// drafts this way, so that its output is exactly plain decoding's; it costs part of
+	// the batch's speed-up.
+	Exact bool
 }
 
 // LayerState is what Options.Observe receives: one layer's values for a pass of Tokens
@@ -129,6 +137,10 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 	cfg := &m.Config
 	n, pos := len(tokens), c.n
 	all, observe, prefix := opt.AllLogits, opt.Observe, opt.Prefix
+	matMul := kernels.MatMul
+	if opt.Exact {
+		matMul = kernels.MatMulExact
+	}
 	ws := &c.ws
 	ws.ensure(c, n, p.Threads())
 	rotPos := pos // the position RoPE gives the pass's first token
@@ -159,9 +171,9 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 			copy(ws.input[:n*dim], x)
 		}
 		rmsNorm(xb, x, l.attnNorm, eps, dim)
-		kernels.MatMul(p, q, l.wq, xb, n)
-		kernels.MatMul(p, k, l.wk, xb, n)
-		kernels.MatMul(p, v, l.wv, xb, n)
+		matMul(p, q, l.wq, xb, n)
+		matMul(p, k, l.wk, xb, n)
+		matMul(p, v, l.wv, xb, n)
 		if l.bq != nil {
 			addBias(q, l.bq)
 			addBias(k, l.bk)
@@ -178,19 +190,26 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 			m.rotate(k[i*kvDim:(i+1)*kvDim], cos, sin)
 		}
 		c.store(li, pos, n, k, v)
-		c.attention(p, li, pos, n, prefix != nil)
-		if prefix != nil {
+		switch {
+		case opt.Exact && n > 1:
+			c.attentionEach(p, li, pos, n, prefix)
+		case prefix != nil:
+			c.attention(p, li, pos, n, true)
 			prefix.Attend(li, q, n, ws.pre[:n*qDim], ws.preLSE[:n*cfg.Heads])
+		default:
+			c.attention(p, li, pos, n, false)
+		}
+		if prefix != nil {
 			ws.mergePrefix(n, cfg.Heads, hd)
 		}
-		kernels.MatMul(p, proj, l.wo, att, n)
+		matMul(p, proj, l.wo, att, n)
 		kernels.Add(x, proj)
 
 		rmsNorm(xb, x, l.ffnNorm, eps, dim)
-		kernels.MatMul(p, gate, l.gate, xb, n)
-		kernels.MatMul(p, up, l.up, xb, n)
+		matMul(p, gate, l.gate, xb, n)
+		matMul(p, up, l.up, xb, n)
 		kernels.SiLUMul(gate, up)
-		kernels.MatMul(p, proj, l.down, gate, n)
+		matMul(p, proj, l.down, gate, n)
 		kernels.Add(x, proj)
 
 		if observe != nil {
@@ -215,7 +234,7 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 		kernels.MatVec(p, logits, m.output, xb[:dim])
 	default:
 		rmsNorm(xb, x, m.outNorm, eps, dim)
-		kernels.MatMul(p, logits, m.output, xb, n)
+		matMul(p, logits, m.output, xb, n)
 	}
 }
 
