@@ -40,12 +40,12 @@ type Drafter interface {
 	// Drafter may index). It is called before the prompt's prefill: t.Cache is empty
 	// then. The slices are the caller's: copy what you keep.
 	Reset(t *Target, prompt []int32)
-	// Draft appends to dst at most max tokens predicted to follow seq (see the type's
+	// Draft appends to dst at most limit tokens predicted to follow seq (see the type's
 	// doc: seq ends with the pending token) and returns the extended slice; it may
 	// append nothing. Between Reset calls, seq only grows, and every call's seq extends
 	// the previous call's, so a Drafter can index new tokens incrementally. seq is
 	// read-only and must not be kept.
-	Draft(dst []int32, seq []int32, max int) []int32
+	Draft(dst []int32, seq []int32, limit int) []int32
 }
 
 // Observer is a Drafter that reads one layer's values in every verification pass (a

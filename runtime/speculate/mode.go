@@ -13,15 +13,15 @@ type Mode int
 
 // The speculation modes.
 const (
-	// Off decodes one token per pass, with no drafts.
-	Off Mode = iota
-	// Auto uses every draft source available and lets the Policy choose per pass,
+	// ModeOff decodes one token per pass, with no drafts.
+	ModeOff Mode = iota
+	// ModeAuto uses every draft source available and lets the Policy choose per pass,
 	// falling back to plain decoding when none pays.
-	Auto
-	// NGram uses only prompt-lookup drafts from the fixed context and the text so far.
-	NGram
-	// Early uses only drafts predicted from an early layer's hidden state.
-	Early
+	ModeAuto
+	// ModeNGram uses only prompt-lookup drafts from the fixed context and the text so far.
+	ModeNGram
+	// ModeEarly uses only drafts predicted from an early layer's hidden state.
+	ModeEarly
 )
 
 // Modes are the names ParseMode accepts, in Mode order.
@@ -42,16 +42,16 @@ func ParseMode(s string) (Mode, error) {
 			return Mode(i), nil
 		}
 	}
-	return Off, fmt.Errorf("%w %q: want one of %v", ErrMode, s, Modes)
+	return ModeOff, fmt.Errorf("%w %q: want one of %v", ErrMode, s, Modes)
 }
 
 // Allows reports whether a generation in mode m may use drafts from a source named
-// name ("ngram" or "early"; Auto allows every source).
+// name ("ngram" or "early"; ModeAuto allows every source).
 func (m Mode) Allows(name string) bool {
 	switch m {
-	case Auto:
+	case ModeAuto:
 		return true
-	case NGram, Early:
+	case ModeNGram, ModeEarly:
 		return name == m.String()
 	}
 	return false
