@@ -1,0 +1,123 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// attnRef is the plain causal attention in float64: row r's softmax over the scores of
+// positions [0, first+r/per) weights their values.
+func attnRef(src *KVHead, hd, rows, per, first int, q []float32) (out, lse []float64) {
+	key := func(i, d int) float64 {
+		if src.Keys32 != nil {
+			return float64(src.Keys32[i*hd+d])
+		}
+		return float64(F16ToF32(src.Keys16[i*hd+d]))
+	}
+	val := func(i, d int) float64 {
+		if src.Values32 != nil {
+			return float64(src.Values32[d*src.Stride+i])
+		}
+		return float64(F16ToF32(src.Values16[d*src.Stride+i]))
+	}
+	out = make([]float64, rows*hd)
+	lse = make([]float64, rows)
+	for r := range rows {
+		n := max(0, first+r/per)
+		if n == 0 {
+			lse[r] = math.Inf(-1)
+			continue
+		}
+		sc := make([]float64, n)
+		m := math.Inf(-1)
+		for i := range sc {
+			for d := range hd {
+				sc[i] += float64(q[r*hd+d]) * key(i, d)
+			}
+			m = max(m, sc[i])
+		}
+		var sum float64
+		for i := range sc {
+			sc[i] = math.Exp(sc[i] - m)
+			sum += sc[i]
+		}
+		for i := range sc {
+			for d := range hd {
+				out[r*hd+d] += sc[i] / sum * val(i, d)
+			}
+		}
+		lse[r] = m + math.Log(sum)
+	}
+	return out, lse
+}
+
+// TestAttend checks the tiled attention against attnRef on random inputs, for f32 and
+// f16 sources, head sizes with and without whole panels, several tile sizes, query
+// counts, rows per token and causal offsets, at every instruction-set level.
+func TestAttend(t *testing.T) {
+	cases := []struct{ hd, rows, per, first, n int }{
+		{64, 96, 3, 1, 32},      // a block of 32 tokens from position 0
+		{64, 96, 3, 300, 331},   // after 300 positions
+		{64, 7, 1, 5, 11},       // fewer rows than a micro-kernel tile
+		{40, 50, 2, 77, 101},    // head size not a whole panel
+		{96, 24, 8, 0, 3},       // the first token sees nothing
+		{64, 36, 3, 1000, 1011}, // several tiles before the diagonal
+		{128, 13, 13, 64, 64},   // one token's heads, every position
+	}
+	saved := attnTileKeys
+	defer func() { attnTileKeys = saved }()
+	withFeatures(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(5, 6))
+		var s AttnScratch
+		var kv AttnKV
+		for _, tile := range []int{32, 64, 256} {
+			attnTileKeys = tile
+			for _, c := range cases {
+				for _, f16 := range []bool{false, true} {
+					for _, withLSE := range []bool{false, true} {
+						name := fmt.Sprintf("tile%d/hd%d/rows%d/per%d/first%d/n%d/f16=%v/lse=%v", tile, c.hd, c.rows, c.per, c.first, c.n, f16, withLSE)
+						stride := c.n + 5
+						keys := randF32(r, c.n*c.hd)
+						vals := randF32(r, c.hd*stride)
+						src := &KVHead{Keys32: keys, Values32: vals, Stride: stride}
+						if f16 {
+							src = &KVHead{Keys16: make([]uint16, len(keys)), Values16: make([]uint16, len(vals)), Stride: stride}
+							F32ToF16Slice(src.Keys16, keys)
+							F32ToF16Slice(src.Values16, vals)
+						}
+						q := randF32(r, c.rows*c.hd)
+						Scale(q, 0.5)
+						kv.Reset(c.hd, c.n)
+						kv.Pack(src, 0, kv.Panels())
+						out := make([]float32, c.rows*c.hd+1)
+						out[len(out)-1] = 42
+						var lse []float32
+						if withLSE {
+							lse = make([]float32, c.rows)
+						}
+						s.Attend(&kv, q, c.rows, c.per, c.first, out, lse)
+						wantOut, wantLSE := attnRef(src, c.hd, c.rows, c.per, c.first, q)
+						if out[len(out)-1] != 42 {
+							t.Fatalf("%s: wrote past the output", name)
+						}
+						for i, w := range wantOut {
+							if math.Abs(float64(out[i])-w) > 1e-5*(1+math.Abs(w)) {
+								t.Fatalf("%s: out[%d] = %v, want %v", name, i, out[i], w)
+							}
+						}
+						for i, w := range wantLSE {
+							if !withLSE {
+								break
+							}
+							if math.IsInf(w, -1) != math.IsInf(float64(lse[i]), -1) || !math.IsInf(w, -1) && math.Abs(float64(lse[i])-w) > 1e-5*(1+math.Abs(w)) {
+								t.Fatalf("%s: lse[%d] = %v, want %v", name, i, lse[i], w)
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
