@@ -316,8 +316,8 @@ func TestInitCorrupt(t *testing.T) {
 		return r
 	}
 	for _, tc := range []struct {
-		name  string
-		axis  Axis
+		name   string
+		axis   Axis
 		break_ func(r *Rows)
 	}{
 		{"bits", PerChannel, func(r *Rows) { r.Bits = 5 }},
