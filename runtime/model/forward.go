@@ -148,14 +148,10 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 		ws.ensurePrefix(n, cfg)
 		rotPos += prefix.Len()
 	}
-	dim, qDim, kvDim, hd := cfg.Dim, cfg.QDim(), cfg.KVDim(), cfg.HeadDim
+	dim, kvDim := cfg.Dim, cfg.KVDim()
 	half := cfg.RopeDim / 2
 	x, xb := ws.x[:n*dim], ws.xb[:n*dim]
-	q, k, v := ws.q[:n*qDim], ws.k[:n*kvDim], ws.v[:n*kvDim]
-	att, proj := ws.att[:n*qDim], ws.proj[:n*dim]
-	gate, up := ws.gate[:n*cfg.FFN], ws.up[:n*cfg.FFN]
 	eps := cfg.NormEps
-	scale := float32(1 / math.Sqrt(float64(hd)))
 
 	if observe != nil && len(ws.input) < n*dim {
 		ws.input = make([]float32, n*dim)
@@ -165,60 +161,20 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 		m.embed.Row(x[i*dim:(i+1)*dim], int(t))
 		m.angles(ws.cos[i*half:(i+1)*half], ws.sin[i*half:(i+1)*half], rotPos+i)
 	}
+	spans := [1]span{{pos: pos, hi: n}}
 	for li := range m.layers {
-		l := &m.layers[li]
 		if observe != nil {
 			copy(ws.input[:n*dim], x)
 		}
-		rmsNorm(xb, x, l.attnNorm, eps, dim)
-		matMul(p, q, l.wq, xb, n)
-		matMul(p, k, l.wk, xb, n)
-		matMul(p, v, l.wv, xb, n)
-		if l.bq != nil {
-			addBias(q, l.bq)
-			addBias(k, l.bk)
-			addBias(v, l.bv)
-		}
-		if observe != nil {
-			copy(ws.kPre[:n*kvDim], k)
-		}
-		for i := range n {
-			cos, sin := ws.cos[i*half:(i+1)*half], ws.sin[i*half:(i+1)*half]
-			qi := q[i*qDim : (i+1)*qDim]
-			m.rotate(qi, cos, sin)
-			kernels.Scale(qi, scale)
-			m.rotate(k[i*kvDim:(i+1)*kvDim], cos, sin)
-		}
-		c.store(li, pos, n, k, v)
-		switch {
-		case opt.Exact && n > 1:
-			c.attentionEach(p, li, pos, n, prefix)
-		case prefix != nil:
-			c.attention(p, li, pos, n, true)
-			prefix.Attend(li, q, n, ws.pre[:n*qDim], ws.preLSE[:n*cfg.Heads])
-		default:
-			c.attention(p, li, pos, n, false)
-		}
-		if prefix != nil {
-			ws.mergePrefix(n, cfg.Heads, hd)
-		}
-		matMul(p, proj, l.wo, att, n)
-		kernels.Add(x, proj)
-
-		rmsNorm(xb, x, l.ffnNorm, eps, dim)
-		matMul(p, gate, l.gate, xb, n)
-		matMul(p, up, l.up, xb, n)
-		kernels.SiLUMul(gate, up)
-		matMul(p, proj, l.down, gate, n)
-		kernels.Add(x, proj)
-
+		spans[0].layer = li
+		m.block(p, c, &m.layers[li], spans[:], n, prefix, opt.Exact, observe != nil)
 		if observe != nil {
 			ws.state = LayerState{
 				Layer: li, Pos: pos, Tokens: n,
 				Input:       ws.input[:n*dim],
 				KeysPreRoPE: ws.kPre[:n*kvDim],
-				Keys:        k,
-				Values:      v,
+				Keys:        ws.k[:n*kvDim],
+				Values:      ws.v[:n*kvDim],
 				Hidden:      x,
 			}
 			observe(&ws.state)
@@ -236,6 +192,88 @@ func (m *Model) pass(p *kernels.Pool, c *Cache, tokens []int32, logits []float32
 		rmsNorm(xb, x, m.outNorm, eps, dim)
 		matMul(p, logits, m.output, xb, n)
 	}
+}
+
+// span is a run of a pass's rows that sit at consecutive positions of one cache layer:
+// rows [lo, hi) at positions pos.., which attend to the keys and values of layer and
+// append theirs to it.
+type span struct {
+	layer, pos, lo, hi int
+}
+
+// block runs one transformer block with the weights w on the n rows of ws.x, in place.
+// The spans cover rows 0..n-1 in order (one span for Forward; several when the rows sit
+// at different depths, see ForwardLayers): every matrix product serves all n rows, while
+// each span stores its keys and values and attends in its own cache layer. ws.cos and
+// ws.sin hold each row's RoPE angles. exact is Options.Exact; keepPre copies the keys
+// before rotation to ws.kPre (for Options.Observe).
+func (m *Model) block(p *kernels.Pool, c *Cache, w *layer, spans []span, n int, prefix Prefix, exact, keepPre bool) {
+	cfg := &m.Config
+	ws := &c.ws
+	matMul := kernels.MatMul
+	if exact {
+		matMul = kernels.MatMulExact
+	}
+	dim, qDim, kvDim, hd, heads := cfg.Dim, cfg.QDim(), cfg.KVDim(), cfg.HeadDim, cfg.Heads
+	half := cfg.RopeDim / 2
+	x, xb := ws.x[:n*dim], ws.xb[:n*dim]
+	q, k, v := ws.q[:n*qDim], ws.k[:n*kvDim], ws.v[:n*kvDim]
+	att, proj := ws.att[:n*qDim], ws.proj[:n*dim]
+	gate, up := ws.gate[:n*cfg.FFN], ws.up[:n*cfg.FFN]
+	eps := cfg.NormEps
+	scale := float32(1 / math.Sqrt(float64(hd)))
+
+	rmsNorm(xb, x, w.attnNorm, eps, dim)
+	matMul(p, q, w.wq, xb, n)
+	matMul(p, k, w.wk, xb, n)
+	matMul(p, v, w.wv, xb, n)
+	if w.bq != nil {
+		addBias(q, w.bq)
+		addBias(k, w.bk)
+		addBias(v, w.bv)
+	}
+	if keepPre {
+		copy(ws.kPre[:n*kvDim], k)
+	}
+	for i := range n {
+		cos, sin := ws.cos[i*half:(i+1)*half], ws.sin[i*half:(i+1)*half]
+		qi := q[i*qDim : (i+1)*qDim]
+		m.rotate(qi, cos, sin)
+		kernels.Scale(qi, scale)
+		m.rotate(k[i*kvDim:(i+1)*kvDim], cos, sin)
+	}
+	// Each span's attention sees its rows as the workspace's first ones.
+	q0, att0, lse0 := ws.q, ws.att, ws.attLSE
+	for _, s := range spans {
+		ns := s.hi - s.lo
+		c.store(s.layer, s.pos, ns, k[s.lo*kvDim:], v[s.lo*kvDim:])
+		ws.q, ws.att = q0[s.lo*qDim:s.hi*qDim], att0[s.lo*qDim:s.hi*qDim]
+		if prefix != nil {
+			ws.attLSE = lse0[s.lo*heads : s.hi*heads]
+		}
+		switch {
+		case exact && ns > 1:
+			c.attentionEach(p, s.layer, s.pos, ns, prefix)
+		case prefix != nil:
+			c.attention(p, s.layer, s.pos, ns, true)
+			prefix.Attend(s.layer, ws.q, ns, ws.pre[:ns*qDim], ws.preLSE[:ns*heads])
+		default:
+			c.attention(p, s.layer, s.pos, ns, false)
+		}
+		if prefix != nil {
+			ws.mergePrefix(ns, heads, hd)
+		}
+	}
+	ws.q, ws.att, ws.attLSE = q0, att0, lse0
+	matMul(p, proj, w.wo, att, n)
+	kernels.Add(x, proj)
+
+	rmsNorm(xb, x, w.ffnNorm, eps, dim)
+	matMul(p, gate, w.gate, xb, n)
+	matMul(p, up, w.up, xb, n)
+	kernels.SiLUMul(gate, up)
+	matMul(p, proj, w.down, gate, n)
+	kernels.Add(x, proj)
 }
 
 // Rotate applies the model's RoPE for position pos to x, one token's queries or keys

@@ -43,6 +43,8 @@ type Model struct {
 	invFreq []float64
 	// ropeFactors is rope_freqs.weight, or nil.
 	ropeFactors []float32
+	// period is BlockPeriod: layer i's weights are those of layer i mod period.
+	period int
 }
 
 // layer is one transformer block's weights.
@@ -118,6 +120,7 @@ func build(cfg Config, src tensorSource) (*Model, error) {
 	if t.err != nil {
 		return nil, t.err
 	}
+	m.period = blockPeriod(m.layers)
 	m.rope = kernels.NewRoPE(cfg.RopeDim, cfg.RopeBase, cfg.RopeScale, cfg.NeoX)
 	m.invFreq = make([]float64, cfg.RopeDim/2)
 	for i := range m.invFreq {
