@@ -6,9 +6,9 @@ import (
 	"strings"
 )
 
-// detect recognizes the family of the template src and reads its details. Every regular
-// expression below matches the Jinja source text, where a newline inside a string literal
-// is spelled \n.
+// detect recognizes the family of the template src and reads its details. The regular
+// expressions below match the Jinja source text, where a newline inside a string literal
+// is spelled \n or written as is.
 func detect(src string) (*Template, error) {
 	t := &Template{writesBOS: strings.Contains(src, "bos_token")}
 	switch {
@@ -47,12 +47,12 @@ func detect(src string) (*Template, error) {
 var (
 	// reDefaultSystem finds a string literal that writes a whole system turn, the default
 	// system message of Qwen 2 and 2.5 ('<|im_start|>system\nYou are ...<|im_end|>\n').
-	reDefaultSystem = regexp.MustCompile(`(?:'<\|im_start\|>system\\n((?:[^'\\]|\\.)*?)<\|im_end\|>|"<\|im_start\|>system\\n((?:[^"\\]|\\.)*?)<\|im_end\|>)`)
+	reDefaultSystem = regexp.MustCompile(`(?:'<\|im_start\|>system(?:\\n|\n)((?:[^'\\]|\\.)*?)<\|im_end\|>|"<\|im_start\|>system(?:\\n|\n)((?:[^"\\]|\\.)*?)<\|im_end\|>)`)
 	// reBareAssistant finds Qwen 2.5's '\n' + message.content, written only for a
 	// non-empty content after '<|im_start|>' + message.role.
-	reBareAssistant = regexp.MustCompile(`if message\.content %\}\s*\{\{-?\s*['"]\\n['"]\s*\+\s*message\.content`)
+	reBareAssistant = regexp.MustCompile(`if message\.content %\}\s*\{\{-?\s*['"](?:\\n|\n)['"]\s*\+\s*message\.content`)
 	// reCutoff and reDate find Llama 3.1's knowledge cutoff and default date.
-	reCutoff = regexp.MustCompile(`Cutting Knowledge Date: ((?:[^'"\\]|\\[^n])*)\\n`)
+	reCutoff = regexp.MustCompile(`Cutting Knowledge Date: ((?:[^'"\\\n]|\\[^n])*)(?:\\n|\n)`)
 	reDate   = regexp.MustCompile(`date_string\s*=\s*(?:"([^"]*)"|'([^']*)')`)
 	// reOpen and reClose find the literals around a user message: "[INST] " + ... + " [/INST]".
 	reOpen  = regexp.MustCompile(`['"]( ?\[INST\] ?)['"]\s*\+`)
