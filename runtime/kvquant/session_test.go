@@ -1,0 +1,222 @@
+package kvquant
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"squeeze/runtime/index"
+	"squeeze/runtime/kernels"
+	"squeeze/runtime/model"
+	"squeeze/runtime/model/modeltest"
+	"squeeze/runtime/sparse"
+)
+
+// f32Rows is the plain float32 reference storage.
+type f32Rows struct {
+	dim  int
+	data []float32
+}
+
+func (r *f32Rows) Len() int { return len(r.data) / r.dim }
+
+func (r *f32Rows) Dots(dst, q []float32, lo, hi int) {
+	for i := lo; i < hi; i++ {
+		dst[i-lo] = kernels.Dot(q[:r.dim], r.data[i*r.dim:(i+1)*r.dim])
+	}
+}
+
+func (r *f32Rows) Accumulate(out, w []float32, lo, hi int) {
+	for i := lo; i < hi; i++ {
+		kernels.Axpy(w[i-lo], r.data[i*r.dim:(i+1)*r.dim], out[:r.dim])
+	}
+}
+
+// dequantized returns r decoded as f32 rows.
+func dequantized(r sparse.Rows, dim int) []float32 {
+	out := make([]float32, r.Len()*dim)
+	switch v := r.(type) {
+	case *Rows:
+		v.Dequantize(out, 0, v.Len())
+	case *sparse.F16Rows:
+		kernels.F16ToF32Slice(out, v.Data)
+	}
+	return out
+}
+
+// quantizedContext builds a context of S positions for m's shape: the first sink
+// positions and the last window are always attended (the sink in f16, the window
+// quantized), the rest clustered in runs of leaf positions after a shuffle; keys are
+// quantized before RoPE per channel with ranges over all non-sink positions, values per
+// token. It also returns the same context with every row decoded into f32 and f16 rows.
+func quantizedContext(t *testing.T, rng *rand.Rand, m *model.Model, S, sink, window, leaf int, kt, vt Datatype) (q, ref32, ref16 *sparse.Context) {
+	t.Helper()
+	cfg := &m.Config
+	hd := cfg.HeadDim
+	rope, err := NewRoPE(hd, cfg.NeoX, mustFreq(t, cfg), S)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rope.Check(m); err != nil {
+		t.Fatal(err)
+	}
+	var always []int32
+	for p := range sink {
+		always = append(always, int32(p))
+	}
+	for p := S - window; p < S; p++ {
+		always = append(always, int32(p))
+	}
+	order := make([]int32, 0, S)
+	for p := sink; p < S-window; p++ {
+		order = append(order, int32(p))
+	}
+	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	n := len(order)
+	q = &sparse.Context{Tokens: make([]int32, S), Layers: make([][]sparse.Head, cfg.Layers),
+		Thresholds: []sparse.Threshold{{Budget: 0.5, Fraction: 0.5, LogTau: []float32{-2.5}}}}
+	ref32 = &sparse.Context{Tokens: q.Tokens, Layers: make([][]sparse.Head, cfg.Layers), Thresholds: q.Thresholds}
+	ref16 = &sparse.Context{Tokens: q.Tokens, Layers: make([][]sparse.Head, cfg.Layers), Thresholds: q.Thresholds}
+	for l := range cfg.Layers {
+		for range cfg.KVHeads {
+			pre := randRows(rng, S, hd) // keys before RoPE, by position
+			vals := randRows(rng, S, hd)
+			rows := func(src []float32, at []int32) []float32 {
+				out := make([]float32, len(at)*hd)
+				for i, p := range at {
+					copy(out[i*hd:(i+1)*hd], src[int(p)*hd:])
+				}
+				return out
+			}
+			ranges, _, err := Ranges(pre[sink*hd:], hd, PerChannel, 0.01)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, err := Quantize(rows(pre, order), hd, Params{Type: kt, Axis: PerChannel, Channel: ranges, Pos: order, RoPE: rope})
+			if err != nil {
+				t.Fatal(err)
+			}
+			values, err := Quantize(rows(vals, order), hd, Params{Type: vt, Axis: PerToken, Outliers: 0.01})
+			if err != nil {
+				t.Fatal(err)
+			}
+			win := always[sink:]
+			wk, err := Quantize(rows(pre, win), hd, Params{Type: kt, Axis: PerChannel, Channel: ranges, Pos: win, RoPE: rope})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wv, err := Quantize(rows(vals, win), hd, Params{Type: vt, Axis: PerToken, Outliers: 0.01})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sinkK := rows(pre, always[:sink])
+			for i := range sink {
+				m.Rotate(sinkK[i*hd:(i+1)*hd], i)
+			}
+			sk := sparse.NewF16Rows(hd, sinkK)
+			sv := sparse.NewF16Rows(hd, rows(vals, always[:sink]))
+			ak, err := Join(sk, wk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			av, err := Join(sv, wv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dk := dequantized(keys, hd)
+			var starts []int32
+			for s := 0; s < n; s += leaf {
+				starts = append(starts, int32(s))
+			}
+			starts = append(starts, int32(n))
+			cents := make([]float32, (len(starts)-1)*hd)
+			for j := range len(starts) - 1 {
+				for i := starts[j]; i < starts[j+1]; i++ {
+					kernels.Axpy(1/float32(starts[j+1]-starts[j]), dk[int(i)*hd:(int(i)+1)*hd], cents[j*hd:(j+1)*hd])
+				}
+			}
+			tree, err := index.New(hd, []index.Level{{Centroids: cents, Start: starts}}, slices.Clone(order))
+			if err != nil {
+				t.Fatal(err)
+			}
+			head := sparse.Head{Tree: tree, Keys: keys, Values: values, Always: always, AlwaysK: ak, AlwaysV: av}
+			q.Layers[l] = append(q.Layers[l], head)
+			f32 := func(r sparse.Rows) sparse.Rows { return &f32Rows{hd, dequantized(r, hd)} }
+			f16 := func(r sparse.Rows) sparse.Rows { return sparse.NewF16Rows(hd, dequantized(r, hd)) }
+			cat := func(a, b []float32) []float32 { return append(slices.Clone(a), b...) }
+			akd := cat(dequantized(sk, hd), dequantized(wk, hd))
+			avd := cat(dequantized(sv, hd), dequantized(wv, hd))
+			ref32.Layers[l] = append(ref32.Layers[l], sparse.Head{Tree: tree, Keys: f32(keys), Values: f32(values), Always: always,
+				AlwaysK: &f32Rows{hd, akd}, AlwaysV: &f32Rows{hd, avd}})
+			ref16.Layers[l] = append(ref16.Layers[l], sparse.Head{Tree: tree, Keys: f16(keys), Values: f16(values), Always: always,
+				AlwaysK: sparse.NewF16Rows(hd, akd), AlwaysV: sparse.NewF16Rows(hd, avd)})
+		}
+	}
+	return q, ref32, ref16
+}
+
+func mustFreq(t testing.TB, cfg *model.Config) []float64 {
+	t.Helper()
+	f, err := Frequencies(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestSessionQuantized: a sparse.Session over quantized rows attends as one over the
+// same rows decoded to f32 (tight) or f16 (half-precision tolerance), dense and sparse,
+// for one token and for a batch.
+func TestSessionQuantized(t *testing.T) {
+	m, err := model.Load(modeltest.Open(t, modeltest.Spec{Layers: 2, Dim: 64, Heads: 4, KVHeads: 2, Vocab: 300, Context: 1024}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(21, 22))
+	nf3, _ := NormalFloat(3)
+	int2, _ := Uniform(2)
+	qc, c32, c16 := quantizedContext(t, rng, m, 700, 1, 20, 13, nf3, int2)
+	pool := kernels.NewPool(2)
+	cfg := &m.Config
+	qd := cfg.Heads * cfg.HeadDim
+	for _, budget := range []float64{1, 0.5} {
+		sq, err := sparse.NewSession(qc, m, pool, budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s32, _ := sparse.NewSession(c32, m, pool, budget)
+		s16, _ := sparse.NewSession(c16, m, pool, budget)
+		for _, n := range []int{1, 5, 20} {
+			q := randVec(rng, n*qd)
+			kernels.Scale(q, 0.05)
+			run := func(s *sparse.Session) ([]float32, []float32) {
+				out, lse := make([]float32, n*qd), make([]float32, n*cfg.Heads)
+				s.Attend(1, q, n, out, lse)
+				return out, lse
+			}
+			oq, lq := run(sq)
+			o32, l32 := run(s32)
+			o16, l16 := run(s16)
+			for i := range oq {
+				if d := math.Abs(float64(oq[i] - o32[i])); d > 1e-4*(1+math.Abs(float64(o32[i]))) {
+					t.Fatalf("budget %v n %d: output %d: %v, f32 rows %v", budget, n, i, oq[i], o32[i])
+				}
+				if d := math.Abs(float64(oq[i] - o16[i])); d > 0.1 { // values are a few units: f16 keys shift scores
+					t.Fatalf("budget %v n %d: output %d: %v, f16 rows %v", budget, n, i, oq[i], o16[i])
+				}
+			}
+			for i := range lq {
+				if d := math.Abs(float64(lq[i] - l32[i])); d > 1e-4*(1+math.Abs(float64(l32[i]))) {
+					t.Fatalf("budget %v n %d: lse %d: %v, f32 rows %v", budget, n, i, lq[i], l32[i])
+				}
+				if d := math.Abs(float64(lq[i] - l16[i])); d > 1e-2*(1+math.Abs(float64(l16[i]))) {
+					t.Fatalf("budget %v n %d: lse %d: %v, f16 rows %v", budget, n, i, lq[i], l16[i])
+				}
+			}
+			if budget < 1 && sq.Stats().KeysRead >= sq.Stats().Keys {
+				t.Fatalf("budget %v read every key", budget)
+			}
+		}
+	}
+}
