@@ -31,6 +31,10 @@ import (
 //
 // A KVGrad is used by one goroutine at a time; its Run calls may differ in length.
 type KVGrad struct {
+	// Observe, if set, is called during Run's forward pass with each layer's keys before
+	// RoPE and values (len(tokens) x KVDim each, token-major), valid only during the call.
+	Observe func(layer int, keys, values []float32)
+
 	m   *Model
 	cap int
 
@@ -171,7 +175,7 @@ func (g *KVGrad) Run(p *kernels.Pool, tokens []int32, weights []float32, dKeys, 
 	g.forward(p, tokens)
 	loss := g.head(p, tokens, weights)
 	for l := cfg.Layers - 1; l >= 0; l-- {
-		g.layerForward(p, l, n)
+		g.layerForward(p, l, n, nil)
 		g.layerBackward(p, l, n, dKeys[l][:n*cfg.KVDim()], dValues[l][:n*cfg.KVDim()])
 	}
 	return loss, nil
@@ -192,7 +196,7 @@ func (g *KVGrad) forward(p *kernels.Pool, tokens []int32) {
 		}
 	}
 	for l := range cfg.Layers {
-		g.layerForward(p, l, n)
+		g.layerForward(p, l, n, g.Observe)
 	}
 }
 
@@ -203,8 +207,9 @@ func (g *KVGrad) layer(l, n int) []float32 {
 }
 
 // layerForward recomputes layer l's intermediate values for n tokens from its input and
-// writes its output, the next layer's input.
-func (g *KVGrad) layerForward(p *kernels.Pool, l, n int) {
+// writes its output, the next layer's input. observe, if not nil, receives the keys before
+// RoPE and the values.
+func (g *KVGrad) layerForward(p *kernels.Pool, l, n int, observe func(int, []float32, []float32)) {
 	m := g.m
 	cfg := &m.Config
 	ly := &m.layers[l]
@@ -223,6 +228,9 @@ func (g *KVGrad) layerForward(p *kernels.Pool, l, n int) {
 		addBias(q, ly.bq)
 		addBias(k, ly.bk)
 		addBias(v, ly.bv)
+	}
+	if observe != nil {
+		observe(l, k, v)
 	}
 	// Rotate (and scale) the queries and keys as Forward does, and lay them out
 	// head-major for attention.

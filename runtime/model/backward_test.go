@@ -252,6 +252,16 @@ func TestKVGradFiniteDifferences(t *testing.T) {
 	}
 }
 
+// maxRelDiff returns max |a-b| / max |b|.
+func maxRelDiff(a, b []float32) float64 {
+	var d, s float64
+	for i := range b {
+		d = max(d, math.Abs(float64(a[i])-float64(b[i])))
+		s = max(s, math.Abs(float64(b[i])))
+	}
+	return d / s
+}
+
 func cmpAbs(a, b float32) int {
 	a, b = float32(math.Abs(float64(a))), float32(math.Abs(float64(b)))
 	switch {
@@ -277,7 +287,16 @@ func TestKVGradLossMatchesForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	logits := make([]float32, len(tokens)*cfg.Vocab)
-	if err := m.Forward(p, c, tokens, logits, &Options{AllLogits: true}); err != nil {
+	kvDim := cfg.KVDim()
+	wantK, wantV := make([][]float32, cfg.Layers), make([][]float32, cfg.Layers)
+	for l := range wantK {
+		wantK[l], wantV[l] = make([]float32, len(tokens)*kvDim), make([]float32, len(tokens)*kvDim)
+	}
+	observe := func(s *LayerState) {
+		copy(wantK[s.Layer][s.Pos*kvDim:], s.KeysPreRoPE)
+		copy(wantV[s.Layer][s.Pos*kvDim:], s.Values)
+	}
+	if err := m.Forward(p, c, tokens, logits, &Options{AllLogits: true, Observe: observe}); err != nil {
 		t.Fatal(err)
 	}
 	var want float64
@@ -301,7 +320,21 @@ func TestKVGradLossMatchesForward(t *testing.T) {
 		return dk, dv
 	}
 	dk, dv := buffers()
+	observed := 0
+	g.Observe = func(l int, keys, values []float32) {
+		observed++
+		if d := maxRelDiff(keys, wantK[l]); d > 1e-6 {
+			t.Errorf("layer %d: observed keys differ from Forward's by %.1e", l, d)
+		}
+		if d := maxRelDiff(values, wantV[l]); d > 1e-6 {
+			t.Errorf("layer %d: observed values differ from Forward's by %.1e", l, d)
+		}
+	}
 	loss, err := g.Run(p, tokens, nil, dk, dv)
+	if observed != cfg.Layers {
+		t.Errorf("Observe called %d times, want %d", observed, cfg.Layers)
+	}
+	g.Observe = nil
 	if err != nil {
 		t.Fatal(err)
 	}
