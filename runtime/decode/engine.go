@@ -6,6 +6,7 @@ import (
 
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
+	"squeeze/runtime/speculate"
 	"squeeze/runtime/tokenizer"
 )
 
@@ -67,7 +68,25 @@ func (e *Engine) GenerateTokens(ctx context.Context, prompt []int32, opts Option
 		return Result{PromptTokens: len(prompt)}, err
 	}
 	m := &modelLM{m: e.Model, c: cache, p: pool, opt: model.Options{Prefix: opts.Prefix}}
-	return generate(ctx, m, tokenizerCodec{e.Tokenizer}, prompt, &opts)
+	policy := newPolicy(&opts)
+	if policy != nil {
+		policy.Reset(&speculate.Target{Model: e.Model, Cache: cache, Pool: pool, Prefix: opts.Prefix}, prompt)
+		m.observe(policy.Drafters())
+	}
+	return generate(ctx, m, tokenizerCodec{e.Tokenizer}, prompt, &opts, policy)
+}
+
+// newPolicy returns the speculation policy opts ask for, or nil for plain decoding:
+// when the mode is off, the sampling is not greedy, or no drafter is allowed.
+func newPolicy(opts *Options) *speculate.Policy {
+	if opts.Speculate == speculate.ModeOff || !opts.Sampling.Greedy() {
+		return nil
+	}
+	p := speculate.NewPolicy(opts.Speculate, opts.Drafters, opts.Policy)
+	if !p.Active() {
+		return nil
+	}
+	return p
 }
 
 // modelLM adapts a model and its cache to the generation loop.
@@ -76,15 +95,56 @@ type modelLM struct {
 	c   *model.Cache
 	p   *kernels.Pool
 	opt model.Options // the Prefix of every pass
+
+	observers []speculate.Observer
+	pass      model.Options // a decoding pass's options: opt, observed, maybe Exact
+	one       [1]int32
+}
+
+// observe makes the decoding passes call the Observers among ds.
+func (l *modelLM) observe(ds []speculate.Drafter) {
+	for _, d := range ds {
+		if o, ok := d.(speculate.Observer); ok && o.ObservedLayer() >= 0 {
+			l.observers = append(l.observers, o)
+		}
+	}
+}
+
+func (l *modelLM) onLayer(s *model.LayerState) {
+	for _, o := range l.observers {
+		if o.ObservedLayer() == s.Layer {
+			o.Observe(s)
+		}
+	}
 }
 
 func (l *modelLM) forward(tokens []int32, logits []float32) error {
 	return l.m.Forward(l.p, l.c, tokens, logits, &l.opt)
 }
-func (l *modelLM) used() int     { return l.c.Len() }
-func (l *modelLM) capacity() int { return l.c.Cap() }
-func (l *modelLM) vocab() int    { return l.m.Config.Vocab }
-func (l *modelLM) maxBatch() int { return model.MaxBatch }
+
+func (l *modelLM) step(id int32, logits []float32) error {
+	l.pass = l.opt
+	if len(l.observers) > 0 {
+		l.pass.Observe = l.onLayer
+	}
+	l.one[0] = id
+	return l.m.Forward(l.p, l.c, l.one[:], logits, &l.pass)
+}
+
+func (l *modelLM) verify(tokens []int32, logits []float32) error {
+	l.pass = l.opt
+	l.pass.Exact, l.pass.AllLogits = true, true
+	if len(l.observers) > 0 {
+		l.pass.Observe = l.onLayer
+	}
+	return l.m.Forward(l.p, l.c, tokens, logits, &l.pass)
+}
+
+func (l *modelLM) truncate(n int) error { return l.c.Truncate(n) }
+func (l *modelLM) used() int            { return l.c.Len() }
+func (l *modelLM) capacity() int        { return l.c.Cap() }
+func (l *modelLM) vocab() int           { return l.m.Config.Vocab }
+func (l *modelLM) maxBatch() int        { return model.MaxBatch }
 
 // tokenizerCodec adapts a Tokenizer to the generation loop.
 type tokenizerCodec struct{ t *tokenizer.Tokenizer }

@@ -9,6 +9,7 @@ import (
 
 	"squeeze/runtime/model"
 	"squeeze/runtime/sample"
+	"squeeze/runtime/speculate"
 )
 
 // Errors Generate returns for requests it cannot run.
@@ -64,6 +65,19 @@ type Options struct {
 	// each piece is final; concatenated, the pieces equal Result.Text. An error it
 	// returns ends generation and is returned by Generate.
 	OnText func(text string) error
+	// Speculate is the speculative decoding mode (package speculate): drafts from the
+	// Drafters it allows are verified in one batched pass each, and a Policy chooses
+	// the source and length of every draft from running acceptance statistics, or
+	// decodes plainly when no draft pays. The generated tokens are exactly those of
+	// decoding without speculation; Result.Speculation says what it did. Speculation
+	// applies to greedy sampling (Sampling.Greedy()): with a temperature, every mode
+	// decodes one token per pass. The zero value, speculate.ModeOff, never drafts.
+	Speculate speculate.Mode
+	// Drafters are the draft sources speculation may use (the ones Speculate allows).
+	// A generation Resets them: a Drafter serves one generation at a time.
+	Drafters []speculate.Drafter
+	// Policy tunes the choice of drafts.
+	Policy speculate.PolicyOptions
 	// Prefix, if set, is a fixed context the prompt continues (model.Prefix): the
 	// prompt and the generated tokens take the positions after it, and every forward
 	// pass attends to it. The KV cache then holds only the prompt and the generated
@@ -100,6 +114,8 @@ type Result struct {
 	DecodeDuration time.Duration
 	// StopReason says why generation ended.
 	StopReason StopReason
+	// Speculation counts the decoding passes and, when speculation ran, the drafts.
+	Speculation speculate.Stats
 }
 
 // PrefillTokensPerSecond is the prompt processing rate, or 0 when nothing was timed.
@@ -136,6 +152,13 @@ type lm interface {
 	// maxBatch is the largest batch one forward call should get, so that cancellation
 	// is checked between batches of a long prompt.
 	maxBatch() int
+	// step runs one token of decoding (forward, but decoding passes may be observed).
+	step(id int32, logits []float32) error
+	// verify runs tokens in one pass that computes each token's logits exactly as a
+	// one-token forward call would, writing all of them (len(tokens) x vocab).
+	verify(tokens []int32, logits []float32) error
+	// truncate drops the cache's positions from n on.
+	truncate(n int) error
 }
 
 // codec is the tokenizer as the generation loop sees it.
@@ -151,8 +174,8 @@ type textStream interface {
 }
 
 // generate is the loop behind Generate: prefill, then sample and feed back one token at a
-// time.
-func generate(ctx context.Context, m lm, tok codec, prompt []int32, opts *Options) (Result, error) {
+// time, or, when policy is not nil, a verified draft at a time.
+func generate(ctx context.Context, m lm, tok codec, prompt []int32, opts *Options, policy *speculate.Policy) (Result, error) {
 	res := Result{PromptTokens: len(prompt)}
 	if err := opts.Validate(); err != nil {
 		return res, err
@@ -192,15 +215,72 @@ func generate(ctx context.Context, m lm, tok codec, prompt []int32, opts *Option
 
 	stream := tok.newStream()
 	var first time.Time
+	passes := 0 // decoding passes without a policy (which counts its own)
 	finish := func(reason StopReason) {
 		res.StopReason = reason
 		if len(res.Tokens) > 0 {
 			res.DecodeDuration = time.Since(first)
 		}
 		res.Text = out.text.String()
+		if policy != nil {
+			res.Speculation = policy.Stats()
+		} else {
+			res.Speculation = speculate.Stats{Passes: passes}
+		}
 	}
+	// commit appends a token plain decoding has chosen and reports whether generation
+	// ends there (with the error to return). A token is in the cache before the one
+	// after it is chosen, so when id is chosen the cache holds the prompt and every
+	// earlier generated token: the context is full when those fill it.
+	commit := func(id int32) (bool, error) {
+		res.Tokens = append(res.Tokens, id)
+		if tok.isEOG(id) {
+			err := out.flush(stream)
+			finish(StopEOG)
+			if err != nil {
+				res.StopReason = StopError
+			}
+			return true, err
+		}
+		found, err := out.push(stream.Add(id))
+		if err != nil {
+			finish(StopError)
+			return true, err
+		}
+		if found {
+			finish(StopString)
+			return true, nil
+		}
+		reason := StopReason("")
+		switch {
+		case opts.MaxTokens > 0 && len(res.Tokens) >= opts.MaxTokens:
+			reason = StopMaxTokens
+		case len(prompt)+len(res.Tokens)-1 >= m.capacity():
+			reason = StopContext
+		case ctx.Err() != nil:
+			reason = StopCancelled
+		}
+		if reason == "" {
+			return false, nil
+		}
+		ferr := out.flush(stream)
+		finish(reason)
+		if reason == StopCancelled {
+			return true, ctx.Err()
+		}
+		if ferr != nil {
+			res.StopReason = StopError
+		}
+		return true, ferr
+	}
+
+	var seq, draft, rows []int32 // speculation: prompt and committed tokens; the draft; a pass's tokens
+	var all []float32            // speculation: a verification pass's logits
+	if policy != nil {
+		seq = append(seq, prompt...)
+	}
+	id, err := sampler.Sample(logits)
 	for {
-		id, err := sampler.Sample(logits)
 		if err != nil {
 			finish(StopError)
 			return res, fmt.Errorf("token %d: %w", len(res.Tokens), err)
@@ -209,48 +289,65 @@ func generate(ctx context.Context, m lm, tok codec, prompt []int32, opts *Option
 			first = time.Now()
 		}
 		sampler.Accept(id)
-		res.Tokens = append(res.Tokens, id)
+		if done, err := commit(id); done {
+			return res, err
+		}
+		src := -1
+		if policy != nil {
+			seq = append(seq, id)
+			room := m.capacity() - m.used() - 1
+			if opts.MaxTokens > 0 {
+				room = min(room, opts.MaxTokens-len(res.Tokens)-1)
+			}
+			draft, src = policy.Draft(draft[:0], seq, room)
+		}
+		if src < 0 {
+			t0 := time.Now()
+			if err := m.step(id, logits); err != nil {
+				finish(StopError)
+				return res, fmt.Errorf("decode token %d: %w", len(res.Tokens), err)
+			}
+			if policy != nil {
+				policy.Plain(time.Since(t0))
+			} else {
+				passes++
+			}
+			id, err = sampler.Sample(logits)
+			continue
+		}
 
-		if tok.isEOG(id) {
-			err := out.flush(stream)
-			finish(StopEOG)
-			if err != nil {
-				res.StopReason = StopError
-			}
-			return res, err
+		// Verify: the pending token and the draft in one pass; row i's logits choose
+		// the token after rows 0..i, which is accepted while it equals draft[i].
+		base, vocab := m.used(), m.vocab()
+		rows = append(append(rows[:0], id), draft...)
+		if need := len(rows) * vocab; len(all) < need {
+			all = make([]float32, need)
 		}
-		found, err := out.push(stream.Add(id))
-		if err != nil {
+		t0 := time.Now()
+		if err := m.verify(rows, all); err != nil {
 			finish(StopError)
-			return res, err
+			return res, fmt.Errorf("verify %d drafted tokens after token %d: %w", len(draft), len(res.Tokens), err)
 		}
-		if found {
-			finish(StopString)
-			return res, nil
-		}
-		reason := StopReason("")
-		switch {
-		case opts.MaxTokens > 0 && len(res.Tokens) >= opts.MaxTokens:
-			reason = StopMaxTokens
-		case m.used() >= m.capacity():
-			reason = StopContext
-		case ctx.Err() != nil:
-			reason = StopCancelled
-		}
-		if reason != "" {
-			ferr := out.flush(stream)
-			finish(reason)
-			if reason == StopCancelled {
-				return res, ctx.Err()
+		elapsed := time.Since(t0)
+		accepted := 0
+		for {
+			id, err = sampler.Sample(all[accepted*vocab : (accepted+1)*vocab])
+			if err != nil || accepted == len(draft) || id != draft[accepted] {
+				break
 			}
-			if ferr != nil {
-				res.StopReason = StopError
-			}
-			return res, ferr
+			sampler.Accept(id)
+			accepted++
 		}
-		if err := m.forward([]int32{id}, logits); err != nil {
+		if terr := m.truncate(base + 1 + accepted); terr != nil {
 			finish(StopError)
-			return res, fmt.Errorf("decode token %d: %w", len(res.Tokens), err)
+			return res, fmt.Errorf("roll back a draft: %w", terr)
+		}
+		policy.Verified(src, len(draft), accepted, elapsed)
+		for _, d := range draft[:accepted] {
+			if done, err := commit(d); done {
+				return res, err
+			}
+			seq = append(seq, d)
 		}
 	}
 }

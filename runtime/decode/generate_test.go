@@ -35,6 +35,33 @@ func (f *fakeLM) forward(tokens []int32, logits []float32) error {
 	}
 	return nil
 }
+func (f *fakeLM) step(id int32, logits []float32) error { return f.forward([]int32{id}, logits) }
+
+// verify is forward with every token's logits: row i as if the tokens up to i had been
+// run alone.
+func (f *fakeLM) verify(tokens []int32, logits []float32) error {
+	if len(f.history)+len(tokens) > f.cap {
+		return errors.New("fake: cache overflow")
+	}
+	f.calls = append(f.calls, slices.Clone(tokens))
+	f.logited = append(f.logited, true)
+	for i, t := range tokens {
+		f.history = append(f.history, t)
+		row := logits[i*f.nvocab : (i+1)*f.nvocab]
+		clear(row)
+		row[f.next(f.history)] = 10
+	}
+	return nil
+}
+
+func (f *fakeLM) truncate(n int) error {
+	if n < 0 || n > len(f.history) {
+		return errors.New("fake: truncate out of range")
+	}
+	f.history = f.history[:n]
+	return nil
+}
+
 func (f *fakeLM) used() int     { return len(f.history) }
 func (f *fakeLM) capacity() int { return f.cap }
 func (f *fakeLM) vocab() int    { return f.nvocab }
@@ -75,7 +102,7 @@ func TestGenerateMaxTokens(t *testing.T) {
 		m := newFake(100, counting(10))
 		var streamed strings.Builder
 		opts := Options{MaxTokens: max, OnText: func(s string) error { streamed.WriteString(s); return nil }}
-		res, err := generate(context.Background(), m, letters, []int32{0, 2}, &opts)
+		res, err := generate(context.Background(), m, letters, []int32{0, 2}, &opts, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +126,7 @@ func TestGenerateGreedyFollowsModel(t *testing.T) {
 	// Greedy Generate must produce exactly next's choices, feeding each one back.
 	m := newFake(100, counting(10))
 	opts := Options{MaxTokens: 7}
-	res, err := generate(context.Background(), m, letters, []int32{0}, &opts)
+	res, err := generate(context.Background(), m, letters, []int32{0}, &opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +147,7 @@ func TestGenerateEOG(t *testing.T) {
 	script := []int32{2, 3, 1, 5}
 	m := newFake(100, func(h []int32) int32 { return script[len(h)-1] })
 	opts := Options{MaxTokens: 10}
-	res, err := generate(context.Background(), m, letters, []int32{0}, &opts)
+	res, err := generate(context.Background(), m, letters, []int32{0}, &opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +178,7 @@ func TestGenerateStopString(t *testing.T) {
 				pieces = append(pieces, s)
 				return nil
 			}}
-			res, err := generate(context.Background(), m, letters, []int32{0}, &opts)
+			res, err := generate(context.Background(), m, letters, []int32{0}, &opts, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -182,7 +209,7 @@ func TestGenerateCancel(t *testing.T) {
 		}
 		return nil
 	}}
-	res, err := generate(ctx, m, letters, []int32{0}, &opts)
+	res, err := generate(ctx, m, letters, []int32{0}, &opts, nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -198,7 +225,7 @@ func TestGenerateCancel(t *testing.T) {
 
 	// A context cancelled before the call stops before the prefill.
 	m = newFake(1000, counting(10))
-	res, err = generate(ctx, m, letters, []int32{0}, &Options{})
+	res, err = generate(ctx, m, letters, []int32{0}, &Options{}, nil)
 	if !errors.Is(err, context.Canceled) || len(m.calls) != 0 || res.StopReason != StopCancelled {
 		t.Fatalf("pre-cancelled: err %v, %d calls, reason %q", err, len(m.calls), res.StopReason)
 	}
@@ -208,7 +235,7 @@ func TestGenerateContextFull(t *testing.T) {
 	// A cache of 6 holds a 2-token prompt and 4 fed-back tokens; the 5th generated token
 	// needs no forward pass, so 5 tokens come out.
 	m := newFake(6, counting(10))
-	res, err := generate(context.Background(), m, letters, []int32{0, 2}, &Options{})
+	res, err := generate(context.Background(), m, letters, []int32{0, 2}, &Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +260,7 @@ func TestGeneratePromptErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := newFake(tt.cap, counting(10))
-			_, err := generate(context.Background(), m, letters, tt.prompt, &tt.opts)
+			_, err := generate(context.Background(), m, letters, tt.prompt, &tt.opts, nil)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
@@ -247,7 +274,7 @@ func TestGeneratePromptErrors(t *testing.T) {
 func TestGenerateCallbackError(t *testing.T) {
 	boom := errors.New("stdout closed")
 	m := newFake(100, counting(10))
-	res, err := generate(context.Background(), m, letters, []int32{0}, &Options{OnText: func(string) error { return boom }})
+	res, err := generate(context.Background(), m, letters, []int32{0}, &Options{OnText: func(string) error { return boom }}, nil)
 	if !errors.Is(err, boom) || res.StopReason != StopError || len(res.Tokens) != 1 {
 		t.Fatalf("err %v, reason %q, tokens %v; want the callback's error after 1 token", err, res.StopReason, res.Tokens)
 	}
@@ -257,7 +284,7 @@ func TestGeneratePrefillBatches(t *testing.T) {
 	m := newFake(100, counting(10))
 	m.batch = 2
 	prompt := []int32{0, 2, 3, 4, 5}
-	if _, err := generate(context.Background(), m, letters, prompt, &Options{MaxTokens: 2}); err != nil {
+	if _, err := generate(context.Background(), m, letters, prompt, &Options{MaxTokens: 2}, nil); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls := [][]int32{{0, 2}, {3, 4}, {5}, {6}}
@@ -273,7 +300,7 @@ func TestGenerateSampledIsSeeded(t *testing.T) {
 	run := func(seed uint64) []int32 {
 		m := newFake(100, flat)
 		opts := Options{MaxTokens: 20, Sampling: sample.Options{Temperature: 50, Seed: seed}}
-		res, err := generate(context.Background(), m, fakeCodec{pieces: letters.pieces}, []int32{0}, &opts)
+		res, err := generate(context.Background(), m, fakeCodec{pieces: letters.pieces}, []int32{0}, &opts, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -38,7 +38,8 @@ type Drafter interface {
 	Name() string
 	// Reset starts a generation on t whose sequence begins with prompt (which the
 	// Drafter may index). It is called before the prompt's prefill: t.Cache is empty
-	// then. The slices are the caller's: copy what you keep.
+	// then. t is nil when the generation runs on something else than a model.Model
+	// (tests of the decoding loop). The slices are the caller's: copy what you keep.
 	Reset(t *Target, prompt []int32)
 	// Draft appends to dst at most limit tokens predicted to follow seq (see the type's
 	// doc: seq ends with the pending token) and returns the extended slice; it may
@@ -48,10 +49,12 @@ type Drafter interface {
 	Draft(dst []int32, seq []int32, limit int) []int32
 }
 
-// Observer is a Drafter that reads one layer's values in every verification pass (a
-// predictor from an early layer's hidden state, for example): the verifier sets
-// model.Options.Observe and forwards that layer's LayerState. The rows of the state are
-// the pass's tokens in order: the pending token, then the draft.
+// Observer is a Drafter that reads one layer's values in every decoding pass (a
+// predictor from an early layer's hidden state, for example): the decoding loop sets
+// model.Options.Observe and forwards that layer's LayerState, for verification passes
+// and for plain one-token passes alike (not for the prompt's prefill). The rows of the
+// state are the pass's tokens in order: the pending token, then the draft if any. The
+// pass may then be rolled back to its accepted rows (Verified says how many).
 type Observer interface {
 	Drafter
 	// ObservedLayer is the index of the layer whose state Observe receives; a negative
