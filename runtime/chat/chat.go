@@ -13,12 +13,19 @@
 //     system message when the conversation has none; Qwen 3 drops the reasoning of earlier
 //     assistant turns).
 //   - FamilyLlama3, "<|start_header_id|>": Llama 3, and Llama 3.1 to 3.3, whose system turn
-//     always opens with the "Cutting Knowledge Date" lines.
-//   - FamilyLlama2 and FamilyMistral, "[INST]": Llama 2 with its <<SYS>> block, and
-//     Mistral's templates, which prepend the system message to the first or the last user
-//     message.
-//   - FamilyGemma, "<start_of_turn>": Gemma 1 to 3; the system message is folded into the
-//     first user turn as Gemma 3's template does.
+//     always opens with the "Cutting Knowledge Date" and "Today Date" lines. The date is
+//     the template's default (date_string, "26 Jul 2024" in Meta's templates), never the
+//     current date, so that the system turn, and a context precomputed behind it, stays the
+//     same from day to day.
+//   - FamilyLlama2 and FamilyMistral, "[INST]": Llama 2 and Code Llama with their <<SYS>>
+//     block and BOS before every user turn, and Mistral's templates, which prepend the
+//     system message and a blank line to the first user message (v1) or the last one (v3,
+//     Tekken). Mistral templates without system messages (Mistral 7B v0.1 and v0.2) raise an
+//     exception for one; here it is prepended to the first user message as mistral-common
+//     does for them. Mistral's v7 templates ([SYSTEM_PROMPT]) are not supported.
+//   - FamilyGemma, "<start_of_turn>": Gemma 1 to 3; the system message and a blank line
+//     open the first user turn as in Gemma 3's template (Gemma 1 and 2 templates reject a
+//     system message).
 //
 // Tool calls, tool messages and multimodal content are outside this package: messages have
 // one of the roles system, user and assistant and plain text content.
@@ -154,7 +161,10 @@ func (t *Template) AddsBOS() bool { return t.writesBOS && t.bos != "" }
 
 // Stop returns the texts at which a generation ends its turn: the family's end-of-turn
 // marker ("<|im_end|>", "<|eot_id|>", "<end_of_turn>") and the EOS text, without
-// duplicates. The Llama 2 and Mistral families end turns with EOS ("</s>").
+// duplicates. The Llama 2 and Mistral families end turns with EOS ("</s>" if the model
+// names none). These are usually control tokens, which decoded text leaves out: match
+// generated token ids against them (tokenizer's IsEOG covers the common ones) rather than
+// only the decoded text.
 func (t *Template) Stop() []string {
 	var stop []string
 	switch t.family {

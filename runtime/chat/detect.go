@@ -57,6 +57,9 @@ var (
 	// reOpen and reClose find the literals around a user message: "[INST] " + ... + " [/INST]".
 	reOpen  = regexp.MustCompile(`['"]( ?\[INST\] ?)['"]\s*\+`)
 	reClose = regexp.MustCompile(`\+\s*['"]( ?\[/INST\])['"]`)
+	// reUserStrip finds a user message stripped after [INST]: Llama 2's
+	// '[INST] ' + content.strip(), Code Llama's '[INST] ' + content | trim.
+	reUserStrip = regexp.MustCompile(`\[INST\] ?['"]\s*\+\s*(?:message\[['"]content['"]\]|message\.content|content)(?:\.strip\(\)|\s*\|\s*trim)`)
 	// reBOSTurn finds BOS written before each [INST].
 	reBOSTurn = regexp.MustCompile(`bos_token\s*\+\s*['"] ?\[INST\]`)
 	// reAssistant finds the expression that writes an assistant message and EOS:
@@ -96,7 +99,7 @@ func instDetails(src string) instParams {
 		p.close = m[1]
 	}
 	p.bosEachTurn = reBOSTurn.MatchString(src)
-	p.strip = strings.Contains(src, "content.strip()")
+	p.strip = reUserStrip.MatchString(src)
 	if m := reAssistant.FindStringSubmatch(src); m != nil {
 		p.asstBefore, p.asstStrip = "", m[2] != ""
 		if m[1] != "" {

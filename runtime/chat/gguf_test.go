@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"squeeze/runtime/gguf"
@@ -112,5 +114,45 @@ func TestFromGGUF(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTokenizeBOS follows the package documentation on BOS with a real tokenizer: the
+// rendered text, encoded with special-token parsing and without addSpecial, has BOS once
+// at the start (and before later user turns, as Llama 2 writes it); cutting BOS() off the
+// text and letting the tokenizer add it gives the same ids.
+func TestTokenizeBOS(t *testing.T) {
+	f := modeltest.Open(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{KeyTemplate: readTemplate(t, "llama2")}})
+	tmpl, err := FromGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tok.AddBOS() || !tmpl.AddsBOS() {
+		t.Fatalf("tokenizer AddBOS %v, template AddsBOS %v; the test needs both", tok.AddBOS(), tmpl.AddsBOS())
+	}
+	text, err := tmpl.Render(multi, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := tok.EncodeWithSpecials(text, false, true)
+	var at []int
+	for i, id := range ids {
+		if id == tok.BOS() {
+			at = append(at, i)
+		}
+	}
+	if len(at) != 3 || at[0] != 0 {
+		t.Errorf("BOS at %v of %d ids; want at 0 and before the two later user turns", at, len(ids))
+	}
+	cut, ok := strings.CutPrefix(text, tmpl.BOS())
+	if !ok {
+		t.Fatalf("%q does not start with %q", text, tmpl.BOS())
+	}
+	if again := tok.EncodeWithSpecials(cut, true, true); !slices.Equal(again, ids) {
+		t.Errorf("cut BOS and let the tokenizer add it: %v; want %v", again, ids)
 	}
 }
