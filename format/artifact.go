@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"squeeze/runtime/index"
+	"squeeze/runtime/kvquant"
 	"squeeze/runtime/sparse"
 )
 
@@ -48,6 +49,9 @@ type Artifact struct {
 	Context *sparse.Context
 	// Text is the context's text: the documents joined behind their headers.
 	Text string
+	// KV describes the quantized rows when Header.Settings.KV is not KVEncodingF16 (the
+	// kv section); nil otherwise.
+	KV *KVInfo
 
 	// closer releases the file mapping Context's rows may point into (ReadArtifact).
 	closer interface{ Close() error }
@@ -115,7 +119,8 @@ type ModelInfo struct {
 
 // Settings are the precompute settings that shaped the artifact.
 type Settings struct {
-	// KV is the KV rows' encoding: KVEncodingF16.
+	// KV is the KV rows' encoding: KVEncodingF16 or a quantized encoding such as "nuq3"
+	// (ParseKVEncoding; Artifact.KV says more).
 	KV string `json:"kv"`
 	// Fractions are the tree levels' clusters as fractions of the keys, coarse to fine.
 	Fractions []float64 `json:"levels"`
@@ -325,8 +330,8 @@ func checkHeader(h *Header, th []sparse.Threshold) error {
 		return fmt.Errorf("head dimension %d", m.HeadDim)
 	case m.Vocab < 1:
 		return fmt.Errorf("vocabulary of %d tokens", m.Vocab)
-	case s.KV != KVEncodingF16:
-		return fmt.Errorf("KV encoding %q (this squeeze reads %q)", s.KV, KVEncodingF16)
+	case !validKV(s.KV):
+		return fmt.Errorf("KV encoding %q (this squeeze reads f16, nuq, nf and int of 2 to 4 bits)", s.KV)
 	case h.Tokens < 1 || h.Tokens > math.MaxInt32:
 		return fmt.Errorf("%d tokens", h.Tokens)
 	case s.Sink+s.Window > h.Tokens:
@@ -431,6 +436,16 @@ func WriteArtifactContext(ctx context.Context, path string, a *Artifact) error {
 	if err := w.Add(SectionText, e.Bytes(), SectionOptions{Compress: true}); err != nil {
 		return err
 	}
+	if quantized(&h) {
+		if a.KV == nil || len(a.KV.Layers) != h.Model.Layers {
+			return fmt.Errorf("format: write %s: KV encoding %q without the quantization's description for %d layers", path, h.Settings.KV, h.Model.Layers)
+		}
+		e = Encoder{}
+		encodeKV(&e, a.KV)
+		if err := w.Add(SectionKV, e.Bytes(), SectionOptions{Compress: true}); err != nil {
+			return err
+		}
+	}
 	var buf []byte
 	for l, heads := range a.Context.Layers {
 		if err := ctx.Err(); err != nil {
@@ -475,9 +490,16 @@ func encodeLayer(e *Encoder, h *Header, heads []sparse.Head) error {
 			what string
 			rows sparse.Rows
 			n    int
-		}{{"keys", hd.Keys, n}, {"values", hd.Values, n}, {"always keys", hd.AlwaysK, len(hd.Always)}, {"always values", hd.AlwaysV, len(hd.Always)}} {
+			pos  []int32
+		}{{"keys", hd.Keys, n, hd.Tree.Order()}, {"values", hd.Values, n, hd.Tree.Order()}, {"always keys", hd.AlwaysK, len(hd.Always), hd.Always}, {"always values", hd.AlwaysV, len(hd.Always), hd.Always}} {
 			if r.what == "always keys" {
 				e.Int32s(hd.Always)
+			}
+			if quantized(h) {
+				if err := encodeRows(e, r.rows, d, r.n, r.pos); err != nil {
+					return fmt.Errorf("head %d: %s: %w", i, r.what, err)
+				}
+				continue
 			}
 			dim, data, ok := f16Data(r.rows)
 			if !ok {
@@ -569,6 +591,19 @@ func decodeArtifact(r *Reader) (*Artifact, error) {
 		}
 	}
 
+	var rope *kvquant.RoPE
+	if quantized(h) {
+		d, err := r.Decoder(SectionKV)
+		if err != nil {
+			return nil, err
+		}
+		if a.KV, err = decodeKV(d, h); err != nil {
+			return nil, err
+		}
+		if rope, err = newRoPE(h, a.KV); err != nil {
+			return nil, &Error{Where: sectionWhere(SectionKV) + " data", Reason: err.Error(), Err: ErrCorrupt}
+		}
+	}
 	if len(r.Sections()) < 3+h.Model.Layers {
 		return nil, &Error{Where: "index", Reason: fmt.Sprintf("%d sections for %d layers", len(r.Sections()), h.Model.Layers), Err: ErrCorrupt}
 	}
@@ -580,7 +615,7 @@ func decodeArtifact(r *Reader) (*Artifact, error) {
 		if err != nil {
 			return nil, err
 		}
-		heads, err := decodeLayer(d, h, seen)
+		heads, err := decodeLayerKV(d, h, seen, rope)
 		if err != nil {
 			return nil, err
 		}
@@ -591,6 +626,12 @@ func decodeArtifact(r *Reader) (*Artifact, error) {
 
 // decodeLayer decodes and checks one layer section. seen is scratch space of h.Tokens.
 func decodeLayer(d *Decoder, h *Header, seen []bool) ([]sparse.Head, error) {
+	return decodeLayerKV(d, h, seen, nil)
+}
+
+// decodeLayerKV is decodeLayer with the RoPE table that quantized keys stored before RoPE
+// are rotated with (nil for f16 rows or post-RoPE keys).
+func decodeLayerKV(d *Decoder, h *Header, seen []bool, rope *kvquant.RoPE) ([]sparse.Head, error) {
 	dim := h.Model.HeadDim
 	bad := func(format string, args ...any) error {
 		return &Error{Where: fmt.Sprintf("section %q data", d.name), Offset: int64(d.Offset()), Reason: fmt.Sprintf(format, args...), Err: ErrCorrupt}
@@ -622,7 +663,16 @@ func decodeLayer(d *Decoder, h *Header, seen []bool) ([]sparse.Head, error) {
 			return nil, bad("head %d: tree of %d levels, header says %d", i, t.Levels(), len(h.Settings.Fractions))
 		}
 		hd.Tree = t
-		rows := func(what string, n int) (sparse.Rows, error) {
+		rows := func(what string, n int, pos []int32) (sparse.Rows, error) {
+			if quantized(h) {
+				r, err := decodeRows(d, dim, n, pos, rope, false, func(format string, args ...any) error {
+					return bad("head %d: %s: %s", i, what, fmt.Sprintf(format, args...))
+				})
+				if err != nil {
+					return nil, err
+				}
+				return r, nil
+			}
 			d.Align(Alignment)
 			data := d.Uint16s()
 			if err := d.Err(); err != nil {
@@ -634,10 +684,10 @@ func decodeLayer(d *Decoder, h *Header, seen []bool) ([]sparse.Head, error) {
 			return &sparse.F16Rows{Dim: dim, Data: data}, nil
 		}
 		var err error
-		if hd.Keys, err = rows("key", t.Len()); err != nil {
+		if hd.Keys, err = rows("key", t.Len(), t.Order()); err != nil {
 			return nil, err
 		}
-		if hd.Values, err = rows("value", t.Len()); err != nil {
+		if hd.Values, err = rows("value", t.Len(), t.Order()); err != nil {
 			return nil, err
 		}
 		hd.Always = d.Int32s()
@@ -660,10 +710,10 @@ func decodeLayer(d *Decoder, h *Header, seen []bool) ([]sparse.Head, error) {
 			}
 			seen[p] = true
 		}
-		if hd.AlwaysK, err = rows("always-attended key", len(hd.Always)); err != nil {
+		if hd.AlwaysK, err = rows("always-attended key", len(hd.Always), hd.Always); err != nil {
 			return nil, err
 		}
-		if hd.AlwaysV, err = rows("always-attended value", len(hd.Always)); err != nil {
+		if hd.AlwaysV, err = rows("always-attended value", len(hd.Always), hd.Always); err != nil {
 			return nil, err
 		}
 	}

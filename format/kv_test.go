@@ -1,0 +1,236 @@
+package format
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"squeeze/runtime/kernels"
+	"squeeze/runtime/kvquant"
+	"squeeze/runtime/model"
+	"squeeze/runtime/sparse"
+)
+
+// quantizedTestArtifact is testArtifact with its rows quantized as precompute stores
+// them: keys before RoPE per channel (rotated when read), values per token, the sink in
+// f16 and the window quantized; postRoPE stores keys as they are.
+func quantizedTestArtifact(t testing.TB, layers, kvHeads, dim, n int, seed uint64, enc string, postRoPE bool) *Artifact {
+	t.Helper()
+	a := testArtifact(t, layers, kvHeads, dim, n, seed)
+	m := &a.Header.Model
+	_, bits, err := ParseKVEncoding(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt, err := kvquant.NormalFloat(bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := &KVInfo{Outliers: 0.05, PostRoPE: postRoPE, Calibration: "test"}
+	var rope *kvquant.RoPE
+	if !postRoPE {
+		cfg := model.Config{HeadDim: dim, RopeDim: m.RopeDim, RopeBase: m.RopeBase, RopeScale: m.RopeScale}
+		if kv.Frequencies, err = kvquant.Frequencies(&cfg, nil); err != nil {
+			t.Fatal(err)
+		}
+		if rope, err = kvquant.NewRoPE(dim, m.NeoX, kv.Frequencies, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f32 := func(r sparse.Rows) []float32 {
+		v := r.(*sparse.F16Rows)
+		out := make([]float32, len(v.Data))
+		kernels.F16ToF32Slice(out, v.Data)
+		return out
+	}
+	quant := func(x []float32, axis kvquant.Axis, pos []int32) *kvquant.Rows {
+		p := kvquant.Params{Type: dt, Axis: axis, Outliers: kv.Outliers}
+		if axis == kvquant.PerChannel && rope != nil {
+			p.Pos, p.RoPE = pos, rope
+		}
+		r, err := kvquant.Quantize(x, dim, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	for l := range a.Context.Layers {
+		kv.Layers = append(kv.Layers, KVLayer{Key: dt, Value: dt, KeyError: 0.01, ValueError: 0.02})
+		for h := range a.Context.Layers[l] {
+			hd := &a.Context.Layers[l][h]
+			order := hd.Tree.Order()
+			ak, av := f32(hd.AlwaysK), f32(hd.AlwaysV)
+			sinkK := &sparse.F16Rows{Dim: dim, Data: hd.AlwaysK.(*sparse.F16Rows).Data[:dim]}
+			sinkV := &sparse.F16Rows{Dim: dim, Data: hd.AlwaysV.(*sparse.F16Rows).Data[:dim]}
+			hd.Keys = quant(f32(hd.Keys), kvquant.PerChannel, order)
+			hd.Values = quant(f32(hd.Values), kvquant.PerToken, order)
+			wk := quant(ak[dim:], kvquant.PerChannel, hd.Always[1:])
+			wv := quant(av[dim:], kvquant.PerToken, hd.Always[1:])
+			if hd.AlwaysK, err = kvquant.Join(sinkK, wk); err != nil {
+				t.Fatal(err)
+			}
+			if hd.AlwaysV, err = kvquant.Join(sinkV, wv); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a.Header.Settings.KV = enc
+	a.KV = kv
+	return a
+}
+
+// decoded returns rows r decoded to float32.
+func decoded(r sparse.Rows, dim int) []float32 {
+	out := make([]float32, r.Len()*dim)
+	switch v := r.(type) {
+	case *sparse.F16Rows:
+		kernels.F16ToF32Slice(out, v.Data)
+	case *kvquant.Rows:
+		v.Dequantize(out, 0, v.Len())
+	case *kvquant.Joined:
+		at := 0
+		for _, p := range v.Parts {
+			copy(out[at:], decoded(p, dim))
+			at += p.Len() * dim
+		}
+	}
+	return out
+}
+
+func TestQuantizedArtifactRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		layers, kv, dim, toks int
+		enc                   string
+		post                  bool
+	}{
+		{"nuq3", 2, 2, 16, 60, "nuq3", false},
+		{"int2 post-rope", 1, 1, 8, 30, "int2", true},
+		{"nf4 odd dim", 2, 3, 6, 25, "nf4", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := quantizedTestArtifact(t, tc.layers, tc.kv, tc.dim, tc.toks, 3, tc.enc, tc.post)
+			path, data := writeTestArtifact(t, a)
+			b, err := ReadArtifact(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if b.Header.Settings.KV != tc.enc || b.KV == nil || b.KV.PostRoPE != tc.post || len(b.KV.Layers) != tc.layers {
+				t.Fatalf("kv %q %+v", b.Header.Settings.KV, b.KV)
+			}
+			if !slices.Equal(b.KV.Frequencies, a.KV.Frequencies) || b.KV.Layers[0].KeyError != 0.01 {
+				t.Fatalf("kv section %+v, want %+v", b.KV, a.KV)
+			}
+			for l := range a.Context.Layers {
+				for h := range a.Context.Layers[l] {
+					x, y := &a.Context.Layers[l][h], &b.Context.Layers[l][h]
+					for i, p := range [][2]sparse.Rows{{x.Keys, y.Keys}, {x.Values, y.Values}, {x.AlwaysK, y.AlwaysK}, {x.AlwaysV, y.AlwaysV}} {
+						if _, ok := p[1].(*sparse.F16Rows); ok {
+							t.Fatalf("layer %d head %d rows %d read as f16", l, h, i)
+						}
+						if !slices.Equal(decoded(p[0], tc.dim), decoded(p[1], tc.dim)) {
+							t.Fatalf("layer %d head %d rows %d decode differently", l, h, i)
+						}
+					}
+				}
+			}
+			if _, err := ParseArtifact(data); err != nil {
+				t.Fatal(err)
+			}
+			_, again := writeTestArtifact(t, a)
+			if !slices.Equal(data, again) {
+				t.Fatal("two writes differ")
+			}
+		})
+	}
+}
+
+func TestQuantizedArtifactRefused(t *testing.T) {
+	a := quantizedTestArtifact(t, 1, 1, 8, 20, 4, "nuq3", false)
+	path := filepath.Join(t.TempDir(), "a.sqz")
+	noKV := *a
+	noKV.KV = nil
+	if err := WriteArtifact(path, &noKV); err == nil {
+		t.Error("a quantized artifact without its kv section was written")
+	}
+	bad := *a
+	bad.Header.Settings.KV = "nuq5"
+	if err := WriteArtifact(path, &bad); err == nil {
+		t.Error("KV encoding nuq5 was written")
+	}
+	// Keys whose positions are not their rows' are refused.
+	shifted := quantizedTestArtifact(t, 1, 1, 8, 20, 4, "nuq3", false)
+	k := shifted.Context.Layers[0][0].Keys.(*kvquant.Rows)
+	k.Pos = slices.Clone(k.Pos)
+	k.Pos[0], k.Pos[1] = k.Pos[1], k.Pos[0]
+	if err := WriteArtifact(path, shifted); err == nil {
+		t.Error("keys at the wrong positions were written")
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused write left %s", path)
+	}
+}
+
+func TestParseKVEncoding(t *testing.T) {
+	for _, tc := range []struct {
+		s      string
+		family string
+		bits   int
+	}{{"f16", "f16", 16}, {"nuq3", "nuq", 3}, {"nf2", "nf", 2}, {"int4", "int", 4}} {
+		f, b, err := ParseKVEncoding(tc.s)
+		if err != nil || f != tc.family || b != tc.bits {
+			t.Errorf("ParseKVEncoding(%q) = %q, %d, %v", tc.s, f, b, err)
+		}
+	}
+	for _, s := range []string{"", "nuq", "nuq1", "nuq5", "nuq03", "int+3", "q4", "f32"} {
+		if _, _, err := ParseKVEncoding(s); err == nil {
+			t.Errorf("ParseKVEncoding(%q) accepted", s)
+		}
+	}
+}
+
+// FuzzQuantizedLayer feeds the kv and layer payload decoders of a quantized artifact.
+func FuzzQuantizedLayer(f *testing.F) {
+	a := quantizedTestArtifact(f, 1, 2, 8, 24, 5, "nuq3", false)
+	h := a.Header
+	var e Encoder
+	encodeKV(&e, a.KV)
+	kvb := e.Bytes()
+	le := NewEncoder(nil)
+	if err := encodeLayer(le, &h, a.Context.Layers[0]); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(kvb, le.Bytes())
+	f.Add(kvb[:len(kvb)-2], le.Bytes()[:len(le.Bytes())/2])
+	f.Fuzz(func(t *testing.T, kvb, layer []byte) {
+		kv, err := decodeKV(NewDecoder(SectionKV, kvb), &h)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("kv: %v wraps no sentinel", err)
+			}
+			return
+		}
+		rope, err := newRoPE(&h, kv)
+		if err != nil {
+			return
+		}
+		heads, err := decodeLayerKV(NewDecoder("layer.0", layer), &h, make([]bool, h.Tokens), rope)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("layer: %v wraps no sentinel", err)
+			}
+			return
+		}
+		q := make([]float32, 8)
+		for _, hd := range heads {
+			for _, r := range []sparse.Rows{hd.Keys, hd.Values, hd.AlwaysK, hd.AlwaysV} {
+				dst := make([]float32, r.Len())
+				r.Dots(dst, q, 0, r.Len())
+				r.Accumulate(q, dst, 0, r.Len())
+			}
+		}
+	})
+}
