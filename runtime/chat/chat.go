@@ -235,7 +235,8 @@ type Split struct {
 // content the context alone; if msgs starts with a system message of its own (the
 // client's), that text follows the context after a blank line ("\n" if the context ends
 // with a newline, else "\n\n"). The rest of msgs is rendered as Render would, with the
-// same errors.
+// same errors, and one more: templates that leave out a blank system message (some Llama
+// 3.2 variants) fail for a blank context.
 //
 // Before is the same for every conversation in all families but one: Mistral templates
 // that put the system message into the last user message (Mistral v0.3 and later) render
@@ -259,7 +260,7 @@ func (t *Template) SplitContext(context string, msgs []Message, addGenerationPro
 		return Split{}, err
 	}
 	if w.start < 0 {
-		return Split{}, fmt.Errorf("chat: the %s template did not render the system message", t.family)
+		return Split{}, fmt.Errorf("%w: the %s template leaves out a blank system message, and the context (with the client's system text) is blank", ErrInvalidMessages, t.family)
 	}
 	s := w.b.String()
 	return Split{Before: s[:w.start], Context: s[w.start:w.end], After: s[w.end:]}, nil

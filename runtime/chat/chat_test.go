@@ -30,6 +30,7 @@ var models = []struct{ name, bos, eos string }{
 	{"qwen3", "", "<|im_end|>"},
 	{"llama3", "<|begin_of_text|>", "<|eot_id|>"},
 	{"llama3.1", "<|begin_of_text|>", "<|eot_id|>"},
+	{"llama3.2-if-system", "<|begin_of_text|>", "<|eot_id|>"},
 	{"llama2", "<s>", "</s>"},
 	{"codellama", "<s>", "</s>"},
 	{"mistral-v0.2", "<s>", "</s>"},
@@ -77,6 +78,7 @@ func TestDetect(t *testing.T) {
 		{"qwen3", FamilyChatML, false, []string{"reasoning"}},
 		{"llama3", FamilyLlama3, true, nil},
 		{"llama3.1", FamilyLlama3, true, []string{`knowledge date "December 2023", today "26 Jul 2024"`}},
+		{"llama3.2-if-system", FamilyLlama3, true, []string{`knowledge date "December 2023", today "26 Jul 2024", only with a system message`}},
 		{"llama2", FamilyLlama2, true, []string{"<<SYS>>", "BOS before every user turn", "stripped", `user "[INST] "+content+" [/INST]"`}},
 		{"codellama", FamilyLlama2, true, []string{"<<SYS>>", "BOS before every user turn", "stripped", `assistant " "+content+" "+EOS+""`}},
 		{"mistral-v0.2", FamilyMistral, true, []string{"no system message", `assistant ""+content+""+EOS+""`}},
@@ -141,7 +143,7 @@ func TestRender(t *testing.T) {
 		{"qwen2", noSystem, true, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there<|im_end|>\n<|im_start|>user\nWho are you<|im_end|>\n<|im_start|>assistant\n"},
 		{"qwen2.5", noSystem, true, "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there<|im_end|>\n<|im_start|>user\nWho are you<|im_end|>\n<|im_start|>assistant\n"},
 		{"qwen2.5", sysUser, true, "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"},
-		{"qwen2.5", []Message{{RoleUser, "a"}, {RoleAssistant, ""}}, false, "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\na<|im_end|>\n<|im_start|>assistant<|im_end|>\n"},
+		{"qwen2.5", []Message{{RoleUser, "a"}, {RoleAssistant, ""}}, false, "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n"},
 		// Qwen 3 drops the reasoning of assistant turns before the last user message and
 		// keeps it after.
 		{"qwen3", sysUser, true, "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"},
@@ -158,6 +160,10 @@ func TestRender(t *testing.T) {
 		{"llama3.1", sysUser, true, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\nYou are a helpful assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
 		{"llama3.1", noSystem, true, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi there<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWho are you<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
 		{"llama3.1", []Message{{RoleSystem, "  sys \n"}, {RoleUser, " u "}}, false, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\nsys<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nu<|eot_id|>"},
+		// A Llama 3.2 variant writes the system turn only for a system message.
+		{"llama3.2-if-system", sysUser, true, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\nYou are a helpful assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
+		{"llama3.2-if-system", noSystem, false, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi there<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWho are you<|eot_id|>"},
+		{"llama3.2-if-system", []Message{{RoleSystem, " \n"}, {RoleUser, "u"}}, false, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nu<|eot_id|>"},
 		// Llama 2: <<SYS>> block, BOS before every user turn, contents stripped.
 		{"llama2", sysUser, true, "<s>[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\nHello [/INST]"},
 		{"llama2", multi, true, "<s>[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\nHello [/INST] Hi there </s><s>[INST] Who are you [/INST] I am an assistant </s><s>[INST] Another question [/INST]"},

@@ -15,14 +15,13 @@ func detect(src string) (*Template, error) {
 	case strings.Contains(src, imStart):
 		t.family = FamilyChatML
 		t.chatml = chatmlParams{
-			defaultSystem:      defaultSystem(src),
-			reasoning:          strings.Contains(src, "</think>") && strings.Contains(src, "last_query_index"),
-			bareEmptyAssistant: reBareAssistant.MatchString(src),
+			defaultSystem: defaultSystem(src),
+			reasoning:     strings.Contains(src, "</think>") && strings.Contains(src, "last_query_index"),
 		}
 	case strings.Contains(src, startHeader):
 		t.family = FamilyLlama3
 		if m := reCutoff.FindStringSubmatch(src); m != nil {
-			t.llama3 = llama3Params{dated: true, cutoff: jinjaUnescape(m[1]), date: "26 Jul 2024"}
+			t.llama3 = llama3Params{dated: true, onlyWithSystem: reSystemIf.MatchString(src), cutoff: jinjaUnescape(m[1]), date: "26 Jul 2024"}
 			if d := reDate.FindStringSubmatch(src); d != nil {
 				t.llama3.date = jinjaUnescape(d[1] + d[2])
 			}
@@ -48,12 +47,12 @@ var (
 	// reDefaultSystem finds a string literal that writes a whole system turn, the default
 	// system message of Qwen 2 and 2.5 ('<|im_start|>system\nYou are ...<|im_end|>\n').
 	reDefaultSystem = regexp.MustCompile(`(?:'<\|im_start\|>system(?:\\n|\n)((?:[^'\\]|\\.)*?)<\|im_end\|>|"<\|im_start\|>system(?:\\n|\n)((?:[^"\\]|\\.)*?)<\|im_end\|>)`)
-	// reBareAssistant finds Qwen 2.5's '\n' + message.content, written only for a
-	// non-empty content after '<|im_start|>' + message.role.
-	reBareAssistant = regexp.MustCompile(`if message\.content %\}\s*\{\{-?\s*['"](?:\\n|\n)['"]\s*\+\s*message\.content`)
 	// reCutoff and reDate find Llama 3.1's knowledge cutoff and default date.
 	reCutoff = regexp.MustCompile(`Cutting Knowledge Date: ((?:[^'"\\\n]|\\[^n])*)(?:\\n|\n)`)
-	reDate   = regexp.MustCompile(`date_string\s*=\s*(?:"([^"]*)"|'([^']*)')`)
+	// reSystemIf finds a system turn written only if there is a system message (a variant
+	// of Llama 3.2 templates).
+	reSystemIf = regexp.MustCompile(`if system_message\s*-?%\}\s*\{\{-?\s*["']<\|start_header_id\|>system`)
+	reDate     = regexp.MustCompile(`date_string\s*=\s*(?:"([^"]*)"|'([^']*)')`)
 	// reOpen and reClose find the literals around a user message: "[INST] " + ... + " [/INST]".
 	reOpen  = regexp.MustCompile(`['"]( ?\[INST\] ?)['"]\s*\+`)
 	reClose = regexp.MustCompile(`\+\s*['"]( ?\[/INST\])['"]`)

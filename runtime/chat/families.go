@@ -24,9 +24,6 @@ type chatmlParams struct {
 	defaultSystem string
 	// reasoning: Qwen 3's handling of <think> blocks in assistant messages.
 	reasoning bool
-	// bareEmptyAssistant: an assistant message with empty content renders without the
-	// newline after the role (Qwen 2.5 writes '\n' + content only if content is not empty).
-	bareEmptyAssistant bool
 }
 
 func (p chatmlParams) describe() string {
@@ -61,8 +58,6 @@ func (t *Template) renderChatML(w *writer, msgs []Message, gen bool) error {
 			w.text(imEnd, "\n")
 		case m.Role == RoleAssistant && p.reasoning:
 			w.text(imStart, "assistant\n", qwen3Assistant(m.Content, i > lastQuery, i == len(msgs)-1), imEnd, "\n")
-		case m.Role == RoleAssistant && p.bareEmptyAssistant && m.Content == "":
-			w.text(imStart, "assistant", imEnd, "\n")
 		default:
 			w.text(imStart, m.Role, "\n", m.Content, imEnd, "\n")
 		}
@@ -107,9 +102,10 @@ func qwen3Assistant(content string, afterQuery, last bool) string {
 
 // llama3Params are the Llama 3 details read from a template.
 type llama3Params struct {
-	// dated: Llama 3.1 and later always open with a system turn that starts with the
-	// knowledge cutoff and today's date.
-	dated bool
+	// dated: Llama 3.1 and later open with a system turn that starts with the knowledge
+	// cutoff and today's date: always, or (onlyWithSystem, a variant of some Llama 3.2
+	// derivatives) only when the conversation has a system message that is not blank.
+	dated, onlyWithSystem bool
 	// cutoff and date are the texts of "Cutting Knowledge Date: " and "Today Date: ".
 	cutoff, date string
 }
@@ -118,7 +114,11 @@ func (p llama3Params) describe() string {
 	if !p.dated {
 		return ""
 	}
-	return fmt.Sprintf(" (3.1+, knowledge date %q, today %q)", p.cutoff, p.date)
+	s := fmt.Sprintf(" (3.1+, knowledge date %q, today %q", p.cutoff, p.date)
+	if p.onlyWithSystem {
+		s += ", only with a system message"
+	}
+	return s + ")"
 }
 
 // renderLlama3 renders <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
@@ -130,14 +130,19 @@ func (t *Template) renderLlama3(w *writer, msgs []Message, gen bool) error {
 	}
 	header := func(role string) { w.text(startHeader, role, endHeader, "\n\n") }
 	if p.dated {
-		header(RoleSystem)
-		w.text("Cutting Knowledge Date: ", p.cutoff, "\n", "Today Date: ", p.date, "\n\n")
+		system, lead := "", 0
 		if msgs[0].Role == RoleSystem {
-			out, lead := pyStrip(msgs[0].Content)
-			w.system(out, lead, 0)
+			system, lead = pyStrip(msgs[0].Content)
+		}
+		if !p.onlyWithSystem || system != "" {
+			header(RoleSystem)
+			w.text("Cutting Knowledge Date: ", p.cutoff, "\n", "Today Date: ", p.date, "\n\n")
+			w.system(system, lead, 0)
+			w.text(eotID)
+		}
+		if msgs[0].Role == RoleSystem {
 			msgs = msgs[1:]
 		}
-		w.text(eotID)
 	}
 	for i, m := range msgs {
 		header(m.Role)

@@ -49,10 +49,6 @@ func TestSplitContextRender(t *testing.T) {
 			befores := map[string]bool{}
 			for _, msgs := range convs {
 				for _, gen := range []bool{false, true} {
-					s, err := tmpl.SplitContext(ctx, msgs, gen)
-					if err != nil {
-						t.Fatalf("%s: SplitContext(%q, %q): %v", m.name, ctx, msgs, err)
-					}
 					system := ctx
 					rest := msgs
 					if msgs[0].Role == RoleSystem {
@@ -62,6 +58,16 @@ func TestSplitContextRender(t *testing.T) {
 							system += "\n\n" + msgs[0].Content
 						}
 						rest = msgs[1:]
+					}
+					s, err := tmpl.SplitContext(ctx, msgs, gen)
+					if blank, _ := pyStrip(system); blank == "" && tmpl.llama3.onlyWithSystem {
+						if !errors.Is(err, ErrInvalidMessages) {
+							t.Errorf("%s: SplitContext(%q, %q) with a blank system text: %v; want ErrInvalidMessages", m.name, ctx, msgs, err)
+						}
+						continue
+					}
+					if err != nil {
+						t.Fatalf("%s: SplitContext(%q, %q): %v", m.name, ctx, msgs, err)
 					}
 					want, err := tmpl.Render(append([]Message{{RoleSystem, system}}, rest...), gen)
 					if err != nil {
