@@ -167,8 +167,12 @@ func sameCache(t *testing.T, a, b *Cache) bool {
 	for l := range cfg.Layers {
 		for h := range cfg.KVHeads {
 			for _, get := range []func(*Cache) ([]float32, error){
-				func(c *Cache) ([]float32, error) { return c.Keys(l, h, 0, c.Len(), make([]float32, c.Len()*cfg.HeadDim)) },
-				func(c *Cache) ([]float32, error) { return c.Values(l, h, 0, c.Len(), make([]float32, c.Len()*cfg.HeadDim)) },
+				func(c *Cache) ([]float32, error) {
+					return c.Keys(l, h, 0, c.Len(), make([]float32, c.Len()*cfg.HeadDim))
+				},
+				func(c *Cache) ([]float32, error) {
+					return c.Values(l, h, 0, c.Len(), make([]float32, c.Len()*cfg.HeadDim))
+				},
 			} {
 				x, err := get(a)
 				if err != nil {

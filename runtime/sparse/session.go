@@ -146,8 +146,9 @@ type Session struct {
 	kbuf   []uint16
 	pieces []piece
 
-	// The current call's arguments.
+	// The current call's arguments; exact: an AttendExact call.
 	layer, n int
+	exact    bool
 	q        []float32
 	lookupFn func(lo, hi int)
 	unitFn   func(lo, hi int)
@@ -256,6 +257,27 @@ func (s *Session) Stats() Stats { return s.stats }
 // ResetStats zeroes the counts, to measure one request.
 func (s *Session) ResetStats() { s.stats = Stats{} }
 
+// AttendExact is Attend for n tokens computed exactly as n calls of one token each
+// compute them (model.ExactPrefix): speculative decoding verifies drafts with it, so
+// that a verification pass selects and weighs the keys that decoding token by token
+// would. A squeezed session looks the clusters up token by token; a dense one reads
+// each chunk of keys and values once for every token, but multiplies them token by
+// token, with the products a one-token call uses. The statistics count a lookup per
+// token, as decoding does.
+func (s *Session) AttendExact(layer int, q []float32, n int, out, lse []float32) {
+	if !s.dense {
+		heads := s.kvHeads * s.group
+		qd := heads * s.hd
+		for i := range n {
+			s.Attend(layer, q[i*qd:(i+1)*qd], 1, out[i*qd:(i+1)*qd], lse[i*heads:(i+1)*heads])
+		}
+		return
+	}
+	s.exact = true
+	defer func() { s.exact = false }()
+	s.Attend(layer, q, n, out, lse)
+}
+
 // Attend computes the attention of n tokens' queries to the context in layer: q holds n
 // tokens x Heads x HeadDim values, rotated to their positions and multiplied by
 // 1/√HeadDim (so a score is q·k); out receives n x Heads x HeadDim outputs, each a
@@ -289,7 +311,7 @@ func (s *Session) Attend(layer int, q []float32, n int, out, lse []float32) {
 		s.pieces = make([]piece, nu*chunk)
 	}
 	s.pieces = s.pieces[:nu*chunk]
-	if s.vecs >= minBatchedVecs {
+	if s.batchedVecs() >= minBatchedVecs {
 		s.vt = grow(s.vt, nu*hd*chunk)
 		s.vrow = grow(s.vrow, nu*hd)
 		s.prod = grow(s.prod, nu*s.vecs*hd)
@@ -416,7 +438,15 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse []float32) 
 		mat := &s.mats[u]
 		mat.Type, mat.Rows, mat.Cols, mat.RowBytes = gguf.TypeF16, k, hd, 2*hd
 		mat.Data = f16Bytes(keys)
-		kernels.MatMul(s.pools[u], scores, mat, qs, vecs)
+		if s.exact {
+			// Each token's vectors alone, as a one-token call multiplies them.
+			g := s.group
+			for i := range s.n {
+				kernels.MatMul(s.pools[u], scores[i*g*k:(i+1)*g*k], mat, qs[i*g*hd:(i+1)*g*hd], g)
+			}
+		} else {
+			kernels.MatMul(s.pools[u], scores, mat, qs, vecs)
+		}
 	} else {
 		for v := range vecs {
 			for _, p := range pieces {
@@ -424,7 +454,7 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse []float32) 
 			}
 		}
 	}
-	batched := allF16V && vecs >= minBatchedVecs
+	batched := allF16V && s.batchedVecs() >= minBatchedVecs
 	for v := range vecs {
 		sc := scores[v*k : (v+1)*k]
 		lc := kernels.Softmax(sc)
@@ -467,8 +497,25 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse []float32) 
 	vm.Rows, vm.Cols, vm.RowBytes = hd, k, 4*k
 	vm.Data = f32Bytes(vt)
 	prod := s.prod[u*vecs*hd : (u+1)*vecs*hd]
-	kernels.MatMul(s.pools[u], prod, vm, scores, vecs)
+	if s.exact {
+		g := s.group
+		for i := range s.n {
+			kernels.MatMul(s.pools[u], prod[i*g*hd:(i+1)*g*hd], vm, scores[i*g*k:(i+1)*g*k], g)
+		}
+	} else {
+		kernels.MatMul(s.pools[u], prod, vm, scores, vecs)
+	}
 	kernels.Add(out, prod)
+}
+
+// batchedVecs is the number of query vectors whose count decides between adding a
+// chunk's values row by row and one matrix product: the call's, or one token's in an
+// exact call (which must choose as a one-token call does).
+func (s *Session) batchedVecs() int {
+	if s.exact {
+		return s.group
+	}
+	return s.vecs
 }
 
 // f16Bytes views half floats as bytes, for a kernels.Matrix.
@@ -531,13 +578,17 @@ func (s *Session) merge(out, lse []float32) {
 		}
 		first = last
 		h := &s.heads[g]
-		s.stats.Lookups++
-		s.stats.KeysRead += int64(h.keys)
-		s.stats.Keys += int64(s.total)
+		per := 1 // lookups this call stands for
+		if s.exact {
+			per = s.n
+		}
+		s.stats.Lookups += per
+		s.stats.KeysRead += int64(per * h.keys)
+		s.stats.Keys += int64(per * s.total)
 		if !s.dense {
 			s.stats.Centroids += int64(h.sel.Centroids)
 		}
 	}
 }
 
-var _ model.Prefix = (*Session)(nil)
+var _ model.ExactPrefix = (*Session)(nil)

@@ -262,3 +262,126 @@ func TestAttendDecodeAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestAttendExact checks that AttendExact gives every token of a batch bitwise the
+// output, log-sum-exp and statistics of a one-token Attend call: dense and squeezed,
+// f16 and generic rows, with few query heads per KV head (values added row by row) and
+// with many (one matrix product per chunk), on one thread and several.
+func TestAttendExact(t *testing.T) {
+	models := []struct {
+		name string
+		spec modeltest.Spec
+	}{
+		{"group 2", modeltest.Spec{Layers: 2, Dim: 64, Heads: 4, KVHeads: 2, Vocab: 300, Context: 512}},
+		{"group 16", modeltest.Spec{Layers: 2, Dim: 64, Heads: 32, KVHeads: 2, HeadDim: 16, Vocab: 300, Context: 512}},
+	}
+	for _, mc := range models {
+		m, err := model.Load(modeltest.Open(t, mc.spec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := &m.Config
+		f := newAttendFixture(t, m, 301, 11)
+		for _, budget := range []float64{1, 0.5} {
+			for _, wrap := range []bool{false, true} {
+				for _, threads := range []int{1, 3} {
+					ctx := f.ctx
+					if wrap {
+						ctx = wrapRows(f.ctx)
+					}
+					pool := kernels.NewPool(threads)
+					defer pool.Close()
+					batch, err := NewSession(ctx, m, pool, budget)
+					if err != nil {
+						t.Fatal(err)
+					}
+					one, err := NewSession(ctx, m, pool, budget)
+					if err != nil {
+						t.Fatal(err)
+					}
+					const n = 5
+					qd := cfg.QDim()
+					rng := rand.New(rand.NewPCG(4, 5))
+					for layer := range cfg.Layers {
+						q := randVec(rng, n*qd, 0.6)
+						out := make([]float32, n*qd)
+						lse := make([]float32, n*cfg.Heads)
+						batch.AttendExact(layer, q, n, out, lse)
+						wantOut := make([]float32, n*qd)
+						wantLSE := make([]float32, n*cfg.Heads)
+						for i := range n {
+							one.Attend(layer, q[i*qd:(i+1)*qd], 1, wantOut[i*qd:(i+1)*qd], wantLSE[i*cfg.Heads:(i+1)*cfg.Heads])
+						}
+						for i := range out {
+							if out[i] != wantOut[i] {
+								t.Fatalf("%s budget %v generic %v threads %d layer %d: output %d = %v, one token at a time %v",
+									mc.name, budget, wrap, threads, layer, i, out[i], wantOut[i])
+							}
+						}
+						for i := range lse {
+							if lse[i] != wantLSE[i] {
+								t.Fatalf("%s budget %v generic %v threads %d layer %d: lse %d = %v, one token at a time %v",
+									mc.name, budget, wrap, threads, layer, i, lse[i], wantLSE[i])
+							}
+						}
+					}
+					if batch.Stats() != one.Stats() {
+						t.Fatalf("%s budget %v: stats %+v, one token at a time %+v", mc.name, budget, batch.Stats(), one.Stats())
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestForwardExactWithSession checks that a model.Options.Exact pass over a session
+// (dense and squeezed) gives a batch of tokens bitwise the logits of one-token passes.
+func TestForwardExactWithSession(t *testing.T) {
+	m := tinyModel(t)
+	pool := kernels.NewPool(3)
+	defer pool.Close()
+	ctx := prefilledContext(t, m, pool, randomTokens(120, m.Config.Vocab, 1))
+	prompt := randomTokens(7, m.Config.Vocab, 2)
+	tokens := randomTokens(6, m.Config.Vocab, 3)
+	vocab := m.Config.Vocab
+	for _, budget := range []float64{1, 0.5} {
+		run := func(exact bool) ([]float32, Stats) {
+			s, err := NewSession(ctx, m, pool, budget)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := m.NewCache(32, model.CacheF16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Forward(pool, c, prompt, nil, &model.Options{Prefix: s}); err != nil {
+				t.Fatal(err)
+			}
+			s.ResetStats()
+			logits := make([]float32, len(tokens)*vocab)
+			if exact {
+				err = m.Forward(pool, c, tokens, logits, &model.Options{Prefix: s, Exact: true, AllLogits: true})
+			} else {
+				for i, tok := range tokens {
+					if err = m.Forward(pool, c, []int32{tok}, logits[i*vocab:(i+1)*vocab], &model.Options{Prefix: s}); err != nil {
+						break
+					}
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			return logits, s.Stats()
+		}
+		got, gotStats := run(true)
+		want, wantStats := run(false)
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("budget %v: logit %d of the exact batch = %v, one token at a time %v", budget, i, got[i], want[i])
+			}
+		}
+		if gotStats != wantStats {
+			t.Fatalf("budget %v: stats %+v, one token at a time %+v", budget, gotStats, wantStats)
+		}
+	}
+}
