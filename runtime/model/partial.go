@@ -174,3 +174,15 @@ func (c *Cache) SetLen(n int) error {
 	c.n = n
 	return nil
 }
+
+// HeadExact is Head computed row by row as a one-token Forward computes its logits
+// (kernels.MatMulExact): each row's logits are bitwise a single-token pass's, while the
+// LM head is still read once for all n rows.
+func (m *Model) HeadExact(p *kernels.Pool, hidden []float32, n int, logits []float32) {
+	dim := m.Config.Dim
+	for i := range n {
+		x := hidden[i*dim : (i+1)*dim]
+		kernels.RMSNorm(x, x, m.outNorm, m.Config.NormEps)
+	}
+	kernels.MatMulExact(p, logits, m.output, hidden, n)
+}

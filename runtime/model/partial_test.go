@@ -310,3 +310,35 @@ func TestForwardLayersErrors(t *testing.T) {
 		t.Errorf("Embed of an out-of-range token: %v, want ErrToken", err)
 	}
 }
+
+// TestHeadExact checks that HeadExact gives each row bitwise the logits of a one-token
+// Forward, for a batch of final hidden states.
+func TestHeadExact(t *testing.T) {
+	m := loadSpec(t, partialSpec)
+	cfg := &m.Config
+	p := kernels.NewPool(2)
+	defer p.Close()
+	c, err := m.NewCache(32, CacheF32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := randomTokens(5, cfg.Vocab, 6)
+	var hidden, want []float32
+	logits := make([]float32, cfg.Vocab)
+	for i := range tokens {
+		obs := func(s *LayerState) {
+			if s.Layer == cfg.Layers-1 {
+				hidden = append(hidden, s.Hidden...)
+			}
+		}
+		if err := m.Forward(p, c, tokens[i:i+1], logits, &Options{Observe: obs}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, logits...)
+	}
+	got := make([]float32, len(want))
+	m.HeadExact(p, hidden, len(tokens), got)
+	if d := countDiff(got, want); d != 0 {
+		t.Errorf("%d of %d logits differ from one-token passes", d, len(want))
+	}
+}

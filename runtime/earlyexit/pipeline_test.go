@@ -1,0 +1,202 @@
+package earlyexit
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"squeeze/runtime/gguf"
+	"squeeze/runtime/kernels"
+	"squeeze/runtime/model"
+	"squeeze/runtime/model/modeltest"
+	"squeeze/runtime/speculate"
+)
+
+// sharedModel loads the model s describes with every layer's tensors replaced by those
+// of layer i mod period (period 0 keeps them distinct), and squeeze.block_share set as
+// gocode-shared sets it.
+func sharedModel(t testing.TB, s modeltest.Spec, period int) (*model.Model, *gguf.File) {
+	t.Helper()
+	if period > 0 {
+		s.Meta = map[string]any{BlockShareKey: uint32(period)}
+	}
+	data, err := modeltest.Build(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if period > 0 {
+		w := gguf.NewWriter()
+		for _, kv := range f.KV {
+			if err := w.AddKV(kv.Key, kv.Value); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, ti := range f.Tensors {
+			name := ti.Name
+			var l int
+			var rest string
+			if n, _ := fmt.Sscanf(name, "blk.%d.%s", &l, &rest); n == 2 {
+				name = fmt.Sprintf("blk.%d.%s", l%period, rest)
+			}
+			src, b, err := f.Tensor(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.AddTensor(ti.Name, src.Type, src.Dims, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var buf bytes.Buffer
+		if _, err := w.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if f, err = gguf.Parse(buf.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := model.Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, f
+}
+
+func randomTokens(n, vocab int, seed uint64) []int32 {
+	r := rand.New(rand.NewPCG(seed, 7))
+	out := make([]int32, n)
+	for i := range out {
+		out[i] = int32(r.IntN(vocab))
+	}
+	return out
+}
+
+// plainGreedy decodes n tokens after prompt one Forward at a time: the reference.
+func plainGreedy(t testing.TB, m *model.Model, p *kernels.Pool, prefix model.Prefix, prompt []int32, n int) []int32 {
+	t.Helper()
+	c, err := m.NewCache(len(prompt)+n, model.CacheF32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := &model.Options{Prefix: prefix}
+	logits := make([]float32, m.Config.Vocab)
+	if err := m.Forward(p, c, prompt, logits, opt); err != nil {
+		t.Fatal(err)
+	}
+	var out []int32
+	for {
+		tok := argmax(logits)
+		out = append(out, tok)
+		if len(out) == n {
+			return out
+		}
+		if err := m.Forward(p, c, []int32{tok}, logits, opt); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// pipelined decodes n tokens after prompt with a Pipeline whose cache has room for
+// exactly the prompt and the n tokens.
+func pipelined(t testing.TB, m *model.Model, p *kernels.Pool, prefix model.Prefix, prompt []int32, n int, o PipelineOptions) ([]int32, PipelineStats) {
+	t.Helper()
+	c, err := m.NewCache(len(prompt)+n, model.CacheF32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits := make([]float32, m.Config.Vocab)
+	if err := m.Forward(p, c, prompt, logits, &model.Options{Prefix: prefix}); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := NewPipeline(speculate.Target{Model: m, Cache: c, Pool: p, Prefix: prefix}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []int32{argmax(logits)}
+	if err := pl.Start(out[0]); err != nil {
+		t.Fatal(err)
+	}
+	for len(out) < n {
+		tok, err := pl.Next()
+		if err != nil {
+			t.Fatalf("token %d: %v", len(out), err)
+		}
+		out = append(out, tok)
+	}
+	if c.Len() != len(prompt)+n-1 {
+		t.Errorf("after %d tokens the cache holds %d positions, want %d", n, c.Len(), len(prompt)+n-1)
+	}
+	// The last token's successor still fits (the cache holds n-1 generated tokens); then
+	// the cache is full.
+	st := pl.Stats()
+	if _, err := pl.Next(); err != nil {
+		t.Errorf("Next for the last position: %v", err)
+	}
+	if _, err := pl.Next(); !errors.Is(err, model.ErrContextFull) {
+		t.Errorf("Next on a full cache: %v, want ErrContextFull", err)
+	}
+	return out, st
+}
+
+// TestPipelineMatchesGreedy checks that the pipelined form emits plain greedy
+// decoding's tokens on parameter-shared models of several periods and weight types,
+// with and without refinement by deeper exits, and that it actually speculates.
+func TestPipelineMatchesGreedy(t *testing.T) {
+	base := modeltest.Spec{Layers: 6, Dim: 64, FFN: 96, Heads: 4, KVHeads: 2, Vocab: 64, Context: 512}
+	tests := []struct {
+		weights gguf.Type
+		layers  int
+		period  int
+	}{
+		{gguf.TypeF16, 6, 2},
+		{gguf.TypeF16, 6, 3},
+		{gguf.TypeF32, 4, 1},
+		{gguf.TypeQ8_0, 6, 2},
+	}
+	for i, tt := range tests {
+		s := base
+		s.Weights, s.Layers, s.Seed = tt.weights, tt.layers, uint64(i+1)
+		m, _ := sharedModel(t, s, tt.period)
+		for _, threads := range []int{1, 3} {
+			for _, o := range []PipelineOptions{{}, {NoRefine: true}} {
+				t.Run(fmt.Sprintf("%v/%d-of-%d/threads=%d/norefine=%v", tt.weights, tt.period, tt.layers, threads, o.NoRefine), func(t *testing.T) {
+					p := kernels.NewPool(threads)
+					defer p.Close()
+					prompt := randomTokens(20, s.Vocab, uint64(i))
+					want := plainGreedy(t, m, p, nil, prompt, 60)
+					got, st := pipelined(t, m, p, nil, prompt, 60, o)
+					if !slices.Equal(got, want) {
+						t.Fatalf("pipelined %v\nplain     %v", got, want)
+					}
+					if st.Tokens != 59 || st.Launched == 0 || st.Accepted+st.Flushed > st.Launched+1 {
+						t.Errorf("stats %+v", st)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestPipelineNotShared checks that a model without shared blocks is refused.
+func TestPipelineNotShared(t *testing.T) {
+	m, _ := sharedModel(t, modeltest.Spec{Layers: 3}, 0)
+	c, err := m.NewCache(8, model.CacheF32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := kernels.NewPool(1)
+	defer p.Close()
+	if _, err := NewPipeline(speculate.Target{Model: m, Cache: c, Pool: p}, PipelineOptions{}); !errors.Is(err, ErrNotShared) {
+		t.Errorf("NewPipeline on distinct layers: %v, want ErrNotShared", err)
+	}
+}
+
+func targetOf(m *model.Model, c *model.Cache, p *kernels.Pool) speculate.Target {
+	return speculate.Target{Model: m, Cache: c, Pool: p}
+}
