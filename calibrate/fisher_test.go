@@ -203,7 +203,7 @@ func TestFisherErrors(t *testing.T) {
 }
 
 // loadGocode opens gocode-22m and tokenizes the first n tokens of the evaluation text.
-func loadGocode(t *testing.T, n int) (*model.Model, []int32) {
+func loadGocode(t testing.TB, n int) (*model.Model, []int32) {
 	t.Helper()
 	f, err := gguf.Open(testfiles.Shared(t, "models", "gocode-22m", "gocode-22m.gguf"))
 	if err != nil {
@@ -259,6 +259,18 @@ func TestFisherGocode(t *testing.T) {
 		t.Logf("layer %d: mean key sensitivity %.3g, value %.3g", l, sk/float64(len(keys[l])), sv/float64(len(values[l])))
 		if !(sk > 0) || !(sv > 0) || math.IsInf(sk, 0) || math.IsInf(sv, 0) {
 			t.Errorf("layer %d: key and value sensitivity sums %v and %v, want finite and positive", l, sk, sv)
+		}
+	}
+}
+
+// BenchmarkFisherGocode measures Fisher over two default windows of gocode-22m.
+func BenchmarkFisherGocode(b *testing.B) {
+	m, tokens := loadGocode(b, 2*DefaultWindow)
+	p := kernels.NewPool(2)
+	defer p.Close()
+	for b.Loop() {
+		if _, err := Fisher(context.Background(), m, p, tokens, FisherOptions{}); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

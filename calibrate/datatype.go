@@ -1,0 +1,316 @@
+package calibrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"squeeze/kmeans"
+	"squeeze/runtime/kvquant"
+)
+
+// ErrInvalid means bad arguments to a fit: a malformed Sample, sensitivities that are
+// negative or not finite, or options out of range.
+var ErrInvalid = errors.New("calibrate: invalid input")
+
+// ErrNoWeight means a fit had nothing to fit: no dense value with positive weight (every
+// value an outlier, every vector constant, or every sensitivity zero).
+var ErrNoWeight = errors.New("calibrate: no weighted values to fit")
+
+// Weighting says how FitDatatype weighs each normalized value in its k-means.
+type Weighting int
+
+// The weightings of KVQuant's datatype fit.
+const (
+	// FisherScale weighs a value by its sensitivity times the square of its range's Half,
+	// so that the fit minimizes Σ F·(x − x̂)², the Fisher-weighted error of the values
+	// themselves (x − x̂ = Half·(u − û)): the paper's objective, and the default.
+	FisherScale Weighting = iota
+	// FisherOnly weighs a value by its sensitivity alone (KVQuant's released code).
+	FisherOnly
+	// Unweighted weighs every value alike: plain k-means over the normalized values.
+	Unweighted
+)
+
+// String returns "fisher-scale", "fisher" or "none".
+func (w Weighting) String() string {
+	switch w {
+	case FisherScale:
+		return "fisher-scale"
+	case FisherOnly:
+		return "fisher"
+	case Unweighted:
+		return "none"
+	}
+	return fmt.Sprintf("Weighting(%d)", int(w))
+}
+
+// DefaultBins is the number of bins FitDatatype histograms [−1, 1] into.
+const DefaultBins = 1 << 14
+
+// DatatypeOptions tunes FitDatatype.
+type DatatypeOptions struct {
+	// Bits is the code width b: the datatype has 2^b signposts (kvquant.MinBits to
+	// kvquant.MaxBits).
+	Bits int
+	// Weighting is how values are weighed (the zero value is FisherScale).
+	Weighting Weighting
+	// Outliers is the fraction of values kept exactly, as kvquant.Params.Outliers: they
+	// are left out of the fit. Samples with Channel ranges ignore it.
+	Outliers float64
+	// Bins is the resolution of the histogram of normalized values the k-means runs on
+	// (0: DefaultBins).
+	Bins int
+}
+
+// Sample is one matrix of a layer's keys (before RoPE) or values exactly as
+// kvquant.Quantize receives it (rows of Dim values, for example one KV head's rows of a
+// context, without the attention sink it keeps in full precision), with the
+// sensitivities of its elements.
+type Sample struct {
+	// X holds the rows, Dim values each.
+	X   []float32
+	Dim int
+	// Fisher holds one sensitivity per element of X, or is nil.
+	Fisher []float32
+	// ChannelFisher, used when Fisher is nil, holds one sensitivity per channel (Dim
+	// values) shared by every row: the aggregate form (Sensitivity.ChannelMeans) for a
+	// calibration text that is not these rows. With neither, FisherScale and FisherOnly
+	// weigh every value 1 (FisherScale still by Half²).
+	ChannelFisher []float32
+	// Channel, for keys (kvquant.PerChannel), are the ranges the quantizer uses
+	// (kvquant.Params.Channel), or nil to compute them from X as Quantize does
+	// (kvquant.Ranges with DatatypeOptions.Outliers).
+	Channel []kvquant.Range
+}
+
+// FitDatatype fits one layer's keys or values datatype, KVQuant's nuq (§3.2): the 2^Bits
+// signposts in [−1, 1] that minimize the weighted squared distance of the layer's
+// normalized dense values to their nearest signpost. Each sample's values are normalized
+// by the ranges kvquant uses along axis (kvquant.PerChannel for keys, kvquant.PerToken for
+// values), outliers left out; the optimum is the exact weighted 1-D k-means
+// (kmeans.Weighted1D) of a histogram of opt.Bins bins over [−1, 1], each bin standing for
+// its values by their weighted mean and total weight. Binning moves a value by at most
+// half a bin (3e-5 with DefaultBins) and makes the cost independent of the number of
+// values: one pass over them, then a k-means over at most Bins points.
+//
+// The result is deterministic. With fewer distinct binned values than signposts, the
+// remaining signposts are taken from kvquant.Uniform, farthest first. FitDatatype checks
+// ctx between samples. Errors wrap ErrInvalid or ErrNoWeight.
+func FitDatatype(ctx context.Context, samples []Sample, axis kvquant.Axis, opt DatatypeOptions) (kvquant.Datatype, error) {
+	if opt.Bits < kvquant.MinBits || opt.Bits > kvquant.MaxBits {
+		return kvquant.Datatype{}, fmt.Errorf("%w: %d bits, want %d to %d", ErrInvalid, opt.Bits, kvquant.MinBits, kvquant.MaxBits)
+	}
+	if opt.Weighting < FisherScale || opt.Weighting > Unweighted {
+		return kvquant.Datatype{}, fmt.Errorf("%w: weighting %v", ErrInvalid, opt.Weighting)
+	}
+	if axis != kvquant.PerChannel && axis != kvquant.PerToken {
+		return kvquant.Datatype{}, fmt.Errorf("%w: axis %d", ErrInvalid, axis)
+	}
+	bins := opt.Bins
+	if bins == 0 {
+		bins = DefaultBins
+	}
+	if bins < 1<<opt.Bits || bins > 1<<24 {
+		return kvquant.Datatype{}, fmt.Errorf("%w: %d bins for %d signposts", ErrInvalid, bins, 1<<opt.Bits)
+	}
+	h := histogram{w: make([]float64, bins), wu: make([]float64, bins)}
+	for i, s := range samples {
+		if err := ctx.Err(); err != nil {
+			return kvquant.Datatype{}, err
+		}
+		if err := h.add(s, axis, opt); err != nil {
+			return kvquant.Datatype{}, fmt.Errorf("sample %d: %w", i, err)
+		}
+	}
+	values, weights := h.points()
+	if len(values) == 0 {
+		return kvquant.Datatype{}, ErrNoWeight
+	}
+	res, err := kmeans.Weighted1D(ctx, values, weights, 1<<opt.Bits)
+	if err != nil {
+		return kvquant.Datatype{}, fmt.Errorf("calibrate: %w", err)
+	}
+	return signposts(res.Centers, opt.Bits)
+}
+
+// histogram accumulates weighted normalized values in equal bins over [−1, 1]: per bin
+// the total weight and the weighted sum of the values.
+type histogram struct {
+	w, wu []float64
+}
+
+// add puts sample s's dense values into h.
+func (h *histogram) add(s Sample, axis kvquant.Axis, opt DatatypeOptions) error {
+	if s.Dim < 1 || len(s.X)%s.Dim != 0 {
+		return fmt.Errorf("%w: %d values are not rows of %d", ErrInvalid, len(s.X), s.Dim)
+	}
+	if s.Fisher != nil && len(s.Fisher) != len(s.X) {
+		return fmt.Errorf("%w: %d sensitivities for %d values", ErrInvalid, len(s.Fisher), len(s.X))
+	}
+	if s.Fisher == nil && s.ChannelFisher != nil && len(s.ChannelFisher) != s.Dim {
+		return fmt.Errorf("%w: %d channel sensitivities for rows of %d", ErrInvalid, len(s.ChannelFisher), s.Dim)
+	}
+	for _, f := range [][]float32{s.Fisher, s.ChannelFisher} {
+		for i, v := range f {
+			if !(v >= 0) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("%w: sensitivity %d is %v", ErrInvalid, i, v)
+			}
+		}
+	}
+	var ranges []kvquant.Range
+	var out []bool
+	switch {
+	case s.Channel != nil && axis == kvquant.PerChannel:
+		if len(s.Channel) != s.Dim {
+			return fmt.Errorf("%w: %d channel ranges for rows of %d", ErrInvalid, len(s.Channel), s.Dim)
+		}
+		ranges = s.Channel
+	case s.Channel != nil:
+		return fmt.Errorf("%w: channel ranges for values quantized per token", ErrInvalid)
+	default:
+		var err error
+		if ranges, out, err = kvquant.Ranges(s.X, s.Dim, axis, opt.Outliers); err != nil {
+			return fmt.Errorf("calibrate: %w", err)
+		}
+	}
+	bins := len(h.w)
+	for i, x := range s.X {
+		if out != nil && out[i] {
+			continue
+		}
+		r := axis.Of(ranges, s.Dim, i)
+		if r.Half == 0 {
+			continue // a constant vector: decoded exactly whatever the datatype
+		}
+		u := r.Normalize(x)
+		if !(u >= -1 && u <= 1) {
+			continue // outside the given channel range: an outlier
+		}
+		w := 1.0
+		if opt.Weighting != Unweighted {
+			switch {
+			case s.Fisher != nil:
+				w = float64(s.Fisher[i])
+			case s.ChannelFisher != nil:
+				w = float64(s.ChannelFisher[i%s.Dim])
+			}
+			if opt.Weighting == FisherScale {
+				w *= float64(r.Half) * float64(r.Half)
+			}
+		}
+		if w == 0 {
+			continue
+		}
+		b := min(bins-1, int((float64(u)+1)/2*float64(bins)))
+		h.w[b] += w
+		h.wu[b] += w * float64(u)
+	}
+	return nil
+}
+
+// points returns the non-empty bins as values (their weighted means) and weights
+// (normalized to sum to 1, so that tiny sensitivities stay well inside float64's range).
+func (h *histogram) points() (values, weights []float64) {
+	var total float64
+	for _, w := range h.w {
+		total += w
+	}
+	if !(total > 0) || math.IsInf(total, 0) {
+		return nil, nil
+	}
+	for b, w := range h.w {
+		if w > 0 {
+			values = append(values, min(1, max(-1, h.wu[b]/w)))
+			weights = append(weights, w/total)
+		}
+	}
+	return values, weights
+}
+
+// signposts turns ascending k-means centres into a datatype of 2^bits signposts, adding
+// uniform signposts (farthest from the centres first) when there are too few centres.
+func signposts(centers []float64, bits int) (kvquant.Datatype, error) {
+	k := 1 << bits
+	s := make([]float32, 0, k)
+	for _, c := range centers {
+		s = append(s, float32(c))
+	}
+	if len(s) < k {
+		uni, err := kvquant.Uniform(bits)
+		if err != nil {
+			return kvquant.Datatype{}, err
+		}
+		for len(s) < k {
+			best, far := float32(0), float32(-1)
+			for _, u := range uni.Signposts {
+				d := float32(math.Inf(1))
+				for _, v := range s {
+					d = min(d, float32(math.Abs(float64(u-v))))
+				}
+				if d > far {
+					best, far = u, d
+				}
+			}
+			s = append(s, best)
+		}
+		slices.Sort(s)
+	}
+	// Centres of distinct bins are far apart; still, keep float32 rounding from making
+	// neighbours equal.
+	for i := 1; i < k; i++ {
+		if s[i] <= s[i-1] {
+			s[i] = math.Nextafter32(s[i-1], 2)
+		}
+	}
+	for i := k - 1; i >= 0 && s[i] > 1; i-- {
+		s[i] = 1
+		if i < k-1 {
+			s[i] = math.Nextafter32(s[i+1], -2)
+		}
+	}
+	return kvquant.NewDatatype(s)
+}
+
+// HeadSamples cuts one layer's keys before RoPE or values, tokens x KVHeads·HeadDim
+// token-major (as model.LayerState and Sensitivity hold them), into one Sample per KV head
+// of rows [from, tokens) and HeadDim channels: the matrices kvquant quantizes per (layer,
+// KV head), with rows before from (the attention sink) left out. fisher, if not nil, holds
+// the per-element sensitivities in the same layout; channelFisher, if not nil, KVHeads·
+// HeadDim per-channel ones (Sensitivity.ChannelMeans).
+func HeadSamples(x, fisher, channelFisher []float32, kvHeads, headDim, from int) ([]Sample, error) {
+	kvDim := kvHeads * headDim
+	if kvHeads < 1 || headDim < 1 || len(x)%kvDim != 0 {
+		return nil, fmt.Errorf("%w: %d values are not rows of %d heads of %d", ErrInvalid, len(x), kvHeads, headDim)
+	}
+	tokens := len(x) / kvDim
+	if from < 0 || from > tokens {
+		return nil, fmt.Errorf("%w: rows from %d of %d", ErrInvalid, from, tokens)
+	}
+	if fisher != nil && len(fisher) != len(x) {
+		return nil, fmt.Errorf("%w: %d sensitivities for %d values", ErrInvalid, len(fisher), len(x))
+	}
+	if channelFisher != nil && len(channelFisher) != kvDim {
+		return nil, fmt.Errorf("%w: %d channel sensitivities for %d channels", ErrInvalid, len(channelFisher), kvDim)
+	}
+	gather := func(src []float32, h int) []float32 {
+		dst := make([]float32, 0, (tokens-from)*headDim)
+		for t := from; t < tokens; t++ {
+			dst = append(dst, src[t*kvDim+h*headDim:t*kvDim+(h+1)*headDim]...)
+		}
+		return dst
+	}
+	out := make([]Sample, kvHeads)
+	for h := range out {
+		out[h] = Sample{X: gather(x, h), Dim: headDim}
+		if fisher != nil {
+			out[h].Fisher = gather(fisher, h)
+		}
+		if channelFisher != nil {
+			out[h].ChannelFisher = channelFisher[h*headDim : (h+1)*headDim]
+		}
+	}
+	return out, nil
+}
