@@ -7,7 +7,9 @@
 // model in batches, collecting every layer's post-RoPE keys and values and the queries of
 // the context's last window; builds a centroid tree (package hierarchy) per (layer, KV head)
 // over the keys of every position but the attention sink and that window, which are
-// always attended; stores keys and values in cluster order as f16 rows; and calibrates the
+// always attended; stores keys and values in cluster order as f16 rows, or quantized
+// (SqueezeOptions.KV: KVQuant's per-layer datatypes, keys before RoPE per channel, values
+// per token, outliers exact, the sink in f16); and calibrates the
 // lookup thresholds on the window's queries for the requested budget and a ladder of
 // standard ones. Run then writes the artifact (format.WriteArtifact) atomically: a
 // cancelled or failed run leaves no file.
@@ -79,10 +81,10 @@ type Result struct {
 	// budget, parallel to Header.Calibration).
 	Header     *format.Header
 	Thresholds []sparse.Threshold
-	// Seconds is the whole run's duration; Prefill, Cluster, Calibrate and Write the
-	// stages'.
-	Seconds                            float64
-	Prefill, Cluster, Calibrate, Write time.Duration
+	// Seconds is the whole run's duration; Prefill, Cluster, Quantize, Calibrate and
+	// Write the stages' (Quantize is 0 for f16 rows).
+	Seconds                                      float64
+	Prefill, Cluster, Quantize, Calibrate, Write time.Duration
 	// TokensPerSecond is tokens per second of the whole run; PrefillTokensPerSecond of the
 	// prefill alone.
 	TokensPerSecond, PrefillTokensPerSecond float64
@@ -167,7 +169,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			RopeBase: cfg.RopeBase, RopeDim: cfg.RopeDim, RopeScale: cfg.RopeScale, NeoX: cfg.NeoX, RopeFreqFactors: cfg.RopeFreqFactors,
 		},
 		Settings: format.Settings{
-			KV:             format.KVEncodingF16,
+			KV:             kvEncoding(so.KV),
 			Fractions:      so.Fractions,
 			Seed:           so.Seed,
 			Sink:           sq.Sink,
@@ -188,13 +190,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	report(Progress{Stage: StageWrite, Elapsed: time.Since(start)})
 	ws := time.Now()
-	if err := format.WriteArtifactContext(ctx, opts.Output, &format.Artifact{Header: h, Context: sq.Context, Text: text}); err != nil {
+	if err := format.WriteArtifactContext(ctx, opts.Output, &format.Artifact{Header: h, Context: sq.Context, Text: text, KV: sq.KV}); err != nil {
 		return nil, err
 	}
 	res := &Result{
 		Output: opts.Output, Tokens: len(tokens), Layers: cfg.Layers, KVHeads: cfg.KVHeads,
 		Documents: len(docs), Skipped: skipped, Sink: sq.Sink, Window: sq.Window, Header: &h, Thresholds: sq.Context.Thresholds,
-		Prefill: sq.Prefill, Cluster: sq.Cluster, Calibrate: sq.Calibrate, Write: time.Since(ws),
+		Prefill: sq.Prefill, Cluster: sq.Cluster, Quantize: sq.Quantize, Calibrate: sq.Calibrate, Write: time.Since(ws),
 	}
 	if st, err := os.Stat(opts.Output); err == nil {
 		res.FileBytes = st.Size()

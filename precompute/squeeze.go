@@ -79,6 +79,8 @@ type SqueezeOptions struct {
 	Batch int
 	// Cache is the prefill's KV cache type (the zero value is model.CacheF32).
 	Cache model.CacheType
+	// KV chooses how the keys and values are stored (the zero value: f16).
+	KV KVOptions
 	// Progress, if set, is called as the stages advance, from the calling goroutine.
 	Progress func(Progress)
 }
@@ -121,8 +123,10 @@ type Squeezed struct {
 	Sink, Window int
 	// Budget is the requested budget.
 	Budget float64
-	// Prefill, Cluster and Calibrate are the stages' durations.
-	Prefill, Cluster, Calibrate time.Duration
+	// KV describes the quantized rows (nil for f16).
+	KV *format.KVInfo
+	// Prefill, Cluster, Quantize and Calibrate are the stages' durations.
+	Prefill, Cluster, Quantize, Calibrate time.Duration
 }
 
 // Squeeze computes the squeezed state of a fixed context: it prefills tokens through m
@@ -151,6 +155,20 @@ func Squeeze(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Po
 	for _, b := range o.Budgets {
 		if !(b > 0) {
 			return nil, fmt.Errorf("%w: budget %v in the ladder", ErrInvalid, b)
+		}
+	}
+	if err := o.KV.check(); err != nil {
+		return nil, err
+	}
+	var kvIn kvInput
+	if o.KV.quantized() && !o.KV.PostRoPE {
+		var err error
+		if kvIn.rope, kvIn.freq, err = ropeTable(m, f, n); err != nil {
+			return nil, err
+		}
+		kvIn.pre = make([][]uint16, cfg.Layers*cfg.KVHeads)
+		for i := range kvIn.pre {
+			kvIn.pre[i] = make([]uint16, n*cfg.HeadDim)
 		}
 	}
 	sink, window := o.Sink, min(o.Window, (n-o.Sink)/2)
@@ -186,6 +204,9 @@ func Squeeze(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Po
 				i := s.Layer*kvh + h
 				kernels.F32ToF16Slice(keys[i][p*d:(p+1)*d], s.Keys[t*kv+h*d:t*kv+(h+1)*d])
 				kernels.F32ToF16Slice(vals[i][p*d:(p+1)*d], s.Values[t*kv+h*d:t*kv+(h+1)*d])
+				if kvIn.pre != nil {
+					kernels.F32ToF16Slice(kvIn.pre[i][p*d:(p+1)*d], s.KeysPreRoPE[t*kv+h*d:t*kv+(h+1)*d])
+				}
 			}
 			if p >= winStart {
 				copy(winInput[s.Layer][(p-winStart)*dim:(p-winStart+1)*dim], s.Input[t*dim:(t+1)*dim])
@@ -275,6 +296,14 @@ func Squeeze(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Po
 		return nil, err
 	}
 	out.Cluster = time.Since(start)
+	if o.KV.quantized() {
+		start = time.Now()
+		if out.KV, err = quantizeKV(ctx, c, cfg, &kvIn, sink, o.KV, report); err != nil {
+			return nil, err
+		}
+		kvIn = kvInput{}
+		out.Quantize = time.Since(start)
+	}
 
 	// Calibration queries per tree: window tokens x G heads x d, token-major.
 	start = time.Now()

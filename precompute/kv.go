@@ -1,0 +1,407 @@
+package precompute
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+
+	"squeeze/format"
+	"squeeze/kmeans"
+	"squeeze/runtime/gguf"
+	"squeeze/runtime/kernels"
+	"squeeze/runtime/kvquant"
+	"squeeze/runtime/model"
+	"squeeze/runtime/sparse"
+)
+
+// StageQuantize is the stage that quantizes the keys and values (quantized KV encodings
+// only); Done and Total count layers.
+const StageQuantize Stage = "quantize"
+
+// KVOptions choose how Squeeze stores the context's keys and values. The zero value stores
+// them as f16.
+type KVOptions struct {
+	// Encoding is format.KVEncodingF16 ("" means it) or a quantized encoding such as
+	// "nuq3" (format.ParseKVEncoding): KVQuant's dense-and-sparse quantization, keys per
+	// channel (before RoPE), values per token, the attention sink kept in f16.
+	Encoding string
+	// Outliers is the fraction of values kept exactly, half at each end of every vector,
+	// used as given (0: none; the CLI defaults to kvquant.DefaultOutliers).
+	Outliers float64
+	// QNorm corrects each datatype's levels by Q-Norm (meant for 2 bits).
+	QNorm bool
+	// PostRoPE quantizes keys after RoPE (the ablation of KVQuant's pre-RoPE keys).
+	PostRoPE bool
+	// Sensitivity, if set, gives the weights of the k-means that fits the nuq datatypes
+	// of layer l: one per element of the layer's keys (before RoPE) and values, tokens ×
+	// KVDim each, position-major (Fisher information from package calibrate). Nil fits
+	// unweighted. It is not used for the nf and int families.
+	Sensitivity func(ctx context.Context, layer int) (keys, values []float32, err error)
+	// Calibration names the datatype fit in the artifact ("" gives "unweighted" for nuq
+	// without Sensitivity, "sensitivity" with it, "" for nf and int).
+	Calibration string
+}
+
+// quantized reports whether o asks for quantized rows.
+func (o KVOptions) quantized() bool { return o.Encoding != "" && o.Encoding != format.KVEncodingF16 }
+
+// check validates o against the model.
+func (o KVOptions) check() error {
+	if !o.quantized() {
+		return nil
+	}
+	if _, _, err := format.ParseKVEncoding(o.Encoding); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if !(o.Outliers >= 0 && o.Outliers < 0.5) {
+		return fmt.Errorf("%w: outlier fraction %v, want [0, 0.5)", ErrInvalid, o.Outliers)
+	}
+	return nil
+}
+
+// ropeTable returns the RoPE table of m for n positions, its frequencies read as package
+// model reads them (rope_freqs.weight from f when the model has it), checked against
+// m.Rotate.
+func ropeTable(m *model.Model, f *gguf.File, n int) (*kvquant.RoPE, []float64, error) {
+	cfg := &m.Config
+	var factors []float32
+	if cfg.RopeFreqFactors {
+		info, data, err := f.Tensor("rope_freqs.weight")
+		if err != nil {
+			return nil, nil, fmt.Errorf("precompute: RoPE factors: %w", err)
+		}
+		if info.Type != gguf.TypeF32 || len(data) != 4*(cfg.RopeDim/2) {
+			return nil, nil, fmt.Errorf("%w: rope_freqs.weight of type %v and %d bytes", ErrInvalid, info.Type, len(data))
+		}
+		factors = make([]float32, cfg.RopeDim/2)
+		for i := range factors {
+			factors[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+		}
+	}
+	freq, err := kvquant.Frequencies(cfg, factors)
+	if err != nil {
+		return nil, nil, err
+	}
+	rope, err := kvquant.NewRoPE(cfg.HeadDim, cfg.NeoX, freq, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := rope.Check(m); err != nil {
+		return nil, nil, fmt.Errorf("precompute: %w", err)
+	}
+	return rope, freq, nil
+}
+
+// kvInput is what quantizeKV reads: per (layer, KV head) the pre-RoPE keys of every
+// position as f16 rows (nil for post-RoPE quantization, which reads the context's keys).
+type kvInput struct {
+	pre  [][]uint16
+	rope *kvquant.RoPE
+	freq []float64
+}
+
+// quantizeKV replaces the rows of c (f16, from Squeeze) with quantized ones as o says and
+// returns the kv section's description. The first sink positions stay f16; the keys'
+// per-channel ranges and the datatypes come from every other position.
+func quantizeKV(ctx context.Context, c *sparse.Context, cfg *model.Config, in *kvInput, sink int, o KVOptions, report func(Progress)) (*format.KVInfo, error) {
+	family, bits, err := format.ParseKVEncoding(o.Encoding)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	kv := &format.KVInfo{Outliers: o.Outliers, QNorm: o.QNorm, PostRoPE: o.PostRoPE, Calibration: o.Calibration}
+	if !o.PostRoPE {
+		kv.Frequencies = in.freq
+	}
+	if family == format.KVFamilyNUQ && kv.Calibration == "" {
+		kv.Calibration = "unweighted"
+		if o.Sensitivity != nil {
+			kv.Calibration = "sensitivity"
+		}
+	}
+	kv.Layers = make([]format.KVLayer, cfg.Layers)
+	var done int
+	var mu sync.Mutex
+	err = parallel(ctx, cfg.Layers, func(l int) error {
+		layer, err := quantizeLayer(ctx, c, cfg, in, l, sink, family, bits, o)
+		if err != nil {
+			return fmt.Errorf("precompute: quantize layer %d: %w", l, err)
+		}
+		kv.Layers[l] = *layer
+		mu.Lock()
+		done++
+		mu.Unlock()
+		return nil
+	}, func() {
+		mu.Lock()
+		p := Progress{Stage: StageQuantize, Done: done, Total: cfg.Layers}
+		mu.Unlock()
+		report(p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return kv, nil
+}
+
+// headRows are one KV head's keys and values of the positions after the sink, by
+// position, as float32.
+type headRows struct {
+	keys, vals []float32
+}
+
+// quantizeLayer quantizes layer l's heads in place and returns its datatypes and errors.
+func quantizeLayer(ctx context.Context, c *sparse.Context, cfg *model.Config, in *kvInput, l, sink int, family string, bits int, o KVOptions) (*format.KVLayer, error) {
+	d, kvh, S := cfg.HeadDim, cfg.KVHeads, len(c.Tokens)
+	rest := S - sink
+	heads := make([]headRows, kvh)
+	for h := range heads {
+		hd := &c.Layers[l][h]
+		hr := &heads[h]
+		hr.vals = byPosition(hd.Values, hd.Tree.Order(), hd.AlwaysV, hd.Always, sink, rest, d)
+		if o.PostRoPE {
+			hr.keys = byPosition(hd.Keys, hd.Tree.Order(), hd.AlwaysK, hd.Always, sink, rest, d)
+		} else {
+			hr.keys = make([]float32, rest*d)
+			kernels.F16ToF32Slice(hr.keys, in.pre[l*kvh+h][sink*d:])
+		}
+	}
+	var sk, sv []float32
+	if o.Sensitivity != nil && family == format.KVFamilyNUQ {
+		var err error
+		if sk, sv, err = o.Sensitivity(ctx, l); err != nil {
+			return nil, err
+		}
+		if len(sk) != S*kvh*d || len(sv) != S*kvh*d {
+			return nil, fmt.Errorf("%w: sensitivities of %d and %d values for %d tokens × %d", ErrInvalid, len(sk), len(sv), S, kvh*d)
+		}
+	}
+	// Ranges and normalized dense values of every head, for the datatypes.
+	kr := make([][]kvquant.Range, kvh)
+	vr := make([][]kvquant.Range, kvh)
+	var ku, kw, vu, vw []float32
+	for h, hr := range heads {
+		var kout, vout []bool
+		var err error
+		if kr[h], kout, err = kvquant.Ranges(hr.keys, d, kvquant.PerChannel, o.Outliers); err != nil {
+			return nil, err
+		}
+		if vr[h], vout, err = kvquant.Ranges(hr.vals, d, kvquant.PerToken, o.Outliers); err != nil {
+			return nil, err
+		}
+		ku, kw = appendNormalized(ku, kw, hr.keys, kout, kvquant.PerChannel, kr[h], d, sk, sink, h, kvh)
+		vu, vw = appendNormalized(vu, vw, hr.vals, vout, kvquant.PerToken, vr[h], d, sv, sink, h, kvh)
+	}
+	kt, err := fitDatatype(ctx, family, bits, ku, kw)
+	if err != nil {
+		return nil, fmt.Errorf("key datatype: %w", err)
+	}
+	vt, err := fitDatatype(ctx, family, bits, vu, vw)
+	if err != nil {
+		return nil, fmt.Errorf("value datatype: %w", err)
+	}
+	if o.QNorm {
+		kt, vt = kt.WithQNorm(ku), vt.WithQNorm(vu)
+	}
+	ku, kw, vu, vw = nil, nil, nil, nil
+
+	out := &format.KVLayer{Key: kt, Value: vt}
+	var kerr, knorm, verr, vnorm float64
+	for h, hr := range heads {
+		hd := &c.Layers[l][h]
+		order := hd.Tree.Order()
+		window := hd.Always[sink:]
+		keyParams := func(pos []int32) kvquant.Params {
+			p := kvquant.Params{Type: kt, Axis: kvquant.PerChannel, Ranges: kr[h]}
+			if !o.PostRoPE {
+				p.Pos, p.RoPE = pos, in.rope
+			}
+			return p
+		}
+		valParams := func(pos []int32) kvquant.Params {
+			rg := make([]kvquant.Range, len(pos))
+			for i, p := range pos {
+				rg[i] = vr[h][int(p)-sink]
+			}
+			return kvquant.Params{Type: vt, Axis: kvquant.PerToken, Ranges: rg}
+		}
+		keys, err := kvquant.Quantize(gatherRows(hr.keys, order, sink, d), d, keyParams(order))
+		if err != nil {
+			return nil, err
+		}
+		vals, err := kvquant.Quantize(gatherRows(hr.vals, order, sink, d), d, valParams(order))
+		if err != nil {
+			return nil, err
+		}
+		wk, err := kvquant.Quantize(gatherRows(hr.keys, window, sink, d), d, keyParams(window))
+		if err != nil {
+			return nil, err
+		}
+		wv, err := kvquant.Quantize(gatherRows(hr.vals, window, sink, d), d, valParams(window))
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range []struct {
+			r        *kvquant.Rows
+			src      []float32
+			pos      []int32
+			err, nrm *float64
+		}{{keys, hr.keys, order, &kerr, &knorm}, {wk, hr.keys, window, &kerr, &knorm}, {vals, hr.vals, order, &verr, &vnorm}, {wv, hr.vals, window, &verr, &vnorm}} {
+			e, n := reconstruction(p.r, p.src, p.pos, sink, d)
+			*p.err += e
+			*p.nrm += n
+		}
+		ak, av := hd.AlwaysK.(*sparse.F16Rows), hd.AlwaysV.(*sparse.F16Rows)
+		sinkK := &sparse.F16Rows{Dim: d, Data: ak.Data[:sink*d]}
+		sinkV := &sparse.F16Rows{Dim: d, Data: av.Data[:sink*d]}
+		jk, err := kvquant.Join(sinkK, wk)
+		if err != nil {
+			return nil, err
+		}
+		jv, err := kvquant.Join(sinkV, wv)
+		if err != nil {
+			return nil, err
+		}
+		hd.Keys, hd.Values, hd.AlwaysK, hd.AlwaysV = keys, vals, jk, jv
+	}
+	out.KeyError = relative(kerr, knorm)
+	out.ValueError = relative(verr, vnorm)
+	return out, nil
+}
+
+func relative(e, n float64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return math.Sqrt(e / n)
+}
+
+// reconstruction returns Σ (x̂ − x)² and Σ x² over rows r (as stored: keys before RoPE
+// unrotated) against the source rows src (positions sink.. by position) at positions pos.
+func reconstruction(r *kvquant.Rows, src []float32, pos []int32, sink, d int) (float64, float64) {
+	u := r.Unrotated()
+	row := make([]float32, d)
+	var e, n float64
+	for i, p := range pos {
+		u.Dequantize(row, i, i+1)
+		x := src[(int(p)-sink)*d : (int(p)-sink+1)*d]
+		for j := range row {
+			diff := float64(row[j] - x[j])
+			e += diff * diff
+			n += float64(x[j]) * float64(x[j])
+		}
+	}
+	return e, n
+}
+
+// byPosition returns the rows of positions sink..sink+rest−1 as float32, position-major,
+// from the clustered rows (row i at order[i]) and the always-attended ones (row i at
+// always[i]).
+func byPosition(rows sparse.Rows, order []int32, arows sparse.Rows, always []int32, sink, rest, d int) []float32 {
+	out := make([]float32, rest*d)
+	for _, part := range []struct {
+		r   sparse.Rows
+		pos []int32
+	}{{rows, order}, {arows, always}} {
+		f := part.r.(*sparse.F16Rows)
+		for i, p := range part.pos {
+			if int(p) < sink {
+				continue
+			}
+			kernels.F16ToF32Slice(out[(int(p)-sink)*d:(int(p)-sink+1)*d], f.Data[i*d:(i+1)*d])
+		}
+	}
+	return out
+}
+
+// gatherRows returns the rows at positions pos from src (positions sink.., by position).
+func gatherRows(src []float32, pos []int32, sink, d int) []float32 {
+	out := make([]float32, len(pos)*d)
+	for i, p := range pos {
+		copy(out[i*d:(i+1)*d], src[(int(p)-sink)*d:])
+	}
+	return out
+}
+
+// appendNormalized appends the normalized dense values of x (rows of d from position
+// sink, KV head h of kvh) to u, and their k-means weights to w when sens (tokens ×
+// kvh·d sensitivities by position) is set: sensitivity × Half², KVQuant's weighting.
+func appendNormalized(u, w, x []float32, out []bool, axis kvquant.Axis, ranges []kvquant.Range, d int, sens []float32, sink, h, kvh int) ([]float32, []float32) {
+	for i, v := range x {
+		if out[i] {
+			continue
+		}
+		rg := axis.Of(ranges, d, i)
+		u = append(u, rg.Normalize(v))
+		if sens != nil {
+			row, ch := i/d+sink, i%d
+			w = append(w, sens[row*kvh*d+h*d+ch]*rg.Half*rg.Half)
+		}
+	}
+	return u, w
+}
+
+// histBins is the resolution of the histogram that nuq fitting clusters.
+const histBins = 1 << 14
+
+// fitDatatype returns the datatype of a family at bits: fixed for nf and int; for nuq the
+// 2^bits centres of weighted 1-D k-means (kmeans.Weighted1D, exact) over the normalized
+// values u in [−1, 1] with weights w (nil: 1 each), first binned into histBins bins of
+// their weighted mean.
+func fitDatatype(ctx context.Context, family string, bits int, u, w []float32) (kvquant.Datatype, error) {
+	switch family {
+	case format.KVFamilyNF:
+		return kvquant.NormalFloat(bits)
+	case format.KVFamilyInt:
+		return kvquant.Uniform(bits)
+	}
+	sum := make([]float64, histBins)
+	mass := make([]float64, histBins)
+	for i, x := range u {
+		wi := 1.0
+		if w != nil {
+			wi = float64(w[i])
+		}
+		if !(wi > 0) || math.IsInf(wi, 1) {
+			continue
+		}
+		b := min(histBins-1, max(0, int((float64(x)+1)/2*histBins)))
+		sum[b] += wi * float64(x)
+		mass[b] += wi
+	}
+	var vals, wts []float64
+	for b := range histBins {
+		if mass[b] > 0 {
+			vals = append(vals, sum[b]/mass[b])
+			wts = append(wts, mass[b])
+		}
+	}
+	k := 1 << bits
+	if len(vals) < k {
+		// Too few distinct values to place every signpost: the uniform grid serves.
+		return kvquant.Uniform(bits)
+	}
+	res, err := kmeans.Weighted1D(ctx, vals, wts, k)
+	if err != nil {
+		return kvquant.Datatype{}, err
+	}
+	s := make([]float32, len(res.Centers))
+	for i, c := range res.Centers {
+		s[i] = float32(min(1, max(-1, c)))
+	}
+	s = slices.Compact(s)
+	if len(s) < k {
+		return kvquant.Uniform(bits)
+	}
+	return kvquant.NewDatatype(s)
+}
+
+// kvEncoding is the header's KV encoding for o.
+func kvEncoding(o KVOptions) string {
+	if o.quantized() {
+		return o.Encoding
+	}
+	return format.KVEncodingF16
+}

@@ -1,0 +1,129 @@
+package precompute
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"squeeze/format"
+	"squeeze/runtime/gguf"
+	"squeeze/runtime/kernels"
+	"squeeze/runtime/kvquant"
+	"squeeze/runtime/model"
+	"squeeze/runtime/sparse"
+)
+
+// decodedRows returns rows r decoded (keys rotated to their positions).
+func decodedRows(t *testing.T, r sparse.Rows, d int) []float32 {
+	t.Helper()
+	out := make([]float32, r.Len()*d)
+	switch v := r.(type) {
+	case *kvquant.Rows:
+		v.Dequantize(out, 0, v.Len())
+	case *kvquant.Joined:
+		at := 0
+		for _, p := range v.Parts {
+			copy(out[at:], decodedRows(t, p, d))
+			at += p.Len() * d
+		}
+	case *sparse.F16Rows:
+		kernels.F16ToF32Slice(out, v.Data)
+	default:
+		t.Fatalf("rows of type %T", r)
+	}
+	return out
+}
+
+func TestRunQuantized(t *testing.T) {
+	mp := syntheticModel(t)
+	in := corpus(t)
+	for _, tc := range []struct {
+		kv       KVOptions
+		maxError float64
+	}{
+		{KVOptions{Encoding: "nuq3", Outliers: 0.01}, 0.25},
+		{KVOptions{Encoding: "nf2", Outliers: 0.02, QNorm: true}, 0.6},
+		{KVOptions{Encoding: "int4", PostRoPE: true}, 0.15},
+	} {
+		t.Run(tc.kv.Encoding, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "ctx.sqz")
+			opts := runOptions(mp, out, in)
+			opts.Squeeze.KV = tc.kv
+			var stages []Stage
+			opts.Squeeze.Progress = func(p Progress) {
+				if len(stages) == 0 || stages[len(stages)-1] != p.Stage {
+					stages = append(stages, p.Stage)
+				}
+			}
+			if _, err := Run(context.Background(), opts); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(stages, StageQuantize) {
+				t.Errorf("stages %v lack %s", stages, StageQuantize)
+			}
+			a, err := format.ReadArtifact(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			if a.Header.Settings.KV != tc.kv.Encoding || a.KV == nil || a.KV.QNorm != tc.kv.QNorm || a.KV.PostRoPE != tc.kv.PostRoPE {
+				t.Fatalf("kv %q %+v", a.Header.Settings.KV, a.KV)
+			}
+			for l, ly := range a.KV.Layers {
+				if ly.KeyError <= 0 || ly.KeyError > tc.maxError || ly.ValueError <= 0 || ly.ValueError > tc.maxError {
+					t.Errorf("layer %d: key error %v, value error %v (at most %v)", l, ly.KeyError, ly.ValueError, tc.maxError)
+				}
+			}
+			// Decoded keys, rotated to their positions, are the model's keys up to the
+			// quantization error; the sink is exact up to f16.
+			f, err := gguf.Open(mp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			m, err := model.Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			S := len(a.Context.Tokens)
+			c, _ := m.NewCache(S, model.CacheF32)
+			pool := kernels.NewPool(1)
+			defer pool.Close()
+			if err := m.Forward(pool, c, a.Context.Tokens, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			d := m.Config.HeadDim
+			for l, heads := range a.Context.Layers {
+				for h, hd := range heads {
+					want, _ := c.Keys(l, h, 0, S, make([]float32, S*d))
+					var e, n float64
+					check := func(rows sparse.Rows, pos []int32) {
+						got := decodedRows(t, rows, d)
+						for i, p := range pos {
+							for j := range d {
+								w := float64(want[int(p)*d+j])
+								diff := float64(got[i*d+j]) - w
+								if p == 0 && math.Abs(diff) > 1e-2*(1+math.Abs(w)) {
+									t.Fatalf("layer %d head %d: sink key %v, want %v", l, h, got[i*d+j], w)
+								}
+								e += diff * diff
+								n += w * w
+							}
+						}
+					}
+					check(hd.Keys, hd.Tree.Order())
+					check(hd.AlwaysK, hd.Always)
+					if r := math.Sqrt(e / n); r > tc.maxError {
+						t.Fatalf("layer %d head %d: keys' relative error %v", l, h, r)
+					}
+				}
+			}
+			// The runtime attends to it.
+			if _, err := sparse.NewSession(a.Context, m, pool, 0.25); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
