@@ -53,10 +53,11 @@ func MatMulExact(p *Pool, dst []float32, w *Matrix, x []float32, n int) {
 	matMulPath(p, dst, w, x, n, true)
 }
 
-// matMulPath is matMul; exact forces the per-vector path (modeDotRows), whose results
-// match n = 1 row by row: both split the rows across the pool alike, and within a
-// worker's range a row goes through the same kernel (the 4-row one, or the 1-row one
-// for the range's last Rows%4 rows) whatever the block it is in.
+// matMulPath is matMul; exact forces a per-vector path (modeDotRows, or for the float
+// formats modeExactFloat), whose results match n = 1 row by row: both split the rows
+// across the pool alike, and within a worker's range a row goes through the same
+// kernel (the 4-row one, or the 1-row one for the range's last Rows%4 rows) whatever
+// the block it is in.
 func matMulPath(p *Pool, dst []float32, w *Matrix, x []float32, n int, exact bool) {
 	if n <= 0 || w.Rows == 0 {
 		return
@@ -69,6 +70,9 @@ func matMulPath(p *Pool, dst []float32, w *Matrix, x []float32, n int, exact boo
 	kind, mode := matMulMode(w.Type, n)
 	if exact {
 		mode = modeDotRows
+		if _, isFloat := floatKind(w.Type); isFloat && fk != nil && n > 1 {
+			mode, kind = modeExactFloat, kindF32
+		}
 	}
 	if mode == modeGEMM {
 		matMulGEMM(p, gk, f, dst, w, x, n)
@@ -89,7 +93,7 @@ func matMulPath(p *Pool, dst []float32, w *Matrix, x []float32, n int, exact boo
 		}
 	}
 	bytesPerRow := w.RowBytes
-	if mode == modeDequantMulti {
+	if mode == modeDequantMulti || mode == modeExactFloat {
 		bytesPerRow = 4 * w.Cols
 	}
 	j.block = max(4, dotBlockBytes/bytesPerRow&^3)
@@ -107,6 +111,7 @@ const (
 	modeMulti               // dotRowsMulti on the weights themselves (plain float formats)
 	modeDequantMulti        // dequantize a block of rows, then dotRowsMulti on f32
 	modeGEMM                // pack the activations, dequantize rows, GEMM micro-kernel
+	modeExactFloat          // MatMulExact on float formats: a block of rows widened to f32 once, then the f32 kernels once per vector
 )
 
 // matMulForce, when >= 0, makes matMulMode pick that path wherever it is available
@@ -175,7 +180,7 @@ func (j *rowsJob) run(worker, lo, hi int) {
 		return
 	}
 	var deq []float32
-	if j.mode == modeDequantMulti {
+	if j.mode == modeDequantMulti || j.mode == modeExactFloat {
 		s := j.p.scratch[worker]
 		s.rows = growF32(s.rows, j.block*cols)
 		deq = s.rows
@@ -195,6 +200,15 @@ func (j *rowsJob) run(worker, lo, hi int) {
 			j.f.dequant(deq[i*cols:(i+1)*cols], wb[i*rb:(i+1)*rb])
 		}
 		db := f32Bytes(deq[:m*cols])
+		if j.mode == modeExactFloat {
+			// The f32 kernels accumulate exactly as the f16 and bf16 ones do on the
+			// widened values (same unrolling and reduction), so each vector gets what
+			// dotRows gives it alone, without widening the block once per vector.
+			for v := range j.n {
+				dotRowsFloat(j.dst[v*rows+r:v*rows+e], db, 4*cols, j.x[v*cols:(v+1)*cols], kindF32)
+			}
+			continue
+		}
 		q := m / 4
 		for v := 0; v < j.n; v += fk.multiMax {
 			nv := min(fk.multiMax, j.n-v)

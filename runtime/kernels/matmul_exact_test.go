@@ -59,3 +59,42 @@ func TestMatMulExact(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkMatMulExact compares, on gocode-22m's largest shape (the 8192 x 384 f16 LM
+// head), MatMulExact against MatMul (batched kernels) and n MatVec calls.
+func BenchmarkMatMulExact(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	const rows, cols = 8192, 384
+	enc, err := Quantize(gguf.TypeF16, randF32(r, rows*cols))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := NewMatrix(gguf.TypeF16, rows, cols, enc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := NewPool(1)
+	defer p.Close()
+	for _, n := range []int{1, 2, 4, 8} {
+		x := randF32(r, n*cols)
+		dst := make([]float32, n*rows)
+		for _, c := range []struct {
+			name string
+			fn   func()
+		}{
+			{"exact", func() { MatMulExact(p, dst, m, x, n) }},
+			{"batched", func() { MatMul(p, dst, m, x, n) }},
+			{"matvec", func() {
+				for v := range n {
+					MatVec(p, dst[v*rows:(v+1)*rows], m, x[v*cols:(v+1)*cols])
+				}
+			}},
+		} {
+			b.Run(fmt.Sprintf("n=%d/%s", n, c.name), func(b *testing.B) {
+				for b.Loop() {
+					c.fn()
+				}
+			})
+		}
+	}
+}
