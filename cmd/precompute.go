@@ -18,6 +18,7 @@ import (
 	"squeeze/format"
 	"squeeze/precompute"
 	"squeeze/runtime/gguf"
+	"squeeze/runtime/kvquant"
 	"squeeze/runtime/model"
 	"squeeze/runtime/sparse"
 	"squeeze/runtime/tokenizer"
@@ -41,6 +42,11 @@ type precomputeOptions struct {
 	Batch   int
 	KVCache string
 	CtxSize int
+	// KV quantization (KVQuant).
+	KV       string
+	Outliers float64
+	QNorm    bool
+	PostRoPE bool
 
 	// From the global options.
 	Threads int
@@ -60,12 +66,14 @@ type precomputeReport struct {
 	Seconds     float64            `json:"seconds"`
 	PrefillS    float64            `json:"prefill_s"`
 	ClusterS    float64            `json:"cluster_s"`
+	QuantizeS   float64            `json:"quantize_s"`
 	CalibrateS  float64            `json:"calibrate_s"`
 	WriteS      float64            `json:"write_s"`
 	FileBytes   int64              `json:"file_bytes"`
 	TokensPerS  float64            `json:"tokens_per_s"`
 	PrefillTPS  float64            `json:"prefill_tokens_per_s"`
 	Budget      float64            `json:"budget"`
+	KV          string             `json:"kv"`
 	Calibration []calibrationEntry `json:"calibration"`
 }
 
@@ -90,7 +98,8 @@ func newPrecomputeCommand(g *globalOptions, s streams) *cobra.Command {
 		Use:   "precompute [flags] -o OUT.sqz INPUT...",
 		Short: "Squeeze a fixed context (files, directories, stdin) into an artifact",
 		Long: `Run a fixed context through a model once and write an artifact that "squeeze
-ask" answers queries from: the context's keys and values (f16), a centroid tree
+ask" answers queries from: the context's keys and values (f16, or quantized to
+2-4 bits with --kv), a centroid tree
 per layer and KV head over its keys, and lookup thresholds calibrated for a
 range of budgets (the fraction of the context's keys a query reads).
 
@@ -101,14 +110,20 @@ note. The documents are joined in order, each behind a header (--header, where
 {path} stands for the document's path), after the --system text if any. The
 context must fit the model's context length (--ctx-size raises the limit).
 
+--kv nuq3 (or nuq2, nuq4; nf2-4 and int2-4 as baselines) stores the keys and
+values with KVQuant: keys before RoPE with one range per channel, values one per
+token, per-layer datatypes fitted by 1-D k-means (nuq), --outliers of each
+vector kept exactly, the attention sink in f16; --qnorm corrects the levels
+(meant for 2 bits), --post-rope quantizes keys after RoPE (an ablation).
+
 The same inputs and flags give a byte-identical artifact. The artifact is
 written to a temporary file and renamed into place: a failed or interrupted
 run (Ctrl-C: exit status 130) leaves no partial file.
 
 With --json one object is printed at the end with the fields output, tokens,
 layers, kv_heads, documents, skipped (path, reason), seconds, prefill_s,
-cluster_s, calibrate_s, write_s, file_bytes, tokens_per_s,
-prefill_tokens_per_s, budget and calibration (budget, fraction, key_fraction,
+cluster_s, quantize_s, calibrate_s, write_s, file_bytes, tokens_per_s,
+prefill_tokens_per_s, budget, kv and calibration (budget, fraction, key_fraction,
 centroid_fraction, log_thresholds per calibrated budget).`,
 		Example: `  # The repository's Go sources with the demo model
   $ squeeze precompute -o repo.sqz --include '*.go' --exclude testdata .
@@ -143,6 +158,10 @@ centroid_fraction, log_thresholds per calibrated budget).`,
 	f.IntVar(&opts.Batch, "batch", precompute.DefaultBatch, "tokens per forward pass")
 	f.StringVar(&opts.KVCache, "kv-cache", "f16", "KV cache type of the prefill: f16 or f32")
 	f.IntVar(&opts.CtxSize, "ctx-size", 0, "most context tokens (0 = the model's context length; more lets RoPE run past it)")
+	f.StringVar(&opts.KV, "kv", format.KVEncodingF16, "KV storage: f16, or quantized nuq2|nuq3|nuq4 (nf2-4, int2-4 as baselines)")
+	f.Float64Var(&opts.Outliers, "outliers", kvquant.DefaultOutliers, "fraction of each quantized vector kept exact, half at each end, in [0, 0.5)")
+	f.BoolVar(&opts.QNorm, "qnorm", false, "correct the quantized levels by Q-Norm (meant for 2 bits)")
+	f.BoolVar(&opts.PostRoPE, "post-rope", false, "quantize keys after RoPE (ablation of pre-RoPE keys)")
 	return cmd
 }
 
@@ -187,10 +206,15 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 		return usageErrorf("--batch %d: want >= 1", opts.Batch)
 	case opts.CtxSize < 0:
 		return usageErrorf("--ctx-size %d: want >= 0", opts.CtxSize)
+	case !(opts.Outliers >= 0 && opts.Outliers < 0.5):
+		return usageErrorf("--outliers %v: want a fraction in [0, 0.5)", opts.Outliers)
 	case opts.Threads < 0:
 		return usageErrorf("--threads %d: want >= 0", opts.Threads)
 	case !strings.Contains(opts.Header, "{path}"):
 		log.Warn("--header has no {path}: documents will not be named in the context")
+	}
+	if _, _, err := format.ParseKVEncoding(opts.KV); err != nil {
+		return usageErrorf("--kv: %v", err)
 	}
 	header := strings.NewReplacer(`\\`, `\`, `\n`, "\n", `\t`, "\t").Replace(opts.Header)
 	sink := opts.Sink
@@ -216,6 +240,7 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 			Budget:    opts.Budget,
 			Batch:     opts.Batch,
 			Cache:     cacheType,
+			KV:        precompute.KVOptions{Encoding: opts.KV, Outliers: opts.Outliers, QNorm: opts.QNorm, PostRoPE: opts.PostRoPE},
 			Progress:  prog.update,
 		},
 	})
@@ -241,9 +266,10 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 		Output: res.Output, Tokens: res.Tokens, Layers: res.Layers, KVHeads: res.KVHeads,
 		Documents: res.Documents, Skipped: []skippedFile{},
 		Seconds: round3(res.Seconds), PrefillS: round3(res.Prefill.Seconds()), ClusterS: round3(res.Cluster.Seconds()),
-		CalibrateS: round3(res.Calibrate.Seconds()), WriteS: round3(res.Write.Seconds()),
+		QuantizeS: round3(res.Quantize.Seconds()), CalibrateS: round3(res.Calibrate.Seconds()), WriteS: round3(res.Write.Seconds()),
 		FileBytes: res.FileBytes, TokensPerS: round1(res.TokensPerSecond), PrefillTPS: round1(res.PrefillTokensPerSecond),
 		Budget:      opts.Budget,
+		KV:          opts.KV,
 		Calibration: calibrationEntries(res.Thresholds, res.Header.Calibration),
 	}
 	for _, sk := range res.Skipped {
@@ -320,6 +346,8 @@ func unit(s precompute.Stage) string {
 		return "trees"
 	case precompute.StageCalibrate:
 		return "budgets"
+	case precompute.StageQuantize:
+		return "layers"
 	}
 	return ""
 }
