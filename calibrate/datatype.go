@@ -50,7 +50,7 @@ func (w Weighting) String() string {
 // DefaultBins is the number of bins FitDatatype histograms [−1, 1] into.
 const DefaultBins = 1 << 14
 
-// DatatypeOptions tunes FitDatatype.
+// DatatypeOptions tunes FitDatatype and NewHistogram.
 type DatatypeOptions struct {
 	// Bits is the code width b: the datatype has 2^b signposts (kvquant.MinBits to
 	// kvquant.MaxBits).
@@ -61,7 +61,7 @@ type DatatypeOptions struct {
 	// are left out of the fit. Samples with Channel ranges ignore it.
 	Outliers float64
 	// Bins is the resolution of the histogram of normalized values the k-means runs on
-	// (0: DefaultBins).
+	// (0: DefaultBins; at least 2^kvquant.MaxBits).
 	Bins int
 }
 
@@ -88,62 +88,89 @@ type Sample struct {
 
 // FitDatatype fits one layer's keys or values datatype, KVQuant's nuq (§3.2): the 2^Bits
 // signposts in [−1, 1] that minimize the weighted squared distance of the layer's
-// normalized dense values to their nearest signpost. Each sample's values are normalized
-// by the ranges kvquant uses along axis (kvquant.PerChannel for keys, kvquant.PerToken for
-// values), outliers left out; the optimum is the exact weighted 1-D k-means
-// (kmeans.Weighted1D) of a histogram of opt.Bins bins over [−1, 1], each bin standing for
-// its values by their weighted mean and total weight. Binning moves a value by at most
-// half a bin (3e-5 with DefaultBins) and makes the cost independent of the number of
-// values: one pass over them, then a k-means over at most Bins points.
-//
-// The result is deterministic. With fewer distinct binned values than signposts, the
-// remaining signposts are taken from kvquant.Uniform, farthest first. FitDatatype checks
-// ctx between samples. Errors wrap ErrInvalid or ErrNoWeight.
+// normalized dense values to their nearest signpost. It is NewHistogram then Fit; to fit
+// several widths to the same values, call those.
 func FitDatatype(ctx context.Context, samples []Sample, axis kvquant.Axis, opt DatatypeOptions) (kvquant.Datatype, error) {
-	if opt.Bits < kvquant.MinBits || opt.Bits > kvquant.MaxBits {
-		return kvquant.Datatype{}, fmt.Errorf("%w: %d bits, want %d to %d", ErrInvalid, opt.Bits, kvquant.MinBits, kvquant.MaxBits)
+	if err := checkBits(opt.Bits); err != nil {
+		return kvquant.Datatype{}, err
 	}
+	h, err := NewHistogram(ctx, samples, axis, opt)
+	if err != nil {
+		return kvquant.Datatype{}, err
+	}
+	return h.Fit(ctx, opt.Bits)
+}
+
+func checkBits(bits int) error {
+	if bits < kvquant.MinBits || bits > kvquant.MaxBits {
+		return fmt.Errorf("%w: %d bits, want %d to %d", ErrInvalid, bits, kvquant.MinBits, kvquant.MaxBits)
+	}
+	return nil
+}
+
+// Histogram is one layer's keys or values normalized as kvquant quantizes them, outliers
+// left out, and weighed: the total weight and weighted mean of the values in each of Bins
+// equal bins over [−1, 1]. Binning moves a value by at most half a bin (3e-5 with
+// DefaultBins) and makes a fit's cost independent of the number of values.
+type Histogram struct {
+	w, wu []float64 // per bin: total weight, weighted sum of the values
+}
+
+// NewHistogram normalizes every sample's values by the ranges kvquant uses along axis
+// (kvquant.PerChannel for keys, kvquant.PerToken for values; the sample's Channel ranges
+// if given, else kvquant.Ranges with opt.Outliers), leaves out the outliers and the
+// values of constant vectors (decoded exactly whatever the datatype), and adds the rest
+// with the weights of opt.Weighting. opt.Bits is not used. It checks ctx between samples.
+// Errors wrap ErrInvalid.
+func NewHistogram(ctx context.Context, samples []Sample, axis kvquant.Axis, opt DatatypeOptions) (*Histogram, error) {
 	if opt.Weighting < FisherScale || opt.Weighting > Unweighted {
-		return kvquant.Datatype{}, fmt.Errorf("%w: weighting %v", ErrInvalid, opt.Weighting)
+		return nil, fmt.Errorf("%w: weighting %v", ErrInvalid, opt.Weighting)
 	}
 	if axis != kvquant.PerChannel && axis != kvquant.PerToken {
-		return kvquant.Datatype{}, fmt.Errorf("%w: axis %d", ErrInvalid, axis)
+		return nil, fmt.Errorf("%w: axis %d", ErrInvalid, axis)
 	}
 	bins := opt.Bins
 	if bins == 0 {
 		bins = DefaultBins
 	}
-	if bins < 1<<opt.Bits || bins > 1<<24 {
-		return kvquant.Datatype{}, fmt.Errorf("%w: %d bins for %d signposts", ErrInvalid, bins, 1<<opt.Bits)
+	if bins < 1<<kvquant.MaxBits || bins > 1<<24 {
+		return nil, fmt.Errorf("%w: %d bins, want %d to %d", ErrInvalid, bins, 1<<kvquant.MaxBits, 1<<24)
 	}
-	h := histogram{w: make([]float64, bins), wu: make([]float64, bins)}
+	h := &Histogram{w: make([]float64, bins), wu: make([]float64, bins)}
 	for i, s := range samples {
 		if err := ctx.Err(); err != nil {
-			return kvquant.Datatype{}, err
+			return nil, err
 		}
 		if err := h.add(s, axis, opt); err != nil {
-			return kvquant.Datatype{}, fmt.Errorf("sample %d: %w", i, err)
+			return nil, fmt.Errorf("sample %d: %w", i, err)
 		}
+	}
+	return h, nil
+}
+
+// Fit returns the datatype of 2^bits signposts that minimizes the histogram's weighted
+// squared distance to the nearest signpost: the exact weighted 1-D k-means
+// (kmeans.Weighted1D) of the bins, each standing for its values by their weighted mean and
+// total weight. The result is deterministic. With fewer non-empty bins than signposts,
+// the remaining signposts are taken from kvquant.Uniform, farthest first. Errors wrap
+// ErrInvalid, or ErrNoWeight for a histogram without weight.
+func (h *Histogram) Fit(ctx context.Context, bits int) (kvquant.Datatype, error) {
+	if err := checkBits(bits); err != nil {
+		return kvquant.Datatype{}, err
 	}
 	values, weights := h.points()
 	if len(values) == 0 {
 		return kvquant.Datatype{}, ErrNoWeight
 	}
-	res, err := kmeans.Weighted1D(ctx, values, weights, 1<<opt.Bits)
+	res, err := kmeans.Weighted1D(ctx, values, weights, 1<<bits)
 	if err != nil {
 		return kvquant.Datatype{}, fmt.Errorf("calibrate: %w", err)
 	}
-	return signposts(res.Centers, opt.Bits)
-}
-
-// histogram accumulates weighted normalized values in equal bins over [−1, 1]: per bin
-// the total weight and the weighted sum of the values.
-type histogram struct {
-	w, wu []float64
+	return signposts(res.Centers, bits)
 }
 
 // add puts sample s's dense values into h.
-func (h *histogram) add(s Sample, axis kvquant.Axis, opt DatatypeOptions) error {
+func (h *Histogram) add(s Sample, axis kvquant.Axis, opt DatatypeOptions) error {
 	if s.Dim < 1 || len(s.X)%s.Dim != 0 {
 		return fmt.Errorf("%w: %d values are not rows of %d", ErrInvalid, len(s.X), s.Dim)
 	}
@@ -213,7 +240,7 @@ func (h *histogram) add(s Sample, axis kvquant.Axis, opt DatatypeOptions) error 
 
 // points returns the non-empty bins as values (their weighted means) and weights
 // (normalized to sum to 1, so that tiny sensitivities stay well inside float64's range).
-func (h *histogram) points() (values, weights []float64) {
+func (h *Histogram) points() (values, weights []float64) {
 	var total float64
 	for _, w := range h.w {
 		total += w

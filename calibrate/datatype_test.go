@@ -205,6 +205,27 @@ func TestFitDatatypeDeterministic(t *testing.T) {
 	if !slices.Equal(x, keep) {
 		t.Error("the fit modified its input")
 	}
+	// One histogram fits every width as FitDatatype does.
+	h, err := NewHistogram(context.Background(), samples, kvquant.PerToken, DatatypeOptions{Outliers: 0.01})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for bits := kvquant.MinBits; bits <= kvquant.MaxBits; bits++ {
+		want, err := FitDatatype(context.Background(), samples, kvquant.PerToken, DatatypeOptions{Bits: bits, Outliers: 0.01})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := h.Fit(context.Background(), bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Signposts, want.Signposts) {
+			t.Errorf("%d bits: Histogram.Fit %v, FitDatatype %v", bits, got.Signposts, want.Signposts)
+		}
+	}
+	if _, err := h.Fit(context.Background(), 1); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Fit(1 bit): error %v, want ErrInvalid", err)
+	}
 }
 
 // TestFitDatatypeFewValues checks that data with fewer distinct values than signposts

@@ -12,6 +12,7 @@ import (
 
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
+	"squeeze/runtime/kvquant"
 	"squeeze/runtime/model"
 	"squeeze/runtime/model/modeltest"
 	"squeeze/runtime/testfiles"
@@ -231,7 +232,9 @@ func loadGocode(t testing.TB, n int) (*model.Model, []int32) {
 
 // TestFisherGocode times Fisher over an 8192-token context of gocode-22m (the budget: well
 // under 2 minutes on two cores) and checks that the sensitivities are finite, non-zero
-// in every layer, and that the loss is a plausible perplexity for this model.
+// in every layer, and that the loss is a plausible perplexity for this model. Then it
+// fits every layer's 3-bit key and value datatypes (timed too) and checks that they
+// reconstruct the layer with a lower Fisher-weighted error than uniform and NormalFloat.
 func TestFisherGocode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("gocode-22m over 8192 tokens: slow")
@@ -240,7 +243,7 @@ func TestFisherGocode(t *testing.T) {
 	p := kernels.NewPool(2)
 	defer p.Close()
 	start := time.Now()
-	s, err := Fisher(context.Background(), m, p, tokens, FisherOptions{})
+	s, err := Fisher(context.Background(), m, p, tokens, FisherOptions{Activations: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,6 +264,54 @@ func TestFisherGocode(t *testing.T) {
 			t.Errorf("layer %d: key and value sensitivity sums %v and %v, want finite and positive", l, sk, sv)
 		}
 	}
+
+	var fitting time.Duration
+	const bits, outliers = 3, kvquant.DefaultOutliers
+	for l := range s.Layers {
+		for _, kv := range []struct {
+			name string
+			x, f []float32
+			axis kvquant.Axis
+		}{
+			{"keys", s.KeysPreRoPE[l], s.Keys[l], kvquant.PerChannel},
+			{"values", s.ValueActs[l], s.Values[l], kvquant.PerToken},
+		} {
+			samples, err := HeadSamples(kv.x, kv.f, nil, s.KVHeads, s.HeadDim, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			fit, err := FitDatatype(context.Background(), samples, kv.axis, DatatypeOptions{Bits: bits, Outliers: outliers})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fitting += time.Since(start)
+			uni, _ := kvquant.Uniform(bits)
+			nf, _ := kvquant.NormalFloat(bits)
+			errOf := func(dt kvquant.Datatype) float64 {
+				var e float64
+				for _, sm := range samples {
+					rows, err := kvquant.Quantize(sm.X, sm.Dim, kvquant.Params{Type: dt, Axis: kv.axis, Outliers: outliers})
+					if err != nil {
+						t.Fatal(err)
+					}
+					got := make([]float32, len(sm.X))
+					rows.Dequantize(got, 0, rows.Len())
+					for i, x := range sm.X {
+						d := float64(got[i] - x)
+						e += float64(sm.Fisher[i]) * d * d
+					}
+				}
+				return e
+			}
+			f, u, n := errOf(fit), errOf(uni), errOf(nf)
+			t.Logf("layer %d %s: Fisher-weighted error relative to uniform: fitted %.3f, nf %.3f; signposts %.3f", l, kv.name, f/u, n/u, fit.Signposts)
+			if f > u || f > n {
+				t.Errorf("layer %d %s: fitted datatype's error %.4g is not below uniform %.4g and nf %.4g", l, kv.name, f, u, n)
+			}
+		}
+	}
+	t.Logf("fitting every layer's key and value datatypes (from the activations and sensitivities): %v", fitting)
 }
 
 // BenchmarkFisherGocode measures Fisher over two default windows of gocode-22m.
