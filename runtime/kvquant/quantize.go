@@ -19,10 +19,11 @@ type Params struct {
 	Axis Axis
 	// Outliers is the fraction of values kept exactly, half at each end (see Ranges).
 	Outliers float64
-	// Channel, if set with PerChannel, are the ranges to use instead of ranges computed
-	// from the rows (the ranges of a larger set of rows that these belong to); values
-	// normalizing beyond ±1 are then the outliers. Outliers is ignored.
-	Channel []Range
+	// Ranges, if set, are the ranges to use instead of ranges computed from the rows:
+	// PerChannel, dim ranges (those of a larger set of rows that these belong to);
+	// PerToken, one per row. Values normalizing beyond ±1 are then the outliers, and
+	// Outliers is ignored.
+	Ranges []Range
 	// Pos and RoPE mark keys given before RoPE: row i belongs at position Pos[i] and is
 	// rotated there when read. Both nil: rows are read as given.
 	Pos  []int32
@@ -30,7 +31,7 @@ type Params struct {
 }
 
 // Quantize stores x, rows of dim values, as p says: every value is normalized by its
-// Range (Ranges, or p.Channel) and coded as the nearest signpost of p.Type; outliers keep
+// Range (from Ranges, or p.Ranges) and coded as the nearest signpost of p.Type; outliers keep
 // their value as a half float beside the nearest end code. The result is ready to read
 // (Init done). Errors wrap ErrInvalid.
 func Quantize(x []float32, dim int, p Params) (*Rows, error) {
@@ -44,19 +45,23 @@ func Quantize(x []float32, dim int, p Params) (*Rows, error) {
 	var ranges []Range
 	var out []bool
 	switch {
-	case p.Axis == PerChannel && p.Channel != nil:
-		if len(p.Channel) != dim {
-			return nil, fmt.Errorf("%w: %d channel ranges for rows of %d", ErrInvalid, len(p.Channel), dim)
+	case p.Ranges != nil && (p.Axis == PerChannel || p.Axis == PerToken):
+		want := dim
+		if p.Axis == PerToken {
+			want = n
 		}
-		for j, rg := range p.Channel {
+		if len(p.Ranges) != want {
+			return nil, fmt.Errorf("%w: %d ranges for %d rows of %d along the %v axis", ErrInvalid, len(p.Ranges), n, dim, p.Axis)
+		}
+		for j, rg := range p.Ranges {
 			if !finite32(rg.Mid) || !finite32(rg.Half) || rg.Half < 0 {
-				return nil, fmt.Errorf("%w: channel %d: range %+v", ErrInvalid, j, rg)
+				return nil, fmt.Errorf("%w: range %d: %+v", ErrInvalid, j, rg)
 			}
 		}
-		ranges = p.Channel
+		ranges = p.Ranges
 		out = make([]bool, len(x))
 		for i, v := range x {
-			u := ranges[i%dim].Normalize(v)
+			u := p.Axis.Of(ranges, dim, i).Normalize(v)
 			out[i] = u > 1 || u < -1
 		}
 	case p.Axis == PerChannel || p.Axis == PerToken:
@@ -80,6 +85,9 @@ func Quantize(x []float32, dim int, p Params) (*Rows, error) {
 		r.Token = make([]uint16, 2*n)
 		for i, rg := range ranges {
 			r.Token[2*i], r.Token[2*i+1] = kernels.F32ToF16(rg.Mid), kernels.F32ToF16(rg.Half)
+			if f16Round(rg.Mid) != rg.Mid || f16Round(rg.Half) != rg.Half {
+				return nil, fmt.Errorf("%w: row %d: range %+v is not in half precision", ErrInvalid, i, rg)
+			}
 		}
 	}
 	br := BlockRows(dim)

@@ -87,6 +87,12 @@ func (r *RoPE) NeoX() bool { return r.neox }
 // Frequencies returns the angle per position of each pair (shared; do not modify).
 func (r *RoPE) Frequencies() []float64 { return r.freq }
 
+// angles returns the cos and sin of position pos's pairs.
+func (r *RoPE) angles(pos int) (cos, sin []float32) {
+	half := r.ropeDim / 2
+	return r.cos[pos*half : (pos+1)*half], r.sin[pos*half : (pos+1)*half]
+}
+
 // Rotate rotates x, one head's HeadDim values, to position pos (below Positions()).
 func (r *RoPE) Rotate(x []float32, pos int) {
 	half := r.ropeDim / 2

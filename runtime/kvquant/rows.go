@@ -55,6 +55,17 @@ type Rows struct {
 	lut []float32 // PerChannel: Dim × 2^Bits decoded values
 }
 
+// Unrotated returns r read as stored: keys stored before RoPE without their rotation (a
+// shallow copy sharing r's storage; r itself if it has no positions).
+func (r *Rows) Unrotated() *Rows {
+	if r.RoPE == nil {
+		return r
+	}
+	c := *r
+	c.Pos, c.RoPE = nil, nil
+	return &c
+}
+
 // BlockRows is the number of rows per outlier block for rows of dim values: the most
 // whose element offsets fit 16 bits.
 func BlockRows(dim int) int { return 1 << 16 / dim }
@@ -283,29 +294,75 @@ func (r *Rows) Dequantize(dst []float32, lo, hi int) {
 }
 
 // Dots sets dst[i] = q · row(lo+i) for i < hi−lo, the rows decoded as Dequantize does.
+// Keys with per-channel ranges are decoded through the channel table and dotted with the
+// query as rotated to their positions in one pass (kernels.KVQDecodeLUT, KVQRopeDot).
 func (r *Rows) Dots(dst, q []float32, lo, hi int) {
 	var fb [stackDim]float32
 	var cb [stackDim]uint8
 	row, codes := r.scratch(&fb, &cb)
 	c := r.seek(lo)
 	q = q[:r.Dim]
+	if r.Axis != PerChannel {
+		for i := lo; i < hi; i++ {
+			r.decode(row, codes, i, &c)
+			dst[i-lo] = kernels.Dot(q, row)
+		}
+		return
+	}
+	rb, bits := r.RowBytes(), r.Bits
 	for i := lo; i < hi; i++ {
-		r.decode(row, codes, i, &c)
-		dst[i-lo] = kernels.Dot(q, row)
+		kernels.KVQDecodeLUT(row, r.Codes[i*rb:(i+1)*rb], bits, r.lut)
+		for {
+			ch, v, ok := r.next(&c, i)
+			if !ok {
+				break
+			}
+			row[ch] = v
+		}
+		if r.RoPE == nil {
+			dst[i-lo] = kernels.Dot(q, row)
+			continue
+		}
+		cos, sin := r.RoPE.angles(int(r.Pos[i]))
+		dst[i-lo] = kernels.KVQRopeDot(q, row, cos, sin, r.RoPE.neox)
 	}
 }
 
 // Accumulate adds Σ_i w[i]·row(lo+i) to out (Dim values), for i < hi−lo, the rows
-// decoded as Dequantize does.
+// decoded as Dequantize does. Values with per-token ranges add w·Half·level per code
+// (kernels.KVQAxpyLevels) and Σ w·Mid once, then correct the outliers.
 func (r *Rows) Accumulate(out, w []float32, lo, hi int) {
 	var fb [stackDim]float32
 	var cb [stackDim]uint8
 	row, codes := r.scratch(&fb, &cb)
 	c := r.seek(lo)
 	out = out[:r.Dim]
+	if r.Axis != PerToken || r.RoPE != nil {
+		for i := lo; i < hi; i++ {
+			r.decode(row, codes, i, &c)
+			kernels.Axpy(w[i-lo], row, out)
+		}
+		return
+	}
+	rb, bits := r.RowBytes(), r.Bits
+	var offset float32
 	for i := lo; i < hi; i++ {
-		r.decode(row, codes, i, &c)
-		kernels.Axpy(w[i-lo], row, out)
+		wi := w[i-lo]
+		mid, half := kernels.F16ToF32(r.Token[2*i]), kernels.F16ToF32(r.Token[2*i+1])
+		src := r.Codes[i*rb : (i+1)*rb]
+		kernels.KVQAxpyLevels(wi*half, src, bits, r.Levels, out)
+		offset += wi * mid
+		for {
+			ch, v, ok := r.next(&c, i)
+			if !ok {
+				break
+			}
+			dense := mid + half*r.Levels[kernels.KVQCode(src, bits, ch)]
+			out[ch] += wi * (v - dense)
+		}
+	}
+	for j := range out {
+		out[j] += offset
 	}
 }
 

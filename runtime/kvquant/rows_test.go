@@ -168,7 +168,7 @@ func TestQuantizeGivenRanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The last 100 rows alone with the ranges of all 400 decode as they do in all.
-	part, err := Quantize(x[300*32:], 32, Params{Type: nf3, Axis: PerChannel, Channel: ranges})
+	part, err := Quantize(x[300*32:], 32, Params{Type: nf3, Axis: PerChannel, Ranges: ranges})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,7 +93,7 @@ func quantizedContext(t *testing.T, rng *rand.Rand, m *model.Model, S, sink, win
 			if err != nil {
 				t.Fatal(err)
 			}
-			keys, err := Quantize(rows(pre, order), hd, Params{Type: kt, Axis: PerChannel, Channel: ranges, Pos: order, RoPE: rope})
+			keys, err := Quantize(rows(pre, order), hd, Params{Type: kt, Axis: PerChannel, Ranges: ranges, Pos: order, RoPE: rope})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,7 +102,7 @@ func quantizedContext(t *testing.T, rng *rand.Rand, m *model.Model, S, sink, win
 				t.Fatal(err)
 			}
 			win := always[sink:]
-			wk, err := Quantize(rows(pre, win), hd, Params{Type: kt, Axis: PerChannel, Channel: ranges, Pos: win, RoPE: rope})
+			wk, err := Quantize(rows(pre, win), hd, Params{Type: kt, Axis: PerChannel, Ranges: ranges, Pos: win, RoPE: rope})
 			if err != nil {
 				t.Fatal(err)
 			}
