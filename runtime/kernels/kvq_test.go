@@ -30,7 +30,10 @@ func TestKVQKernels(t *testing.T) {
 			if got[n] != 42 {
 				t.Fatalf("%d bits: DecodeLUT wrote past the row", bits)
 			}
-			levels := lut[:1<<bits]
+			levels := make([]float32, 1<<bits)
+			for i := range levels {
+				levels[i] = float32(rng.NormFloat64())
+			}
 			y := make([]float32, n)
 			for i := range y {
 				y[i] = float32(rng.NormFloat64())
