@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 
+	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/index"
 	"squeeze/runtime/kvquant"
 	"squeeze/runtime/sparse"
@@ -52,6 +53,9 @@ type Artifact struct {
 	// KV describes the quantized rows when Header.Settings.KV is not KVEncodingF16 (the
 	// kv section); nil otherwise.
 	KV *KVInfo
+	// Predictor is SPEED's early-exit predictor fitted on the context (the predictor
+	// section), or nil when the artifact has none.
+	Predictor *earlyexit.Predictor
 
 	// closer releases the file mapping Context's rows may point into (ReadArtifact).
 	closer interface{ Close() error }
@@ -446,6 +450,16 @@ func WriteArtifactContext(ctx context.Context, path string, a *Artifact) error {
 			return err
 		}
 	}
+	if p := a.Predictor; p != nil {
+		if err := p.Check(nil); err != nil || p.Dim != h.Model.Dim || p.Layer >= h.Model.Layers {
+			return fmt.Errorf("format: write %s: predictor of depth %d and width %d for %d layers of width %d: %v", path, p.Layer, p.Dim, h.Model.Layers, h.Model.Dim, err)
+		}
+		e = Encoder{}
+		encodePredictor(&e, p)
+		if err := w.Add(SectionPredictor, e.Bytes(), SectionOptions{}); err != nil {
+			return err
+		}
+	}
 	var buf []byte
 	for l, heads := range a.Context.Layers {
 		if err := ctx.Err(); err != nil {
@@ -602,6 +616,15 @@ func decodeArtifact(r *Reader) (*Artifact, error) {
 		}
 		if rope, err = newRoPE(h, a.KV); err != nil {
 			return nil, &Error{Where: sectionWhere(SectionKV) + " data", Reason: err.Error(), Err: ErrCorrupt}
+		}
+	}
+	if _, ok := r.Lookup(SectionPredictor); ok {
+		d, err := r.Decoder(SectionPredictor)
+		if err != nil {
+			return nil, err
+		}
+		if a.Predictor, err = decodePredictor(d, h); err != nil {
+			return nil, err
 		}
 	}
 	if len(r.Sections()) < 3+h.Model.Layers {

@@ -1,0 +1,82 @@
+package format
+
+import (
+	"fmt"
+	"math"
+
+	"squeeze/runtime/earlyexit"
+)
+
+// SectionPredictor names the optional section that holds SPEED's early-exit predictor
+// (earlyexit.Predictor), fitted by precompute on the context's own hidden states.
+const SectionPredictor = "predictor"
+
+// encodePredictor writes p: its depth, width and rank, the bias, the map (the full
+// matrix, or the factors A and B), then the scores of every candidate depth.
+func encodePredictor(e *Encoder, p *earlyexit.Predictor) {
+	e.Uvarint(uint64(p.Layer))
+	e.Uvarint(uint64(p.Dim))
+	e.Uvarint(uint64(p.Rank))
+	e.Float32s(p.Bias)
+	e.Float32s(p.Full)
+	e.Float32s(p.A)
+	e.Float32s(p.B)
+	e.Uvarint(uint64(len(p.Scores)))
+	for _, s := range p.Scores {
+		e.Uvarint(uint64(s.Layer))
+		e.Float64(s.Acceptance)
+		e.Float64(s.Raw)
+	}
+}
+
+// decodePredictor reads and checks a predictor section for the model h describes. The
+// arrays are views of the section's bytes.
+func decodePredictor(d *Decoder, h *Header) (*earlyexit.Predictor, error) {
+	bad := func(format string, args ...any) error {
+		return &Error{Where: sectionWhere(SectionPredictor) + " data", Offset: int64(d.Offset()), Reason: fmt.Sprintf(format, args...), Err: ErrCorrupt}
+	}
+	layer, dim, rank := d.Uvarint(), d.Uvarint(), d.Uvarint()
+	if err := d.Err(); err != nil {
+		return nil, err
+	}
+	if layer >= uint64(h.Model.Layers) || dim != uint64(h.Model.Dim) || rank > dim {
+		return nil, bad("depth %d, width %d and rank %d for a model of %d layers of width %d", layer, dim, rank, h.Model.Layers, h.Model.Dim)
+	}
+	p := &earlyexit.Predictor{Layer: int(layer), Dim: int(dim), Rank: int(rank)}
+	p.Bias = d.Float32s()
+	p.Full = nilIfEmpty(d.Float32s())
+	p.A = nilIfEmpty(d.Float32s())
+	p.B = nilIfEmpty(d.Float32s())
+	n := d.Uvarint()
+	if err := d.Err(); err != nil {
+		return nil, err
+	}
+	if n > uint64(h.Model.Layers) || n > uint64(d.Remaining()/17) { // a score takes at least 17 bytes
+		return nil, bad("%d scores for a model of %d layers in %d bytes", n, h.Model.Layers, d.Remaining())
+	}
+	for range n {
+		s := earlyexit.Score{Layer: int(min(d.Uvarint(), math.MaxInt32)), Acceptance: d.Float64(), Raw: d.Float64()}
+		if err := d.Err(); err != nil {
+			return nil, err
+		}
+		if s.Layer < 1 || s.Layer >= h.Model.Layers || !(s.Acceptance >= 0 && s.Acceptance <= 1) || !(s.Raw >= 0 && s.Raw <= 1) {
+			return nil, bad("score %+v", s)
+		}
+		p.Scores = append(p.Scores, s)
+	}
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	if err := p.Check(nil); err != nil {
+		return nil, bad("%v", err)
+	}
+	return p, nil
+}
+
+// nilIfEmpty maps an empty array to nil, as an absent map part is held.
+func nilIfEmpty(v []float32) []float32 {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
