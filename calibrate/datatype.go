@@ -58,7 +58,7 @@ type DatatypeOptions struct {
 	// Weighting is how values are weighed (the zero value is FisherScale).
 	Weighting Weighting
 	// Outliers is the fraction of values kept exactly, as kvquant.Params.Outliers: they
-	// are left out of the fit. Samples with Channel ranges ignore it.
+	// are left out of the fit. Samples with Ranges ignore it.
 	Outliers float64
 	// Bins is the resolution of the histogram of normalized values the k-means runs on
 	// (0: DefaultBins; at least 2^kvquant.MaxBits).
@@ -80,10 +80,11 @@ type Sample struct {
 	// calibration text that is not these rows. With neither, FisherScale and FisherOnly
 	// weigh every value 1 (FisherScale still by Half²).
 	ChannelFisher []float32
-	// Channel, for keys (kvquant.PerChannel), are the ranges the quantizer uses
-	// (kvquant.Params.Channel), or nil to compute them from X as Quantize does
+	// Ranges, if set, are the ranges the quantizer uses (kvquant.Params.Ranges): Dim of
+	// them for kvquant.PerChannel, one per row for kvquant.PerToken; values normalizing
+	// beyond ±1 are then the outliers. Nil computes them from X as Quantize does
 	// (kvquant.Ranges with DatatypeOptions.Outliers).
-	Channel []kvquant.Range
+	Ranges []kvquant.Range
 }
 
 // FitDatatype fits one layer's keys or values datatype, KVQuant's nuq (§3.2): the 2^Bits
@@ -117,8 +118,8 @@ type Histogram struct {
 }
 
 // NewHistogram normalizes every sample's values by the ranges kvquant uses along axis
-// (kvquant.PerChannel for keys, kvquant.PerToken for values; the sample's Channel ranges
-// if given, else kvquant.Ranges with opt.Outliers), leaves out the outliers and the
+// (kvquant.PerChannel for keys, kvquant.PerToken for values; the sample's Ranges if
+// given, else kvquant.Ranges with opt.Outliers), leaves out the outliers and the
 // values of constant vectors (decoded exactly whatever the datatype), and adds the rest
 // with the weights of opt.Weighting. opt.Bits is not used. It checks ctx between samples.
 // Errors wrap ErrInvalid.
@@ -190,13 +191,20 @@ func (h *Histogram) add(s Sample, axis kvquant.Axis, opt DatatypeOptions) error 
 	var ranges []kvquant.Range
 	var out []bool
 	switch {
-	case s.Channel != nil && axis == kvquant.PerChannel:
-		if len(s.Channel) != s.Dim {
-			return fmt.Errorf("%w: %d channel ranges for rows of %d", ErrInvalid, len(s.Channel), s.Dim)
+	case s.Ranges != nil:
+		want := s.Dim
+		if axis == kvquant.PerToken {
+			want = len(s.X) / s.Dim
 		}
-		ranges = s.Channel
-	case s.Channel != nil:
-		return fmt.Errorf("%w: channel ranges for values quantized per token", ErrInvalid)
+		if len(s.Ranges) != want {
+			return fmt.Errorf("%w: %d ranges for %d rows of %d quantized per %v", ErrInvalid, len(s.Ranges), len(s.X)/s.Dim, s.Dim, axis)
+		}
+		for j, rg := range s.Ranges {
+			if math.IsNaN(float64(rg.Mid)) || math.IsInf(float64(rg.Mid), 0) || !(rg.Half >= 0) || math.IsInf(float64(rg.Half), 0) {
+				return fmt.Errorf("%w: range %d is %+v", ErrInvalid, j, rg)
+			}
+		}
+		ranges = s.Ranges
 	default:
 		var err error
 		if ranges, out, err = kvquant.Ranges(s.X, s.Dim, axis, opt.Outliers); err != nil {
@@ -214,7 +222,7 @@ func (h *Histogram) add(s Sample, axis kvquant.Axis, opt DatatypeOptions) error 
 		}
 		u := r.Normalize(x)
 		if !(u >= -1 && u <= 1) {
-			continue // outside the given channel range: an outlier
+			continue // outside a given range: an outlier
 		}
 		w := 1.0
 		if opt.Weighting != Unweighted {

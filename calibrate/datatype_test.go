@@ -269,7 +269,7 @@ func TestFitDatatypeChannelInputs(t *testing.T) {
 	for _, s := range []Sample{
 		{X: x, Dim: 8, Fisher: perElement},
 		{X: x, Dim: 8, ChannelFisher: channel},
-		{X: x, Dim: 8, ChannelFisher: channel, Channel: ranges},
+		{X: x, Dim: 8, ChannelFisher: channel, Ranges: ranges},
 	} {
 		dt, err := FitDatatype(context.Background(), []Sample{s}, kvquant.PerChannel, opt)
 		if err != nil {
@@ -279,6 +279,23 @@ func TestFitDatatypeChannelInputs(t *testing.T) {
 	}
 	if !slices.Equal(fits[0], fits[1]) || !slices.Equal(fits[1], fits[2]) {
 		t.Errorf("fits differ: per element %v, per channel %v, given ranges %v", fits[0], fits[1], fits[2])
+	}
+
+	// Given per-token ranges: every value normalizing into [−1, 1] counts, so ranges twice
+	// as wide put every value in [−0.5, 0.5].
+	tokenRanges, _, err := kvquant.Ranges(x, 8, kvquant.PerToken, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range tokenRanges {
+		tokenRanges[i].Half *= 2
+	}
+	dt, err := FitDatatype(context.Background(), []Sample{{X: x, Dim: 8, Ranges: tokenRanges}}, kvquant.PerToken, DatatypeOptions{Bits: 2, Weighting: Unweighted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := dt.Signposts; s[0] < -0.5 || s[len(s)-1] > 0.5 {
+		t.Errorf("signposts %v for values in [-0.5, 0.5]", s)
 	}
 }
 
@@ -333,7 +350,8 @@ func TestFitDatatypeErrors(t *testing.T) {
 		{"ragged", context.Background(), []Sample{{X: x[:7], Dim: 4}}, kvquant.PerToken, DatatypeOptions{Bits: 2}, ErrInvalid},
 		{"fisher length", context.Background(), []Sample{{X: x, Dim: 4, Fisher: fisher[:4]}}, kvquant.PerToken, DatatypeOptions{Bits: 2}, ErrInvalid},
 		{"negative fisher", context.Background(), []Sample{{X: x, Dim: 4, Fisher: bad}}, kvquant.PerToken, DatatypeOptions{Bits: 2}, ErrInvalid},
-		{"ranges for values", context.Background(), []Sample{{X: x, Dim: 4, Channel: make([]kvquant.Range, 4)}}, kvquant.PerToken, DatatypeOptions{Bits: 2}, ErrInvalid},
+		{"ranges per token", context.Background(), []Sample{{X: x, Dim: 4, Ranges: make([]kvquant.Range, 4)}}, kvquant.PerToken, DatatypeOptions{Bits: 2}, ErrInvalid},
+		{"NaN range", context.Background(), []Sample{{X: x, Dim: 4, Ranges: []kvquant.Range{{}, {}, {Mid: float32(math.NaN())}, {}}}}, kvquant.PerChannel, DatatypeOptions{Bits: 2}, ErrInvalid},
 		{"zero fisher", context.Background(), []Sample{{X: x, Dim: 4, Fisher: make([]float32, len(x))}}, kvquant.PerToken, DatatypeOptions{Bits: 2}, ErrNoWeight},
 		{"no samples", context.Background(), nil, kvquant.PerToken, DatatypeOptions{Bits: 2}, ErrNoWeight},
 		{"cancelled", cancelled, []Sample{ok}, kvquant.PerToken, DatatypeOptions{Bits: 2}, context.Canceled},

@@ -222,3 +222,20 @@ func (s *Sensitivity) ChannelMeans(skip int) (keys, values [][]float32) {
 	}
 	return keys, values
 }
+
+// Broadcast returns per-element sensitivities of layer for a context of tokens tokens
+// that is not the calibration text (--calib): s's per-channel means (ChannelMeans, with
+// the first skip tokens of the calibration text left out) repeated on every token, tokens
+// x KVDim each, token-major, the layout of s.Keys and s.Values (what precompute's
+// KVOptions.Sensitivity returns). When the calibration text is the context, use
+// s.Keys[layer] and s.Values[layer] themselves.
+func (s *Sensitivity) Broadcast(layer, tokens, skip int) (keys, values []float32) {
+	mk, mv := s.ChannelMeans(skip)
+	kvDim := s.KVDim()
+	keys, values = make([]float32, tokens*kvDim), make([]float32, tokens*kvDim)
+	for t := range tokens {
+		copy(keys[t*kvDim:], mk[layer])
+		copy(values[t*kvDim:], mv[layer])
+	}
+	return keys, values
+}

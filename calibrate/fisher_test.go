@@ -160,7 +160,8 @@ func TestFisherWindows(t *testing.T) {
 	}
 }
 
-// TestFisherChannelMeans checks the per-channel aggregate on a hand-made Sensitivity.
+// TestFisherChannelMeans checks the per-channel aggregate and its broadcast on a
+// hand-made Sensitivity.
 func TestFisherChannelMeans(t *testing.T) {
 	s := &Sensitivity{Layers: 1, Tokens: 3, KVHeads: 1, HeadDim: 2,
 		Keys:   [][]float32{{100, 200, 1, 2, 3, 4}},
@@ -173,6 +174,10 @@ func TestFisherChannelMeans(t *testing.T) {
 	k, _ = s.ChannelMeans(0)
 	if !slices.Equal(k[0], []float32{104.0 / 3, 206.0 / 3}) {
 		t.Errorf("ChannelMeans(0) keys = %v", k[0])
+	}
+	bk, bv := s.Broadcast(0, 2, 1)
+	if !slices.Equal(bk, []float32{2, 3, 2, 3}) || !slices.Equal(bv, []float32{4, 6, 4, 6}) {
+		t.Errorf("Broadcast(0, 2, 1) = %v, %v; want [2 3 2 3], [4 6 4 6]", bk, bv)
 	}
 }
 
