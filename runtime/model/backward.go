@@ -305,8 +305,9 @@ func (g *KVGrad) head(p *kernels.Pool, tokens []int32, weights []float32) float6
 }
 
 // layerBackward takes the gradient with respect to layer l's output in g.dx and replaces
-// it with the gradient with respect to the layer's input, writing the gradients of the
-// keys before RoPE and of the values to dk and dv on the way. The layer's intermediate
+// it with the gradient with respect to the layer's input (except for layer 0, whose input
+// gradient nobody reads), writing the gradients of the keys before RoPE and of the values
+// to dk and dv on the way. The layer's intermediate
 // values must be those of layerForward.
 func (g *KVGrad) layerBackward(p *kernels.Pool, l, n int, dkOut, dvOut []float32) {
 	m := g.m
@@ -366,6 +367,9 @@ func (g *KVGrad) layerBackward(p *kernels.Pool, l, n int, dkOut, dvOut []float32
 		cos, nsin := g.cos[i*half:(i+1)*half], g.nsin[i*half:(i+1)*half]
 		m.rotate(dqi, cos, nsin)
 		m.rotate(dki, cos, nsin)
+	}
+	if l == 0 {
+		return // nobody needs the gradient of the embeddings
 	}
 	// q, k, v = Wq·xb (+bq), Wk·xb (+bk), Wv·xb (+bv); xb = RMSNorm(x).
 	kernels.MatMul(p, dxb, g.transpose(ly.wq), dq, n)
