@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"squeeze/format"
+	"squeeze/runtime/kvquant"
+	"squeeze/runtime/sparse"
 )
 
 // inspectReport is the JSON object "squeeze inspect --json" prints. Scripts depend on these
@@ -27,6 +29,23 @@ type inspectReport struct {
 	Sections         []sectionEntry     `json:"sections"`
 	Calibration      []calibrationEntry `json:"calibration"`
 	Layers           []layerStats       `json:"layers"`
+	// KV storage: the encoding, its bytes (codes, ranges, outliers and offsets; f16
+	// rows at 2 bytes a value) and bits per stored key or value element, overheads
+	// included; the quantization settings (null for f16).
+	KV             string        `json:"kv"`
+	KVBytes        int64         `json:"kv_bytes"`
+	BitsPerElement float64       `json:"bits_per_element"`
+	KVQuant        *kvQuantStats `json:"kv_quant"`
+}
+
+// kvQuantStats describe a quantized artifact's KV storage.
+type kvQuantStats struct {
+	Outliers    float64 `json:"outliers"`
+	QNorm       bool    `json:"qnorm"`
+	PostRoPE    bool    `json:"post_rope"`
+	Calibration string  `json:"calibration"`
+	// OutlierFraction is the fraction of elements stored as outliers.
+	OutlierFraction float64 `json:"outlier_fraction"`
 }
 
 // sectionEntry is one section of the file.
@@ -37,10 +56,16 @@ type sectionEntry struct {
 	RawBytes    int64  `json:"raw_bytes"`
 }
 
-// layerStats are one layer's cluster statistics, over its KV heads.
+// layerStats are one layer's cluster statistics, over its KV heads, and its KV storage.
 type layerStats struct {
 	Layer  int          `json:"layer"`
 	Levels []levelStats `json:"levels"`
+	// KVBytes and BitsPerElement as for the whole artifact; KeyError and ValueError the
+	// relative reconstruction errors of quantized keys and values (0 for f16).
+	KVBytes        int64   `json:"kv_bytes"`
+	BitsPerElement float64 `json:"bits_per_element"`
+	KeyError       float64 `json:"key_error"`
+	ValueError     float64 `json:"value_error"`
 }
 
 // levelStats describe one tree level, summed over a layer's KV heads.
@@ -79,15 +104,20 @@ settings, the token count and documents, the size of each section, the budget
 calibration (for each calibrated budget: the fraction of keys the calibration
 queries read, split into selected keys and scored centroids, and the per-level
 log-thresholds), and per layer the cluster statistics of each tree level,
-summed over the KV heads (clusters, empty clusters, mean and largest cluster).
+summed over the KV heads (clusters, empty clusters, mean and largest cluster),
+and the KV storage: bytes and bits per element (overheads included) per layer
+and in all, and for quantized artifacts (--kv at precompute) the settings and
+each layer's relative reconstruction error of keys and values.
 
 A missing, truncated or corrupt file exits with status 3 and the error.
 
 With --json one object is printed with the fields file, file_bytes,
 container_version, schema, model, settings, tokens, documents, sections (name,
 compression, stored_bytes, raw_bytes), calibration (budget, fraction,
-key_fraction, centroid_fraction, log_thresholds) and layers (layer, levels:
-clusters, empty, mean_size, max_size).`,
+key_fraction, centroid_fraction, log_thresholds), layers (layer, levels:
+clusters, empty, mean_size, max_size; kv_bytes, bits_per_element, key_error,
+value_error), kv, kv_bytes, bits_per_element and kv_quant (outliers, qnorm,
+post_rope, calibration, outlier_fraction; null for f16).`,
 		Example: `  $ squeeze inspect repo.sqz
   $ squeeze inspect --json repo.sqz | jq '.calibration[] | [.budget, .fraction]'`,
 		Args: exactArgs(1, "inspect takes one artifact file"),
@@ -121,8 +151,22 @@ func runInspect(_ context.Context, path string, asJSON bool, s streams) error {
 		rep.Documents = []format.Document{}
 	}
 	rep.Calibration = calibrationEntries(a.Context.Thresholds, h.Calibration)
+	rep.KV = h.Settings.KV
+	var outliers int
+	elements := int64(h.Tokens) * int64(h.Model.KVHeads) * int64(h.Model.HeadDim) * 2 // per layer
 	for l, heads := range a.Context.Layers {
 		ls := layerStats{Layer: l}
+		for _, hd := range heads {
+			for _, r := range []sparse.Rows{hd.Keys, hd.Values, hd.AlwaysK, hd.AlwaysV} {
+				ls.KVBytes += int64(kvquant.Bytes(r))
+				outliers += kvquant.Outliers(r)
+			}
+		}
+		ls.BitsPerElement = round4(float64(8*ls.KVBytes) / float64(elements))
+		if a.KV != nil && l < len(a.KV.Layers) {
+			ls.KeyError, ls.ValueError = round4(a.KV.Layers[l].KeyError), round4(a.KV.Layers[l].ValueError)
+		}
+		rep.KVBytes += ls.KVBytes
 		for lv := range len(h.Settings.Fractions) {
 			var st levelStats
 			keys := 0
@@ -142,6 +186,13 @@ func runInspect(_ context.Context, path string, asJSON bool, s streams) error {
 			ls.Levels = append(ls.Levels, st)
 		}
 		rep.Layers = append(rep.Layers, ls)
+	}
+	if n := elements * int64(len(a.Context.Layers)); n > 0 {
+		rep.BitsPerElement = round4(float64(8*rep.KVBytes) / float64(n))
+		if a.KV != nil {
+			rep.KVQuant = &kvQuantStats{Outliers: a.KV.Outliers, QNorm: a.KV.QNorm, PostRoPE: a.KV.PostRoPE,
+				Calibration: a.KV.Calibration, OutlierFraction: round4(float64(outliers) / float64(n))}
+		}
 	}
 	if asJSON {
 		enc := json.NewEncoder(s.Out)
@@ -166,6 +217,11 @@ func printInspect(out io.Writer, r *inspectReport) error {
 	}
 	fmt.Fprintf(w, "settings\tkv %s, levels %s, seed %d, sink %d, window %d, budget %g, centroid cost %g, batch %d, cache %s\n",
 		st.KV, strings.Join(levels, ","), st.Seed, st.Sink, st.Window, st.Budget, st.CentroidCost, st.Batch, st.Cache)
+	kv := fmt.Sprintf("%s, %.2f MB, %.3f bits per element", r.KV, float64(r.KVBytes)/1e6, r.BitsPerElement)
+	if q := r.KVQuant; q != nil {
+		kv += fmt.Sprintf(" (outliers %g, %.4f stored; qnorm %v, post-RoPE keys %v, datatypes %q)", q.Outliers, q.OutlierFraction, q.QNorm, q.PostRoPE, q.Calibration)
+	}
+	fmt.Fprintf(w, "kv\t%s\n", kv)
 	fmt.Fprintf(w, "header\t%q\n", st.HeaderTemplate)
 	if st.System != "" {
 		sys := st.System
@@ -206,17 +262,25 @@ func printInspect(out io.Writer, r *inspectReport) error {
 		return err
 	}
 
-	fmt.Fprintln(out, "\nclusters per layer (summed over KV heads; per level: clusters, empty, mean size, largest)")
+	fmt.Fprintln(out, "\nclusters per layer (summed over KV heads; per level: clusters, empty, mean size, largest) and KV storage")
 	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	header := "layer\t"
 	for i := range st.Fractions {
 		header += fmt.Sprintf("L%d clusters\tempty\tmean\tmax\t", i)
+	}
+	header += "KV bytes\tbits/elem\t"
+	if r.KVQuant != nil {
+		header += "K error\tV error\t"
 	}
 	fmt.Fprintln(w, header)
 	for _, l := range r.Layers {
 		line := fmt.Sprintf("%d\t", l.Layer)
 		for _, lv := range l.Levels {
 			line += fmt.Sprintf("%d\t%d\t%.1f\t%d\t", lv.Clusters, lv.Empty, lv.MeanSize, lv.MaxSize)
+		}
+		line += fmt.Sprintf("%d\t%.3f\t", l.KVBytes, l.BitsPerElement)
+		if r.KVQuant != nil {
+			line += fmt.Sprintf("%.4f\t%.4f\t", l.KeyError, l.ValueError)
 		}
 		fmt.Fprintln(w, line)
 	}

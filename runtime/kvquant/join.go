@@ -56,3 +56,36 @@ func (j *Joined) Accumulate(out, w []float32, lo, hi int) {
 }
 
 var _ sparse.Rows = (*Joined)(nil)
+
+// Bytes returns the storage rows take: Rows.Bytes for quantized rows, 2 bytes per value
+// for sparse.F16Rows, the sum of the parts for Joined, and 0 for other types.
+func Bytes(r sparse.Rows) int {
+	switch v := r.(type) {
+	case *Rows:
+		return v.Bytes()
+	case *sparse.F16Rows:
+		return 2 * len(v.Data)
+	case *Joined:
+		n := 0
+		for _, p := range v.Parts {
+			n += Bytes(p)
+		}
+		return n
+	}
+	return 0
+}
+
+// Outliers returns the number of outliers rows store (0 for f16 rows), parts included.
+func Outliers(r sparse.Rows) int {
+	switch v := r.(type) {
+	case *Rows:
+		return v.Outliers()
+	case *Joined:
+		n := 0
+		for _, p := range v.Parts {
+			n += Outliers(p)
+		}
+		return n
+	}
+	return 0
+}
