@@ -190,7 +190,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	report(Progress{Stage: StageWrite, Elapsed: time.Since(start)})
 	ws := time.Now()
-	if err := format.WriteArtifactContext(ctx, opts.Output, &format.Artifact{Header: h, Context: sq.Context, Text: text, KV: sq.KV}); err != nil {
+	if err := format.WriteArtifactContext(ctx, opts.Output, &format.Artifact{Header: h, Context: sq.Context, Text: text, KV: sq.KV, Predictor: sq.Predictor}); err != nil {
 		return nil, err
 	}
 	res := &Result{

@@ -9,8 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"squeeze/calibrate"
 	"squeeze/format"
 	"squeeze/hierarchy"
+	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/index"
 	"squeeze/runtime/kernels"
@@ -81,6 +83,11 @@ type SqueezeOptions struct {
 	Cache model.CacheType
 	// KV chooses how the keys and values are stored (the zero value: f16).
 	KV KVOptions
+	// Predictor tunes the fit of SPEED's early-exit predictor on the context's hidden
+	// states (calibrate.PredictorFit); NoPredictor skips it. A context too short to fit
+	// one gets none.
+	Predictor   calibrate.PredictorOptions
+	NoPredictor bool
 	// Progress, if set, is called as the stages advance, from the calling goroutine.
 	Progress func(Progress)
 }
@@ -125,8 +132,11 @@ type Squeezed struct {
 	Budget float64
 	// KV describes the quantized rows (nil for f16).
 	KV *format.KVInfo
-	// Prefill, Cluster, Quantize and Calibrate are the stages' durations.
-	Prefill, Cluster, Quantize, Calibrate time.Duration
+	// Predictor is the early-exit predictor fitted on the context (nil when skipped).
+	Predictor *earlyexit.Predictor
+	// Prefill, Cluster, Quantize and Calibrate are the stages' durations; Predict is
+	// the predictor's fit after the prefill.
+	Prefill, Cluster, Quantize, Calibrate, Predict time.Duration
 }
 
 // Squeeze computes the squeezed state of a fixed context: it prefills tokens through m
@@ -196,7 +206,20 @@ func Squeeze(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Po
 	for l := range winInput {
 		winInput[l] = make([]float32, window*dim)
 	}
+	var fit *calibrate.PredictorFit
+	if !o.NoPredictor {
+		f, err := calibrate.NewPredictorFit(cfg, pool, n, o.Predictor)
+		switch {
+		case err == nil:
+			fit = f
+		case !errors.Is(err, calibrate.ErrInvalid) || o.Predictor.Window != 0 || o.Predictor.Layers != nil || o.Predictor.Ridges != nil:
+			return nil, fmt.Errorf("precompute: predictor: %w", err)
+		}
+	}
 	observe := func(s *model.LayerState) {
+		if fit != nil {
+			fit.Observe(s)
+		}
 		kv := cfg.KVDim()
 		for t := range s.Tokens {
 			p := s.Pos + t
@@ -233,6 +256,13 @@ func Squeeze(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Po
 	}
 	cache = nil
 	out := &Squeezed{Sink: sink, Window: window, Budget: o.Budget, Prefill: time.Since(start)}
+	if fit != nil {
+		start = time.Now()
+		if out.Predictor, err = fit.Fit(ctx, m); err != nil {
+			return nil, fmt.Errorf("precompute: predictor: %w", err)
+		}
+		out.Predict = time.Since(start)
+	}
 
 	// Queries of the window, post-RoPE: Layers x window x QDim.
 	queries := make([][]float32, cfg.Layers)
