@@ -149,8 +149,8 @@ func TestDrafterMatchesGreedy(t *testing.T) {
 			}
 			d := NewDrafter(p)
 			res, err := eng.GenerateTokens(context.Background(), prompt, decode.Options{
-				MaxTokens: 80, Speculate: speculate.ModeEarly, Drafters: []speculate.Drafter{d},
-				Policy: speculate.PolicyOptions{MinGain: -1, Probe: 1},
+				MaxTokens: 80,
+				Speculate: speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{d}, speculate.PolicyOptions{MinGain: -1, Probe: 1}),
 			})
 			if err != nil {
 				t.Fatal(err)
