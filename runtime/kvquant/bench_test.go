@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
+	"squeeze/runtime/gguf"
+	"squeeze/runtime/kernels"
 	"squeeze/runtime/sparse"
 )
 
@@ -73,4 +76,44 @@ func BenchmarkAccumulate(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkChunkScores scores 3 query vectors (a GQA group decoding one token) against
+// 4096 keys chunk by chunk of 128, as sparse.Session does: quantized keys decoded once
+// per chunk (Dequantize) then one matrix product, against f16 keys' matrix product.
+func BenchmarkChunkScores(b *testing.B) {
+	const n, dim, vecs, chunk = 4096, 64, 3, 128
+	keys, _, fk, _ := benchRows(b, n, dim, 3)
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	q := randVec(rand.New(rand.NewPCG(2, 2)), vecs*dim)
+	scores := make([]float32, vecs*chunk)
+	buf := make([]float32, chunk*dim)
+	b.Run("nuq3", func(b *testing.B) {
+		b.SetBytes(int64(n * dim))
+		for b.Loop() {
+			for lo := 0; lo < n; lo += chunk {
+				keys.Dequantize(buf, lo, lo+chunk)
+				m := kernels.Matrix{Type: gguf.TypeF32, Rows: chunk, Cols: dim, RowBytes: 4 * dim, Data: f32Bytes(buf)}
+				kernels.MatMul(pool, scores, &m, q, vecs)
+			}
+		}
+	})
+	b.Run("f16", func(b *testing.B) {
+		b.SetBytes(int64(n * dim))
+		for b.Loop() {
+			for lo := 0; lo < n; lo += chunk {
+				m := kernels.Matrix{Type: gguf.TypeF16, Rows: chunk, Cols: dim, RowBytes: 2 * dim, Data: f16Bytes(fk.Data[lo*dim : (lo+chunk)*dim])}
+				kernels.MatMul(pool, scores, &m, q, vecs)
+			}
+		}
+	})
+}
+
+func f32Bytes(x []float32) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x))), 4*len(x))
+}
+
+func f16Bytes(x []uint16) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x))), 2*len(x))
 }

@@ -281,8 +281,39 @@ func (r *Rows) scratch(f *[stackDim]float32, c *[stackDim]uint8) ([]float32, []u
 }
 
 // Dequantize writes rows lo..hi−1 decoded (outliers applied, keys rotated to their
-// positions) to dst, (hi−lo)·Dim values: the reference of what Dots and Accumulate read.
+// positions) to dst, (hi−lo)·Dim values: what Dots and Accumulate read. Decoding a block
+// of rows once serves every query that reads it (a matrix product over the block).
 func (r *Rows) Dequantize(dst []float32, lo, hi int) {
+	c := r.seek(lo)
+	d, rb, bits := r.Dim, r.RowBytes(), r.Bits
+	for i := lo; i < hi; i++ {
+		row := dst[(i-lo)*d : (i-lo+1)*d]
+		src := r.Codes[i*rb : (i+1)*rb]
+		if r.Axis == PerChannel {
+			kernels.KVQDecodeLUT(row, src, bits, r.lut)
+		} else {
+			mid, half := kernels.F16ToF32(r.Token[2*i]), kernels.F16ToF32(r.Token[2*i+1])
+			for j := range row {
+				row[j] = mid
+			}
+			kernels.KVQAxpyLevels(half, src, bits, r.Levels, row)
+		}
+		for {
+			ch, v, ok := r.next(&c, i)
+			if !ok {
+				break
+			}
+			row[ch] = v
+		}
+		if r.RoPE != nil {
+			r.RoPE.Rotate(row, int(r.Pos[i]))
+		}
+	}
+}
+
+// dequantizeRef is the reference of Dequantize: codes unpacked one by one (Unpack), then
+// decoded through the ranges.
+func (r *Rows) dequantizeRef(dst []float32, lo, hi int) {
 	var fb [stackDim]float32
 	var cb [stackDim]uint8
 	_, codes := r.scratch(&fb, &cb)

@@ -122,7 +122,7 @@ func TestQuantizeRoundTrip(t *testing.T) {
 			plain := *r
 			plain.Pos, plain.RoPE = nil, nil
 			got := make([]float32, len(x))
-			plain.Dequantize(got, 0, c.rows)
+			plain.dequantizeRef(got, 0, c.rows)
 			outliers := 0
 			for i, v := range x {
 				if out[i] {
@@ -142,7 +142,7 @@ func TestQuantizeRoundTrip(t *testing.T) {
 			}
 			if c.rope {
 				rot := make([]float32, len(x))
-				r.Dequantize(rot, 0, c.rows)
+				r.dequantizeRef(rot, 0, c.rows)
 				for i := range c.rows {
 					want := slices.Clone(got[i*c.dim : (i+1)*c.dim])
 					r.RoPE.Rotate(want, int(r.Pos[i]))
@@ -187,7 +187,19 @@ func TestDotsAccumulate(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			_, r := quantizeCase(t, rng, types, c)
 			ref := make([]float32, c.rows*c.dim)
-			r.Dequantize(ref, 0, c.rows)
+			r.dequantizeRef(ref, 0, c.rows)
+			// Dequantize (the fast decoding) of any range equals the reference.
+			for range 4 {
+				lo := rng.IntN(c.rows)
+				hi := lo + rng.IntN(c.rows-lo+1)
+				fast := make([]float32, (hi-lo)*c.dim)
+				r.Dequantize(fast, lo, hi)
+				for i, v := range fast {
+					if w := ref[lo*c.dim+i]; math.Abs(float64(v-w)) > 1e-6*(1+math.Abs(float64(w))) {
+						t.Fatalf("Dequantize rows %d..%d: value %d = %v, reference %v", lo, hi, i, v, w)
+					}
+				}
+			}
 			for range 8 {
 				lo := rng.IntN(c.rows)
 				hi := lo + rng.IntN(c.rows-lo+1)
