@@ -13,7 +13,7 @@ import (
 const (
 	// DefaultWindow is the number of tokens scored together: long enough for the
 	// gradients to see real long-range attention, short enough to bound memory (about
-	// 70 MB of scratch for gocode-22m) and to keep attention's quadratic cost small.
+	// 85 MB of scratch for gocode-22m) and to keep attention's quadratic cost small.
 	DefaultWindow = 1024
 	// DefaultSink is the number of leading tokens (the attention sink, BOS) that begin
 	// every window after the first.
