@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"sync/atomic"
 
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
@@ -33,6 +34,15 @@ type workspace struct {
 	// (attLSE, kept when wantLSE), and the prefix's output and log-sum-exp.
 	wantLSE             bool
 	attLSE, pre, preLSE []float32
+
+	// The tiled path (passes of at least tiledMinBatch tokens): every key/value head's
+	// span packed for kernels.AttnScratch.Attend, the units' count and next unit, and
+	// the pool functions.
+	kv              []kernels.AttnKV
+	tiledBlock      int // query tokens per unit
+	tiledUnits      int
+	tiledNext       atomic.Int64
+	packFn, tiledFn func(lo, hi int)
 }
 
 // ensurePrefix sizes the buffers of a pass of n tokens with a Prefix.
@@ -52,6 +62,10 @@ type attnWorker struct {
 	scores  []float32 // block x group rows of up to Cap() scores
 	keys    kernels.Matrix
 	valuesT kernels.Matrix
+
+	// The tiled path's scratch: the unit's query rows, outputs and log-sum-exps.
+	tiled          kernels.AttnScratch
+	tq, tout, tlse []float32
 }
 
 // attnScoreBudget bounds a worker's score buffer (float32s): the query block shrinks for
@@ -116,6 +130,10 @@ func (c *Cache) attention(p *kernels.Pool, layer, pos, n int, wantLSE bool) {
 	ws := &c.ws
 	cfg := &c.m.Config
 	ws.layer, ws.pos, ws.n, ws.wantLSE = layer, pos, n, wantLSE
+	if n >= tiledMinBatch {
+		c.attentionTiled(p)
+		return
+	}
 	units := (n + ws.block - 1) / ws.block * cfg.KVHeads
 	ws.split = 1
 	if threads := len(ws.workers); units < threads {
@@ -137,6 +155,114 @@ func (c *Cache) attention(p *kernels.Pool, layer, pos, n int, wantLSE bool) {
 
 // minSplitSpan is the fewest keys worth a part of their own.
 const minSplitSpan = 256
+
+// tiledMinBatch is the smallest pass that takes the tiled path (attentionTiled). Smaller
+// ones (decoding, verifying a few draft tokens) keep attendWorker's arithmetic, so that
+// a pass of a few tokens gives bitwise the logits of as many single-token passes. Tests
+// raise it to reach the untiled path with large passes.
+var tiledMinBatch = 64
+
+// tiledRows is the number of query vectors (tokens x query heads of a group) a unit of
+// the tiled path gives kernels.AttnScratch.Attend: each packed key and value is read
+// once per unit, and the units of a 512-token pass keep two threads busy.
+const tiledRows = 96
+
+// attentionTiled is attention for large passes, through kernels.AttnScratch.Attend: each
+// key/value head's span of pos+n positions is packed once (in parallel over panels),
+// then units of one key/value head and a block of query tokens (the group's query heads
+// of every token as rows) are handed out to the pool's threads, the longest spans
+// first.
+func (c *Cache) attentionTiled(p *kernels.Pool) {
+	ws := &c.ws
+	cfg := &c.m.Config
+	hd, group := cfg.HeadDim, cfg.Heads/cfg.KVHeads
+	if len(ws.kv) != cfg.KVHeads {
+		ws.kv = make([]kernels.AttnKV, cfg.KVHeads)
+	}
+	for g := range ws.kv {
+		ws.kv[g].Reset(hd, ws.pos+ws.n)
+	}
+	ws.tiledBlock = max(1, tiledRows/group)
+	ws.tiledUnits = (ws.n + ws.tiledBlock - 1) / ws.tiledBlock * cfg.KVHeads
+	rows := ws.tiledBlock * group
+	for _, wk := range ws.workers {
+		if len(wk.tq) < rows*hd {
+			wk.tq = make([]float32, rows*hd)
+			wk.tout = make([]float32, rows*hd)
+			wk.tlse = make([]float32, rows)
+		}
+	}
+	if ws.packFn == nil {
+		ws.packFn = func(lo, hi int) { c.packTiled(lo, hi) }
+		ws.tiledFn = func(lo, hi int) {
+			for w := lo; w < hi; w++ {
+				for {
+					u := int(ws.tiledNext.Add(1)) - 1
+					if u >= ws.tiledUnits {
+						break
+					}
+					c.attendTiled(w, u)
+				}
+			}
+		}
+	}
+	p.For(cfg.KVHeads*ws.kv[0].Panels(), 1, ws.packFn)
+	ws.tiledNext.Store(0)
+	p.For(len(ws.workers), 1, ws.tiledFn)
+}
+
+// packTiled packs panels [lo, hi) of the current layer, counting every key/value head's
+// panels one after the other.
+func (c *Cache) packTiled(lo, hi int) {
+	ws := &c.ws
+	cfg := &c.m.Config
+	hd := cfg.HeadDim
+	panels := ws.kv[0].Panels()
+	for u := lo; u < hi; {
+		g, b := u/panels, u%panels
+		e := min(hi, (g+1)*panels)
+		base := c.offset(ws.layer, g, 0)
+		src := kernels.KVHead{Stride: c.cap}
+		if c.kind == CacheF32 {
+			src.Keys32, src.Values32 = c.k32[base:base+c.cap*hd], c.v32[base:base+hd*c.cap]
+		} else {
+			src.Keys16, src.Values16 = c.k16[base:base+c.cap*hd], c.v16[base:base+hd*c.cap]
+		}
+		ws.kv[g].Pack(&src, b, b+e-u)
+		u = e
+	}
+}
+
+// attendTiled runs unit u of the tiled path on worker w: key/value head g = u%KVHeads
+// and, longest spans first, the block of query tokens counted from the end.
+func (c *Cache) attendTiled(w, u int) {
+	ws := &c.ws
+	cfg := &c.m.Config
+	wk := ws.workers[w]
+	hd, qDim := cfg.HeadDim, cfg.QDim()
+	group := cfg.Heads / cfg.KVHeads
+	blocks := (ws.n + ws.tiledBlock - 1) / ws.tiledBlock
+	b, g := blocks-1-u/cfg.KVHeads, u%cfg.KVHeads
+	i0 := b * ws.tiledBlock
+	i1 := min(ws.n, i0+ws.tiledBlock)
+	rows, width := (i1-i0)*group, group*hd
+	for i := i0; i < i1; i++ {
+		at := i*qDim + g*width
+		copy(wk.tq[(i-i0)*width:(i-i0+1)*width], ws.q[at:at+width])
+	}
+	var lse []float32
+	if ws.wantLSE {
+		lse = wk.tlse[:rows]
+	}
+	wk.tiled.Attend(&ws.kv[g], wk.tq[:rows*hd], rows, group, ws.pos+i0+1, wk.tout[:rows*hd], lse)
+	for i := i0; i < i1; i++ {
+		at := i*qDim + g*width
+		copy(ws.att[at:at+width], wk.tout[(i-i0)*width:(i-i0+1)*width])
+		if lse != nil {
+			copy(ws.attLSE[i*cfg.Heads+g*group:i*cfg.Heads+(g+1)*group], lse[(i-i0)*group:(i-i0+1)*group])
+		}
+	}
+}
 
 // attendWorker runs worker w's share of the current attention call: units w,
 // w+threads, ..., each a key/value head g, a block of query tokens [i0, i1) and a part
