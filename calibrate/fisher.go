@@ -22,8 +22,8 @@ const (
 
 // FisherOptions tunes Fisher. The zero value is usable.
 type FisherOptions struct {
-	// Window is the number of tokens per window, sink included (0: DefaultWindow). It must
-	// exceed the sink.
+	// Window is the number of tokens per window, sink included (0: DefaultWindow, or the
+	// model's context length if shorter). It must exceed the sink.
 	Window int
 	// Sink is the number of tokens at the start of the text that begin every later window
 	// (0: DefaultSink; negative: none).
@@ -90,7 +90,7 @@ func Fisher(ctx context.Context, m *model.Model, pool *kernels.Pool, tokens []in
 	}
 	window, sink := opt.Window, opt.Sink
 	if window == 0 {
-		window = DefaultWindow
+		window = max(2, min(DefaultWindow, m.Config.ContextLength))
 	}
 	switch {
 	case sink == 0:
