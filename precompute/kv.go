@@ -405,3 +405,45 @@ func kvEncoding(o KVOptions) string {
 	}
 	return format.KVEncodingF16
 }
+
+// Quantize returns sq's context with its rows quantized as o says, and the kv section's
+// description: a new Context sharing sq's tokens, trees and thresholds, sq's rows left
+// as they are. sq must hold f16 rows (SqueezeOptions.KV left at f16) and, unless
+// o.PostRoPE, the keys before RoPE (SqueezeOptions.KeepPreRoPE); m and f are the model
+// Squeeze ran. It lets one prefill serve several encodings (squeeze eval --kv).
+func Quantize(ctx context.Context, sq *Squeezed, m *model.Model, f *gguf.File, o KVOptions) (*sparse.Context, *format.KVInfo, error) {
+	if !o.quantized() {
+		return nil, nil, fmt.Errorf("%w: KV encoding %q is not quantized", ErrInvalid, o.Encoding)
+	}
+	if err := o.check(); err != nil {
+		return nil, nil, err
+	}
+	src := sq.Context
+	cfg := &m.Config
+	in := &kvInput{pre: sq.PreRoPE}
+	if !o.PostRoPE {
+		if len(sq.PreRoPE) != cfg.Layers*cfg.KVHeads {
+			return nil, nil, fmt.Errorf("%w: the squeezed context kept no keys before RoPE", ErrInvalid)
+		}
+		var err error
+		if in.rope, in.freq, err = ropeTable(m, f, len(src.Tokens)); err != nil {
+			return nil, nil, err
+		}
+	}
+	c := &sparse.Context{Tokens: src.Tokens, Thresholds: src.Thresholds, Layers: make([][]sparse.Head, len(src.Layers))}
+	for l, heads := range src.Layers {
+		c.Layers[l] = slices.Clone(heads)
+		for _, hd := range heads {
+			for _, r := range []sparse.Rows{hd.Keys, hd.Values, hd.AlwaysK, hd.AlwaysV} {
+				if _, ok := r.(*sparse.F16Rows); !ok {
+					return nil, nil, fmt.Errorf("%w: layer %d: rows of type %T, want f16", ErrInvalid, l, r)
+				}
+			}
+		}
+	}
+	kv, err := quantizeKV(ctx, c, cfg, in, sq.Sink, o, func(Progress) {})
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, kv, nil
+}

@@ -127,3 +127,61 @@ func TestRunQuantized(t *testing.T) {
 		})
 	}
 }
+
+// TestQuantizeAfterSqueeze: quantizing a squeezed f16 context afterwards (Quantize, as
+// eval does) gives the rows that squeezing with the encoding gives, and leaves the f16
+// context as it was.
+func TestQuantizeAfterSqueeze(t *testing.T) {
+	f, err := gguf.Open(syntheticModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := model.Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	tokens := make([]int32, 300)
+	for i := range tokens {
+		tokens[i] = int32((i*37 + 11) % m.Config.Vocab)
+	}
+	so := SqueezeOptions{Window: 16, Seed: 1, Batch: 64, KeepPreRoPE: true}
+	sq, err := Squeeze(context.Background(), m, f, pool, tokens, so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range []KVOptions{{Encoding: "nuq3", Outliers: 0.01}, {Encoding: "int2", PostRoPE: true, QNorm: true}} {
+		c, info, err := Quantize(context.Background(), sq, m, f, kv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		so2 := so
+		so2.KeepPreRoPE, so2.KV = false, kv
+		direct, err := Squeeze(context.Background(), m, f, pool, tokens, so2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(info.Layers) != m.Config.Layers || info.Layers[0].KeyError != direct.KV.Layers[0].KeyError {
+			t.Fatalf("%s: kv %+v, squeezing gave %+v", kv.Encoding, info.Layers[0], direct.KV.Layers[0])
+		}
+		d := m.Config.HeadDim
+		for l := range c.Layers {
+			for h := range c.Layers[l] {
+				a, b := c.Layers[l][h], direct.Context.Layers[l][h]
+				for i, p := range [][2]sparse.Rows{{a.Keys, b.Keys}, {a.Values, b.Values}, {a.AlwaysK, b.AlwaysK}, {a.AlwaysV, b.AlwaysV}} {
+					if !slices.Equal(decodedRows(t, p[0], d), decodedRows(t, p[1], d)) {
+						t.Fatalf("%s: layer %d head %d rows %d differ", kv.Encoding, l, h, i)
+					}
+				}
+				if _, ok := sq.Context.Layers[l][h].Keys.(*sparse.F16Rows); !ok {
+					t.Fatal("Quantize changed the squeezed context")
+				}
+			}
+		}
+	}
+	if _, _, err := Quantize(context.Background(), sq, m, f, KVOptions{Encoding: "f16"}); err == nil {
+		t.Error("Quantize to f16 accepted")
+	}
+}

@@ -83,6 +83,9 @@ type SqueezeOptions struct {
 	Cache model.CacheType
 	// KV chooses how the keys and values are stored (the zero value: f16).
 	KV KVOptions
+	// KeepPreRoPE keeps every position's keys before RoPE in Squeezed.PreRoPE, for
+	// Quantize to quantize the context afterwards in several ways.
+	KeepPreRoPE bool
 	// Predictor tunes the fit of SPEED's early-exit predictor on the context's hidden
 	// states (calibrate.PredictorFit); NoPredictor skips it. A context too short to fit
 	// one gets none.
@@ -132,6 +135,9 @@ type Squeezed struct {
 	Budget float64
 	// KV describes the quantized rows (nil for f16).
 	KV *format.KVInfo
+	// PreRoPE holds, with SqueezeOptions.KeepPreRoPE, the keys before RoPE of every
+	// position per (layer, KV head), layer-major: tokens × HeadDim half floats each.
+	PreRoPE [][]uint16
 	// Predictor is the early-exit predictor fitted on the context (nil when skipped).
 	Predictor *earlyexit.Predictor
 	// Prefill, Cluster, Quantize and Calibrate are the stages' durations; Predict is
@@ -171,10 +177,12 @@ func Squeeze(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Po
 		return nil, err
 	}
 	var kvIn kvInput
-	if o.KV.quantized() && !o.KV.PostRoPE {
-		var err error
-		if kvIn.rope, kvIn.freq, err = ropeTable(m, f, n); err != nil {
-			return nil, err
+	if (o.KV.quantized() && !o.KV.PostRoPE) || o.KeepPreRoPE {
+		if o.KV.quantized() && !o.KV.PostRoPE {
+			var err error
+			if kvIn.rope, kvIn.freq, err = ropeTable(m, f, n); err != nil {
+				return nil, err
+			}
 		}
 		kvIn.pre = make([][]uint16, cfg.Layers*cfg.KVHeads)
 		for i := range kvIn.pre {
@@ -331,9 +339,12 @@ func Squeeze(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Po
 		if out.KV, err = quantizeKV(ctx, c, cfg, &kvIn, sink, o.KV, report); err != nil {
 			return nil, err
 		}
-		kvIn = kvInput{}
 		out.Quantize = time.Since(start)
 	}
+	if o.KeepPreRoPE {
+		out.PreRoPE = kvIn.pre
+	}
+	kvIn = kvInput{}
 
 	// Calibration queries per tree: window tokens x G heads x d, token-major.
 	start = time.Now()
