@@ -12,9 +12,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"squeeze/format"
 	"squeeze/precompute"
 	"squeeze/precompute/eval"
 	"squeeze/runtime/kernels"
+	"squeeze/runtime/kvquant"
 )
 
 // evalOptions are the inputs of "squeeze eval", after flag parsing and configuration.
@@ -32,6 +34,11 @@ type evalOptions struct {
 	Sink    int
 	Seed    uint64
 	KVCache string
+	// KV encodings evaluated and their quantization settings.
+	KV       string
+	Outliers float64
+	QNorm    bool
+	PostRoPE bool
 
 	// From the global options.
 	Threads int
@@ -63,9 +70,16 @@ the whole query, as "squeeze ask" prefills a query); decode runs it token by tok
 (a fresh lookup per token, as generated tokens are, which is what the thresholds
 are calibrated for).
 
+--kv lists the KV encodings to evaluate (f16 as precompute stores rows by
+default; nuq2-4, nf2-4, int2-4 quantized as "precompute --kv" would, with
+--outliers, --qnorm and --post-rope): each at every mode and budget, so budget 1
+measures the encoding alone and smaller budgets quantization and squeezing
+together.
+
 A table goes to stdout, progress lines to stderr; with --json one object per line
-per configuration with the fields kv, mode, budget, windows, tokens, ppl,
-ppl_dense, ppl_ratio, kl, top1, realized_budget, key_fraction, attention_mass.`,
+per configuration with the fields kv, outliers, qnorm, post_rope,
+bits_per_element, mode, budget, windows, tokens, ppl, ppl_dense, ppl_ratio, kl,
+top1, realized_budget, key_fraction, attention_mass.`,
 		Example: `  # 40 windows of 4096 + 256 tokens of a held-out corpus
   $ squeeze eval --model gocode-22m.gguf --text dev.txt --windows 40 --json`,
 		Args: func(_ *cobra.Command, args []string) error {
@@ -94,6 +108,10 @@ ppl_dense, ppl_ratio, kl, top1, realized_budget, key_fraction, attention_mass.`,
 	f.IntVar(&opts.Sink, "sink", precompute.DefaultSink, "first context tokens always attended (0 = none)")
 	f.Uint64Var(&opts.Seed, "seed", 0, "k-means seed")
 	f.StringVar(&opts.KVCache, "kv-cache", "f16", "KV cache type of the context's prefill, as precompute's: f16 or f32")
+	f.StringVar(&opts.KV, "kv", format.KVEncodingF16, "KV encodings to evaluate, comma-separated: f16, nuq2-4, nf2-4, int2-4")
+	f.Float64Var(&opts.Outliers, "outliers", kvquant.DefaultOutliers, "quantized encodings: fraction of each vector kept exact, in [0, 0.5)")
+	f.BoolVar(&opts.QNorm, "qnorm", false, "quantized encodings: correct the levels by Q-Norm")
+	f.BoolVar(&opts.PostRoPE, "post-rope", false, "quantized encodings: quantize keys after RoPE (ablation)")
 	return cmd
 }
 
@@ -124,6 +142,26 @@ func parseModes(s string) ([]eval.Mode, error) {
 	return out, nil
 }
 
+// parseKV reads --kv and the quantization flags.
+func parseKV(opts *evalOptions) ([]precompute.KVOptions, error) {
+	if !(opts.Outliers >= 0 && opts.Outliers < 0.5) {
+		return nil, usageErrorf("--outliers %v: want a fraction in [0, 0.5)", opts.Outliers)
+	}
+	var out []precompute.KVOptions
+	for part := range strings.SplitSeq(opts.KV, ",") {
+		enc := strings.TrimSpace(part)
+		if _, _, err := format.ParseKVEncoding(enc); err != nil {
+			return nil, usageErrorf("--kv: %v", err)
+		}
+		kv := precompute.KVOptions{Encoding: enc}
+		if enc != format.KVEncodingF16 {
+			kv.Outliers, kv.QNorm, kv.PostRoPE = opts.Outliers, opts.QNorm, opts.PostRoPE
+		}
+		out = append(out, kv)
+	}
+	return out, nil
+}
+
 // runEval checks the options, loads the model and the corpus, evaluates and prints the
 // rows.
 func runEval(ctx context.Context, opts *evalOptions, s streams) error {
@@ -140,6 +178,10 @@ func runEval(ctx context.Context, opts *evalOptions, s streams) error {
 		return err
 	}
 	cacheType, err := parseCacheType(opts.KVCache)
+	if err != nil {
+		return err
+	}
+	kvs, err := parseKV(opts)
 	if err != nil {
 		return err
 	}
@@ -181,7 +223,7 @@ func runEval(ctx context.Context, opts *evalOptions, s streams) error {
 	fmt.Fprintf(s.Err, "eval: %d tokens, windows of %d + %d\n", len(tokens), opts.Context, opts.Query)
 	rows, err := eval.Run(ctx, m, f, pool, tokens, tok.BOS(), eval.Options{
 		Windows: opts.Windows, Context: opts.Context, Query: opts.Query,
-		Budgets: budgets, Modes: modes, Block: opts.Block,
+		Budgets: budgets, Modes: modes, Block: opts.Block, KV: kvs,
 		Squeeze: precompute.SqueezeOptions{Fractions: levels, Seed: opts.Seed, Sink: sink, Window: opts.Window, Cache: cacheType},
 		Progress: func(p eval.Progress) {
 			fmt.Fprintf(s.Err, "window %d/%d (%.1f s, %.0f s in all)\n", p.Done, p.Total, p.Window.Seconds(), p.Elapsed.Seconds())
@@ -206,10 +248,10 @@ func runEval(ctx context.Context, opts *evalOptions, s streams) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(s.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "kv\tmode\tbudget\twindows\tppl\tppl_dense\tppl_ratio\tkl\ttop1\trealized_budget\tattention_mass\t")
+	fmt.Fprintln(tw, "kv\tbits\tmode\tbudget\twindows\tppl\tppl_dense\tppl_ratio\tkl\ttop1\trealized_budget\tattention_mass\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%g\t%d\t%.4f\t%.4f\t%.4f\t%.5f\t%.4f\t%.4f\t%.4f\t\n",
-			r.KV, r.Mode, r.Budget, r.Windows, r.PPL, r.PPLDense, r.PPLRatio, r.KL, r.Top1, r.RealizedBudget, r.AttentionMass)
+		fmt.Fprintf(tw, "%s\t%.3f\t%s\t%g\t%d\t%.4f\t%.4f\t%.4f\t%.5f\t%.4f\t%.4f\t%.4f\t\n",
+			r.KV, r.BitsPerElement, r.Mode, r.Budget, r.Windows, r.PPL, r.PPLDense, r.PPLRatio, r.KL, r.Top1, r.RealizedBudget, r.AttentionMass)
 	}
 	return tw.Flush()
 }

@@ -26,6 +26,12 @@
 // lookups, so this mode is the one the calibrated budget describes. Options.Block splits
 // the prefill into blocks of fewer tokens, each with its own lookup.
 //
+// KV encodings. Options.KV lists how the context's rows are stored: f16 as precompute
+// stores them by default, or quantized (precompute.Quantize on the same squeezed context,
+// so every encoding shares the window's prefill, trees and thresholds). Every encoding
+// is evaluated at every mode and budget: at budget 1 the row measures the encoding alone,
+// below it quantization and squeezing together.
+//
 // Attention mass. While the squeezed run attends, a second, dense session on the same
 // context computes the log-sum-exp of every query head's scores over all the context's
 // keys; the squeezed session returns the log-sum-exp over the keys it read (selected
@@ -42,9 +48,11 @@ import (
 	"slices"
 	"time"
 
+	"squeeze/format"
 	"squeeze/precompute"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
+	"squeeze/runtime/kvquant"
 	"squeeze/runtime/model"
 	"squeeze/runtime/sparse"
 )
@@ -86,8 +94,11 @@ type Options struct {
 	Block int
 	// Squeeze configures the squeezing as precompute's options do; its Budgets (the
 	// ladder, nil for precompute.DefaultBudgets) get the evaluated budgets added. Its
-	// Progress is ignored.
+	// Progress and KV are ignored.
 	Squeeze precompute.SqueezeOptions
+	// KV are the KV encodings evaluated, in order (nil: f16 only); see the package
+	// documentation.
+	KV []precompute.KVOptions
 	// Progress, if set, is called after each window, from the calling goroutine.
 	Progress func(Progress)
 }
@@ -102,8 +113,14 @@ type Progress struct {
 // Row is the result of one configuration (mode and budget) over all the windows. The
 // JSON names are what squeeze eval --json prints: add fields, never rename one.
 type Row struct {
-	// KV is the context's key and value encoding ("f16").
-	KV string `json:"kv"`
+	// KV is the context's key and value encoding ("f16", "nuq3", ...); Outliers, QNorm
+	// and PostRoPE its quantization settings (zero for f16); BitsPerElement the storage
+	// per key or value element, overheads included (16 for f16).
+	KV             string  `json:"kv"`
+	Outliers       float64 `json:"outliers"`
+	QNorm          bool    `json:"qnorm"`
+	PostRoPE       bool    `json:"post_rope"`
+	BitsPerElement float64 `json:"bits_per_element"`
 	// Mode is how the query went through the session.
 	Mode Mode `json:"mode"`
 	// Budget is the requested budget.
@@ -129,8 +146,9 @@ type Row struct {
 	AttentionMass float64 `json:"attention_mass"`
 }
 
-// config is one evaluated (mode, budget) and its running sums.
+// config is one evaluated (encoding, mode, budget) and its running sums.
 type config struct {
+	kv     int // index in the encodings
 	mode   Mode
 	budget float64
 
@@ -214,8 +232,21 @@ func Run(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Pool, 
 		return nil, fmt.Errorf("%w: %d windows asked, the %d tokens hold %d of %d tokens", ErrInvalid, o.Windows, len(tokens), len(windows), o.Context+o.Query)
 	}
 
+	kvs := o.KV
+	if kvs == nil {
+		kvs = []precompute.KVOptions{{Encoding: format.KVEncodingF16}}
+	}
 	so := o.Squeeze
 	so.Progress = nil
+	so.KV = precompute.KVOptions{}
+	for i, kv := range kvs {
+		if _, _, err := format.ParseKVEncoding(kvName(kv)); err != nil {
+			return nil, fmt.Errorf("%w: KV %d: %w", ErrInvalid, i, err)
+		}
+		if kvName(kv) != format.KVEncodingF16 && !kv.PostRoPE {
+			so.KeepPreRoPE = true
+		}
+	}
 	ladder := so.Budgets
 	if ladder == nil {
 		ladder = precompute.DefaultBudgets
@@ -229,11 +260,14 @@ func Run(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Pool, 
 	so.Budgets = ladder
 
 	var cfgs []*config
-	for _, md := range o.Modes {
-		for _, b := range o.Budgets {
-			cfgs = append(cfgs, &config{mode: md, budget: b})
+	for k := range kvs {
+		for _, md := range o.Modes {
+			for _, b := range o.Budgets {
+				cfgs = append(cfgs, &config{kv: k, mode: md, budget: b})
+			}
 		}
 	}
+	bits := make([]float64, len(kvs)) // summed over windows
 	e, err := newEvaluator(m, pool, o.Context, o.Query)
 	if err != nil {
 		return nil, err
@@ -260,12 +294,24 @@ func Run(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Pool, 
 		if err != nil {
 			return nil, fmt.Errorf("eval: window %d: %w", wi, err)
 		}
-		for _, c := range cfgs {
-			if err := ctx.Err(); err != nil {
-				return nil, err
+		for k, kv := range kvs {
+			sc := sq.Context
+			if kvName(kv) != format.KVEncodingF16 {
+				if sc, _, err = precompute.Quantize(ctx, sq, m, f, kv); err != nil {
+					return nil, fmt.Errorf("eval: window %d: %w", wi, err)
+				}
 			}
-			if err := e.squeezed(sq.Context, w, c); err != nil {
-				return nil, fmt.Errorf("eval: window %d: %s budget %g: %w", wi, c.mode, c.budget, err)
+			bits[k] += bitsPerElement(sc, m.Config.HeadDim)
+			for _, c := range cfgs {
+				if c.kv != k {
+					continue
+				}
+				if err := ctx.Err(); err != nil {
+					return nil, err
+				}
+				if err := e.squeezed(sc, w, c); err != nil {
+					return nil, fmt.Errorf("eval: window %d: %s %s budget %g: %w", wi, kvName(kv), c.mode, c.budget, err)
+				}
 			}
 		}
 		if o.Progress != nil {
@@ -276,8 +322,10 @@ func Run(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Pool, 
 	rows := make([]Row, len(cfgs))
 	for i, c := range cfgs {
 		ppl := math.Exp(c.nll / float64(c.count))
+		kv := kvs[c.kv]
 		r := Row{
-			KV: "f16", Mode: c.mode, Budget: c.budget, Windows: len(windows), Tokens: c.count,
+			KV: kvName(kv), Mode: c.mode, Budget: c.budget, Windows: len(windows), Tokens: c.count,
+			BitsPerElement: bits[c.kv] / float64(len(windows)),
 			PPL: ppl, PPLDense: pplDense, PPLRatio: ppl / pplDense,
 			KL: c.kl / float64(c.count), Top1: float64(c.top1) / float64(c.count),
 			RealizedBudget: c.stats.RealizedBudget(), KeyFraction: c.stats.KeysFraction(),
@@ -286,7 +334,36 @@ func Run(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Pool, 
 		if c.massN > 0 {
 			r.AttentionMass = c.mass / float64(c.massN)
 		}
+		if r.KV != format.KVEncodingF16 {
+			r.Outliers, r.QNorm, r.PostRoPE = kv.Outliers, kv.QNorm, kv.PostRoPE
+		}
 		rows[i] = r
 	}
 	return rows, nil
+}
+
+// kvName is kv's encoding, "" read as f16.
+func kvName(kv precompute.KVOptions) string {
+	if kv.Encoding == "" {
+		return format.KVEncodingF16
+	}
+	return kv.Encoding
+}
+
+// bitsPerElement is the storage of c's rows per key or value element, overheads included
+// (kvquant.Bytes), as squeeze inspect reports it.
+func bitsPerElement(c *sparse.Context, headDim int) float64 {
+	var bytes, elements int64
+	for _, heads := range c.Layers {
+		for _, hd := range heads {
+			for _, r := range []sparse.Rows{hd.Keys, hd.Values, hd.AlwaysK, hd.AlwaysV} {
+				bytes += int64(kvquant.Bytes(r))
+				elements += int64(r.Len() * headDim)
+			}
+		}
+	}
+	if elements == 0 {
+		return 0
+	}
+	return float64(8*bytes) / float64(elements)
 }

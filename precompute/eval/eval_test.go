@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"squeeze/precompute"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
@@ -171,5 +172,49 @@ func TestBlockOfOneIsDecode(t *testing.T) {
 	p.Mode = d.Mode
 	if p != d {
 		t.Errorf("prefill in blocks of 1: %+v\ndecode: %+v", p, d)
+	}
+}
+
+// TestRunKV evaluates quantized encodings beside f16: one row per encoding and budget,
+// bits per element as stored, quantization costing some quality at budget 1, 2 bits
+// more than 4.
+func TestRunKV(t *testing.T) {
+	m, f, pool := synthetic(t)
+	const c, q = 256, 16
+	rows, err := Run(context.Background(), m, f, pool, randomTokens(c+q, m.Config.Vocab, 5), 1, Options{
+		Context: c, Query: q, Budgets: []float64{1, 0.5},
+		KV: []precompute.KVOptions{{Encoding: "f16"}, {Encoding: "nuq4", Outliers: 0.01}, {Encoding: "int2", QNorm: true, PostRoPE: true}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 6 {
+		t.Fatalf("%d rows, want 6", len(rows))
+	}
+	byKV := map[string]Row{}
+	for i, r := range rows {
+		t.Logf("%+v", r)
+		wantKV := []string{"f16", "nuq4", "int2"}[i/2]
+		if r.KV != wantKV || r.Budget != []float64{1, 0.5}[i%2] {
+			t.Fatalf("row %d: %+v", i, r)
+		}
+		if r.Budget == 1 {
+			byKV[r.KV] = r
+		}
+	}
+	f16, nuq4, int2 := byKV["f16"], byKV["nuq4"], byKV["int2"]
+	if f16.BitsPerElement != 16 || nuq4.BitsPerElement <= 4 || nuq4.BitsPerElement > 6 || int2.BitsPerElement <= 2 || int2.BitsPerElement > 4 {
+		t.Errorf("bits per element: f16 %v, nuq4 %v, int2 %v", f16.BitsPerElement, nuq4.BitsPerElement, int2.BitsPerElement)
+	}
+	if nuq4.Outliers != 0.01 || !int2.QNorm || !int2.PostRoPE || f16.Outliers != 0 {
+		t.Errorf("settings: nuq4 %+v, int2 %+v", nuq4, int2)
+	}
+	if !(nuq4.KL > 0) || !(int2.KL > nuq4.KL) {
+		t.Errorf("KL at budget 1: nuq4 %v, int2 %v", nuq4.KL, int2.KL)
+	}
+	if _, err := Run(context.Background(), m, f, pool, randomTokens(c+q, m.Config.Vocab, 5), 1, Options{
+		Context: c, Query: q, KV: []precompute.KVOptions{{Encoding: "nuq9"}},
+	}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("nuq9: %v, want ErrInvalid", err)
 	}
 }
