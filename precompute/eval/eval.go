@@ -326,7 +326,7 @@ func Run(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Pool, 
 		r := Row{
 			KV: kvName(kv), Mode: c.mode, Budget: c.budget, Windows: len(windows), Tokens: c.count,
 			BitsPerElement: bits[c.kv] / float64(len(windows)),
-			PPL: ppl, PPLDense: pplDense, PPLRatio: ppl / pplDense,
+			PPL:            ppl, PPLDense: pplDense, PPLRatio: ppl / pplDense,
 			KL: c.kl / float64(c.count), Top1: float64(c.top1) / float64(c.count),
 			RealizedBudget: c.stats.RealizedBudget(), KeyFraction: c.stats.KeysFraction(),
 			AttentionMass: 1,
