@@ -324,9 +324,9 @@ func Run(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Pool, 
 		ppl := math.Exp(c.nll / float64(c.count))
 		kv := kvs[c.kv]
 		r := Row{
-			KV: kvName(kv), Mode: c.mode, Budget: c.budget, Windows: len(windows), Tokens: c.count,
-			BitsPerElement: bits[c.kv] / float64(len(windows)),
-			PPL:            ppl, PPLDense: pplDense, PPLRatio: ppl / pplDense,
+			KV: kvName(kv), BitsPerElement: bits[c.kv] / float64(len(windows)),
+			Mode: c.mode, Budget: c.budget, Windows: len(windows), Tokens: c.count,
+			PPL: ppl, PPLDense: pplDense, PPLRatio: ppl / pplDense,
 			KL: c.kl / float64(c.count), Top1: float64(c.top1) / float64(c.count),
 			RealizedBudget: c.stats.RealizedBudget(), KeyFraction: c.stats.KeysFraction(),
 			AttentionMass: 1,
