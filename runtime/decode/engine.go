@@ -68,25 +68,13 @@ func (e *Engine) GenerateTokens(ctx context.Context, prompt []int32, opts Option
 		return Result{PromptTokens: len(prompt)}, err
 	}
 	m := &modelLM{m: e.Model, c: cache, p: pool, opt: model.Options{Prefix: opts.Prefix}}
-	policy := newPolicy(&opts)
-	if policy != nil {
+	var policy *speculate.Policy
+	if opts.Speculate != nil && opts.Speculate.Active() && opts.Sampling.Greedy() {
+		policy = opts.Speculate
 		policy.Reset(&speculate.Target{Model: e.Model, Cache: cache, Pool: pool, Prefix: opts.Prefix}, prompt)
 		m.observe(policy.Drafters())
 	}
 	return generate(ctx, m, tokenizerCodec{e.Tokenizer}, prompt, &opts, policy)
-}
-
-// newPolicy returns the speculation policy opts ask for, or nil for plain decoding:
-// when the mode is off, the sampling is not greedy, or no drafter is allowed.
-func newPolicy(opts *Options) *speculate.Policy {
-	if opts.Speculate == speculate.ModeOff || !opts.Sampling.Greedy() {
-		return nil
-	}
-	p := speculate.NewPolicy(opts.Speculate, opts.Drafters, opts.Policy)
-	if !p.Active() {
-		return nil
-	}
-	return p
 }
 
 // modelLM adapts a model and its cache to the generation loop.

@@ -65,19 +65,15 @@ type Options struct {
 	// each piece is final; concatenated, the pieces equal Result.Text. An error it
 	// returns ends generation and is returned by Generate.
 	OnText func(text string) error
-	// Speculate is the speculative decoding mode (package speculate): drafts from the
-	// Drafters it allows are verified in one batched pass each, and a Policy chooses
-	// the source and length of every draft from running acceptance statistics, or
-	// decodes plainly when no draft pays. The generated tokens are exactly those of
-	// decoding without speculation; Result.Speculation says what it did. Speculation
-	// applies to greedy sampling (Sampling.Greedy()): with a temperature, every mode
-	// decodes one token per pass. The zero value, speculate.ModeOff, never drafts.
-	Speculate speculate.Mode
-	// Drafters are the draft sources speculation may use (the ones Speculate allows).
-	// A generation Resets them: a Drafter serves one generation at a time.
-	Drafters []speculate.Drafter
-	// Policy tunes the choice of drafts.
-	Policy speculate.PolicyOptions
+	// Speculate, if set, decodes speculatively (package speculate): drafts from the
+	// policy's drafters are verified in one batched pass each, and the policy chooses
+	// the source and length of every draft from running acceptance and cost
+	// statistics, or decodes plainly when no draft pays. The generated tokens are
+	// exactly those of decoding without speculation; Result.Speculation says what it
+	// did. Speculation applies to greedy sampling (Sampling.Greedy()): with a
+	// temperature, generation decodes one token per pass. A policy serves one
+	// generation at a time and keeps what it learned for the next ones.
+	Speculate *speculate.Policy
 	// Prefix, if set, is a fixed context the prompt continues (model.Prefix): the
 	// prompt and the generated tokens take the positions after it, and every forward
 	// pass attends to it. The KV cache then holds only the prompt and the generated

@@ -101,9 +101,8 @@ func TestSpeculateFakeIdentity(t *testing.T) {
 					m := newFake(tc.cap, tc.next)
 					d := &oracleDrafter{t: t, want: seq, wrong: wrong, limit: limit, vocab: len(letters.pieces)}
 					opts := tc.opts
-					opts.Speculate, opts.Drafters = speculate.ModeAuto, []speculate.Drafter{d}
-					opts.Policy = speculate.PolicyOptions{Probe: 1} // draft at every pass
-					policy := newPolicy(&opts)
+					// Probe 1: draft at every pass, whatever the statistics say.
+					policy := speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{Probe: 1})
 					policy.Reset(nil, []int32{0, 2})
 					got, err := generate(context.Background(), m, letters, []int32{0, 2}, &opts, policy)
 					if err != nil {
@@ -138,16 +137,24 @@ func TestSpeculateFakeIdentity(t *testing.T) {
 	}
 }
 
-// TestSpeculateOffWithTemperature checks that sampling with a temperature never drafts.
+// TestSpeculateOffWithTemperature checks that sampling with a temperature never drafts,
+// and that a mode without matching drafters leaves the policy inactive.
 func TestSpeculateOffWithTemperature(t *testing.T) {
-	d := &oracleDrafter{t: t, vocab: 10}
-	opts := Options{Speculate: speculate.ModeAuto, Drafters: []speculate.Drafter{d}, Sampling: sample.Options{Temperature: 0.7}}
-	if newPolicy(&opts) != nil {
-		t.Fatal("a policy for sampling with temperature 0.7")
+	e := syntheticEngine(t, modeltest.Spec{Seed: 7})
+	prompt := e.Tokenizer.Encode("abc", true)
+	d := &oracleDrafter{t: t, want: prompt, vocab: e.Model.Config.Vocab}
+	policy := speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{Probe: 1})
+	res, err := e.GenerateTokens(context.Background(), prompt, Options{
+		MaxTokens: 10, Sampling: sample.Options{Temperature: 0.7}, Speculate: policy,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	opts = Options{Speculate: speculate.ModeEarly, Drafters: []speculate.Drafter{d}}
-	if newPolicy(&opts) != nil {
-		t.Fatal("mode early got a policy over an ngram drafter")
+	if res.Speculation.Verifications != 0 || d.resets != 0 || res.Speculation.Passes != len(res.Tokens)-1 {
+		t.Fatalf("sampling with temperature 0.7: %+v, drafter reset %d times", res.Speculation, d.resets)
+	}
+	if speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{d}, speculate.PolicyOptions{}).Active() {
+		t.Fatal("mode early is active over an ngram drafter")
 	}
 }
 
@@ -177,8 +184,7 @@ func TestSpeculateSynthetic(t *testing.T) {
 			t.Run(fmt.Sprintf("prefix=%v/%s", withPrefix, name), func(t *testing.T) {
 				got, err := e.GenerateTokens(context.Background(), prompt, Options{
 					MaxTokens: 80, Prefix: prefix, Cache: model.CacheF16,
-					Speculate: speculate.ModeAuto, Drafters: []speculate.Drafter{d},
-					Policy: speculate.PolicyOptions{Probe: 1},
+					Speculate: speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{Probe: 1}),
 				})
 				if err != nil {
 					t.Fatal(err)

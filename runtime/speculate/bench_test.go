@@ -1,4 +1,4 @@
-package speculate
+package speculate_test
 
 import (
 	"fmt"
@@ -9,47 +9,66 @@ import (
 )
 
 // BenchmarkStepCost times one forward pass of k tokens (a verification pass: the
-// pending token and k-1 drafted ones) over a dense cache holding 4096 tokens of dev.txt,
-// with gocode-22m, then rolls the cache back. exact is the verification pass
-// (model.Options.Exact, every token as decoding computes it); batched is the plain
-// batched pass, for comparison. The metric x-step is the time over that of k = 1.
+// pending token and k-1 drafted ones) with gocode-22m at depth 4096, then rolls the
+// cache back; the metric x-step is the time over that of k = 1 in the same setting.
+//
+// Settings: cache is 4096 tokens of dev.txt in the model's own (f16) cache; dense and
+// squeezed put them in the fixed context instead (a sparse.Session, dense or at budget
+// 0.125, as squeeze ask runs) with a 64-token prompt in the cache. Passes: exact is
+// the verification pass (model.Options.Exact: every token as decoding computes it);
+// batched is the plain batched pass, for comparison.
 func BenchmarkStepCost(b *testing.B) {
-	m, tok := gocode(b)
-	const depth = 4096
-	tokens := devTokens(b, tok)[:depth+8]
+	g := gocode(b)
+	m := g.m
 	pool := kernels.NewPool(0)
 	defer pool.Close()
-	c, err := m.NewCache(depth+8, model.CacheF16)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := m.Forward(pool, c, tokens[:depth], nil, nil); err != nil {
-		b.Fatal(err)
-	}
 	logits := make([]float32, 8*m.Config.Vocab)
-	for _, exact := range []bool{true, false} {
-		name := "batched"
-		if exact {
-			name = "exact"
+	for _, setting := range []string{"dense", "squeezed", "cache"} {
+		var opt model.Options
+		var fill []int32
+		switch setting {
+		case "cache":
+			fill = g.tokens[:contextLen]
+		case "dense":
+			opt.Prefix = g.session(b, pool, 1)
+			fill = g.prompt(0, 64)
+		case "squeezed":
+			opt.Prefix = g.session(b, pool, 0.125)
+			fill = g.prompt(0, 64)
 		}
-		var one float64 // ns of k = 1
-		for k := 1; k <= 8; k++ {
-			b.Run(fmt.Sprintf("%s/k=%d", name, k), func(b *testing.B) {
-				opt := &model.Options{AllLogits: true, Exact: exact}
-				for b.Loop() {
-					if err := m.Forward(pool, c, tokens[depth:depth+k], logits, opt); err != nil {
-						b.Fatal(err)
+		c, err := m.NewCache(len(fill)+8, model.CacheF16)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Forward(pool, c, fill, nil, &opt); err != nil {
+			b.Fatal(err)
+		}
+		next := g.tokens[contextLen+1000 : contextLen+1008]
+		for _, exact := range []bool{true, false} {
+			pass := "batched"
+			if exact {
+				pass = "exact"
+			}
+			var one float64 // ns of k = 1
+			for k := 1; k <= 8; k++ {
+				b.Run(fmt.Sprintf("%s/%s/k=%d", setting, pass, k), func(b *testing.B) {
+					o := opt
+					o.AllLogits, o.Exact = true, exact
+					for b.Loop() {
+						if err := m.Forward(pool, c, next[:k], logits, &o); err != nil {
+							b.Fatal(err)
+						}
+						if err := c.Truncate(len(fill)); err != nil {
+							b.Fatal(err)
+						}
 					}
-					if err := c.Truncate(depth); err != nil {
-						b.Fatal(err)
+					ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+					if k == 1 {
+						one = ns
 					}
-				}
-				ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-				if k == 1 {
-					one = ns
-				}
-				b.ReportMetric(ns/one, "x-step")
-			})
+					b.ReportMetric(ns/one, "x-step")
+				})
+			}
 		}
 	}
 }

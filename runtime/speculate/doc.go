@@ -15,5 +15,5 @@
 // text so far; early-layer predictors live elsewhere and plug in through Observer). A
 // Policy picks, before each pass, the source and the draft length from running
 // acceptance statistics, and falls back to plain decoding when no source pays.
-// Package decode runs the loop (decode.Options.Speculate).
+// Package decode runs the loop: decode.Options.Speculate takes a Policy.
 package speculate

@@ -69,8 +69,8 @@ type PolicyOptions struct {
 // Defaults of PolicyOptions.
 const (
 	DefaultMaxDraft = 8
-	DefaultRowCost  = 0.15
-	DefaultMinGain  = 0.03
+	DefaultRowCost  = 0.3
+	DefaultMinGain  = 0.05
 	DefaultProbe    = 16
 )
 
@@ -89,7 +89,8 @@ const priorAccepted, priorRejected = 1.5, 1.0
 // tokens as costing 1 + RowCost·k one-token passes, with RowCost refined from the passes'
 // measured times. It drafts from the source and length with the best expected tokens
 // per unit of time when that beats a plain pass by MinGain, and otherwise decodes
-// plainly. A Policy serves one generation at a time.
+// plainly. A Policy serves one generation at a time (decode.Options.Speculate) and
+// keeps its estimates from one generation to the next.
 type Policy struct {
 	opt     PolicyOptions
 	sources []source
@@ -125,7 +126,7 @@ func NewPolicy(mode Mode, drafters []Drafter, opt PolicyOptions) *Policy {
 	p := &Policy{opt: opt, rowCost: opt.RowCost}
 	for _, d := range drafters {
 		if d != nil && mode.Allows(d.Name()) {
-			p.sources = append(p.sources, source{d: d})
+			p.sources = append(p.sources, source{d: d, accepted: priorAccepted, rejected: priorRejected})
 			p.stats.Sources = append(p.stats.Sources, SourceStats{Name: d.Name()})
 		}
 	}
@@ -144,12 +145,12 @@ func (p *Policy) Drafters() []Drafter {
 	return ds
 }
 
-// Reset starts a generation: the statistics return to their priors and every drafter
-// is Reset with t and prompt (see Drafter.Reset).
+// Reset starts a generation: the counts of Stats return to zero and every drafter is
+// Reset with t and prompt (see Drafter.Reset). The acceptance and cost estimates carry
+// over from earlier generations: they decay as new passes come.
 func (p *Policy) Reset(t *Target, prompt []int32) {
 	for i := range p.sources {
 		s := &p.sources[i]
-		s.accepted, s.rejected = priorAccepted, priorRejected
 		s.d.Reset(t, prompt)
 		p.stats.Sources[i] = SourceStats{Name: s.d.Name()}
 	}

@@ -1,0 +1,101 @@
+package speculate_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"squeeze/runtime/decode"
+	"squeeze/runtime/kernels"
+	"squeeze/runtime/model"
+	"squeeze/runtime/speculate"
+)
+
+// devRun is what plain and speculative greedy decoding of the dev prompts measured.
+type devRun struct {
+	prompts, mismatches int
+	plainTok, specTok   int
+	plainDur, specDur   time.Duration
+	stats               speculate.Stats
+}
+
+func (r *devRun) String() string {
+	st := r.stats
+	return fmt.Sprintf("%d prompts, %d differ; drafted %d, accepted %d (rate %.2f), %d verification passes of %d passes, %.2f tokens per verification; decode %.1f tok/s plain, %.1f speculative (%.2fx)",
+		r.prompts, r.mismatches, st.Drafted, st.Accepted, st.AcceptanceRate(), st.Verifications, st.Passes,
+		st.TokensPerVerification(), rate(r.plainTok, r.plainDur), rate(r.specTok, r.specDur),
+		rate(r.specTok, r.specDur)/rate(r.plainTok, r.plainDur))
+}
+
+func rate(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// runDev generates maxTokens tokens greedily for each of prompts dev prompts after the
+// fixture's context, plainly and with the given speculation mode, on a session of the
+// given budget, and compares the outputs token for token. Each prompt runs plain then
+// speculative, so that both see the same machine load.
+func runDev(t testing.TB, g *gocodeFixture, budget float64, mode speculate.Mode, prompts, maxTokens int) *devRun {
+	pool := kernels.NewPool(0)
+	defer pool.Close()
+	sess := g.session(t, pool, budget)
+	e := &decode.Engine{Model: g.m, Tokenizer: g.tok, Pool: pool}
+	// Indexed once and one policy for all prompts, as squeeze ask and serve run them.
+	policy := speculate.NewPolicy(mode, []speculate.Drafter{speculate.NewNGram(g.ctx.Tokens, 0, 0)}, speculate.PolicyOptions{})
+	run := &devRun{prompts: prompts}
+	for i := range prompts {
+		prompt := g.prompt(i, 64)
+		opts := decode.Options{MaxTokens: maxTokens, Prefix: sess, Cache: model.CacheF16}
+		plain, err := e.GenerateTokens(context.Background(), prompt, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Speculate = policy
+		spec, err := e.GenerateTokens(context.Background(), prompt, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(plain.Tokens, spec.Tokens) {
+			run.mismatches++
+			at := 0
+			for at < min(len(plain.Tokens), len(spec.Tokens)) && plain.Tokens[at] == spec.Tokens[at] {
+				at++
+			}
+			t.Errorf("budget %v prompt %d: speculative output differs from plain greedy at token %d of %d/%d",
+				budget, i, at, len(spec.Tokens), len(plain.Tokens))
+		}
+		run.plainTok += len(plain.Tokens) - 1
+		run.specTok += len(spec.Tokens) - 1
+		run.plainDur += plain.DecodeDuration
+		run.specDur += spec.DecodeDuration
+		st := spec.Speculation
+		run.stats.Passes += st.Passes
+		run.stats.Verifications += st.Verifications
+		run.stats.Drafted += st.Drafted
+		run.stats.Accepted += st.Accepted
+	}
+	return run
+}
+
+// TestGreedyIdentityDev is the acceptance test of speculative decoding: for 50 code
+// continuation prompts from dev.txt after a 4096-token fixed context (squeezed by
+// precompute), 128 greedy tokens each, speculative output (n-gram drafts, policy auto)
+// equals plain greedy token for token, with a dense session and a squeezed one at
+// budget 0.125. It logs the acceptance and speed it saw.
+func TestGreedyIdentityDev(t *testing.T) {
+	if testing.Short() {
+		t.Skip("50 prompts x 128 tokens x 4 generations with gocode-22m: not in -short")
+	}
+	g := gocode(t)
+	for _, budget := range []float64{1, 0.125} {
+		t.Run(fmt.Sprintf("budget=%g", budget), func(t *testing.T) {
+			r := runDev(t, g, budget, speculate.ModeAuto, 50, 128)
+			t.Log(r)
+		})
+	}
+}
