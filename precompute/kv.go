@@ -8,8 +8,8 @@ import (
 	"slices"
 	"sync"
 
+	"squeeze/calibrate"
 	"squeeze/format"
-	"squeeze/kmeans"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/kvquant"
@@ -35,14 +35,62 @@ type KVOptions struct {
 	QNorm bool
 	// PostRoPE quantizes keys after RoPE (the ablation of KVQuant's pre-RoPE keys).
 	PostRoPE bool
-	// Sensitivity, if set, gives the weights of the k-means that fits the nuq datatypes
-	// of layer l: one per element of the layer's keys (before RoPE) and values, tokens ×
-	// KVDim each, position-major (Fisher information from package calibrate). Nil fits
-	// unweighted. It is not used for the nf and int families.
-	Sensitivity func(ctx context.Context, layer int) (keys, values []float32, err error)
-	// Calibration names the datatype fit in the artifact ("" gives "unweighted" for nuq
-	// without Sensitivity, "sensitivity" with it, "" for nf and int).
-	Calibration string
+	// Weighting weighs the normalized values in the nuq datatypes' k-means
+	// (calibrate.FitDatatype): calibrate.FisherScale (the zero value) and FisherOnly use
+	// the Fisher information of the keys and values (calibrate.Fisher, a backward pass
+	// over the calibration text); calibrate.Unweighted needs no backward pass. The nf and
+	// int families use none.
+	Weighting calibrate.Weighting
+	// Calib is the calibration text's tokens (BOS first), nil for the context itself (then
+	// every element of the context has its own sensitivity; otherwise each channel's mean
+	// sensitivity over the calibration text weighs the context's values of that channel).
+	Calib []int32
+	// Sensitivity, if set, holds the sensitivities already computed (calibrate.Fisher of
+	// Calib, or of the context when Calib is nil), to share them between encodings; nil
+	// computes them when the fit needs them.
+	Sensitivity *calibrate.Sensitivity
+	// Fisher tunes the sensitivities' backward pass (windows, progress).
+	Fisher calibrate.FisherOptions
+}
+
+// needsFisher reports whether o's datatypes are fitted with sensitivities.
+func (o KVOptions) needsFisher() bool {
+	family, _, err := format.ParseKVEncoding(o.Encoding)
+	return err == nil && family == format.KVFamilyNUQ && o.Weighting != calibrate.Unweighted
+}
+
+// calibration is the kv section's name for how o's datatypes are chosen.
+func (o KVOptions) calibration() string {
+	family, _, _ := format.ParseKVEncoding(o.Encoding)
+	if family != format.KVFamilyNUQ {
+		return ""
+	}
+	name := o.Weighting.String()
+	if o.needsFisher() && o.Calib != nil {
+		name += " (calibration text)"
+	}
+	return name
+}
+
+// Sensitivities returns the sensitivities o's datatype fit needs for a context of tokens
+// (o.Sensitivity when set, else calibrate.Fisher of o.Calib or of tokens), or nil when
+// the fit needs none. Compute them once to share between encodings (eval).
+func (o KVOptions) Sensitivities(ctx context.Context, m *model.Model, pool *kernels.Pool, tokens []int32) (*calibrate.Sensitivity, error) {
+	if !o.needsFisher() {
+		return nil, nil
+	}
+	if o.Sensitivity != nil {
+		return o.Sensitivity, nil
+	}
+	text := tokens
+	if o.Calib != nil {
+		text = o.Calib
+	}
+	s, err := calibrate.Fisher(ctx, m, pool, text, o.Fisher)
+	if err != nil {
+		return nil, fmt.Errorf("precompute: sensitivities: %w", err)
+	}
+	return s, nil
 }
 
 // quantized reports whether o asks for quantized rows.
@@ -58,6 +106,12 @@ func (o KVOptions) check() error {
 	}
 	if !(o.Outliers >= 0 && o.Outliers < 0.5) {
 		return fmt.Errorf("%w: outlier fraction %v, want [0, 0.5)", ErrInvalid, o.Outliers)
+	}
+	if o.Weighting < calibrate.FisherScale || o.Weighting > calibrate.Unweighted {
+		return fmt.Errorf("%w: weighting %d", ErrInvalid, o.Weighting)
+	}
+	if o.Calib != nil && len(o.Calib) < 2 {
+		return fmt.Errorf("%w: a calibration text of %d tokens", ErrInvalid, len(o.Calib))
 	}
 	return nil
 }
@@ -101,26 +155,34 @@ type kvInput struct {
 	pre  [][]uint16
 	rope *kvquant.RoPE
 	freq []float64
+	// sens are the sensitivities (nil: unweighted or fixed datatypes); broadcast says
+	// they are a calibration text's, spread over the context by channel.
+	sens      *calibrate.Sensitivity
+	broadcast bool
 }
 
 // quantizeKV replaces the rows of c (f16, from Squeeze) with quantized ones as o says and
 // returns the kv section's description. The first sink positions stay f16; the keys'
-// per-channel ranges and the datatypes come from every other position.
-func quantizeKV(ctx context.Context, c *sparse.Context, cfg *model.Config, in *kvInput, sink int, o KVOptions, report func(Progress)) (*format.KVInfo, error) {
+// per-channel ranges and the datatypes come from every other position. m and pool run
+// the sensitivities' backward pass when the datatype fit needs it.
+func quantizeKV(ctx context.Context, c *sparse.Context, m *model.Model, pool *kernels.Pool, in *kvInput, sink int, o KVOptions, report func(Progress)) (*format.KVInfo, error) {
+	cfg := &m.Config
 	family, bits, err := format.ParseKVEncoding(o.Encoding)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	kv := &format.KVInfo{Outliers: o.Outliers, QNorm: o.QNorm, PostRoPE: o.PostRoPE, Calibration: o.Calibration}
+	kv := &format.KVInfo{Outliers: o.Outliers, QNorm: o.QNorm, PostRoPE: o.PostRoPE, Calibration: o.calibration()}
 	if !o.PostRoPE {
 		kv.Frequencies = in.freq
 	}
-	if family == format.KVFamilyNUQ && kv.Calibration == "" {
-		kv.Calibration = "unweighted"
-		if o.Sensitivity != nil {
-			kv.Calibration = "sensitivity"
-		}
+	if in.sens, err = o.Sensitivities(ctx, m, pool, c.Tokens); err != nil {
+		return nil, err
 	}
+	if in.sens != nil && (in.sens.Layers != cfg.Layers || in.sens.KVDim() != cfg.KVDim() || (o.Calib == nil && in.sens.Tokens != len(c.Tokens))) {
+		return nil, fmt.Errorf("%w: sensitivities of %d layers × %d tokens × %d for the context's %d × %d × %d", ErrInvalid,
+			in.sens.Layers, in.sens.Tokens, in.sens.KVDim(), cfg.Layers, len(c.Tokens), cfg.KVDim())
+	}
+	in.broadcast = o.Calib != nil
 	kv.Layers = make([]format.KVLayer, cfg.Layers)
 	var done int
 	var mu sync.Mutex
@@ -168,20 +230,19 @@ func quantizeLayer(ctx context.Context, c *sparse.Context, cfg *model.Config, in
 			kernels.F16ToF32Slice(hr.keys, in.pre[l*kvh+h][sink*d:])
 		}
 	}
-	var sk, sv []float32
-	if o.Sensitivity != nil && family == format.KVFamilyNUQ {
-		var err error
-		if sk, sv, err = o.Sensitivity(ctx, l); err != nil {
-			return nil, err
-		}
-		if len(sk) != S*kvh*d || len(sv) != S*kvh*d {
-			return nil, fmt.Errorf("%w: sensitivities of %d and %d values for %d tokens × %d", ErrInvalid, len(sk), len(sv), S, kvh*d)
+	var sk, sv []float32 // tokens × KVDim sensitivities of the layer
+	if in.sens != nil {
+		if in.broadcast {
+			sk, sv = in.sens.Broadcast(l, S, calibSkip(o))
+		} else {
+			sk, sv = in.sens.Keys[l], in.sens.Values[l]
 		}
 	}
-	// Ranges and normalized dense values of every head, for the datatypes.
+	// Ranges of every head (those Quantize uses), then the layer's datatypes.
 	kr := make([][]kvquant.Range, kvh)
 	vr := make([][]kvquant.Range, kvh)
-	var ku, kw, vu, vw []float32
+	var ks, vs []calibrate.Sample
+	var ku, vu []float32 // normalized dense values, for Q-Norm
 	for h, hr := range heads {
 		var kout, vout []bool
 		var err error
@@ -191,21 +252,25 @@ func quantizeLayer(ctx context.Context, c *sparse.Context, cfg *model.Config, in
 		if vr[h], vout, err = kvquant.Ranges(hr.vals, d, kvquant.PerToken, o.Outliers); err != nil {
 			return nil, err
 		}
-		ku, kw = appendNormalized(ku, kw, hr.keys, kout, kvquant.PerChannel, kr[h], d, sk, sink, h, kvh)
-		vu, vw = appendNormalized(vu, vw, hr.vals, vout, kvquant.PerToken, vr[h], d, sv, sink, h, kvh)
+		ks = append(ks, calibrate.Sample{X: hr.keys, Dim: d, Fisher: headSensitivity(sk, h, kvh, d, sink), Ranges: kr[h]})
+		vs = append(vs, calibrate.Sample{X: hr.vals, Dim: d, Fisher: headSensitivity(sv, h, kvh, d, sink), Ranges: vr[h]})
+		if o.QNorm {
+			ku = appendNormalized(ku, hr.keys, kout, kvquant.PerChannel, kr[h], d)
+			vu = appendNormalized(vu, hr.vals, vout, kvquant.PerToken, vr[h], d)
+		}
 	}
-	kt, err := fitDatatype(ctx, family, bits, ku, kw)
+	kt, err := fitDatatype(ctx, family, bits, ks, kvquant.PerChannel, o)
 	if err != nil {
 		return nil, fmt.Errorf("key datatype: %w", err)
 	}
-	vt, err := fitDatatype(ctx, family, bits, vu, vw)
+	vt, err := fitDatatype(ctx, family, bits, vs, kvquant.PerToken, o)
 	if err != nil {
 		return nil, fmt.Errorf("value datatype: %w", err)
 	}
 	if o.QNorm {
 		kt, vt = kt.WithQNorm(ku), vt.WithQNorm(vu)
 	}
-	ku, kw, vu, vw = nil, nil, nil, nil
+	ks, vs, ku, vu = nil, nil, nil, nil
 
 	out := &format.KVLayer{Key: kt, Value: vt}
 	var kerr, knorm, verr, vnorm float64
@@ -325,77 +390,53 @@ func gatherRows(src []float32, pos []int32, sink, d int) []float32 {
 	return out
 }
 
-// appendNormalized appends the normalized dense values of x (rows of d from position
-// sink, KV head h of kvh) to u, and their k-means weights to w when sens (tokens ×
-// kvh·d sensitivities by position) is set: sensitivity × Half², KVQuant's weighting.
-func appendNormalized(u, w, x []float32, out []bool, axis kvquant.Axis, ranges []kvquant.Range, d int, sens []float32, sink, h, kvh int) ([]float32, []float32) {
+// appendNormalized appends the normalized dense values of x (rows of d) to u.
+func appendNormalized(u, x []float32, out []bool, axis kvquant.Axis, ranges []kvquant.Range, d int) []float32 {
 	for i, v := range x {
-		if out[i] {
-			continue
-		}
-		rg := axis.Of(ranges, d, i)
-		u = append(u, rg.Normalize(v))
-		if sens != nil {
-			row, ch := i/d+sink, i%d
-			w = append(w, sens[row*kvh*d+h*d+ch]*rg.Half*rg.Half)
+		if !out[i] {
+			u = append(u, axis.Of(ranges, d, i).Normalize(v))
 		}
 	}
-	return u, w
+	return u
 }
 
-// histBins is the resolution of the histogram that nuq fitting clusters.
-const histBins = 1 << 14
+// headSensitivity returns KV head h's share of a layer's sensitivities (tokens × kvh·d,
+// token-major) for the rows from sink on, as rows of d; nil for nil.
+func headSensitivity(sens []float32, h, kvh, d, sink int) []float32 {
+	if sens == nil {
+		return nil
+	}
+	rows := len(sens)/(kvh*d) - sink
+	out := make([]float32, rows*d)
+	for r := range rows {
+		copy(out[r*d:(r+1)*d], sens[(r+sink)*kvh*d+h*d:])
+	}
+	return out
+}
+
+// calibSkip is the number of leading calibration-text tokens left out of its per-channel
+// sensitivity means: the attention sink of its windows.
+func calibSkip(o KVOptions) int {
+	switch {
+	case o.Fisher.Sink < 0:
+		return 0
+	case o.Fisher.Sink == 0:
+		return calibrate.DefaultSink
+	}
+	return o.Fisher.Sink
+}
 
 // fitDatatype returns the datatype of a family at bits: fixed for nf and int; for nuq the
-// 2^bits centres of weighted 1-D k-means (kmeans.Weighted1D, exact) over the normalized
-// values u in [−1, 1] with weights w (nil: 1 each), first binned into histBins bins of
-// their weighted mean.
-func fitDatatype(ctx context.Context, family string, bits int, u, w []float32) (kvquant.Datatype, error) {
+// weighted 1-D k-means of the samples' normalized dense values (calibrate.FitDatatype,
+// weighted as o.Weighting says).
+func fitDatatype(ctx context.Context, family string, bits int, samples []calibrate.Sample, axis kvquant.Axis, o KVOptions) (kvquant.Datatype, error) {
 	switch family {
 	case format.KVFamilyNF:
 		return kvquant.NormalFloat(bits)
 	case format.KVFamilyInt:
 		return kvquant.Uniform(bits)
 	}
-	sum := make([]float64, histBins)
-	mass := make([]float64, histBins)
-	for i, x := range u {
-		wi := 1.0
-		if w != nil {
-			wi = float64(w[i])
-		}
-		if !(wi > 0) || math.IsInf(wi, 1) {
-			continue
-		}
-		b := min(histBins-1, max(0, int((float64(x)+1)/2*histBins)))
-		sum[b] += wi * float64(x)
-		mass[b] += wi
-	}
-	var vals, wts []float64
-	for b := range histBins {
-		if mass[b] > 0 {
-			vals = append(vals, sum[b]/mass[b])
-			wts = append(wts, mass[b])
-		}
-	}
-	k := 1 << bits
-	if len(vals) < k {
-		// Too few distinct values to place every signpost: the uniform grid serves.
-		return kvquant.Uniform(bits)
-	}
-	res, err := kmeans.Weighted1D(ctx, vals, wts, k)
-	if err != nil {
-		return kvquant.Datatype{}, err
-	}
-	s := make([]float32, len(res.Centers))
-	for i, c := range res.Centers {
-		s[i] = float32(min(1, max(-1, c)))
-	}
-	s = slices.Compact(s)
-	if len(s) < k {
-		return kvquant.Uniform(bits)
-	}
-	return kvquant.NewDatatype(s)
+	return calibrate.FitDatatype(ctx, samples, axis, calibrate.DatatypeOptions{Bits: bits, Weighting: o.Weighting, Outliers: o.Outliers})
 }
 
 // kvEncoding is the header's KV encoding for o.
@@ -410,8 +451,10 @@ func kvEncoding(o KVOptions) string {
 // description: a new Context sharing sq's tokens, trees and thresholds, sq's rows left
 // as they are. sq must hold f16 rows (SqueezeOptions.KV left at f16) and, unless
 // o.PostRoPE, the keys before RoPE (SqueezeOptions.KeepPreRoPE); m and f are the model
-// Squeeze ran. It lets one prefill serve several encodings (squeeze eval --kv).
-func Quantize(ctx context.Context, sq *Squeezed, m *model.Model, f *gguf.File, o KVOptions) (*sparse.Context, *format.KVInfo, error) {
+// Squeeze ran, pool runs the sensitivities' backward pass if the fit needs one (share
+// them between encodings with o.Sensitivity). It lets one prefill serve several
+// encodings (squeeze eval --kv).
+func Quantize(ctx context.Context, sq *Squeezed, m *model.Model, f *gguf.File, pool *kernels.Pool, o KVOptions) (*sparse.Context, *format.KVInfo, error) {
 	if !o.quantized() {
 		return nil, nil, fmt.Errorf("%w: KV encoding %q is not quantized", ErrInvalid, o.Encoding)
 	}
@@ -441,7 +484,7 @@ func Quantize(ctx context.Context, sq *Squeezed, m *model.Model, f *gguf.File, o
 			}
 		}
 	}
-	kv, err := quantizeKV(ctx, c, cfg, in, sq.Sink, o, func(Progress) {})
+	kv, err := quantizeKV(ctx, c, m, pool, in, sq.Sink, o, func(Progress) {})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"squeeze/calibrate"
 	"squeeze/format"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
@@ -153,7 +154,7 @@ func TestQuantizeAfterSqueeze(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, kv := range []KVOptions{{Encoding: "nuq3", Outliers: 0.01}, {Encoding: "int2", PostRoPE: true, QNorm: true}} {
-		c, info, err := Quantize(context.Background(), sq, m, f, kv)
+		c, info, err := Quantize(context.Background(), sq, m, f, pool, kv)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,7 +182,58 @@ func TestQuantizeAfterSqueeze(t *testing.T) {
 			}
 		}
 	}
-	if _, _, err := Quantize(context.Background(), sq, m, f, KVOptions{Encoding: "f16"}); err == nil {
+	if _, _, err := Quantize(context.Background(), sq, m, f, pool, KVOptions{Encoding: "f16"}); err == nil {
 		t.Error("Quantize to f16 accepted")
+	}
+}
+
+// TestQuantizeWeighting: nuq datatypes fitted with Fisher weights (on the context or on a
+// calibration text) differ from unweighted ones, and the kv section names the fit.
+func TestQuantizeWeighting(t *testing.T) {
+	f, err := gguf.Open(syntheticModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := model.Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	tokens := make([]int32, 200)
+	calib := make([]int32, 150)
+	for i := range tokens {
+		tokens[i] = int32((i*37 + 11) % m.Config.Vocab)
+	}
+	for i := range calib {
+		calib[i] = int32((i*53 + 5) % m.Config.Vocab)
+	}
+	sq, err := Squeeze(context.Background(), m, f, pool, tokens, SqueezeOptions{Window: 16, Batch: 64, KeepPreRoPE: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos := map[string]*format.KVInfo{}
+	for name, kv := range map[string]KVOptions{
+		"fisher-scale":                    {Encoding: "nuq3"},
+		"none":                            {Encoding: "nuq3", Weighting: calibrate.Unweighted},
+		"fisher-scale (calibration text)": {Encoding: "nuq3", Calib: calib},
+		"":                                {Encoding: "nf3"},
+	} {
+		_, info, err := Quantize(context.Background(), sq, m, f, pool, kv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Calibration != name {
+			t.Errorf("%s: calibration %q", kv.Encoding, info.Calibration)
+		}
+		infos[name] = info
+	}
+	a, b, c := infos["fisher-scale"].Layers[0].Key, infos["none"].Layers[0].Key, infos["fisher-scale (calibration text)"].Layers[0].Key
+	if slices.Equal(a.Signposts, b.Signposts) || slices.Equal(a.Signposts, c.Signposts) {
+		t.Errorf("weightings fit the same signposts: %v, %v, %v", a.Signposts, b.Signposts, c.Signposts)
+	}
+	if _, _, err := Quantize(context.Background(), sq, m, f, pool, KVOptions{Encoding: "nuq3", Weighting: 7}); err == nil {
+		t.Error("weighting 7 accepted")
 	}
 }

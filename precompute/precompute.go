@@ -63,6 +63,9 @@ type Options struct {
 	Threads int
 	// Squeeze tunes the clustering and calibration (its Progress receives every stage).
 	Squeeze SqueezeOptions
+	// Calib, if set, is a text file whose sensitivities weigh the fit of quantized KV
+	// datatypes (Squeeze.KV.Calib, tokenized with BOS first) instead of the context's own.
+	Calib string
 }
 
 // Result summarizes a Run.
@@ -123,6 +126,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if m.Config.Vocab != tok.VocabSize() {
 		return nil, fmt.Errorf("%w: %s: %d rows of token embeddings for %d tokens", ErrModel, opts.Model, m.Config.Vocab, tok.VocabSize())
+	}
+
+	if opts.Calib != "" {
+		text, err := os.ReadFile(opts.Calib)
+		if err != nil {
+			return nil, fmt.Errorf("precompute: calibration text: %w", err)
+		}
+		so.KV.Calib = Tokenize(tok, string(text))
 	}
 
 	report(Progress{Stage: StageRead})

@@ -336,7 +336,7 @@ func Squeeze(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Po
 	out.Cluster = time.Since(start)
 	if o.KV.quantized() {
 		start = time.Now()
-		if out.KV, err = quantizeKV(ctx, c, cfg, &kvIn, sink, o.KV, report); err != nil {
+		if out.KV, err = quantizeKV(ctx, c, m, pool, &kvIn, sink, o.KV, report); err != nil {
 			return nil, err
 		}
 		out.Quantize = time.Since(start)

@@ -48,6 +48,7 @@ import (
 	"slices"
 	"time"
 
+	"squeeze/calibrate"
 	"squeeze/format"
 	"squeeze/precompute"
 	"squeeze/runtime/gguf"
@@ -294,10 +295,19 @@ func Run(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Pool, 
 		if err != nil {
 			return nil, fmt.Errorf("eval: window %d: %w", wi, err)
 		}
+		var sens *calibrate.Sensitivity // the window's, shared by the encodings that weigh by it
 		for k, kv := range kvs {
 			sc := sq.Context
 			if kvName(kv) != format.KVEncodingF16 {
-				if sc, _, err = precompute.Quantize(ctx, sq, m, f, kv); err != nil {
+				if kv.Sensitivity == nil && kv.Calib == nil {
+					if sens == nil {
+						if sens, err = kv.Sensitivities(ctx, m, pool, w[:o.Context]); err != nil {
+							return nil, fmt.Errorf("eval: window %d: %w", wi, err)
+						}
+					}
+					kv.Sensitivity = sens
+				}
+				if sc, _, err = precompute.Quantize(ctx, sq, m, f, pool, kv); err != nil {
 					return nil, fmt.Errorf("eval: window %d: %w", wi, err)
 				}
 			}
