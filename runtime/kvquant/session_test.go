@@ -220,3 +220,36 @@ func TestSessionQuantized(t *testing.T) {
 		}
 	}
 }
+
+// TestBytes counts storage: codes, ranges, outliers with their block offsets and the
+// levels of quantized rows, 2 bytes a value of f16 rows, parts of joined rows.
+func TestBytes(t *testing.T) {
+	nf3, _ := NormalFloat(3)
+	x := randRows(rand.New(rand.NewPCG(1, 9)), 100, 16)
+	k, err := Quantize(x, 16, Params{Type: nf3, Axis: PerChannel, Outliers: 0.02})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Quantize(x, 16, Params{Type: nf3, Axis: PerToken, Outliers: 0.02})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := 100 * 6                                                         // 16 codes of 3 bits per row
+	if want := codes + 16*8 + 2*4 + 4*k.Outliers() + 8*4; Bytes(k) != want { // 2 block offsets, 8 levels
+		t.Errorf("keys: %d bytes, want %d", Bytes(k), want)
+	}
+	if want := codes + 100*4 + 2*4 + 4*v.Outliers() + 8*4; Bytes(v) != want {
+		t.Errorf("values: %d bytes, want %d", Bytes(v), want)
+	}
+	f := sparse.NewF16Rows(16, x[:32])
+	j, err := Join(f, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Bytes(j) != 64+Bytes(k) || Outliers(j) != k.Outliers() || Outliers(f) != 0 {
+		t.Errorf("joined: %d bytes, %d outliers", Bytes(j), Outliers(j))
+	}
+	if k.Outliers() != 2*16 { // round(0.01·100) = 1 per end per channel
+		t.Errorf("%d key outliers, want 32", k.Outliers())
+	}
+}
