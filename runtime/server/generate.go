@@ -1,0 +1,199 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"squeeze/runtime/decode"
+	"squeeze/runtime/kernels"
+	"squeeze/runtime/sparse"
+)
+
+// scheduler hands out generation slots, each with its own thread pool: up to
+// len(pools) requests generate at once and up to maxWait more wait, in arrival order.
+type scheduler struct {
+	free     chan *kernels.Pool
+	pools    []*kernels.Pool
+	threads  int
+	maxWait  int64
+	waiting  atomic.Int64
+	inFlight atomic.Int64
+}
+
+func newScheduler(slots, maxWait, threads int) *scheduler {
+	q := &scheduler{free: make(chan *kernels.Pool, slots), threads: threads, maxWait: int64(maxWait)}
+	for range slots {
+		p := kernels.NewPool(threads)
+		q.pools = append(q.pools, p)
+		q.free <- p
+	}
+	return q
+}
+
+// errQueueFull means every slot is busy and the queue is full.
+var errQueueFull = errors.New("queue full")
+
+// acquire takes a slot, waiting in the queue if none is free. It fails with
+// errQueueFull, or ctx's error if ctx ends while waiting.
+func (q *scheduler) acquire(ctx context.Context) (*kernels.Pool, error) {
+	select {
+	case p := <-q.free:
+		q.inFlight.Add(1)
+		return p, nil
+	default:
+	}
+	if q.waiting.Add(1) > q.maxWait {
+		q.waiting.Add(-1)
+		return nil, errQueueFull
+	}
+	defer q.waiting.Add(-1)
+	select {
+	case p := <-q.free:
+		q.inFlight.Add(1)
+		return p, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// release gives a slot back.
+func (q *scheduler) release(p *kernels.Pool) {
+	q.inFlight.Add(-1)
+	q.free <- p
+}
+
+// close stops the pools; no slot may be in use.
+func (q *scheduler) close() {
+	for _, p := range q.pools {
+		p.Close()
+	}
+}
+
+// job is a validated generation request.
+type job struct {
+	m      *Model
+	prompt []int32
+	p      *genParams
+	stop   []string // the request's stop strings and the template's
+	budget float64  // requested budget (the model's default if the request gave none)
+	max    int      // max_tokens in effect
+}
+
+// outcome is what a generation did, for the response, the log and the metrics.
+type outcome struct {
+	res      decode.Result
+	stats    sparse.Stats
+	budget   float64 // the calibrated budget used (1 when dense)
+	dense    bool
+	queue    time.Duration // waiting for a slot
+	ttft     time.Duration // arrival to first token
+	generate time.Duration // holding the slot
+}
+
+// realized is the realized budget: 1 for a dense session.
+func (o *outcome) realized() float64 {
+	if o.dense {
+		return 1
+	}
+	return o.stats.RealizedBudget()
+}
+
+// newJob checks a request's prompt against the limits and fills in max_tokens.
+func (s *Server) newJob(m *Model, prompt []int32, p *genParams, extraStops []string) (*job, *apiError) {
+	if len(prompt) == 0 {
+		return nil, badRequest("prompt", "the prompt is empty: send some text to continue after the fixed context")
+	}
+	vocab := int32(m.Model.Config.Vocab)
+	for _, id := range prompt {
+		if id < 0 || id >= vocab {
+			return nil, badRequest("prompt", "token id %d is outside the vocabulary of %d tokens", id, vocab)
+		}
+	}
+	limit := s.requestTokens(m)
+	if len(prompt) >= limit {
+		return nil, &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: "prompt", Code: "context_length_exceeded",
+			Message: fmt.Sprintf("the prompt has %d tokens; model %s allows %d prompt and answer tokens per request (after its %d-token fixed context): shorten the prompt",
+				len(prompt), m.ID, limit, len(m.Context.Tokens))}
+	}
+	maxTokens := p.maxTokens
+	switch {
+	case maxTokens > s.cfg.MaxTokens:
+		return nil, badRequest("max_tokens", "max_tokens %d is above this server's limit of %d: ask for fewer", maxTokens, s.cfg.MaxTokens)
+	case maxTokens == 0:
+		maxTokens = min(s.cfg.MaxTokens, limit-len(prompt))
+	case len(prompt)+maxTokens > limit:
+		return nil, &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: "max_tokens", Code: "context_length_exceeded",
+			Message: fmt.Sprintf("the prompt has %d tokens and max_tokens is %d; model %s allows %d per request: lower max_tokens to %d or shorten the prompt",
+				len(prompt), maxTokens, m.ID, limit, limit-len(prompt))}
+	}
+	budget := p.budget
+	if budget == 0 {
+		budget = m.defaultBudget()
+	}
+	if _, _, err := m.Context.Threshold(budget); err != nil {
+		lowest := math.Inf(1)
+		if len(m.Context.Thresholds) > 0 {
+			lowest = m.Context.Thresholds[0].Budget
+		}
+		return nil, badRequest("budget", "budget %g is below the smallest budget model %s was calibrated for (%g): ask for %g or more",
+			budget, m.ID, lowest, lowest)
+	}
+	stops := append(append([]string(nil), p.stop...), extraStops...)
+	return &job{m: m, prompt: prompt, p: p, stop: stops, budget: budget, max: maxTokens}, nil
+}
+
+// run generates j's answer on a slot. started, if set, runs once the slot is taken and
+// generation is about to begin; onText receives the text as decode.Options.OnText. A
+// nil error with o.res filled in is a finished generation; errQueueFull, a cancelled
+// ctx (o.res.StopReason "cancelled" once generation began) and generation failures
+// are returned as errors.
+func (s *Server) run(ctx context.Context, j *job, arrival time.Time, started func(), onText func(string) error) (o outcome, err error) {
+	pool, err := s.sched.acquire(ctx)
+	if err != nil {
+		return o, err
+	}
+	defer s.sched.release(pool)
+	begin := time.Now()
+	o.queue = begin.Sub(arrival)
+	sess, err := sparse.NewSession(j.m.Context, j.m.Model, pool, j.budget)
+	if err != nil {
+		return o, fmt.Errorf("session: %w", err)
+	}
+	o.budget, o.dense = sess.Threshold().Budget, sess.Dense()
+	if started != nil {
+		started()
+	}
+	if s.slotHook != nil {
+		s.slotHook(ctx)
+	}
+	engine := decode.Engine{Model: j.m.Model, Tokenizer: j.m.Tokenizer, Pool: pool}
+	opts := decode.Options{
+		MaxTokens:  j.max,
+		Stop:       j.stop,
+		Sampling:   j.p.sampling,
+		Cache:      s.cfg.Cache,
+		ContextLen: len(j.prompt) + j.max,
+		OnText:     onText,
+		Prefix:     sess,
+	}
+	o.res, err = engine.GenerateTokens(ctx, j.prompt, opts)
+	o.generate = time.Since(begin)
+	o.ttft = begin.Sub(arrival) + o.res.PrefillDuration
+	o.stats = sess.Stats()
+	if o.res.StopReason != "" {
+		s.metrics.generation(&o, j.m.ID)
+	}
+	return o, err
+}
+
+// retryAfter estimates the seconds until a slot frees, for a 429's Retry-After.
+func (s *Server) retryAfter() int {
+	per := s.metrics.serviceTime().Seconds()
+	wait := per * float64(s.sched.waiting.Load()+1) / float64(len(s.sched.pools))
+	return max(1, int(math.Ceil(wait)))
+}
