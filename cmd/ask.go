@@ -18,6 +18,7 @@ import (
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/sparse"
+	"squeeze/runtime/speculate"
 )
 
 // askOptions are the inputs of "squeeze ask", after flag parsing and configuration.
@@ -29,6 +30,7 @@ type askOptions struct {
 	BudgetSet     bool // --budget was given
 	Dense         bool
 	QueryTemplate string
+	Speculate     string          // --speculate: a speculate.Modes name
 	Gen           generateOptions // --max-tokens, sampling flags, --stop, --kv-cache
 
 	// From the global options.
@@ -59,6 +61,11 @@ type askReport struct {
 	CentroidsFraction float64 `json:"centroids_fraction"`
 	Seed              int64   `json:"seed"`
 	Threads           int     `json:"threads"`
+	Speculate         string  `json:"speculate"`
+	Drafted           int     `json:"drafted"`
+	Accepted          int     `json:"accepted"`
+	VerifyPasses      int     `json:"verify_passes"`
+	DecodePasses      int     `json:"decode_passes"`
 }
 
 func newAskCommand(g *globalOptions, s streams) *cobra.Command {
@@ -86,12 +93,22 @@ artifact is refused with a model other than the one it was built with.
 
 Sampling, --stop, --max-tokens and Ctrl-C behave as in "squeeze generate".
 
+Greedy decoding (--temp 0) speculates: drafts of the next tokens (--speculate
+ngram: the tokens that followed the last few tokens' earlier occurrence in the
+context or the answer; early: a predictor from an early layer, when the
+artifact has one; auto: any) are checked in one batched pass of the model, and
+the longest part that greedy decoding would also produce is kept. The answer is
+the same token for token as without speculation; a policy drafts only while
+drafts pay for their verification, judged from the acceptance and timing of
+recent passes. --speculate off decodes one token per pass. Sampling with a
+temperature never speculates.
+
 With --json nothing is streamed; one JSON object is printed at the end, with the
 fields text, tokens, generated_tokens, prompt_tokens (the query's tokens),
 context_tokens, stop_reason, load_ms, ttft_ms (the query's prefill, which yields
 the first token), decode_ms, decode_tokens_per_s, budget, dense,
 realized_budget, keys_fraction, centroids_fraction, seed, threads, artifact,
-model.`,
+model, speculate, drafted, accepted, verify_passes and decode_passes.`,
 		Example: `  # Ask the repository's artifact a question, greedily
   $ squeeze ask --temp 0 repo.sqz "Where is the KV cache allocated?"
 
@@ -112,6 +129,7 @@ model.`,
 	f.Float64Var(&opts.Budget, "budget", 0, "fraction of the context's keys to read per lookup (default: the artifact's; 1 = all)")
 	f.BoolVar(&opts.Dense, "dense", false, "attend to every key of the context (no lookup)")
 	f.StringVar(&opts.QueryTemplate, "query-template", "\n{query}", "text appended after the context; {query} is replaced by the query")
+	f.StringVar(&opts.Speculate, "speculate", "auto", "speculative greedy decoding: auto, off, early or ngram (draft sources)")
 	g2 := &opts.Gen
 	f.IntVarP(&g2.MaxTokens, "max-tokens", "n", 128, "stop after this many generated tokens (0 = until the context is full)")
 	f.Float32Var(&g2.Temp, "temp", 0.8, "sampling temperature (0 = greedy)")
@@ -173,6 +191,10 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 		return usageErrorf("--budget %g: want a fraction > 0 (1 or more = dense)", opts.Budget)
 	case !strings.Contains(opts.QueryTemplate, "{query}"):
 		return usageErrorf("--query-template %q has no {query}", opts.QueryTemplate)
+	}
+	mode, err := speculate.ParseMode(opts.Speculate)
+	if err != nil {
+		return usageErrorf("--speculate: %v", err)
 	}
 	query := opts.Query
 	if query == "-" {
@@ -249,12 +271,18 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 	}
 	out := &textOutput{out: s.Out, json: opts.JSON}
 	dopts.OnText = out.onText()
+	if mode != speculate.ModeOff {
+		// The context's n-grams are indexed once; the answer's as it grows.
+		dopts.Speculate = speculate.NewPolicy(mode, []speculate.Drafter{speculate.NewNGram(a.Context.Tokens, 0, 0)}, speculate.PolicyOptions{})
+	}
 	engine := decode.Engine{Model: m, Tokenizer: tok, Pool: pool}
 	res, genErr := engine.GenerateTokens(ctx, prompt, dopts)
+	spec := res.Speculation
 	st := sess.Stats()
 	log.Info("answered", "prompt_tokens", res.PromptTokens, "ttft_ms", res.PrefillDuration.Milliseconds(),
 		"tokens", len(res.Tokens), "decode_tok_per_s", round1(res.DecodeTokensPerSecond()), "stop", res.StopReason,
-		"realized_budget", st.RealizedBudget(), "keys_fraction", st.KeysFraction(), "centroids_fraction", st.CentroidsFraction())
+		"realized_budget", st.RealizedBudget(), "keys_fraction", st.KeysFraction(), "centroids_fraction", st.CentroidsFraction(),
+		"speculate", mode.String(), "drafted", spec.Drafted, "accepted", spec.Accepted, "verify_passes", spec.Verifications)
 
 	return out.finish(ctx, res, genErr, "ask", func() any {
 		report := askReport{
@@ -277,6 +305,11 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 			CentroidsFraction: st.CentroidsFraction(),
 			Seed:              gen.Seed,
 			Threads:           pool.Threads(),
+			Speculate:         mode.String(),
+			Drafted:           spec.Drafted,
+			Accepted:          spec.Accepted,
+			VerifyPasses:      spec.Verifications,
+			DecodePasses:      spec.Passes,
 		}
 		if report.Tokens == nil {
 			report.Tokens = []int32{}
