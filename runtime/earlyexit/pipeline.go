@@ -20,6 +20,16 @@ type PipelineOptions struct {
 	// shallower exit the token came from replaces it at once (the deeper exit is the
 	// better guess; both are verified the same way).
 	NoRefine bool
+	// Fast computes the batched rows with the batched kernels (model.Options without
+	// Exact), which are faster but accumulate in another order than a one-token pass:
+	// the tokens may then differ from plain greedy decoding's where two logits (nearly)
+	// tie. The default is exact.
+	Fast bool
+	// Vocab, if set, restricts the early exits' guesses to these tokens and every token
+	// the pipeline has seen (model.SubHead): the prompt and the fixed context, say. The
+	// guesses then read a fraction of the LM head; a guess outside the vocabulary is
+	// simply wrong. The full-depth results always use the whole head.
+	Vocab []int32
 }
 
 // PipelineStats count what a Pipeline did.
@@ -44,7 +54,8 @@ type PipelineStats struct {
 // full depth, its argmax is the next greedy token: a matching guess in flight becomes
 // real, a wrong one is flushed with every younger token and the right token starts
 // over. The rows are computed as plain decoding computes them (model.Options.Exact and
-// HeadExact), so the tokens are exactly plain greedy decoding's.
+// HeadExact), so the tokens are exactly plain greedy decoding's (unless
+// PipelineOptions.Fast trades that for speed).
 //
 // A Pipeline serves one generation at a time on its Target's cache.
 type Pipeline struct {
@@ -54,12 +65,16 @@ type Pipeline struct {
 	dim    int
 	vocab  int
 	refine bool
+	exact  bool
 	opt    model.Options
 
 	flights []flight
 	stages  []model.Stage
 	xs, hx  []float32
-	logits  []float32
+	final   []float32 // the completed row's logits
+	logits  []float32 // the exit rows' logits
+	skip    int // 1 when the step's first row completed: its logits are in final
+	sub     *model.SubHead
 	stats   PipelineStats
 }
 
@@ -90,11 +105,16 @@ func NewPipeline(t speculate.Target, o PipelineOptions) (*Pipeline, error) {
 	pl := &Pipeline{
 		t: t, period: period, layers: cfg.Layers, dim: cfg.Dim, vocab: cfg.Vocab,
 		refine: !o.NoRefine,
-		opt:    model.Options{Prefix: t.Prefix, Exact: true},
+		exact:  !o.Fast,
+		opt:    model.Options{Prefix: t.Prefix, Exact: !o.Fast},
 		stages: make([]model.Stage, 0, cycles),
 		xs:     make([]float32, cycles*cfg.Dim),
 		hx:     make([]float32, cycles*cfg.Dim),
+		final:  make([]float32, cfg.Vocab),
 		logits: make([]float32, cycles*cfg.Vocab),
+	}
+	if o.Vocab != nil {
+		pl.sub = t.Model.SubHead(o.Vocab)
 	}
 	for range cycles {
 		pl.flights = append(pl.flights, flight{x: make([]float32, cfg.Dim)})
@@ -147,6 +167,9 @@ func (pl *Pipeline) launch(tok int32, pos, guess int) error {
 	pl.flights = pl.flights[:i+1]
 	f := &pl.flights[i]
 	f.tok, f.pos, f.done, f.guess, f.row = tok, pos, 0, guess, -1
+	if pl.sub != nil && guess == pl.layers {
+		pl.sub.Add(tok)
+	}
 	return pl.t.Model.Embed(f.x, []int32{tok})
 }
 
@@ -176,15 +199,14 @@ func (pl *Pipeline) step() (int32, bool, error) {
 		copy(f.x, pl.xs[i*dim:(i+1)*dim])
 		f.done += pl.period
 	}
-	copy(pl.hx[:n*dim], pl.xs[:n*dim])
-	m.HeadExact(pl.t.Pool, pl.hx[:n*dim], n, pl.logits[:n*pl.vocab])
+	pl.logitsOf(n)
 	pl.stats.Steps++
 	pl.stats.Rows += n
 
 	var out int32
 	emitted := false
 	if old := pl.flights[0]; old.done == pl.layers {
-		out, emitted = pl.argmax(old.row), true
+		out, emitted = argmax(pl.final), true
 		pl.stats.Tokens++
 		if err := pl.t.Cache.SetLen(old.pos + 1); err != nil {
 			return 0, false, err
@@ -213,7 +235,7 @@ func (pl *Pipeline) step() (int32, bool, error) {
 		if f.row < 0 || f.done >= pl.layers {
 			continue
 		}
-		guess := pl.argmax(f.row)
+		guess := pl.guess(f.row)
 		if i+1 < len(pl.flights) {
 			next := pl.flights[i+1]
 			if pl.refine && f.done > next.guess && next.tok != guess {
@@ -236,9 +258,42 @@ func (pl *Pipeline) step() (int32, bool, error) {
 	return out, emitted, nil
 }
 
-// argmax returns the greedy token of logits row r: the first of the largest values, as
-// greedy sampling picks it.
-func (pl *Pipeline) argmax(r int) int32 {
+// logitsOf computes the logits the n rows of the step need: the whole head's, as a
+// one-token pass computes them, for a row that completed the full depth (always the
+// first), and the exit guesses' (batched, from the vocabulary if there is one) for the
+// others.
+func (pl *Pipeline) logitsOf(n int) {
+	m, dim := pl.t.Model, pl.dim
+	first := 0
+	pl.skip = 0
+	if pl.flights[0].done == pl.layers {
+		first, pl.skip = 1, 1
+		copy(pl.hx[:dim], pl.xs[:dim])
+		if pl.exact {
+			m.HeadExact(pl.t.Pool, pl.hx[:dim], 1, pl.final)
+		} else {
+			m.Head(pl.t.Pool, pl.hx[:dim], 1, pl.final)
+		}
+	}
+	k := n - first
+	if k == 0 {
+		return
+	}
+	copy(pl.hx[:k*dim], pl.xs[first*dim:n*dim])
+	if pl.sub != nil {
+		pl.sub.Logits(pl.t.Pool, pl.hx[:k*dim], k, pl.logits[:k*len(pl.sub.IDs())])
+	} else {
+		m.Head(pl.t.Pool, pl.hx[:k*dim], k, pl.logits[:k*pl.vocab])
+	}
+}
+
+// guess returns the exit guess of row r (not the completed one) of the step.
+func (pl *Pipeline) guess(r int) int32 {
+	r -= pl.skip
+	if pl.sub != nil {
+		w := len(pl.sub.IDs())
+		return pl.sub.IDs()[argmax(pl.logits[r*w:(r+1)*w])]
+	}
 	return argmax(pl.logits[r*pl.vocab : (r+1)*pl.vocab])
 }
 

@@ -163,12 +163,16 @@ func TestPipelineMatchesGreedy(t *testing.T) {
 		s := base
 		s.Weights, s.Layers, s.Seed = tt.weights, tt.layers, uint64(i+1)
 		m, _ := sharedModel(t, s, tt.period)
+		prompt := randomTokens(20, s.Vocab, uint64(i))
+		opts := []PipelineOptions{{}, {NoRefine: true}, {Vocab: prompt[:10]}}
+		if tt.weights == gguf.TypeQ8_0 {
+			opts = append(opts, PipelineOptions{Fast: true}) // Q8_0's batched products match one-vector ones
+		}
 		for _, threads := range []int{1, 3} {
-			for _, o := range []PipelineOptions{{}, {NoRefine: true}} {
-				t.Run(fmt.Sprintf("%v/%d-of-%d/threads=%d/norefine=%v", tt.weights, tt.period, tt.layers, threads, o.NoRefine), func(t *testing.T) {
+			for _, o := range opts {
+				t.Run(fmt.Sprintf("%v/%d-of-%d/threads=%d/norefine=%v/fast=%v/vocab=%d", tt.weights, tt.period, tt.layers, threads, o.NoRefine, o.Fast, len(o.Vocab)), func(t *testing.T) {
 					p := kernels.NewPool(threads)
 					defer p.Close()
-					prompt := randomTokens(20, s.Vocab, uint64(i))
 					want := plainGreedy(t, m, p, nil, prompt, 60)
 					got, st := pipelined(t, m, p, nil, prompt, 60, o)
 					if !slices.Equal(got, want) {
@@ -195,8 +199,4 @@ func TestPipelineNotShared(t *testing.T) {
 	if _, err := NewPipeline(speculate.Target{Model: m, Cache: c, Pool: p}, PipelineOptions{}); !errors.Is(err, ErrNotShared) {
 		t.Errorf("NewPipeline on distinct layers: %v, want ErrNotShared", err)
 	}
-}
-
-func targetOf(m *model.Model, c *model.Cache, p *kernels.Pool) speculate.Target {
-	return speculate.Target{Model: m, Cache: c, Pool: p}
 }

@@ -1,15 +1,19 @@
 package earlyexit
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"squeeze/runtime/decode"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
+	"squeeze/runtime/speculate"
 	"squeeze/runtime/testfiles"
 	"squeeze/runtime/tokenizer"
 )
@@ -66,16 +70,26 @@ func TestPipelineGocodeShared(t *testing.T) {
 	}
 	p := kernels.NewPool(2)
 	defer p.Close()
-	var total PipelineStats
-	for i, prompt := range devPrompts(t, tok, 6, 512) {
-		want := plainGreedy(t, m, p, nil, prompt, 128)
-		got, st := pipelined(t, m, p, nil, prompt, 128, PipelineOptions{})
-		if !slices.Equal(got, want) {
-			t.Fatalf("prompt %d: pipelined output differs from plain greedy at token %d", i, firstDiff(got, want))
-		}
-		total.add(st)
+	prompts := devPrompts(t, tok, 6, 512)
+	var wants [][]int32
+	for _, prompt := range prompts {
+		wants = append(wants, plainGreedy(t, m, p, nil, prompt, 128))
 	}
-	t.Logf("gocode-shared, 6 prompts x 128 tokens: %s", total)
+	for _, vocab := range []bool{false, true} {
+		var total PipelineStats
+		for i, prompt := range prompts {
+			o := PipelineOptions{}
+			if vocab {
+				o.Vocab = prompt
+			}
+			got, st := pipelined(t, m, p, nil, prompt, 128, o)
+			if !slices.Equal(got, wants[i]) {
+				t.Fatalf("prompt %d: pipelined output differs from plain greedy at token %d", i, firstDiff(got, wants[i]))
+			}
+			total.add(st)
+		}
+		t.Logf("gocode-shared, 6 prompts x 128 tokens, exits over the prompt's vocabulary %v: %s", vocab, total)
+	}
 }
 
 func firstDiff(a, b []int32) int {
@@ -102,59 +116,78 @@ func (s PipelineStats) String() string {
 		s.Launched, s.Accepted, 100*float64(s.Accepted)/float64(max(1, s.Launched)), s.Flushed)
 }
 
-// BenchmarkPipelineGocodeShared compares decoding speed on gocode-shared: plain greedy
-// (one Forward per token) against the pipelined form, 128 tokens after a 512-token
-// prompt of held-out code, 2 threads. Each iteration decodes every prompt; the metric
-// is tokens/s over the decode phase (prefill excluded).
+// BenchmarkPipelineGocodeShared compares decoding speeds on gocode-shared, 127 tokens
+// after each of 4 prompts of 512 tokens of held-out code (prefill excluded), per pool
+// size: plain greedy decoding (decode.Engine), the simple draft-then-verify form (early
+// drafts from the exit after layer 4, verified by speculate's batched pass through
+// decode.Engine) and the pipelined form (with and without refinement by deeper exits).
+// The metric is decoded tokens per second.
 func BenchmarkPipelineGocodeShared(b *testing.B) {
 	m, _, tok := openShared(b, "gocode-shared")
-	p := kernels.NewPool(2)
-	defer p.Close()
 	prompts := devPrompts(b, tok, 4, 512)
 	const n = 128
-	for _, mode := range []string{"plain", "pipelined", "pipelined-norefine"} {
-		b.Run(mode, func(b *testing.B) {
-			var dur time.Duration
-			tokens := 0
-			for b.Loop() {
-				for _, prompt := range prompts {
-					c, err := m.NewCache(len(prompt)+n, model.CacheF16)
-					if err != nil {
-						b.Fatal(err)
-					}
-					logits := make([]float32, m.Config.Vocab)
-					if err := m.Forward(p, c, prompt, logits, nil); err != nil {
-						b.Fatal(err)
-					}
-					tok := argmax(logits)
-					start := time.Now()
-					switch mode {
-					case "plain":
-						for range n - 1 {
-							if err := m.Forward(p, c, []int32{tok}, logits, nil); err != nil {
+	for _, threads := range []int{1, 2} {
+		p := kernels.NewPool(threads)
+		defer p.Close()
+		eng := &decode.Engine{Model: m, Tokenizer: tok, Pool: p}
+		for _, mode := range []string{"plain", "draft-verify", "pipelined", "pipelined-norefine", "pipelined-vocab", "pipelined-fast", "pipelined-fast-vocab"} {
+			b.Run(fmt.Sprintf("threads=%d/%s", threads, mode), func(b *testing.B) {
+				var dur time.Duration
+				tokens := 0
+				for b.Loop() {
+					for _, prompt := range prompts {
+						switch mode {
+						case "plain", "draft-verify":
+							o := decode.Options{MaxTokens: n, Cache: model.CacheF16}
+							if mode == "draft-verify" {
+								o.Speculate = speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{NewDrafter(Identity(4, m.Config.Dim))}, speculate.PolicyOptions{})
+							}
+							res, err := eng.GenerateTokens(context.Background(), prompt, o)
+							if err != nil {
 								b.Fatal(err)
 							}
-							tok = argmax(logits)
-						}
-					default:
-						pl, err := NewPipeline(targetOf(m, c, p), PipelineOptions{NoRefine: mode == "pipelined-norefine"})
-						if err != nil {
-							b.Fatal(err)
-						}
-						if err := pl.Start(tok); err != nil {
-							b.Fatal(err)
-						}
-						for range n - 1 {
-							if tok, err = pl.Next(); err != nil {
-								b.Fatal(err)
+							dur += res.DecodeDuration
+							tokens += len(res.Tokens) - 1
+						default:
+							o := PipelineOptions{NoRefine: mode == "pipelined-norefine", Fast: strings.Contains(mode, "fast")}
+							if strings.HasSuffix(mode, "vocab") {
+								o.Vocab = prompt
 							}
+							d, k := decodePipelined(b, m, p, prompt, n, o)
+							dur += d
+							tokens += k
 						}
 					}
-					dur += time.Since(start)
-					tokens += n - 1
 				}
-			}
-			b.ReportMetric(float64(tokens)/dur.Seconds(), "tokens/s")
-		})
+				b.ReportMetric(float64(tokens)/dur.Seconds(), "tokens/s")
+			})
+		}
 	}
+}
+
+// decodePipelined prefills prompt and decodes n tokens with a Pipeline; it returns the
+// time from the first token to the last and the number of tokens after the first.
+func decodePipelined(b *testing.B, m *model.Model, p *kernels.Pool, prompt []int32, n int, o PipelineOptions) (time.Duration, int) {
+	c, err := m.NewCache(len(prompt)+n, model.CacheF16)
+	if err != nil {
+		b.Fatal(err)
+	}
+	logits := make([]float32, m.Config.Vocab)
+	if err := m.Forward(p, c, prompt, logits, nil); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	pl, err := NewPipeline(speculate.Target{Model: m, Cache: c, Pool: p}, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pl.Start(argmax(logits)); err != nil {
+		b.Fatal(err)
+	}
+	for range n - 1 {
+		if _, err := pl.Next(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(start), n - 1
 }

@@ -186,3 +186,52 @@ func (m *Model) HeadExact(p *kernels.Pool, hidden []float32, n int, logits []flo
 	}
 	kernels.MatMulExact(p, logits, m.output, hidden, n)
 }
+
+// SubHead is the LM head restricted to a set of tokens: the final norm, then only those
+// tokens' rows of the output matrix, copied out of it. Guesses that need no exact
+// logits (a draft from an early exit) get the argmax over a likely vocabulary for a
+// fraction of the head's reads.
+type SubHead struct {
+	m    *Model
+	ids  []int32
+	in   map[int32]bool
+	data []byte
+	w    kernels.Matrix
+}
+
+// SubHead returns the LM head restricted to ids (duplicates and out-of-range ids are
+// dropped).
+func (m *Model) SubHead(ids []int32) *SubHead {
+	h := &SubHead{m: m, in: map[int32]bool{}}
+	h.w = kernels.Matrix{Type: m.output.Type, Cols: m.output.Cols, RowBytes: m.output.RowBytes}
+	h.Add(ids...)
+	return h
+}
+
+// Add appends the rows of ids that the head does not have yet.
+func (h *SubHead) Add(ids ...int32) {
+	out := h.m.output
+	for _, id := range ids {
+		if id < 0 || int(id) >= out.Rows || h.in[id] {
+			continue
+		}
+		h.in[id] = true
+		h.ids = append(h.ids, id)
+		h.data = append(h.data, out.Data[int(id)*out.RowBytes:(int(id)+1)*out.RowBytes]...)
+	}
+	h.w.Rows, h.w.Data = len(h.ids), h.data
+}
+
+// IDs returns the head's tokens in row order (read-only).
+func (h *SubHead) IDs() []int32 { return h.ids }
+
+// Logits normalizes the n hidden states (n x Dim, in place) with the final norm and
+// writes n x len(IDs()) logits, row i's for token IDs()[i].
+func (h *SubHead) Logits(p *kernels.Pool, hidden []float32, n int, logits []float32) {
+	dim := h.m.Config.Dim
+	for i := range n {
+		x := hidden[i*dim : (i+1)*dim]
+		kernels.RMSNorm(x, x, h.m.outNorm, h.m.Config.NormEps)
+	}
+	kernels.MatMul(p, logits, &h.w, hidden, n)
+}

@@ -342,3 +342,34 @@ func TestHeadExact(t *testing.T) {
 		t.Errorf("%d of %d logits differ from one-token passes", d, len(want))
 	}
 }
+
+// TestSubHead checks that the restricted head gives the full head's logits of its tokens
+// (to rounding: the rows are grouped differently), ignoring duplicates and bad ids.
+func TestSubHead(t *testing.T) {
+	m := loadSpec(t, partialSpec)
+	cfg := &m.Config
+	p := kernels.NewPool(2)
+	defer p.Close()
+	hidden := make([]float32, 3*cfg.Dim)
+	for i := range hidden {
+		hidden[i] = float32(i%17) - 8
+	}
+	full := make([]float32, 3*cfg.Vocab)
+	m.Head(p, append([]float32(nil), hidden...), 3, full)
+	h := m.SubHead([]int32{5, 7, 5, -1, int32(cfg.Vocab)})
+	h.Add(7, 299, 0)
+	ids := h.IDs()
+	if want := []int32{5, 7, 299, 0}; fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Fatalf("IDs %v, want %v", ids, want)
+	}
+	got := make([]float32, 3*len(ids))
+	h.Logits(p, hidden, 3, got)
+	for r := range 3 {
+		for i, id := range ids {
+			a, b := got[r*len(ids)+i], full[r*cfg.Vocab+int(id)]
+			if d := a - b; d > 1e-4 || d < -1e-4 {
+				t.Errorf("row %d token %d: %v, full head %v", r, id, a, b)
+			}
+		}
+	}
+}
