@@ -73,7 +73,7 @@ type Pipeline struct {
 	xs, hx  []float32
 	final   []float32 // the completed row's logits
 	logits  []float32 // the exit rows' logits
-	skip    int // 1 when the step's first row completed: its logits are in final
+	skip    int       // 1 when the step's first row completed: its logits are in final
 	sub     *model.SubHead
 	stats   PipelineStats
 }
