@@ -71,7 +71,7 @@ func matMulPath(p *Pool, dst []float32, w *Matrix, x []float32, n int, exact boo
 	if exact {
 		mode = modeDotRows
 		if _, isFloat := floatKind(w.Type); isFloat && fk != nil && n > 1 {
-			mode, kind = modeExactFloat, kindF32
+			mode = modeExactFloat
 		}
 	}
 	if mode == modeGEMM {
@@ -93,7 +93,7 @@ func matMulPath(p *Pool, dst []float32, w *Matrix, x []float32, n int, exact boo
 		}
 	}
 	bytesPerRow := w.RowBytes
-	if mode == modeDequantMulti || mode == modeExactFloat {
+	if mode == modeDequantMulti || mode == modeExactFloat && kind != kindF32 && exactMultiFor(kind) == nil {
 		bytesPerRow = 4 * w.Cols
 	}
 	j.block = max(4, dotBlockBytes/bytesPerRow&^3)
@@ -111,7 +111,7 @@ const (
 	modeMulti               // dotRowsMulti on the weights themselves (plain float formats)
 	modeDequantMulti        // dequantize a block of rows, then dotRowsMulti on f32
 	modeGEMM                // pack the activations, dequantize rows, GEMM micro-kernel
-	modeExactFloat          // MatMulExact on float formats: a block of rows widened to f32 once, then the f32 kernels once per vector
+	modeExactFloat          // MatMulExact on float formats: exact multi-vector kernels, or the 4-row kernel per vector
 )
 
 // matMulForce, when >= 0, makes matMulMode pick that path wherever it is available
@@ -179,8 +179,12 @@ func (j *rowsJob) run(worker, lo, hi int) {
 		j.runMulti(lo, hi)
 		return
 	}
+	if j.mode == modeExactFloat {
+		j.runExact(worker, lo, hi)
+		return
+	}
 	var deq []float32
-	if j.mode == modeDequantMulti || j.mode == modeExactFloat {
+	if j.mode == modeDequantMulti {
 		s := j.p.scratch[worker]
 		s.rows = growF32(s.rows, j.block*cols)
 		deq = s.rows
@@ -200,15 +204,6 @@ func (j *rowsJob) run(worker, lo, hi int) {
 			j.f.dequant(deq[i*cols:(i+1)*cols], wb[i*rb:(i+1)*rb])
 		}
 		db := f32Bytes(deq[:m*cols])
-		if j.mode == modeExactFloat {
-			// The f32 kernels accumulate exactly as the f16 and bf16 ones do on the
-			// widened values (same unrolling and reduction), so each vector gets what
-			// dotRows gives it alone, without widening the block once per vector.
-			for v := range j.n {
-				dotRowsFloat(j.dst[v*rows+r:v*rows+e], db, 4*cols, j.x[v*cols:(v+1)*cols], kindF32)
-			}
-			continue
-		}
 		q := m / 4
 		for v := 0; v < j.n; v += fk.multiMax {
 			nv := min(fk.multiMax, j.n-v)
@@ -219,6 +214,79 @@ func (j *rowsJob) run(worker, lo, hi int) {
 				}
 			}
 		}
+	}
+}
+
+// runExact is modeExactFloat over rows [lo, hi), a block of rows at a time: on the
+// rows themselves where the exact multi-vector kernels read their format, else on the
+// block widened to f32 once (the f32 kernels accumulate exactly as the f16 and bf16
+// ones do on the widened values: same unrolling and reduction).
+func (j *rowsJob) runExact(worker, lo, hi int) {
+	rb, cols := j.w.RowBytes, j.w.Cols
+	multi := exactMultiFor(j.kind) // at call time: tests switch the kernel sets
+	widen := j.kind != kindF32 && multi == nil
+	for r := lo; r < hi; r += j.block {
+		e := min(hi, r+j.block)
+		m := e - r
+		wb, brb, kind, km := j.w.Data[r*rb:e*rb], rb, j.kind, multi
+		if widen {
+			s := j.p.scratch[worker]
+			s.rows = growF32(s.rows, j.block*cols)
+			for i := range m {
+				j.f.dequant(s.rows[i*cols:(i+1)*cols], wb[i*rb:(i+1)*rb])
+			}
+			wb, brb, kind, km = f32Bytes(s.rows[:m*cols]), 4*cols, kindF32, exactMultiFor(kindF32)
+		}
+		j.exactBlock(r, m, wb, brb, kind, km)
+	}
+}
+
+// exactBlock computes every vector's dots with the m rows from row r (in wb, rb bytes
+// apart, of element kind) as dotRowsFloat computes one vector's: rows a quarter of the
+// block apart go through the exact multi-vector kernels (the 4-row kernel's
+// accumulation, several vectors per weight load; multi[V-2] for V vectors) or the 4-row
+// kernel, the last m%4 rows through the 1-row kernel.
+func (j *rowsJob) exactBlock(r, m int, wb []byte, rb, kind int, multi []dotMultiFunc) {
+	rows, cols := j.w.Rows, j.w.Cols
+	q := m / 4
+	if len(multi) == 0 || q == 0 {
+		for v := range j.n {
+			dotRowsFloat(j.dst[v*rows+r:v*rows+r+m], wb, rb, j.x[v*cols:(v+1)*cols], kind)
+		}
+		return
+	}
+	nk := cols &^ (fk.width - 1)
+	for v := 0; v < j.n; {
+		nv := min(len(multi)+1, j.n-v)
+		if nv == 1 {
+			dotRowsFloat(j.dst[v*rows+r:v*rows+r+m], wb, rb, j.x[v*cols:(v+1)*cols], kind)
+			v++
+			continue
+		}
+		for i := range q {
+			multi[nv-2](unsafe.Pointer(&wb[i*rb]), q*rb, &j.x[v*cols], cols, nk, &j.dst[v*rows+r+i], rows, q)
+			if nk == cols {
+				continue
+			}
+			// The scalar tail, added as dotRowsFloat adds it.
+			for k := range 4 {
+				row := wb[(i+k*q)*rb : (i+k*q+1)*rb]
+				for u := v; u < v+nv; u++ {
+					x := j.x[u*cols : (u+1)*cols]
+					s := j.dst[u*rows+r+i+k*q]
+					for c := nk; c < cols; c++ {
+						s += x[c] * elemAt(row, c, kind)
+					}
+					j.dst[u*rows+r+i+k*q] = s
+				}
+			}
+		}
+		if 4*q < m {
+			for u := v; u < v+nv; u++ {
+				dotRowsFloat(j.dst[u*rows+r+4*q:u*rows+r+m], wb[4*q*rb:m*rb], rb, j.x[u*cols:(u+1)*cols], kind)
+			}
+		}
+		v += nv
 	}
 }
 

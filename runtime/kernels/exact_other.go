@@ -1,0 +1,6 @@
+//go:build !amd64 || purego
+
+package kernels
+
+// exactMultiFor returns no kernels: MatMulExact runs the f32 kernel once per vector.
+func exactMultiFor(int) []dotMultiFunc { return nil }
