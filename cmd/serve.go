@@ -18,6 +18,7 @@ import (
 	"squeeze/runtime/chat"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/server"
+	"squeeze/runtime/speculate"
 )
 
 // serveOptions are the inputs of "squeeze serve", after flag parsing and configuration.
@@ -34,6 +35,7 @@ type serveOptions struct {
 	MaxBodyBytes    int64
 	ShutdownTimeout time.Duration
 	KVCache         string
+	Speculate       string // default speculation mode of greedy requests
 
 	// From the global options.
 	Threads int
@@ -66,8 +68,9 @@ text). Every request continues after its model's fixed context: a completion's
 prompt is appended to the context as is; a chat conversation is rendered with
 the model's chat template (tokenizer.chat_template in the GGUF) and appended
 after a newline. The request fields "budget" (the fraction of the context's
-keys to read; 1 = dense) and "speculate" (auto, off, early or ngram) are
-squeeze extensions. docs/serve.md has the details.
+keys to read; 1 = dense) and "speculate" (auto, off, early or ngram; greedy
+requests only, default --speculate) are squeeze extensions. docs/serve.md has
+the details.
 
 Up to --parallel requests generate at once, each on --threads/--parallel
 threads; up to --queue more wait, and beyond that requests get 429 with
@@ -117,6 +120,7 @@ stderr at level info.`,
 	f.Int64Var(&opts.MaxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest request body in bytes")
 	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish before they are cancelled")
 	f.StringVar(&opts.KVCache, "kv-cache", "f16", "storage type of each request's KV cache: f16 or f32")
+	f.StringVar(&opts.Speculate, "speculate", "auto", "speculative decoding of greedy requests that name no mode: auto, off, early or ngram")
 	return cmd
 }
 
@@ -130,6 +134,10 @@ func runServe(ctx context.Context, opts *serveOptions, s streams) error {
 	cacheType, err := parseCacheType(opts.KVCache)
 	if err != nil {
 		return err
+	}
+	spec, err := speculate.ParseMode(opts.Speculate)
+	if err != nil {
+		return usageErrorf("--speculate %q: want one of %s", opts.Speculate, strings.Join(speculate.Modes, ", "))
 	}
 	switch {
 	case len(opts.Artifacts) == 0:
@@ -172,7 +180,7 @@ func runServe(ctx context.Context, opts *serveOptions, s streams) error {
 
 	srv, err := server.New(server.Config{
 		Parallel: opts.Parallel, Queue: opts.Queue, Threads: opts.Threads, MaxBodyBytes: opts.MaxBodyBytes,
-		MaxTokens: opts.MaxTokensLimit, RequestTokens: opts.RequestTokens, Cache: cacheType, Logger: log,
+		MaxTokens: opts.MaxTokensLimit, RequestTokens: opts.RequestTokens, Cache: cacheType, Speculate: spec, Logger: log,
 	})
 	if err != nil {
 		return &usageError{err}

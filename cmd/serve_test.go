@@ -51,7 +51,7 @@ func startServe(t *testing.T, opts *serveOptions) (url string, stop func() error
 // serveDefaults are the flag defaults of squeeze serve.
 func serveDefaults() *serveOptions {
 	return &serveOptions{Parallel: 2, Queue: 64, MaxTokensLimit: 2048, MaxBodyBytes: 1 << 20, ShutdownTimeout: 5 * time.Second,
-		KVCache: "f16", Threads: 2}
+		KVCache: "f16", Speculate: "auto", Threads: 2}
 }
 
 func TestServeArtifacts(t *testing.T) {

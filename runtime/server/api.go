@@ -98,7 +98,7 @@ type genParams struct {
 	includeUsage bool
 	budget       float64 // 0: not given (the model's default)
 	speculate    string  // "" when not given
-	// speculateMode is the parsed speculate field (ModeOff when not given).
+	// speculateMode is the parsed speculate field.
 	speculateMode speculate.Mode
 }
 

@@ -12,13 +12,39 @@ import (
 	"squeeze/runtime/decode"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/sparse"
+	"squeeze/runtime/speculate"
 )
 
-// scheduler hands out generation slots, each with its own thread pool: up to
-// len(pools) requests generate at once and up to maxWait more wait, in arrival order.
+// slot is where one request generates: a thread pool, and the speculation policies it
+// keeps per model and mode (a policy serves one generation at a time and learns
+// across them).
+type slot struct {
+	pool     *kernels.Pool
+	policies map[policyKey]*speculate.Policy
+}
+
+type policyKey struct {
+	model string
+	mode  speculate.Mode
+}
+
+// policy returns the slot's policy for m and mode, made on first use with a drafter
+// over m's context n-grams.
+func (sl *slot) policy(m *Model, mode speculate.Mode) *speculate.Policy {
+	k := policyKey{m.ID, mode}
+	p, ok := sl.policies[k]
+	if !ok {
+		p = speculate.NewPolicy(mode, []speculate.Drafter{m.ngram.Clone()}, speculate.PolicyOptions{})
+		sl.policies[k] = p
+	}
+	return p
+}
+
+// scheduler hands out generation slots: up to len(slots) requests generate at once
+// and up to maxWait more wait, in arrival order.
 type scheduler struct {
-	free     chan *kernels.Pool
-	pools    []*kernels.Pool
+	free     chan *slot
+	slots    []*slot
 	threads  int
 	maxWait  int64
 	waiting  atomic.Int64
@@ -26,11 +52,11 @@ type scheduler struct {
 }
 
 func newScheduler(slots, maxWait, threads int) *scheduler {
-	q := &scheduler{free: make(chan *kernels.Pool, slots), threads: threads, maxWait: int64(maxWait)}
+	q := &scheduler{free: make(chan *slot, slots), threads: threads, maxWait: int64(maxWait)}
 	for range slots {
-		p := kernels.NewPool(threads)
-		q.pools = append(q.pools, p)
-		q.free <- p
+		sl := &slot{pool: kernels.NewPool(threads), policies: map[policyKey]*speculate.Policy{}}
+		q.slots = append(q.slots, sl)
+		q.free <- sl
 	}
 	return q
 }
@@ -40,11 +66,11 @@ var errQueueFull = errors.New("queue full")
 
 // acquire takes a slot, waiting in the queue if none is free. It fails with
 // errQueueFull, or ctx's error if ctx ends while waiting.
-func (q *scheduler) acquire(ctx context.Context) (*kernels.Pool, error) {
+func (q *scheduler) acquire(ctx context.Context) (*slot, error) {
 	select {
-	case p := <-q.free:
+	case sl := <-q.free:
 		q.inFlight.Add(1)
-		return p, nil
+		return sl, nil
 	default:
 	}
 	if q.waiting.Add(1) > q.maxWait {
@@ -53,24 +79,24 @@ func (q *scheduler) acquire(ctx context.Context) (*kernels.Pool, error) {
 	}
 	defer q.waiting.Add(-1)
 	select {
-	case p := <-q.free:
+	case sl := <-q.free:
 		q.inFlight.Add(1)
-		return p, nil
+		return sl, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
 // release gives a slot back.
-func (q *scheduler) release(p *kernels.Pool) {
+func (q *scheduler) release(sl *slot) {
 	q.inFlight.Add(-1)
-	q.free <- p
+	q.free <- sl
 }
 
 // close stops the pools; no slot may be in use.
 func (q *scheduler) close() {
-	for _, p := range q.pools {
-		p.Close()
+	for _, sl := range q.slots {
+		sl.pool.Close()
 	}
 }
 
@@ -82,6 +108,7 @@ type job struct {
 	stop   []string // the request's stop strings and the template's
 	budget float64  // requested budget (the model's default if the request gave none)
 	max    int      // max_tokens in effect
+	spec   speculate.Mode
 }
 
 // outcome is what a generation did, for the response, the log and the metrics.
@@ -144,7 +171,11 @@ func (s *Server) newJob(m *Model, prompt []int32, p *genParams, extraStops []str
 			budget, m.ID, lowest, lowest)
 	}
 	stops := append(append([]string(nil), p.stop...), extraStops...)
-	return &job{m: m, prompt: prompt, p: p, stop: stops, budget: budget, max: maxTokens}, nil
+	spec := s.cfg.Speculate
+	if p.speculate != "" {
+		spec = p.speculateMode
+	}
+	return &job{m: m, prompt: prompt, p: p, stop: stops, budget: budget, max: maxTokens, spec: spec}, nil
 }
 
 // run generates j's answer on a slot. started, if set, runs once the slot is taken and
@@ -153,11 +184,12 @@ func (s *Server) newJob(m *Model, prompt []int32, p *genParams, extraStops []str
 // ctx (o.res.StopReason "cancelled" once generation began) and generation failures
 // are returned as errors.
 func (s *Server) run(ctx context.Context, j *job, arrival time.Time, started func(), onText func(string) error) (o outcome, err error) {
-	pool, err := s.sched.acquire(ctx)
+	sl, err := s.sched.acquire(ctx)
 	if err != nil {
 		return o, err
 	}
-	defer s.sched.release(pool)
+	defer s.sched.release(sl)
+	pool := sl.pool
 	begin := time.Now()
 	o.queue = begin.Sub(arrival)
 	sess, err := sparse.NewSession(j.m.Context, j.m.Model, pool, j.budget)
@@ -181,6 +213,9 @@ func (s *Server) run(ctx context.Context, j *job, arrival time.Time, started fun
 		OnText:     onText,
 		Prefix:     sess,
 	}
+	if j.spec != speculate.ModeOff && j.p.sampling.Greedy() {
+		opts.Speculate = sl.policy(j.m, j.spec)
+	}
 	o.res, err = engine.GenerateTokens(ctx, j.prompt, opts)
 	o.generate = time.Since(begin)
 	o.ttft = begin.Sub(arrival) + o.res.PrefillDuration
@@ -194,6 +229,6 @@ func (s *Server) run(ctx context.Context, j *job, arrival time.Time, started fun
 // retryAfter estimates the seconds until a slot frees, for a 429's Retry-After.
 func (s *Server) retryAfter() int {
 	per := s.metrics.serviceTime().Seconds()
-	wait := per * float64(s.sched.waiting.Load()+1) / float64(len(s.sched.pools))
+	wait := per * float64(s.sched.waiting.Load()+1) / float64(len(s.sched.slots))
 	return max(1, int(math.Ceil(wait)))
 }

@@ -32,7 +32,9 @@ type (
 		QueueMS          float64 `json:"queue_ms"`
 		TTFTMS           float64 `json:"ttft_ms"`
 		DecodeTokensPerS float64 `json:"decode_tokens_per_s"`
-		Speculate        string  `json:"speculate,omitempty"`
+		Speculate        string  `json:"speculate"`
+		Drafted          int     `json:"drafted"`
+		Accepted         int     `json:"accepted"`
 	}
 
 	completionResponse struct {
@@ -277,7 +279,8 @@ func (s *Server) respond(w *responseWriter, r *http.Request, info *reqInfo, j *j
 	ext := &squeezeInfo{
 		ContextTokens: len(j.m.Context.Tokens), Budget: o.budget, Dense: o.dense, RealizedBudget: round3(o.realized()),
 		StopReason: string(o.res.StopReason), QueueMS: ms(o.queue), TTFTMS: ms(o.ttft),
-		DecodeTokensPerS: round3(o.res.DecodeTokensPerSecond()), Speculate: j.p.speculate,
+		DecodeTokensPerS: round3(o.res.DecodeTokensPerSecond()), Speculate: j.spec.String(),
+		Drafted: o.res.Speculation.Drafted, Accepted: o.res.Speculation.Accepted,
 	}
 	finish := finishReason(o.res.StopReason)
 	if sse == nil {
@@ -320,7 +323,7 @@ func (s *Server) fail(w *responseWriter, r *http.Request, info *reqInfo, sse *ss
 	switch {
 	case errors.Is(err, errQueueFull):
 		e = &apiError{Status: http.StatusTooManyRequests, Type: typeRateLimit, Code: "queue_full", RetryAfter: s.retryAfter(),
-			Message: fmt.Sprintf("all %d generation slots are busy and %d requests are queued: retry later", len(s.sched.pools), s.sched.maxWait)}
+			Message: fmt.Sprintf("all %d generation slots are busy and %d requests are queued: retry later", len(s.sched.slots), s.sched.maxWait)}
 	case r.Context().Err() != nil || (sse != nil && sse.err != nil):
 		w.clientGone = true
 		return
@@ -476,7 +479,7 @@ func (s *Server) handleHealth(w *responseWriter, _ *http.Request, _ *reqInfo) {
 func (s *Server) handleMetrics(w *responseWriter, _ *http.Request, info *reqInfo) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	g := gauges{ready: s.Ready(), queued: int(s.sched.waiting.Load()), inFlight: int(s.sched.inFlight.Load()),
-		slots: len(s.sched.pools), queueLimit: int(s.sched.maxWait)}
+		slots: len(s.sched.slots), queueLimit: int(s.sched.maxWait)}
 	if err := s.metrics.write(w, g); err != nil {
 		info.attrs = append(info.attrs, "err", err)
 	}

@@ -70,6 +70,8 @@ type metrics struct {
 	promptTokens     map[string]uint64 // by model
 	completionTokens map[string]uint64
 	stops            map[string]uint64 // generations by finish reason
+	drafted          uint64            // speculation: drafted tokens verified
+	accepted         uint64            // and accepted
 	ttft             *histogram
 	perToken         *histogram
 	realized         *histogram
@@ -105,6 +107,8 @@ func (m *metrics) generation(o *outcome, model string) {
 	m.promptTokens[model] += uint64(o.res.PromptTokens)
 	m.completionTokens[model] += uint64(len(o.res.Tokens))
 	m.stops[string(o.res.StopReason)]++
+	m.drafted += uint64(o.res.Speculation.Drafted)
+	m.accepted += uint64(o.res.Speculation.Accepted)
 	if len(o.res.Tokens) > 0 {
 		m.ttft.observe(o.ttft.Seconds(), 1)
 	}
@@ -168,6 +172,16 @@ func (m *metrics) write(out io.Writer, g gauges) error {
 		for _, k := range slices.Sorted(maps.Keys(c.values)) {
 			fmt.Fprintf(w, "%s{%s=\"%s\"} %d\n", c.name, c.label, escapeLabel(k), c.values[k])
 		}
+	}
+	for _, c := range []struct {
+		name, help string
+		v          uint64
+	}{
+		{"squeeze_speculation_drafted_tokens_total", "Drafted tokens checked by verification passes (speculative decoding).", m.drafted},
+		{"squeeze_speculation_accepted_tokens_total", "Drafted tokens accepted (plain greedy decoding produced them too).", m.accepted},
+	} {
+		header(c.name, "counter", c.help)
+		fmt.Fprintf(w, "%s %d\n", c.name, c.v)
 	}
 	for _, h := range []struct {
 		name, help string

@@ -19,6 +19,7 @@ import (
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
 	"squeeze/runtime/sparse"
+	"squeeze/runtime/speculate"
 	"squeeze/runtime/tokenizer"
 )
 
@@ -52,6 +53,8 @@ type Model struct {
 	ChatJoin string
 	// Created is reported by /v1/models (zero: the time the model was added).
 	Created time.Time
+
+	ngram *speculate.NGram // the context's n-gram index, for speculation
 }
 
 // Config configures a Server. The zero value serves DefaultParallel requests at once on
@@ -75,6 +78,9 @@ type Config struct {
 	RequestTokens int
 	// Cache is the storage type of the requests' KV caches.
 	Cache model.CacheType
+	// Speculate is the speculation mode of greedy requests that name none (the zero
+	// value is speculate.ModeOff).
+	Speculate speculate.Mode
 	// Logger receives one line per request and the errors (nil: discard).
 	Logger *slog.Logger
 }
@@ -172,6 +178,7 @@ func (s *Server) SetModels(models []*Model) error {
 		if err != nil {
 			return fmt.Errorf("server: model %s: %w", m.ID, err)
 		}
+		m.ngram = speculate.NewNGram(m.Context.Tokens, 0, 0)
 		if m.Created.IsZero() {
 			m.Created = time.Now()
 		}

@@ -114,6 +114,26 @@ func TestCompletion(t *testing.T) {
 	}
 }
 
+func TestSpeculate(t *testing.T) {
+	_, ts := newTestServer(t, Config{})
+	const prompt = " the quick brown fox jumps over the lazy"
+	want := reference(t, fixture.tok.EncodeWithSpecials(prompt, false, true), 0.3, 16, nil)
+	for _, mode := range []string{"off", "ngram", "auto", "early"} {
+		status, _, body := post(t, ts, "/v1/completions",
+			`{"model":"tiny","prompt":"`+prompt+`","max_tokens":16,"temperature":0,"speculate":"`+mode+`"}`)
+		var r completionResponse
+		if err := json.Unmarshal(body, &r); status != http.StatusOK || err != nil {
+			t.Fatalf("%s: status %d: %s", mode, status, body)
+		}
+		if r.Choices[0].Text != viaJSON(want.Text) || r.Squeeze.Speculate != mode {
+			t.Fatalf("speculate %s: %q (%+v), want %q", mode, r.Choices[0].Text, r.Squeeze, want.Text)
+		}
+		if mode == "off" && r.Squeeze.Drafted != 0 {
+			t.Fatalf("speculate off drafted %d tokens", r.Squeeze.Drafted)
+		}
+	}
+}
+
 func TestChatCompletion(t *testing.T) {
 	_, ts := newTestServer(t, Config{})
 	status, _, body := post(t, ts, "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"system","content":"be brief"},`+
