@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"squeeze/runtime/kernels"
+	"squeeze/runtime/model/modeltest"
 )
 
 // prefillDepths are the cache depths the depth benchmarks prefill a batch after.
@@ -69,34 +70,45 @@ func BenchmarkPrefillDepth(b *testing.B) {
 }
 
 // BenchmarkAttentionDepth measures one layer's attention alone for a pass of 512 tokens
-// after depth positions, with gocode-22m's shape and both cache types, 2 threads, and
-// reports the arithmetic rate (GFLOP/s, two per multiply-add of the scores and the
-// weighted values).
+// after depth positions, with gocode-22m's attention shape (a synthetic one-layer model,
+// so it runs anywhere), both cache types and both paths (tiled, and the untiled one that
+// small passes keep), 2 threads, and reports the arithmetic rate (GFLOP/s, two per
+// multiply-add of the scores and the weighted values).
 func BenchmarkAttentionDepth(b *testing.B) {
 	const n = 512
-	for _, kind := range []CacheType{CacheF16, CacheF32} {
-		for _, depth := range prefillDepths {
-			b.Run(fmt.Sprintf("%v/depth%d", kind, depth), func(b *testing.B) {
-				m := openModel(b, "models", "gocode-22m", "gocode-22m.gguf")
-				p := kernels.NewPool(2)
-				defer p.Close()
-				c, err := m.NewCache(depth+n, kind)
-				if err != nil {
-					b.Fatal(err)
-				}
-				fillCache(c, depth+n, 2)
-				c.ws.ensure(c, n, p.Threads())
-				r := rand.New(rand.NewPCG(3, 4))
-				for i := range c.ws.q[:n*m.Config.QDim()] {
-					c.ws.q[i] = (r.Float32()*2 - 1) / 8
-				}
-				b.ResetTimer()
-				for range b.N {
-					c.attention(p, 0, depth, n, false)
-				}
-				flops := attentionFlops(&m.Config, depth, n) * float64(b.N)
-				b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
+	for _, path := range []string{"tiled", "untiled"} {
+		for _, kind := range []CacheType{CacheF16, CacheF32} {
+			for _, depth := range prefillDepths {
+				b.Run(fmt.Sprintf("%s/%v/depth%d", path, kind, depth), func(b *testing.B) {
+					if path == "untiled" {
+						saved := tiledMinBatch
+						defer func() { tiledMinBatch = saved }()
+						tiledMinBatch = n + 1
+					}
+					m, err := Load(modeltest.Open(b, modeltest.Spec{Layers: 1, Dim: 384, Heads: 6, KVHeads: 2, FFN: 64, Vocab: 64, Context: 1 << 16}))
+					if err != nil {
+						b.Fatal(err)
+					}
+					p := kernels.NewPool(2)
+					defer p.Close()
+					c, err := m.NewCache(depth+n, kind)
+					if err != nil {
+						b.Fatal(err)
+					}
+					fillCache(c, depth+n, 2)
+					c.ws.ensure(c, n, p.Threads())
+					r := rand.New(rand.NewPCG(3, 4))
+					for i := range c.ws.q[:n*m.Config.QDim()] {
+						c.ws.q[i] = (r.Float32()*2 - 1) / 8
+					}
+					b.ResetTimer()
+					for range b.N {
+						c.attention(p, 0, depth, n, false)
+					}
+					flops := attentionFlops(&m.Config, depth, n) * float64(b.N)
+					b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
 		}
 	}
 }
