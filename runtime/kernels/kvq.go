@@ -1,9 +1,108 @@
 package kernels
 
+import "unsafe"
+
 // Kernels of quantized KV rows (package kvquant): codes of 2, 3 or 4 bits packed
 // little-endian (code j at bits j·b .. j·b+b−1 of the row, from the least significant
 // bit of its first byte), decoded through a table. Each works on one row; groups of 8
 // codes (b bytes) are unpacked with one load.
+
+// kvqKernels is one instruction-set level's fast paths for whole groups of 8 codes (or 4
+// and 8 RoPE pairs); see kvq_amd64.go.
+type kvqKernels struct {
+	decodeChannel func(dst *float32, src *byte, groups, bits int, levels, half, mid *float32)
+	decodeToken   func(dst *float32, src *byte, groups, bits int, levels *float32, half, mid float32)
+	axpyToken     func(a float32, src *byte, groups, bits int, levels *float32, y *float32)
+	rotateAdj     func(x, cos, sin *float32, quads int)
+	rotateNeoX    func(lo, hi, cos, sin *float32, octs int)
+}
+
+// kvqK is the fastest kvqKernels cpuHas allows, nil for the pure-Go reference.
+var kvqK *kvqKernels
+
+func init() { addReinit(func() { kvqK = kvqKernelsFor() }) }
+
+// KVQLevels are a datatype's decoded levels padded to 16 entries, the form the decoding
+// kernels read (entries past 2^bits are not used).
+type KVQLevels [16]float32
+
+// KVQDecodeChannel sets dst[j] = mid[j] + half[j]·levels[code j of src] for j < len(dst):
+// a row with one range per channel (keys). bits is 2, 3 or 4; src holds
+// ⌈len(dst)·bits/8⌉ bytes, half and mid len(dst) values.
+func KVQDecodeChannel(dst []float32, src []byte, bits int, levels *KVQLevels, half, mid []float32) {
+	n := len(dst)
+	half, mid = half[:n], mid[:n]
+	g := 0
+	if k := kvqK; k != nil && n >= 8 {
+		g = n / 8
+		_ = src[g*bits-1]
+		k.decodeChannel(unsafe.SliceData(dst), unsafe.SliceData(src), g, bits, &levels[0], unsafe.SliceData(half), unsafe.SliceData(mid))
+	}
+	for j := g * 8; j < n; j++ {
+		dst[j] = mid[j] + half[j]*levels[kvqCode(src, bits, j)]
+	}
+}
+
+// KVQDecodeToken sets dst[j] = mid + half·levels[code j of src] for j < len(dst): a row
+// with its own range (values).
+func KVQDecodeToken(dst []float32, src []byte, bits int, levels *KVQLevels, half, mid float32) {
+	n := len(dst)
+	g := 0
+	if k := kvqK; k != nil && n >= 8 {
+		g = n / 8
+		_ = src[g*bits-1]
+		k.decodeToken(unsafe.SliceData(dst), unsafe.SliceData(src), g, bits, &levels[0], half, mid)
+	}
+	for j := g * 8; j < n; j++ {
+		dst[j] = mid + half*levels[kvqCode(src, bits, j)]
+	}
+}
+
+// KVQAxpyToken adds a·levels[code j of src] to y[j] for j < len(y).
+func KVQAxpyToken(a float32, src []byte, bits int, levels *KVQLevels, y []float32) {
+	n := len(y)
+	g := 0
+	if k := kvqK; k != nil && n >= 8 {
+		g = n / 8
+		_ = src[g*bits-1]
+		k.axpyToken(a, unsafe.SliceData(src), g, bits, &levels[0], unsafe.SliceData(y))
+	}
+	for j := g * 8; j < n; j++ {
+		y[j] += a * levels[kvqCode(src, bits, j)]
+	}
+}
+
+// KVQRotate rotates x's first 2·len(cos) values by RoPE with the angles' cos and sin (one
+// each per pair): pairs (2i, 2i+1), or (i, i+len(cos)) when neox, each (a, b) becoming
+// (a·c − b·s, a·s + b·c), as RoPE.Rotate turns them (the fast path rounds once per
+// multiply-add).
+func KVQRotate(x, cos, sin []float32, neox bool) {
+	half := len(cos)
+	sin = sin[:half]
+	x = x[:2*half]
+	p := 0
+	if k := kvqK; k != nil {
+		if neox {
+			if o := half / 8; o > 0 {
+				k.rotateNeoX(&x[0], &x[half], &cos[0], &sin[0], o)
+				p = 8 * o
+			}
+		} else if q := half / 4; q > 0 {
+			k.rotateAdj(&x[0], &cos[0], &sin[0], q)
+			p = 4 * q
+		}
+	}
+	for i := p; i < half; i++ {
+		c, s := cos[i], sin[i]
+		if neox {
+			a, b := x[i], x[i+half]
+			x[i], x[i+half] = a*c-b*s, a*s+b*c
+		} else {
+			a, b := x[2*i], x[2*i+1]
+			x[2*i], x[2*i+1] = a*c-b*s, a*s+b*c
+		}
+	}
+}
 
 // KVQCode returns code j of a row packed with bits-wide codes (1 to 8 bits).
 func KVQCode(src []byte, bits, j int) int { return kvqCode(src, bits, j) }

@@ -11,12 +11,12 @@ import (
 // RoPE is a table of rotary position embedding angles for positions 0..Positions()−1, to
 // rotate keys stored before RoPE to their positions when they are read. Its rotation is
 // the model's (model.Model.Rotate): same frequencies, same float32 cos and sin, same pairs.
-// It is immutable and safe for concurrent use.
+// (The fast rotation rounds once per multiply-add, so results may differ from the
+// model's in the last bit.) It is immutable and safe for concurrent use.
 type RoPE struct {
 	headDim, ropeDim int
 	neox             bool
 	freq             []float64
-	rot              kernels.RoPE
 	cos, sin         []float32 // positions × ropeDim/2
 }
 
@@ -61,7 +61,6 @@ func NewRoPE(headDim int, neox bool, freq []float64, positions int) (*RoPE, erro
 	}
 	r := &RoPE{
 		headDim: headDim, ropeDim: rd, neox: neox, freq: freq,
-		rot: kernels.RoPE{HeadDim: rd, NeoX: neox},
 		cos: make([]float32, positions*len(freq)), sin: make([]float32, positions*len(freq)),
 	}
 	half := len(freq)
@@ -95,8 +94,8 @@ func (r *RoPE) angles(pos int) (cos, sin []float32) {
 
 // Rotate rotates x, one head's HeadDim values, to position pos (below Positions()).
 func (r *RoPE) Rotate(x []float32, pos int) {
-	half := r.ropeDim / 2
-	r.rot.Rotate(x[:r.ropeDim], r.cos[pos*half:(pos+1)*half], r.sin[pos*half:(pos+1)*half])
+	cos, sin := r.angles(pos)
+	kernels.KVQRotate(x, cos, sin, r.neox)
 }
 
 // Check returns an error if r does not rotate as m does (m.Rotate), compared on a probe

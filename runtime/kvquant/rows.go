@@ -52,7 +52,10 @@ type Rows struct {
 	RoPE *RoPE
 
 	n   int
-	lut []float32 // PerChannel: Dim × 2^Bits decoded values
+	lut []float32 // PerChannel: Dim × 2^Bits decoded values (the reference decoding)
+	lv  kernels.KVQLevels
+	// PerChannel: the channels' Half and Mid, for the decoding kernel.
+	chHalf, chMid []float32
 }
 
 // Unrotated returns r read as stored: keys stored before RoPE without their rotation (a
@@ -91,10 +94,13 @@ func (r *Rows) Init() error {
 	if err := r.check(); err != nil {
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
+	copy(r.lv[:], r.Levels)
 	if r.Axis == PerChannel {
 		nl := len(r.Levels)
 		r.lut = make([]float32, r.Dim*nl)
+		r.chHalf, r.chMid = make([]float32, r.Dim), make([]float32, r.Dim)
 		for j, rg := range r.Channel {
+			r.chHalf[j], r.chMid[j] = rg.Half, rg.Mid
 			for c, l := range r.Levels {
 				r.lut[j*nl+c] = rg.Restore(l)
 			}
@@ -285,29 +291,32 @@ func (r *Rows) scratch(f *[stackDim]float32, c *[stackDim]uint8) ([]float32, []u
 // of rows once serves every query that reads it (a matrix product over the block).
 func (r *Rows) Dequantize(dst []float32, lo, hi int) {
 	c := r.seek(lo)
-	d, rb, bits := r.Dim, r.RowBytes(), r.Bits
+	d := r.Dim
 	for i := lo; i < hi; i++ {
-		row := dst[(i-lo)*d : (i-lo+1)*d]
-		src := r.Codes[i*rb : (i+1)*rb]
-		if r.Axis == PerChannel {
-			kernels.KVQDecodeLUT(row, src, bits, r.lut)
-		} else {
-			mid, half := kernels.F16ToF32(r.Token[2*i]), kernels.F16ToF32(r.Token[2*i+1])
-			for j := range row {
-				row[j] = mid
-			}
-			kernels.KVQAxpyLevels(half, src, bits, r.Levels, row)
+		r.decodeFast(dst[(i-lo)*d:(i-lo+1)*d], i, &c)
+	}
+}
+
+// decodeFast writes row i decoded to row through the kernels: codes through the ranges
+// (kernels.KVQDecodeChannel or KVQDecodeToken), outliers, then the rotation to its
+// position (kernels.KVQRotate).
+func (r *Rows) decodeFast(row []float32, i int, c *outCursor) {
+	rb := r.RowBytes()
+	src := r.Codes[i*rb : (i+1)*rb]
+	if r.Axis == PerChannel {
+		kernels.KVQDecodeChannel(row, src, r.Bits, &r.lv, r.chHalf, r.chMid)
+	} else {
+		kernels.KVQDecodeToken(row, src, r.Bits, &r.lv, kernels.F16ToF32(r.Token[2*i+1]), kernels.F16ToF32(r.Token[2*i]))
+	}
+	for {
+		ch, v, ok := r.next(c, i)
+		if !ok {
+			break
 		}
-		for {
-			ch, v, ok := r.next(&c, i)
-			if !ok {
-				break
-			}
-			row[ch] = v
-		}
-		if r.RoPE != nil {
-			r.RoPE.Rotate(row, int(r.Pos[i]))
-		}
+		row[ch] = v
+	}
+	if r.RoPE != nil {
+		r.RoPE.Rotate(row, int(r.Pos[i]))
 	}
 }
 
@@ -324,38 +333,17 @@ func (r *Rows) dequantizeRef(dst []float32, lo, hi int) {
 	}
 }
 
-// Dots sets dst[i] = q · row(lo+i) for i < hi−lo, the rows decoded as Dequantize does.
-// Keys with per-channel ranges are decoded through the channel table and dotted with the
-// query as rotated to their positions in one pass (kernels.KVQDecodeLUT, KVQRopeDot).
+// Dots sets dst[i] = q · row(lo+i) for i < hi−lo, each row decoded as Dequantize does
+// into a buffer on the stack, then dotted (kernels.Dot).
 func (r *Rows) Dots(dst, q []float32, lo, hi int) {
 	var fb [stackDim]float32
 	var cb [stackDim]uint8
-	row, codes := r.scratch(&fb, &cb)
+	row, _ := r.scratch(&fb, &cb)
 	c := r.seek(lo)
 	q = q[:r.Dim]
-	if r.Axis != PerChannel {
-		for i := lo; i < hi; i++ {
-			r.decode(row, codes, i, &c)
-			dst[i-lo] = kernels.Dot(q, row)
-		}
-		return
-	}
-	rb, bits := r.RowBytes(), r.Bits
 	for i := lo; i < hi; i++ {
-		kernels.KVQDecodeLUT(row, r.Codes[i*rb:(i+1)*rb], bits, r.lut)
-		for {
-			ch, v, ok := r.next(&c, i)
-			if !ok {
-				break
-			}
-			row[ch] = v
-		}
-		if r.RoPE == nil {
-			dst[i-lo] = kernels.Dot(q, row)
-			continue
-		}
-		cos, sin := r.RoPE.angles(int(r.Pos[i]))
-		dst[i-lo] = kernels.KVQRopeDot(q, row, cos, sin, r.RoPE.neox)
+		r.decodeFast(row, i, &c)
+		dst[i-lo] = kernels.Dot(q, row)
 	}
 }
 
@@ -381,7 +369,7 @@ func (r *Rows) Accumulate(out, w []float32, lo, hi int) {
 		wi := w[i-lo]
 		mid, half := kernels.F16ToF32(r.Token[2*i]), kernels.F16ToF32(r.Token[2*i+1])
 		src := r.Codes[i*rb : (i+1)*rb]
-		kernels.KVQAxpyLevels(wi*half, src, bits, r.Levels, out)
+		kernels.KVQAxpyToken(wi*half, src, bits, &r.lv, out)
 		offset += wi * mid
 		for {
 			ch, v, ok := r.next(&c, i)

@@ -195,7 +195,11 @@ func TestDotsAccumulate(t *testing.T) {
 				fast := make([]float32, (hi-lo)*c.dim)
 				r.Dequantize(fast, lo, hi)
 				for i, v := range fast {
-					if w := ref[lo*c.dim+i]; math.Abs(float64(v-w)) > 1e-6*(1+math.Abs(float64(w))) {
+					// The fast decoding rounds once per multiply-add: within a few ulps of the
+					// row's largest values.
+					row := (lo*c.dim + i) / c.dim
+					scale := norm(ref[row*c.dim : (row+1)*c.dim])
+					if w := ref[lo*c.dim+i]; math.Abs(float64(v-w)) > 1e-6*(1+scale) {
 						t.Fatalf("Dequantize rows %d..%d: value %d = %v, reference %v", lo, hi, i, v, w)
 					}
 				}
@@ -374,8 +378,10 @@ func TestRoPEMatchesKernels(t *testing.T) {
 			r.Rotate(x, p)
 			k.Angles(cos, sin, p)
 			k.Rotate(y, cos, sin)
-			if !slices.Equal(x, y) {
-				t.Fatalf("neox %v position %d: %v, kernels %v", neox, p, x, y)
+			for i := range x {
+				if math.Abs(float64(x[i]-y[i])) > 1e-6*(1+math.Abs(float64(y[i]))) {
+					t.Fatalf("neox %v position %d: %v, kernels %v", neox, p, x, y)
+				}
 			}
 		}
 	}

@@ -1,0 +1,231 @@
+//go:build amd64 && !purego
+
+// See kvq_amd64.go for what each function computes.
+
+#include "textflag.h"
+
+// Per code width b (2, 3, 4): the shifts that move code t of a group of 8 to the low
+// bits (t·b), 8 dwords each, at offset 32·(b−2).
+DATA kvqShift<>+0(SB)/4, $0x0
+DATA kvqShift<>+4(SB)/4, $0x2
+DATA kvqShift<>+8(SB)/4, $0x4
+DATA kvqShift<>+12(SB)/4, $0x6
+DATA kvqShift<>+16(SB)/4, $0x8
+DATA kvqShift<>+20(SB)/4, $0xa
+DATA kvqShift<>+24(SB)/4, $0xc
+DATA kvqShift<>+28(SB)/4, $0xe
+DATA kvqShift<>+32(SB)/4, $0x0
+DATA kvqShift<>+36(SB)/4, $0x3
+DATA kvqShift<>+40(SB)/4, $0x6
+DATA kvqShift<>+44(SB)/4, $0x9
+DATA kvqShift<>+48(SB)/4, $0xc
+DATA kvqShift<>+52(SB)/4, $0xf
+DATA kvqShift<>+56(SB)/4, $0x12
+DATA kvqShift<>+60(SB)/4, $0x15
+DATA kvqShift<>+64(SB)/4, $0x0
+DATA kvqShift<>+68(SB)/4, $0x4
+DATA kvqShift<>+72(SB)/4, $0x8
+DATA kvqShift<>+76(SB)/4, $0xc
+DATA kvqShift<>+80(SB)/4, $0x10
+DATA kvqShift<>+84(SB)/4, $0x14
+DATA kvqShift<>+88(SB)/4, $0x18
+DATA kvqShift<>+92(SB)/4, $0x1c
+GLOBL kvqShift<>(SB), RODATA|NOPTR, $96
+DATA kvqPairs<>+0(SB)/4, $0x0
+DATA kvqPairs<>+4(SB)/4, $0x0
+DATA kvqPairs<>+8(SB)/4, $0x1
+DATA kvqPairs<>+12(SB)/4, $0x1
+DATA kvqPairs<>+16(SB)/4, $0x2
+DATA kvqPairs<>+20(SB)/4, $0x2
+DATA kvqPairs<>+24(SB)/4, $0x3
+DATA kvqPairs<>+28(SB)/4, $0x3
+GLOBL kvqPairs<>(SB), RODATA|NOPTR, $32
+DATA kvqSignEven<>+0(SB)/4, $0x80000000
+DATA kvqSignEven<>+4(SB)/4, $0x0
+DATA kvqSignEven<>+8(SB)/4, $0x80000000
+DATA kvqSignEven<>+12(SB)/4, $0x0
+DATA kvqSignEven<>+16(SB)/4, $0x80000000
+DATA kvqSignEven<>+20(SB)/4, $0x0
+DATA kvqSignEven<>+24(SB)/4, $0x80000000
+DATA kvqSignEven<>+28(SB)/4, $0x0
+GLOBL kvqSignEven<>(SB), RODATA|NOPTR, $32
+
+// KVQ_CODES loads group g's 8 codes (b bytes at SI) as 8 dword indices in Y0. BX = b,
+// Y13 = the shifts, Y14 = the mask 2^b−1 in every dword. Clobbers AX, DX.
+#define KVQ_CODES \
+	MOVWLZX (SI), AX; \
+	CMPQ BX, $2; \
+	JEQ 4(PC); \
+	MOVBLZX 2(SI), DX; \
+	SHLL $16, DX; \
+	ORL DX, AX; \
+	CMPQ BX, $4; \
+	JNE 4(PC); \
+	MOVBLZX 3(SI), DX; \
+	SHLL $24, DX; \
+	ORL DX, AX; \
+	VMOVD AX, X0; \
+	VPBROADCASTD X0, Y0; \
+	VPSRLVD Y13, Y0, Y0; \
+	VPAND Y14, Y0, Y0
+
+// KVQ_LEVELS sets Y1 to the levels of the indices in Y0: Y11 holds levels 0-7, Y12
+// levels 8-15. Clobbers Y2, Y3.
+#define KVQ_LEVELS \
+	VPERMPS Y11, Y0, Y1; \
+	VPERMPS Y12, Y0, Y2; \
+	VPSLLD $28, Y0, Y3; \
+	VBLENDVPS Y3, Y2, Y1, Y1
+
+// KVQ_SETUP loads the shifts and mask for b = BX and the 16 levels at R8.
+#define KVQ_SETUP \
+	LEAQ kvqShift<>(SB), AX; \
+	MOVQ BX, DX; \
+	SUBQ $2, DX; \
+	SHLQ $5, DX; \
+	VMOVDQU (AX)(DX*1), Y13; \
+	MOVL $1, AX; \
+	MOVQ BX, CX; \
+	SHLL CX, AX; \
+	DECL AX; \
+	VMOVD AX, X14; \
+	VPBROADCASTD X14, Y14; \
+	VMOVUPS (R8), Y11; \
+	VMOVUPS 32(R8), Y12
+
+// func kvqDecodeChannelAVX2(dst *float32, src *byte, groups, bits int, levels, half, mid *float32)
+TEXT ·kvqDecodeChannelAVX2(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ groups+16(FP), R9
+	MOVQ bits+24(FP), BX
+	MOVQ levels+32(FP), R8
+	MOVQ half+40(FP), R10
+	MOVQ mid+48(FP), R11
+	KVQ_SETUP
+	TESTQ R9, R9
+	JEQ cdone
+cloop:
+	KVQ_CODES
+	KVQ_LEVELS
+	VMOVUPS (R10), Y4
+	VFMADD213PS (R11), Y4, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ BX, SI
+	ADDQ $32, DI
+	ADDQ $32, R10
+	ADDQ $32, R11
+	DECQ R9
+	JNE cloop
+cdone:
+	VZEROUPPER
+	RET
+
+// func kvqDecodeTokenAVX2(dst *float32, src *byte, groups, bits int, levels *float32, half, mid float32)
+TEXT ·kvqDecodeTokenAVX2(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ groups+16(FP), R9
+	MOVQ bits+24(FP), BX
+	MOVQ levels+32(FP), R8
+	VBROADCASTSS half+40(FP), Y4
+	VBROADCASTSS mid+44(FP), Y5
+	KVQ_SETUP
+	TESTQ R9, R9
+	JEQ tdone
+tloop:
+	KVQ_CODES
+	KVQ_LEVELS
+	VFMADD213PS Y5, Y4, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ BX, SI
+	ADDQ $32, DI
+	DECQ R9
+	JNE tloop
+tdone:
+	VZEROUPPER
+	RET
+
+// func kvqAxpyTokenAVX2(a float32, src *byte, groups, bits int, levels *float32, y *float32)
+TEXT ·kvqAxpyTokenAVX2(SB), NOSPLIT, $0-48
+	VBROADCASTSS a+0(FP), Y4
+	MOVQ src+8(FP), SI
+	MOVQ groups+16(FP), R9
+	MOVQ bits+24(FP), BX
+	MOVQ levels+32(FP), R8
+	MOVQ y+40(FP), DI
+	KVQ_SETUP
+	TESTQ R9, R9
+	JEQ adone
+aloop:
+	KVQ_CODES
+	KVQ_LEVELS
+	VFMADD213PS (DI), Y4, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ BX, SI
+	ADDQ $32, DI
+	DECQ R9
+	JNE aloop
+adone:
+	VZEROUPPER
+	RET
+
+// func kvqRotateAdjAVX2(x, cos, sin *float32, quads int)
+TEXT ·kvqRotateAdjAVX2(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), DI
+	MOVQ cos+8(FP), R8
+	MOVQ sin+16(FP), R9
+	MOVQ quads+24(FP), CX
+	VMOVDQU kvqPairs<>(SB), Y13
+	VMOVUPS kvqSignEven<>(SB), Y14
+	TESTQ CX, CX
+	JEQ rdone
+rloop:
+	VMOVUPS (R8), X6
+	VPERMPS Y6, Y13, Y6
+	VMOVUPS (R9), X7
+	VPERMPS Y7, Y13, Y7
+	VXORPS Y14, Y7, Y7
+	VMOVUPS (DI), Y0
+	VPERMILPS $0xB1, Y0, Y1
+	VMULPS Y6, Y0, Y0
+	VFMADD231PS Y7, Y1, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $16, R8
+	ADDQ $16, R9
+	DECQ CX
+	JNE rloop
+rdone:
+	VZEROUPPER
+	RET
+
+// func kvqRotateNeoXAVX2(lo, hi, cos, sin *float32, octs int)
+TEXT ·kvqRotateNeoXAVX2(SB), NOSPLIT, $0-40
+	MOVQ lo+0(FP), DI
+	MOVQ hi+8(FP), SI
+	MOVQ cos+16(FP), R8
+	MOVQ sin+24(FP), R9
+	MOVQ octs+32(FP), CX
+	TESTQ CX, CX
+	JEQ ndone
+nloop:
+	VMOVUPS (R8), Y6
+	VMOVUPS (R9), Y7
+	VMOVUPS (DI), Y0
+	VMOVUPS (SI), Y1
+	VMULPS Y6, Y0, Y2
+	VFNMADD231PS Y7, Y1, Y2
+	VMULPS Y7, Y0, Y3
+	VFMADD231PS Y6, Y1, Y3
+	VMOVUPS Y2, (DI)
+	VMOVUPS Y3, (SI)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	ADDQ $32, R8
+	ADDQ $32, R9
+	DECQ CX
+	JNE nloop
+ndone:
+	VZEROUPPER
+	RET
