@@ -35,10 +35,11 @@ type evalOptions struct {
 	Seed    uint64
 	KVCache string
 	// KV encodings evaluated and their quantization settings.
-	KV       string
-	Outliers float64
-	QNorm    bool
-	PostRoPE bool
+	KV        string
+	Outliers  float64
+	QNorm     bool
+	PostRoPE  bool
+	Weighting string
 
 	// From the global options.
 	Threads int
@@ -72,7 +73,8 @@ are calibrated for).
 
 --kv lists the KV encodings to evaluate (f16 as precompute stores rows by
 default; nuq2-4, nf2-4, int2-4 quantized as "precompute --kv" would, with
---outliers, --qnorm and --post-rope): each at every mode and budget, so budget 1
+--outliers, --qnorm, --post-rope and --kv-weighting; the sensitivities are each
+window's context's): each at every mode and budget, so budget 1
 measures the encoding alone and smaller budgets quantization and squeezing
 together.
 
@@ -112,6 +114,7 @@ top1, realized_budget, key_fraction, attention_mass.`,
 	f.Float64Var(&opts.Outliers, "outliers", kvquant.DefaultOutliers, "quantized encodings: fraction of each vector kept exact, in [0, 0.5)")
 	f.BoolVar(&opts.QNorm, "qnorm", false, "quantized encodings: correct the levels by Q-Norm")
 	f.BoolVar(&opts.PostRoPE, "post-rope", false, "quantized encodings: quantize keys after RoPE (ablation)")
+	f.StringVar(&opts.Weighting, "kv-weighting", "fisher-scale", "nuq encodings: datatype fit weighting, fisher-scale, fisher or none")
 	return cmd
 }
 
@@ -147,6 +150,10 @@ func parseKV(opts *evalOptions) ([]precompute.KVOptions, error) {
 	if !(opts.Outliers >= 0 && opts.Outliers < 0.5) {
 		return nil, usageErrorf("--outliers %v: want a fraction in [0, 0.5)", opts.Outliers)
 	}
+	weighting, err := parseWeighting(opts.Weighting)
+	if err != nil {
+		return nil, err
+	}
 	var out []precompute.KVOptions
 	for part := range strings.SplitSeq(opts.KV, ",") {
 		enc := strings.TrimSpace(part)
@@ -155,7 +162,7 @@ func parseKV(opts *evalOptions) ([]precompute.KVOptions, error) {
 		}
 		kv := precompute.KVOptions{Encoding: enc}
 		if enc != format.KVEncodingF16 {
-			kv.Outliers, kv.QNorm, kv.PostRoPE = opts.Outliers, opts.QNorm, opts.PostRoPE
+			kv.Outliers, kv.QNorm, kv.PostRoPE, kv.Weighting = opts.Outliers, opts.QNorm, opts.PostRoPE, weighting
 		}
 		out = append(out, kv)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"squeeze/calibrate"
 	"squeeze/format"
 	"squeeze/precompute"
 	"squeeze/runtime/gguf"
@@ -43,10 +44,12 @@ type precomputeOptions struct {
 	KVCache string
 	CtxSize int
 	// KV quantization (KVQuant).
-	KV       string
-	Outliers float64
-	QNorm    bool
-	PostRoPE bool
+	KV        string
+	Outliers  float64
+	QNorm     bool
+	PostRoPE  bool
+	Weighting string
+	Calib     string
 
 	// From the global options.
 	Threads int
@@ -114,7 +117,10 @@ context must fit the model's context length (--ctx-size raises the limit).
 values with KVQuant: keys before RoPE with one range per channel, values one per
 token, per-layer datatypes fitted by 1-D k-means (nuq), --outliers of each
 vector kept exactly, the attention sink in f16; --qnorm corrects the levels
-(meant for 2 bits), --post-rope quantizes keys after RoPE (an ablation).
+(meant for 2 bits), --post-rope quantizes keys after RoPE (an ablation). The
+nuq k-means weighs each value by its Fisher information (a backward pass over
+the context, or over the --calib text) times its range squared; --kv-weighting
+fisher drops the range, none weighs all values alike.
 
 The same inputs and flags give a byte-identical artifact. The artifact is
 written to a temporary file and renamed into place: a failed or interrupted
@@ -162,6 +168,8 @@ centroid_fraction, log_thresholds per calibrated budget).`,
 	f.Float64Var(&opts.Outliers, "outliers", kvquant.DefaultOutliers, "fraction of each quantized vector kept exact, half at each end, in [0, 0.5)")
 	f.BoolVar(&opts.QNorm, "qnorm", false, "correct the quantized levels by Q-Norm (meant for 2 bits)")
 	f.BoolVar(&opts.PostRoPE, "post-rope", false, "quantize keys after RoPE (ablation of pre-RoPE keys)")
+	f.StringVar(&opts.Weighting, "kv-weighting", "fisher-scale", "nuq datatype fit: fisher-scale, fisher or none")
+	f.StringVar(&opts.Calib, "calib", "", "text `file` whose sensitivities weigh the nuq fit (default: the context itself)")
 	return cmd
 }
 
@@ -216,6 +224,10 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 	if _, _, err := format.ParseKVEncoding(opts.KV); err != nil {
 		return usageErrorf("--kv: %v", err)
 	}
+	weighting, err := parseWeighting(opts.Weighting)
+	if err != nil {
+		return err
+	}
 	header := strings.NewReplacer(`\\`, `\`, `\n`, "\n", `\t`, "\t").Replace(opts.Header)
 	sink := opts.Sink
 	if sink == 0 {
@@ -232,6 +244,7 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 		System:         opts.System,
 		ContextLength:  opts.CtxSize,
 		Threads:        opts.Threads,
+		Calib:          opts.Calib,
 		Squeeze: precompute.SqueezeOptions{
 			Fractions: levels,
 			Seed:      opts.Seed,
@@ -240,8 +253,9 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 			Budget:    opts.Budget,
 			Batch:     opts.Batch,
 			Cache:     cacheType,
-			KV:        precompute.KVOptions{Encoding: opts.KV, Outliers: opts.Outliers, QNorm: opts.QNorm, PostRoPE: opts.PostRoPE},
-			Progress:  prog.update,
+			KV: precompute.KVOptions{Encoding: opts.KV, Outliers: opts.Outliers, QNorm: opts.QNorm, PostRoPE: opts.PostRoPE,
+				Weighting: weighting},
+			Progress: prog.update,
 		},
 	})
 	prog.finish()
@@ -286,6 +300,16 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 	_, err = fmt.Fprintf(s.Out, "wrote %s: %d tokens from %d documents, %.1f MB in %.1f s (%.0f tokens/s; prefill %.0f tokens/s)\n",
 		res.Output, res.Tokens, res.Documents, float64(res.FileBytes)/1e6, res.Seconds, res.TokensPerSecond, res.PrefillTokensPerSecond)
 	return err
+}
+
+// parseWeighting reads --kv-weighting.
+func parseWeighting(s string) (calibrate.Weighting, error) {
+	for _, w := range []calibrate.Weighting{calibrate.FisherScale, calibrate.FisherOnly, calibrate.Unweighted} {
+		if s == w.String() {
+			return w, nil
+		}
+	}
+	return 0, usageErrorf("--kv-weighting %q: want fisher-scale, fisher or none", s)
 }
 
 // calibrationEntries converts thresholds and their statistics for JSON.
