@@ -1,0 +1,169 @@
+package speculate
+
+import (
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestParseMode(t *testing.T) {
+	for i, name := range Modes {
+		m, err := ParseMode(name)
+		if err != nil || m != Mode(i) || m.String() != name {
+			t.Errorf("ParseMode(%q) = %v, %v", name, m, err)
+		}
+	}
+	if _, err := ParseMode("fast"); !errors.Is(err, ErrMode) {
+		t.Errorf("ParseMode(fast) error %v, want ErrMode", err)
+	}
+	tests := []struct {
+		mode  Mode
+		name  string
+		allow bool
+	}{
+		{ModeOff, "ngram", false}, {ModeAuto, "ngram", true}, {ModeAuto, "early", true},
+		{ModeNGram, "ngram", true}, {ModeNGram, "early", false}, {ModeEarly, "early", true},
+	}
+	for _, tc := range tests {
+		if got := tc.mode.Allows(tc.name); got != tc.allow {
+			t.Errorf("%v.Allows(%q) = %v", tc.mode, tc.name, got)
+		}
+	}
+}
+
+// naiveLookup is the reference of NGram.Draft: the longest suffix of seq (maxN down to
+// minN tokens) with an earlier occurrence, the latest one in seq (ending before seq's
+// last token) or else the latest one in ctx, and up to limit tokens after it.
+func naiveLookup(ctx, seq []int32, minN, maxN, limit int) []int32 {
+	for n := min(maxN, len(seq)); n >= minN; n-- {
+		key := seq[len(seq)-n:]
+		for _, src := range [][]int32{seq, ctx} {
+			for end := len(src) - 1; end >= n; end-- {
+				if slices.Equal(src[end-n:end], key) {
+					return src[end:min(len(src), end+limit)]
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// TestNGramMatchesNaive compares NGram's drafts with a brute-force search, on random
+// sequences over a small alphabet (many repeats) that grow token by token.
+func TestNGramMatchesNaive(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for trial := range 20 {
+		ctx := make([]int32, 200)
+		for i := range ctx {
+			ctx[i] = int32(r.IntN(6))
+		}
+		minN, maxN := 1+trial%2, 2+trial%3
+		g := NewNGram(ctx, minN, maxN)
+		seq := []int32{int32(r.IntN(6))}
+		g.Reset(nil, seq)
+		for len(seq) < 120 {
+			limit := 1 + r.IntN(6)
+			got := g.Draft(nil, seq, limit)
+			want := naiveLookup(ctx, seq, minN, maxN, limit)
+			if !slices.Equal(got, want) {
+				t.Fatalf("trial %d: Draft after %v = %v, want %v", trial, seq, got, want)
+			}
+			seq = append(seq, int32(r.IntN(6)))
+		}
+		// A new generation forgets the old sequence.
+		g.Reset(nil, seq[:1])
+		if got, want := g.Draft(nil, seq[:2], 4), naiveLookup(ctx, seq[:2], minN, maxN, 4); !slices.Equal(got, want) {
+			t.Fatalf("trial %d after Reset: %v, want %v", trial, got, want)
+		}
+	}
+}
+
+func TestNGramCopiesContext(t *testing.T) {
+	ctx := []int32{10, 11, 12, 13, 14, 15, 16, 17}
+	g := NewNGram(ctx, 0, 0)
+	g.Reset(nil, []int32{1, 12, 13})
+	if got := g.Draft(nil, []int32{1, 12, 13}, 3); !slices.Equal(got, []int32{14, 15, 16}) {
+		t.Errorf("draft %v, want 14 15 16", got)
+	}
+	if got := g.Draft(nil, []int32{1, 12, 13, 99}, 3); len(got) != 0 {
+		t.Errorf("draft %v after an unseen token, want none", got)
+	}
+	// The sequence's own occurrence wins over the context's.
+	seq := []int32{1, 12, 13, 99, 5, 12, 13}
+	if got := g.Draft(nil, seq, 2); !slices.Equal(got, []int32{99, 5}) {
+		t.Errorf("draft %v, want the sequence's 99 5", got)
+	}
+	if got := g.Clone().Draft([]int32{7}, []int32{12, 13}, 2); !slices.Equal(got, []int32{7, 14, 15}) {
+		t.Errorf("clone's draft appended %v, want 7 14 15", got)
+	}
+}
+
+// fixedDrafter drafts the same tokens every time.
+type fixedDrafter struct {
+	name  string
+	draft []int32
+	cost  float64
+}
+
+func (d *fixedDrafter) Name() string               { return d.name }
+func (d *fixedDrafter) Reset(_ *Target, _ []int32) {}
+func (d *fixedDrafter) DraftCost(k int) float64    { return d.cost * float64(k) }
+func (d *fixedDrafter) Draft(dst, _ []int32, n int) []int32 {
+	return append(dst, d.draft[:min(n, len(d.draft))]...)
+}
+
+// TestPolicyAdapts feeds a policy outcomes and checks its choices: long drafts for a
+// source whose drafts are accepted, none (but periodic probes) for one whose drafts are
+// rejected, the cheaper of two sources, and the counts.
+func TestPolicyAdapts(t *testing.T) {
+	good := &fixedDrafter{name: "ngram", draft: []int32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}
+	p := NewPolicy(ModeAuto, []Drafter{good}, PolicyOptions{MaxDraft: 8, RowCost: 0.1})
+	p.Reset(nil, nil)
+	for range 20 {
+		d, src := p.Draft(nil, []int32{0}, 100)
+		p.Verified(src, len(d), len(d), time.Millisecond)
+	}
+	if d, _ := p.Draft(nil, []int32{0}, 100); len(d) != 8 {
+		t.Errorf("always accepted: draft of %d tokens, want MaxDraft 8", len(d))
+	}
+	if d, _ := p.Draft(nil, []int32{0}, 3); len(d) != 3 {
+		t.Errorf("room 3: draft of %d tokens", len(d))
+	}
+	st := p.Stats()
+	if st.Verifications != 20 || st.Accepted != st.Drafted || st.Sources[0].Name != "ngram" || st.TokensPerVerification() <= 1 {
+		t.Errorf("stats %+v", st)
+	}
+
+	bad := &fixedDrafter{name: "ngram", draft: []int32{1, 2, 3}}
+	p = NewPolicy(ModeNGram, []Drafter{bad}, PolicyOptions{Probe: 4})
+	p.Reset(nil, nil)
+	drafts := 0
+	for range 40 {
+		d, src := p.Draft(nil, []int32{0}, 100)
+		if src < 0 {
+			p.Plain(time.Millisecond)
+			continue
+		}
+		drafts++
+		p.Verified(src, len(d), 0, 2*time.Millisecond)
+	}
+	if drafts < 5 || drafts > 15 {
+		t.Errorf("never accepted: %d drafts in 40 passes, want about one probe in 4", drafts)
+	}
+	if p.Stats().Passes != 40 || p.Stats().AcceptanceRate() != 0 {
+		t.Errorf("stats %+v", p.Stats())
+	}
+
+	cheap := &fixedDrafter{name: "ngram", draft: []int32{1, 2, 3, 4}}
+	dear := &fixedDrafter{name: "early", draft: []int32{1, 2, 3, 4}, cost: 0.5}
+	p = NewPolicy(ModeAuto, []Drafter{dear, cheap}, PolicyOptions{})
+	p.Reset(nil, nil)
+	if _, src := p.Draft(nil, []int32{0}, 100); src != 1 {
+		t.Errorf("equal acceptance: drafted from source %d, want the cheap one (1)", src)
+	}
+	if NewPolicy(ModeOff, []Drafter{cheap}, PolicyOptions{}).Active() {
+		t.Error("ModeOff policy is active")
+	}
+}
