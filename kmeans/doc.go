@@ -8,11 +8,12 @@
 // Modha, 2001). The centroid reported for a cluster is the mean of its RAW vectors, so that
 // q·c equals the mean of q·k over the cluster.
 //
-// The cost is linear in the number of vectors: the input is cut into blocks of about
-// Options.BlockSize consecutive vectors, each clustered on its own with a share of the
-// clusters proportional to its size (as SqueezeAILab/MultipoleAttention does with windows of
-// tokens). A block of m vectors with k = f·m clusters costs O(m·k·d) per iteration, so a
-// fixed fraction f gives a fixed cost per vector however long the input is.
+// The cost is linear in the number of vectors: the input is cut into blocks of at most
+// (and more than half of) Options.BlockSize consecutive vectors, each clustered on its
+// own with a share of the clusters proportional to its size (as
+// SqueezeAILab/MultipoleAttention does with windows of tokens). A block of m vectors with
+// k = f·m clusters costs O(m·k·d) per iteration, so a fixed fraction f gives a cost per
+// vector bounded by that of one full block however long the input is.
 //
 // Results are a deterministic function of the data, k and Options other than Threads: every
 // block draws from its own generator seeded by (Seed, block index), and all reductions run

@@ -36,9 +36,10 @@ type Options struct {
 	// relative to the previous iteration; 0 means DefaultTol, a negative value stops only
 	// when no assignment changes (or at MaxIter).
 	Tol float64
-	// BlockSize is the number of consecutive vectors clustered together; the input is
-	// cut into max(1, n/BlockSize) blocks of equal size (± 1), so blocks hold between
-	// BlockSize and 2·BlockSize vectors. 0 means DefaultBlockSize; a negative value
+	// BlockSize is the most consecutive vectors clustered together; the input is cut
+	// into ⌈n/BlockSize⌉ blocks of equal size (± 1), so blocks hold more than
+	// BlockSize/2 and at most BlockSize vectors, and with k ∝ n the cost per vector
+	// never exceeds that of one full block. 0 means DefaultBlockSize; a negative value
 	// clusters everything as one block (cost quadratic in n when k ∝ n).
 	BlockSize int
 	// Threads is the number of goroutines; 0 or less means runtime.GOMAXPROCS(0). The
@@ -115,7 +116,7 @@ func Spherical(ctx context.Context, data []float32, dim, k int, opt Options) (*R
 
 	nb := 1
 	if opt.BlockSize > 0 {
-		nb = max(1, n/opt.BlockSize)
+		nb = (n + opt.BlockSize - 1) / opt.BlockSize
 	}
 	nb = min(nb, k) // every block gets at least one cluster
 	res.Blocks = nb
