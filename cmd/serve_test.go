@@ -165,3 +165,56 @@ func TestServeBadArtifacts(t *testing.T) {
 		})
 	}
 }
+
+// TestServeShutdownUnderLoad stops the server (as SIGTERM does) while clients stream:
+// runServe returns nil within the shutdown timeout, and every client gets either a whole
+// answer or an orderly end (an error event or a 503), never a hang.
+func TestServeShutdownUnderLoad(t *testing.T) {
+	isolate(t)
+	_, art, _ := askFixture(t)
+	opts := serveDefaults()
+	opts.Artifacts, opts.Parallel, opts.Queue, opts.ShutdownTimeout = []string{art}, 1, 8, 200*time.Millisecond
+	url, stop, _ := startServe(t, opts)
+	const clients = 6
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	results := make(chan result, clients)
+	for range clients {
+		go func() {
+			resp, err := http.Post(url+"/v1/completions", "application/json",
+				strings.NewReader(`{"prompt":"\nthe fox","max_tokens":400,"temperature":1,"stream":true}`))
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- result{resp.StatusCode, string(b), err}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond) // let the requests arrive
+	begin := time.Now()
+	if err := stop(); err != nil {
+		t.Fatalf("runServe after SIGTERM: %v", err)
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Fatalf("shutdown took %v with a 200ms timeout", d)
+	}
+	for range clients {
+		select {
+		case r := <-results:
+			switch {
+			case r.err != nil && r.status == 0: // refused or reset at the connection level
+			case r.status == http.StatusOK && (strings.HasSuffix(r.body, "data: [DONE]\n\n") || strings.Contains(r.body, `"error"`)):
+			case r.status == http.StatusServiceUnavailable:
+			default:
+				t.Errorf("client: status %d, err %v, body %q", r.status, r.err, r.body)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a client hangs after shutdown")
+		}
+	}
+}
