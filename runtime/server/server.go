@@ -507,9 +507,13 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// Flush sends buffered data to the client.
-func (w *responseWriter) Flush() {
-	http.NewResponseController(w.ResponseWriter).Flush()
+// Flush sends buffered data to the client (http.Flusher).
+func (w *responseWriter) Flush() { w.FlushError() }
+
+// FlushError sends buffered data to the client and reports a failure to (the client
+// went away); http.ResponseController prefers it to Flush.
+func (w *responseWriter) FlushError() error {
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // Unwrap gives http.ResponseController the underlying writer.
