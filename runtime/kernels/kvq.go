@@ -7,20 +7,13 @@ import "unsafe"
 // bit of its first byte), decoded through a table. Each works on one row; groups of 8
 // codes (b bytes) are unpacked with one load.
 
-// kvqKernels is one instruction-set level's fast paths for whole groups of 8 codes (or 4
-// and 8 RoPE pairs); see kvq_amd64.go.
-type kvqKernels struct {
-	decodeChannel func(dst *float32, src *byte, groups, bits int, levels, half, mid *float32)
-	decodeToken   func(dst *float32, src *byte, groups, bits int, levels *float32, half, mid float32)
-	axpyToken     func(a float32, src *byte, groups, bits int, levels *float32, y *float32)
-	rotateAdj     func(x, cos, sin *float32, quads int)
-	rotateNeoX    func(lo, hi, cos, sin *float32, octs int)
-}
+// kvqFast reports whether the group kernels of kvq_amd64.s may run (AVX2 and FMA); the
+// pure-Go loops below serve otherwise. The kernels are called directly (not through
+// function values) so that their arguments, often buffers on the caller's stack, do not
+// escape to the heap.
+var kvqFast bool
 
-// kvqK is the fastest kvqKernels cpuHas allows, nil for the pure-Go reference.
-var kvqK *kvqKernels
-
-func init() { addReinit(func() { kvqK = kvqKernelsFor() }) }
+func init() { addReinit(func() { kvqFast = kvqAvailable() }) }
 
 // KVQLevels are a datatype's decoded levels padded to 16 entries, the form the decoding
 // kernels read (entries past 2^bits are not used).
@@ -33,10 +26,10 @@ func KVQDecodeChannel(dst []float32, src []byte, bits int, levels *KVQLevels, ha
 	n := len(dst)
 	half, mid = half[:n], mid[:n]
 	g := 0
-	if k := kvqK; k != nil && n >= 8 {
+	if kvqFast && n >= 8 {
 		g = n / 8
 		_ = src[g*bits-1]
-		k.decodeChannel(unsafe.SliceData(dst), unsafe.SliceData(src), g, bits, &levels[0], unsafe.SliceData(half), unsafe.SliceData(mid))
+		kvqDecodeChannelGroups(unsafe.SliceData(dst), unsafe.SliceData(src), g, bits, &levels[0], unsafe.SliceData(half), unsafe.SliceData(mid))
 	}
 	for j := g * 8; j < n; j++ {
 		dst[j] = mid[j] + half[j]*levels[kvqCode(src, bits, j)]
@@ -48,10 +41,10 @@ func KVQDecodeChannel(dst []float32, src []byte, bits int, levels *KVQLevels, ha
 func KVQDecodeToken(dst []float32, src []byte, bits int, levels *KVQLevels, half, mid float32) {
 	n := len(dst)
 	g := 0
-	if k := kvqK; k != nil && n >= 8 {
+	if kvqFast && n >= 8 {
 		g = n / 8
 		_ = src[g*bits-1]
-		k.decodeToken(unsafe.SliceData(dst), unsafe.SliceData(src), g, bits, &levels[0], half, mid)
+		kvqDecodeTokenGroups(unsafe.SliceData(dst), unsafe.SliceData(src), g, bits, &levels[0], half, mid)
 	}
 	for j := g * 8; j < n; j++ {
 		dst[j] = mid + half*levels[kvqCode(src, bits, j)]
@@ -62,10 +55,10 @@ func KVQDecodeToken(dst []float32, src []byte, bits int, levels *KVQLevels, half
 func KVQAxpyToken(a float32, src []byte, bits int, levels *KVQLevels, y []float32) {
 	n := len(y)
 	g := 0
-	if k := kvqK; k != nil && n >= 8 {
+	if kvqFast && n >= 8 {
 		g = n / 8
 		_ = src[g*bits-1]
-		k.axpyToken(a, unsafe.SliceData(src), g, bits, &levels[0], unsafe.SliceData(y))
+		kvqAxpyTokenGroups(a, unsafe.SliceData(src), g, bits, &levels[0], unsafe.SliceData(y))
 	}
 	for j := g * 8; j < n; j++ {
 		y[j] += a * levels[kvqCode(src, bits, j)]
@@ -81,14 +74,14 @@ func KVQRotate(x, cos, sin []float32, neox bool) {
 	sin = sin[:half]
 	x = x[:2*half]
 	p := 0
-	if k := kvqK; k != nil {
+	if kvqFast {
 		if neox {
 			if o := half / 8; o > 0 {
-				k.rotateNeoX(&x[0], &x[half], &cos[0], &sin[0], o)
+				kvqRotateNeoXGroups(&x[0], &x[half], &cos[0], &sin[0], o)
 				p = 8 * o
 			}
 		} else if q := half / 4; q > 0 {
-			k.rotateAdj(&x[0], &cos[0], &sin[0], q)
+			kvqRotateAdjGroups(&x[0], &cos[0], &sin[0], q)
 			p = 4 * q
 		}
 	}
@@ -214,4 +207,42 @@ func KVQRopeDot(q, k, cos, sin []float32, neox bool) float32 {
 		s0 += Dot(q[r:], k[r:])
 	}
 	return s0 + s1
+}
+
+// KVQAngles sets cos and sin to the cosines and sines of sums of angles from those of
+// the parts: cos[i] = ch[i]·cl[i] − sh[i]·sl[i], sin[i] = sh[i]·cl[i] + ch[i]·sl[i], for
+// i < len(cos). RoPE angles of a position p = hi + lo come from small tables of hi's and
+// lo's this way.
+func KVQAngles(cos, sin, ch, sh, cl, sl []float32) {
+	n := len(cos)
+	sin, ch, sh, cl, sl = sin[:n], ch[:n], sh[:n], cl[:n], sl[:n]
+	i := 0
+	if kvqFast && n >= 8 {
+		o := n / 8
+		kvqAnglesGroups(&cos[0], &sin[0], &ch[0], &sh[0], &cl[0], &sl[0], o)
+		i = 8 * o
+	}
+	for ; i < n; i++ {
+		cos[i] = ch[i]*cl[i] - sh[i]*sl[i]
+		sin[i] = sh[i]*cl[i] + ch[i]*sl[i]
+	}
+}
+
+// KVQDot returns the inner product of a and b[:len(a)], as Dot does, for rows decoded
+// into buffers on the caller's stack (its fast path is called directly, so they stay
+// there).
+func KVQDot(a, b []float32) float32 {
+	n := len(a)
+	b = b[:n]
+	var s float32
+	i := 0
+	if kvqFast && n >= 8 {
+		o := n / 8
+		s = kvqDotGroups(&a[0], &b[0], o)
+		i = 8 * o
+	}
+	for ; i < n; i++ {
+		s += a[i] * b[i]
+	}
+	return s
 }

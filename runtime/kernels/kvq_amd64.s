@@ -93,8 +93,8 @@ GLOBL kvqSignEven<>(SB), RODATA|NOPTR, $32
 	VMOVUPS (R8), Y11; \
 	VMOVUPS 32(R8), Y12
 
-// func kvqDecodeChannelAVX2(dst *float32, src *byte, groups, bits int, levels, half, mid *float32)
-TEXT ·kvqDecodeChannelAVX2(SB), NOSPLIT, $0-56
+// func kvqDecodeChannelGroups(dst *float32, src *byte, groups, bits int, levels, half, mid *float32)
+TEXT ·kvqDecodeChannelGroups(SB), NOSPLIT, $0-56
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ groups+16(FP), R9
@@ -121,8 +121,8 @@ cdone:
 	VZEROUPPER
 	RET
 
-// func kvqDecodeTokenAVX2(dst *float32, src *byte, groups, bits int, levels *float32, half, mid float32)
-TEXT ·kvqDecodeTokenAVX2(SB), NOSPLIT, $0-48
+// func kvqDecodeTokenGroups(dst *float32, src *byte, groups, bits int, levels *float32, half, mid float32)
+TEXT ·kvqDecodeTokenGroups(SB), NOSPLIT, $0-48
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ groups+16(FP), R9
@@ -146,8 +146,8 @@ tdone:
 	VZEROUPPER
 	RET
 
-// func kvqAxpyTokenAVX2(a float32, src *byte, groups, bits int, levels *float32, y *float32)
-TEXT ·kvqAxpyTokenAVX2(SB), NOSPLIT, $0-48
+// func kvqAxpyTokenGroups(a float32, src *byte, groups, bits int, levels *float32, y *float32)
+TEXT ·kvqAxpyTokenGroups(SB), NOSPLIT, $0-48
 	VBROADCASTSS a+0(FP), Y4
 	MOVQ src+8(FP), SI
 	MOVQ groups+16(FP), R9
@@ -170,8 +170,8 @@ adone:
 	VZEROUPPER
 	RET
 
-// func kvqRotateAdjAVX2(x, cos, sin *float32, quads int)
-TEXT ·kvqRotateAdjAVX2(SB), NOSPLIT, $0-32
+// func kvqRotateAdjGroups(x, cos, sin *float32, quads int)
+TEXT ·kvqRotateAdjGroups(SB), NOSPLIT, $0-32
 	MOVQ x+0(FP), DI
 	MOVQ cos+8(FP), R8
 	MOVQ sin+16(FP), R9
@@ -200,8 +200,8 @@ rdone:
 	VZEROUPPER
 	RET
 
-// func kvqRotateNeoXAVX2(lo, hi, cos, sin *float32, octs int)
-TEXT ·kvqRotateNeoXAVX2(SB), NOSPLIT, $0-40
+// func kvqRotateNeoXGroups(lo, hi, cos, sin *float32, octs int)
+TEXT ·kvqRotateNeoXGroups(SB), NOSPLIT, $0-40
 	MOVQ lo+0(FP), DI
 	MOVQ hi+8(FP), SI
 	MOVQ cos+16(FP), R8
@@ -228,4 +228,64 @@ nloop:
 	JNE nloop
 ndone:
 	VZEROUPPER
+	RET
+
+// func kvqAnglesGroups(cos, sin, ch, sh, cl, sl *float32, octs int)
+TEXT ·kvqAnglesGroups(SB), NOSPLIT, $0-56
+	MOVQ cos+0(FP), DI
+	MOVQ sin+8(FP), SI
+	MOVQ ch+16(FP), R8
+	MOVQ sh+24(FP), R9
+	MOVQ cl+32(FP), R10
+	MOVQ sl+40(FP), R11
+	MOVQ octs+48(FP), CX
+	TESTQ CX, CX
+	JEQ gdone
+gloop:
+	VMOVUPS (R8), Y0
+	VMOVUPS (R9), Y1
+	VMOVUPS (R10), Y2
+	VMOVUPS (R11), Y3
+	VMULPS Y2, Y0, Y4
+	VFNMADD231PS Y3, Y1, Y4
+	VMULPS Y2, Y1, Y5
+	VFMADD231PS Y3, Y0, Y5
+	VMOVUPS Y4, (DI)
+	VMOVUPS Y5, (SI)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	ADDQ $32, R8
+	ADDQ $32, R9
+	ADDQ $32, R10
+	ADDQ $32, R11
+	DECQ CX
+	JNE gloop
+gdone:
+	VZEROUPPER
+	RET
+
+// func kvqDotGroups(a, b *float32, octs int) float32
+TEXT ·kvqDotGroups(SB), NOSPLIT, $0-28
+	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), DI
+	MOVQ octs+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	TESTQ CX, CX
+	JEQ ddone
+dloop:
+	VMOVUPS (SI), Y2
+	VFMADD231PS (DI), Y2, Y0
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNE dloop
+ddone:
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+24(FP)
 	RET

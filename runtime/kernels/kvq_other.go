@@ -2,5 +2,22 @@
 
 package kernels
 
-// kvqKernelsFor returns nil: only the pure-Go kernels exist on this platform.
-func kvqKernelsFor() *kvqKernels { return nil }
+// kvqAvailable reports false: the group kernels are amd64 assembly, and the pure-Go
+// loops of kvq.go serve on this platform. The functions below keep the callers
+// compiling; kvqFast false means they are never called.
+func kvqAvailable() bool { return false }
+
+func kvqDecodeChannelGroups(dst *float32, src *byte, groups, bits int, levels, half, mid *float32) {}
+
+func kvqDecodeTokenGroups(dst *float32, src *byte, groups, bits int, levels *float32, half, mid float32) {
+}
+
+func kvqAxpyTokenGroups(a float32, src *byte, groups, bits int, levels *float32, y *float32) {}
+
+func kvqRotateAdjGroups(x, cos, sin *float32, quads int) {}
+
+func kvqRotateNeoXGroups(lo, hi, cos, sin *float32, octs int) {}
+
+func kvqAnglesGroups(cos, sin, ch, sh, cl, sl *float32, octs int) {}
+
+func kvqDotGroups(a, b *float32, octs int) float32 { return 0 }

@@ -125,6 +125,31 @@ func TestKVQFast(t *testing.T) {
 				near("AxpyToken", got, want)
 			}
 		}
+		for _, n := range []int{0, 1, 7, 8, 9, 64, 130} {
+			a, b := make([]float32, n), make([]float32, n)
+			for i := range a {
+				a[i], b[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+			}
+			if got, want := KVQDot(a, b), dotRef(a, b); math.Abs(float64(got-want)) > 1e-5*(1+math.Abs(float64(want))) {
+				t.Fatalf("Dot of %d: %v, want %v", n, got, want)
+			}
+		}
+		for _, n := range []int{0, 1, 8, 13, 32, 64} {
+			a, b := make([]float64, n), make([]float64, n)
+			ch, sh, cl, sl := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+			for i := range n {
+				a[i], b[i] = rng.Float64()*100, rng.Float64()*3
+				ch[i], sh[i] = float32(math.Cos(a[i])), float32(math.Sin(a[i]))
+				cl[i], sl[i] = float32(math.Cos(b[i])), float32(math.Sin(b[i]))
+			}
+			cos, sin := make([]float32, n), make([]float32, n)
+			KVQAngles(cos, sin, ch, sh, cl, sl)
+			for i := range n {
+				if math.Abs(float64(cos[i])-math.Cos(a[i]+b[i])) > 3e-7 || math.Abs(float64(sin[i])-math.Sin(a[i]+b[i])) > 3e-7 {
+					t.Fatalf("Angles[%d] of %d: %v %v, want %v %v", i, n, cos[i], sin[i], math.Cos(a[i]+b[i]), math.Sin(a[i]+b[i]))
+				}
+			}
+		}
 		for _, neox := range []bool{false, true} {
 			for _, rd := range []int{2, 8, 16, 24, 64, 128} {
 				r := NewRoPE(rd, 10000, 1, neox)

@@ -17,8 +17,15 @@ type RoPE struct {
 	headDim, ropeDim int
 	neox             bool
 	freq             []float64
-	cos, sin         []float32 // positions × ropeDim/2
+	positions        int
+	// The angles of position p = h·ropeStep + l come from those of h·ropeStep (hiCos,
+	// hiSin: one row of ropeDim/2 per h) and of l (loCos, loSin: ropeStep rows), tables
+	// small enough to stay in cache however long the context.
+	hiCos, hiSin, loCos, loSin []float32
 }
+
+// ropeStep is the number of positions per row of the coarse angle table.
+const ropeStep = 64
 
 // Frequencies returns the angle per position of each RoPE pair of a model with
 // configuration cfg, RopeScale·RopeBase^(−2i/RopeDim) divided by factors[i] (the file's
@@ -59,23 +66,28 @@ func NewRoPE(headDim int, neox bool, freq []float64, positions int) (*RoPE, erro
 			return nil, fmt.Errorf("%w: RoPE frequency %d is %v", ErrInvalid, i, f)
 		}
 	}
-	r := &RoPE{
-		headDim: headDim, ropeDim: rd, neox: neox, freq: freq,
-		cos: make([]float32, positions*len(freq)), sin: make([]float32, positions*len(freq)),
-	}
 	half := len(freq)
-	for p := range positions {
-		c, s := r.cos[p*half:(p+1)*half], r.sin[p*half:(p+1)*half]
-		for i, f := range freq {
-			sn, cs := math.Sincos(float64(p) * f)
-			c[i], s[i] = float32(cs), float32(sn)
+	hi := (positions + ropeStep - 1) / ropeStep
+	r := &RoPE{
+		headDim: headDim, ropeDim: rd, neox: neox, freq: freq, positions: positions,
+		hiCos: make([]float32, hi*half), hiSin: make([]float32, hi*half),
+		loCos: make([]float32, ropeStep*half), loSin: make([]float32, ropeStep*half),
+	}
+	table := func(cos, sin []float32, rows, step int) {
+		for p := range rows {
+			for i, f := range freq {
+				sn, cs := math.Sincos(float64(p*step) * f)
+				cos[p*half+i], sin[p*half+i] = float32(cs), float32(sn)
+			}
 		}
 	}
+	table(r.hiCos, r.hiSin, hi, ropeStep)
+	table(r.loCos, r.loSin, ropeStep, 1)
 	return r, nil
 }
 
 // Positions is the number of positions the table covers.
-func (r *RoPE) Positions() int { return len(r.cos) / (r.ropeDim / 2) }
+func (r *RoPE) Positions() int { return r.positions }
 
 // HeadDim is the length of the vectors Rotate rotates.
 func (r *RoPE) HeadDim() int { return r.headDim }
@@ -86,15 +98,23 @@ func (r *RoPE) NeoX() bool { return r.neox }
 // Frequencies returns the angle per position of each pair (shared; do not modify).
 func (r *RoPE) Frequencies() []float64 { return r.freq }
 
-// angles returns the cos and sin of position pos's pairs.
-func (r *RoPE) angles(pos int) (cos, sin []float32) {
+// angles sets cos and sin (RopeDim/2 each) to the angles of position pos's pairs.
+func (r *RoPE) angles(cos, sin []float32, pos int) {
 	half := r.ropeDim / 2
-	return r.cos[pos*half : (pos+1)*half], r.sin[pos*half : (pos+1)*half]
+	h, l := pos/ropeStep*half, pos%ropeStep*half
+	kernels.KVQAngles(cos, sin, r.hiCos[h:h+half], r.hiSin[h:h+half], r.loCos[l:l+half], r.loSin[l:l+half])
 }
 
 // Rotate rotates x, one head's HeadDim values, to position pos (below Positions()).
 func (r *RoPE) Rotate(x []float32, pos int) {
-	cos, sin := r.angles(pos)
+	r.rotate(x, make([]float32, r.ropeDim), pos)
+}
+
+// rotate is Rotate with scratch of at least RopeDim values for the angles.
+func (r *RoPE) rotate(x, buf []float32, pos int) {
+	half := r.ropeDim / 2
+	cos, sin := buf[:half], buf[half:2*half]
+	r.angles(cos, sin, pos)
 	kernels.KVQRotate(x, cos, sin, r.neox)
 }
 

@@ -201,7 +201,9 @@ func finite32(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(fl
 // outCursor walks the outliers of consecutive rows.
 type outCursor struct {
 	k   int // next entry
-	blk int // block of entry k's row range
+	blk int // block of entry k
+	row int // row of entry k; math.MaxInt when there is none
+	at  int // element offset of entry k within its row
 }
 
 // seek returns the cursor at the first outlier of row lo or later.
@@ -209,7 +211,7 @@ func (r *Rows) seek(lo int) outCursor {
 	br := BlockRows(r.Dim)
 	b := lo / br
 	if b >= len(r.OutStart)-1 {
-		return outCursor{k: len(r.OutIndex), blk: b}
+		return outCursor{k: len(r.OutIndex), blk: b, row: math.MaxInt}
 	}
 	s, e := int(r.OutStart[b]), int(r.OutStart[b+1])
 	first := uint16((lo - b*br) * r.Dim)
@@ -221,25 +223,35 @@ func (r *Rows) seek(lo int) outCursor {
 			e = m
 		}
 	}
-	return outCursor{k: s, blk: b}
+	c := outCursor{k: s, blk: b}
+	r.settle(&c)
+	return c
+}
+
+// settle finds the block, row and channel of the cursor's entry.
+func (r *Rows) settle(c *outCursor) {
+	for c.blk+1 < len(r.OutStart) && c.k >= int(r.OutStart[c.blk+1]) {
+		c.blk++
+	}
+	if c.k >= len(r.OutIndex) {
+		c.row = math.MaxInt
+		return
+	}
+	e := int(r.OutIndex[c.k])
+	c.row = c.blk*BlockRows(r.Dim) + e/r.Dim
+	c.at = e % r.Dim
 }
 
 // next returns the next outlier of row i (channel and value) and advances, or ok = false
 // when the row has no more. Rows must be visited in ascending order.
 func (r *Rows) next(c *outCursor, i int) (ch int, v float32, ok bool) {
-	br := BlockRows(r.Dim)
-	for c.blk+1 < len(r.OutStart) && c.k >= int(r.OutStart[c.blk+1]) {
-		c.blk++
-	}
-	if c.k >= len(r.OutIndex) || c.blk+1 >= len(r.OutStart) {
+	if c.row != i {
 		return 0, 0, false
 	}
-	e := c.blk*br*r.Dim + int(r.OutIndex[c.k])
-	if e/r.Dim != i {
-		return 0, 0, false
-	}
+	ch, v = c.at, kernels.F16ToF32(r.OutValue[c.k])
 	c.k++
-	return e % r.Dim, kernels.F16ToF32(r.OutValue[c.k-1]), true
+	r.settle(c)
+	return ch, v, true
 }
 
 // decodeDense writes row i's dense values (outliers not applied, no rotation) to dst.
@@ -290,17 +302,20 @@ func (r *Rows) scratch(f *[stackDim]float32, c *[stackDim]uint8) ([]float32, []u
 // positions) to dst, (hi−lo)·Dim values: what Dots and Accumulate read. Decoding a block
 // of rows once serves every query that reads it (a matrix product over the block).
 func (r *Rows) Dequantize(dst []float32, lo, hi int) {
+	var fb [stackDim]float32
+	var cb [stackDim]uint8
+	ang, _ := r.scratch(&fb, &cb)
 	c := r.seek(lo)
 	d := r.Dim
 	for i := lo; i < hi; i++ {
-		r.decodeFast(dst[(i-lo)*d:(i-lo+1)*d], i, &c)
+		r.decodeFast(dst[(i-lo)*d:(i-lo+1)*d], ang, i, &c)
 	}
 }
 
 // decodeFast writes row i decoded to row through the kernels: codes through the ranges
 // (kernels.KVQDecodeChannel or KVQDecodeToken), outliers, then the rotation to its
-// position (kernels.KVQRotate).
-func (r *Rows) decodeFast(row []float32, i int, c *outCursor) {
+// position (kernels.KVQRotate); ang is scratch of at least Dim values.
+func (r *Rows) decodeFast(row, ang []float32, i int, c *outCursor) {
 	rb := r.RowBytes()
 	src := r.Codes[i*rb : (i+1)*rb]
 	if r.Axis == PerChannel {
@@ -316,7 +331,7 @@ func (r *Rows) decodeFast(row []float32, i int, c *outCursor) {
 		row[ch] = v
 	}
 	if r.RoPE != nil {
-		r.RoPE.Rotate(row, int(r.Pos[i]))
+		r.RoPE.rotate(row, ang, int(r.Pos[i]))
 	}
 }
 
@@ -334,16 +349,17 @@ func (r *Rows) dequantizeRef(dst []float32, lo, hi int) {
 }
 
 // Dots sets dst[i] = q · row(lo+i) for i < hi−lo, each row decoded as Dequantize does
-// into a buffer on the stack, then dotted (kernels.Dot).
+// into a buffer on the stack, then dotted (kernels.KVQDot).
 func (r *Rows) Dots(dst, q []float32, lo, hi int) {
-	var fb [stackDim]float32
+	var fb, ab [stackDim]float32
 	var cb [stackDim]uint8
 	row, _ := r.scratch(&fb, &cb)
+	ang, _ := r.scratch(&ab, &cb)
 	c := r.seek(lo)
 	q = q[:r.Dim]
 	for i := lo; i < hi; i++ {
-		r.decodeFast(row, i, &c)
-		dst[i-lo] = kernels.Dot(q, row)
+		r.decodeFast(row, ang, i, &c)
+		dst[i-lo] = kernels.KVQDot(q, row)
 	}
 }
 
@@ -351,18 +367,12 @@ func (r *Rows) Dots(dst, q []float32, lo, hi int) {
 // decoded as Dequantize does. Values with per-token ranges add w·Half·level per code
 // (kernels.KVQAxpyLevels) and Σ w·Mid once, then correct the outliers.
 func (r *Rows) Accumulate(out, w []float32, lo, hi int) {
-	var fb [stackDim]float32
-	var cb [stackDim]uint8
-	row, codes := r.scratch(&fb, &cb)
-	c := r.seek(lo)
 	out = out[:r.Dim]
 	if r.Axis != PerToken || r.RoPE != nil {
-		for i := lo; i < hi; i++ {
-			r.decode(row, codes, i, &c)
-			kernels.Axpy(w[i-lo], row, out)
-		}
+		r.accumulateRows(out, w, lo, hi)
 		return
 	}
+	c := r.seek(lo)
 	rb, bits := r.RowBytes(), r.Bits
 	var offset float32
 	for i := lo; i < hi; i++ {
@@ -382,6 +392,20 @@ func (r *Rows) Accumulate(out, w []float32, lo, hi int) {
 	}
 	for j := range out {
 		out[j] += offset
+	}
+}
+
+// accumulateRows is Accumulate for rows other than per-token values: each row decoded,
+// then added.
+func (r *Rows) accumulateRows(out, w []float32, lo, hi int) {
+	var fb, ab [stackDim]float32
+	var cb [stackDim]uint8
+	row, _ := r.scratch(&fb, &cb)
+	ang, _ := r.scratch(&ab, &cb)
+	c := r.seek(lo)
+	for i := lo; i < hi; i++ {
+		r.decodeFast(row, ang, i, &c)
+		kernels.Axpy(w[i-lo], row, out)
 	}
 }
 
