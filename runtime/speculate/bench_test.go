@@ -6,6 +6,7 @@ import (
 
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
+	"squeeze/runtime/speculate"
 )
 
 // BenchmarkStepCost times one forward pass of k tokens (a verification pass: the
@@ -70,5 +71,30 @@ func BenchmarkStepCost(b *testing.B) {
 				})
 			}
 		}
+	}
+}
+
+// BenchmarkDevSpeed decodes 20 code continuation prompts of dev.txt after the 4096-token
+// context (128 greedy tokens each), plainly and speculatively with n-gram drafts, on a
+// dense session and a squeezed one (budget 0.125), and reports the acceptance rate, the
+// tokens committed per verification pass and both decode rates (run it with
+// -benchtime 1x: one iteration decodes every prompt twice).
+func BenchmarkDevSpeed(b *testing.B) {
+	g := gocode(b)
+	for _, budget := range []float64{1, 0.125} {
+		b.Run(fmt.Sprintf("budget=%g", budget), func(b *testing.B) {
+			var r *devRun
+			for b.Loop() {
+				r = runDev(b, g, budget, speculate.ModeNGram, 20, 128)
+			}
+			st := r.stats
+			plain, spec := rate(r.plainTok, r.plainDur), rate(r.specTok, r.specDur)
+			b.ReportMetric(st.AcceptanceRate(), "accept-rate")
+			b.ReportMetric(st.TokensPerVerification(), "tok/verify")
+			b.ReportMetric(float64(st.Verifications)/float64(st.Passes), "verify/pass")
+			b.ReportMetric(plain, "plain-tok/s")
+			b.ReportMetric(spec, "spec-tok/s")
+			b.ReportMetric(spec/plain, "speedup")
+		})
 	}
 }

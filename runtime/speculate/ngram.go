@@ -9,9 +9,12 @@ package speculate
 // and no weight reads.
 //
 // Among occurrences, the sequence's own (the most recent one) wins over the context's
-// (its last one). An NGram may serve one generation at a time; the context index is
-// read-only after NewNGram, so generations on other goroutines need NGrams of their own
-// only for the sequence index: Clone shares the context index.
+// (its last one). Drafts from longer matches are usually accepted more often: the NGram
+// keeps acceptance statistics per match length and reports the one of its last draft
+// (Confidence), so that a Policy trims each draft to what its match length is worth.
+// An NGram may serve one generation at a time; the context index is read-only after
+// NewNGram, so generations on other goroutines need NGrams of their own only for the
+// sequence index and statistics: Clone shares the context index.
 type NGram struct {
 	minN, maxN int
 	context    []int32
@@ -19,6 +22,11 @@ type NGram struct {
 
 	indexed  int // tokens of the generation's sequence indexed so far
 	seqIndex []map[uint64]int32
+
+	// By match length n-minN: decayed counts of accepted tokens and of rejections of
+	// the drafts that came from a match of that length (kept across generations).
+	accepted, rejected []float64
+	last               int // the match length of the last draft (0: none)
 }
 
 // Default n-gram lengths of NewNGram.
@@ -40,33 +48,66 @@ func NewNGram(context []int32, minN, maxN int) *NGram {
 	maxN = max(maxN, minN)
 	g := &NGram{minN: minN, maxN: maxN, context: context}
 	g.ctxIndex = make([]map[uint64]int32, maxN-minN+1)
-	g.seqIndex = make([]map[uint64]int32, maxN-minN+1)
 	for i := range g.ctxIndex {
 		g.ctxIndex[i] = make(map[uint64]int32)
-		g.seqIndex[i] = make(map[uint64]int32)
 	}
+	g.initSequence()
 	for end := minN; end < len(context); end++ {
 		g.index(g.ctxIndex, context, end)
 	}
 	return g
 }
 
-// Clone returns an NGram sharing g's context index, with an empty sequence index.
+// Clone returns an NGram sharing g's context index, with an empty sequence index and
+// fresh acceptance statistics.
 func (g *NGram) Clone() *NGram {
 	c := &NGram{minN: g.minN, maxN: g.maxN, context: g.context, ctxIndex: g.ctxIndex}
-	c.seqIndex = make([]map[uint64]int32, len(g.seqIndex))
-	for i := range c.seqIndex {
-		c.seqIndex[i] = make(map[uint64]int32)
-	}
+	c.initSequence()
 	return c
+}
+
+// initSequence makes the per-generation state: the sequence index and the statistics.
+func (g *NGram) initSequence() {
+	k := g.maxN - g.minN + 1
+	g.seqIndex = make([]map[uint64]int32, k)
+	for i := range g.seqIndex {
+		g.seqIndex[i] = make(map[uint64]int32)
+	}
+	g.accepted, g.rejected = make([]float64, k), make([]float64, k)
+	for i := range k {
+		g.accepted[i], g.rejected[i] = priorAccepted, priorRejected
+	}
+}
+
+// Confidence is the estimated acceptance rate of drafts from matches as long as the last
+// draft's (speculate.Confident).
+func (g *NGram) Confidence() float64 {
+	if g.last == 0 {
+		return 0
+	}
+	i := g.last - g.minN
+	return g.accepted[i] / (g.accepted[i] + g.rejected[i])
+}
+
+// Verified records how the last draft fared (speculate.Verified).
+func (g *NGram) Verified(drafted, accepted int) {
+	if g.last == 0 {
+		return
+	}
+	i := g.last - g.minN
+	g.accepted[i] = decay*g.accepted[i] + float64(accepted)
+	g.rejected[i] *= decay
+	if accepted < drafted {
+		g.rejected[i]++
+	}
 }
 
 // Name returns "ngram".
 func (g *NGram) Name() string { return "ngram" }
 
-// Reset forgets the previous generation's sequence.
+// Reset forgets the previous generation's sequence (its statistics carry over).
 func (g *NGram) Reset(_ *Target, prompt []int32) {
-	g.indexed = 0
+	g.indexed, g.last = 0, 0
 	for _, m := range g.seqIndex {
 		clear(m)
 	}
@@ -75,6 +116,7 @@ func (g *NGram) Reset(_ *Target, prompt []int32) {
 // Draft proposes up to limit tokens that followed the longest earlier occurrence of seq's
 // last n tokens.
 func (g *NGram) Draft(dst, seq []int32, limit int) []int32 {
+	g.last = 0
 	if limit <= 0 {
 		return dst
 	}
@@ -90,9 +132,11 @@ func (g *NGram) Draft(dst, seq []int32, limit int) []int32 {
 		key := seq[len(seq)-n:]
 		h := hashTokens(key)
 		if p, ok := g.seqIndex[n-g.minN][h]; ok && matches(seq, int(p)-n, key) {
+			g.last = n
 			return appendRun(dst, seq, int(p), limit)
 		}
 		if p, ok := g.ctxIndex[n-g.minN][h]; ok && matches(g.context, int(p)-n, key) {
+			g.last = n
 			return appendRun(dst, g.context, int(p), limit)
 		}
 	}
@@ -136,3 +180,8 @@ func hashTokens(ts []int32) uint64 {
 	}
 	return h
 }
+
+var (
+	_ Confident = (*NGram)(nil)
+	_ Verified  = (*NGram)(nil)
+)

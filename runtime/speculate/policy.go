@@ -192,33 +192,68 @@ func (p *Policy) Draft(dst, seq []int32, room int) ([]int32, int) {
 	}
 	probe := p.opt.Probe > 0 && p.idle+1 >= p.opt.Probe
 	for _, c := range cs {
+		d := p.sources[c.src].d
+		conf, confident := d.(Confident)
 		k := c.k
-		if c.value < 1+p.opt.MinGain {
+		switch {
+		case confident:
+			k = limit // as long as could pay: trimmed below by the draft's own confidence
+		case c.value < 1+p.opt.MinGain:
 			if !probe {
 				continue
 			}
 			k = 1
 		}
 		n := len(dst)
-		dst = p.sources[c.src].d.Draft(dst, seq, k)
+		dst = d.Draft(dst, seq, k)
 		if len(dst) > n+k {
 			dst = dst[:n+k]
 		}
-		if len(dst) > n {
-			p.idle = 0
-			return dst, c.src
+		if len(dst) == n {
+			continue
 		}
+		if confident {
+			bk, v := p.value(c.src, conf.Confidence(), len(dst)-n)
+			if v < 1+p.opt.MinGain {
+				if !probe {
+					dst = dst[:n]
+					continue
+				}
+				bk = 1
+			}
+			dst = dst[:n+bk]
+		}
+		p.idle = 0
+		return dst, c.src
 	}
 	p.idle++
 	return dst, -1
 }
 
+// Confident is a Drafter that knows how likely its last draft is to be accepted (an
+// n-gram drafter, from how its matches of that length fared): the Policy then asks it
+// for the longest draft that could pay and keeps the part worth verifying at that
+// confidence, instead of using the source's overall acceptance.
+type Confident interface {
+	Drafter
+	// Confidence is the probability that each token of the last draft is accepted,
+	// given that the ones before it were.
+	Confidence() float64
+}
+
 // best returns source i's draft length up to limit with the most expected tokens per
-// unit of time, and that value relative to a plain pass (1 means equal).
+// unit of time at the source's estimated acceptance, and that value relative to a plain
+// pass (1 means equal).
 func (p *Policy) best(i, limit int) (int, float64) {
 	s := &p.sources[i]
-	alpha := s.accepted / (s.accepted + s.rejected)
-	coster, _ := s.d.(Coster)
+	return p.value(i, s.accepted/(s.accepted+s.rejected), limit)
+}
+
+// value returns the draft length up to limit from source i with the most expected
+// tokens per unit of time when each drafted token is accepted with probability alpha,
+// and that value relative to a plain pass.
+func (p *Policy) value(i int, alpha float64, limit int) (int, float64) {
+	coster, _ := p.sources[i].d.(Coster)
 	bestK, bestV := 1, 0.0
 	tokens, pow := 1.0, 1.0 // expected tokens committed: 1 + α + ... + α^k
 	for k := 1; k <= limit; k++ {
@@ -228,8 +263,7 @@ func (p *Policy) best(i, limit int) (int, float64) {
 		if coster != nil {
 			cost += coster.DraftCost(k)
 		}
-		v := tokens / cost
-		if v > bestV {
+		if v := tokens / cost; v > bestV {
 			bestK, bestV = k, v
 		}
 	}

@@ -167,3 +167,52 @@ func TestPolicyAdapts(t *testing.T) {
 		t.Error("ModeOff policy is active")
 	}
 }
+
+// confidentDrafter drafts fixed tokens with a fixed confidence.
+type confidentDrafter struct {
+	fixedDrafter
+	conf float64
+}
+
+func (d *confidentDrafter) Confidence() float64 { return d.conf }
+
+// TestPolicyConfidence checks that a Confident drafter's drafts are trimmed to what their
+// own confidence is worth, whatever the source's record.
+func TestPolicyConfidence(t *testing.T) {
+	d := &confidentDrafter{fixedDrafter: fixedDrafter{name: "ngram", draft: []int32{1, 2, 3, 4, 5, 6, 7, 8}}}
+	p := NewPolicy(ModeNGram, []Drafter{d}, PolicyOptions{RowCost: 0.1, Probe: -1})
+	p.Reset(nil, nil)
+	for _, tc := range []struct {
+		conf      float64
+		lo, hi   int
+	}{{0.05, 0, 0}, {0.5, 1, 3}, {0.97, 7, 8}} {
+		d.conf = tc.conf
+		got, _ := p.Draft(nil, []int32{0}, 100)
+		if len(got) < tc.lo || len(got) > tc.hi {
+			t.Errorf("confidence %v: draft of %d tokens, want %d to %d", tc.conf, len(got), tc.lo, tc.hi)
+		}
+	}
+}
+
+// TestNGramConfidence checks that rejections lower the confidence of the match length
+// that drafted, and only of that one.
+func TestNGramConfidence(t *testing.T) {
+	g := NewNGram([]int32{1, 2, 3, 4, 5, 1, 2, 9, 9}, 1, 3)
+	g.Reset(nil, nil)
+	g.Draft(nil, []int32{7, 2, 3}, 4) // a 2-gram match: 2 3 -> 4 5 1 2
+	if g.last != 2 {
+		t.Fatalf("match length %d, want 2", g.last)
+	}
+	before := g.Confidence()
+	for range 5 {
+		g.Draft(nil, []int32{7, 2, 3}, 4)
+		g.Verified(4, 0)
+	}
+	if after := g.Confidence(); after >= before/2 {
+		t.Errorf("2-gram confidence %v after 5 rejections, was %v", after, before)
+	}
+	g.Draft(nil, []int32{8, 9}, 2) // a 1-gram match
+	if g.last != 1 || g.Confidence() != before {
+		t.Errorf("1-gram match: length %d, confidence %v, want the prior %v", g.last, g.Confidence(), before)
+	}
+}
