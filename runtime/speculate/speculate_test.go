@@ -183,8 +183,8 @@ func TestPolicyConfidence(t *testing.T) {
 	p := NewPolicy(ModeNGram, []Drafter{d}, PolicyOptions{RowCost: 0.1, Probe: -1})
 	p.Reset(nil, nil)
 	for _, tc := range []struct {
-		conf      float64
-		lo, hi   int
+		conf   float64
+		lo, hi int
 	}{{0.05, 0, 0}, {0.5, 1, 3}, {0.97, 7, 8}} {
 		d.conf = tc.conf
 		got, _ := p.Draft(nil, []int32{0}, 100)
