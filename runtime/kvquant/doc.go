@@ -10,15 +10,26 @@
 // over the context's tokens (pre-RoPE keys have fixed outlier channels); values one per
 // token. Ranges computes the ranges from the data after cutting off the outliers, a
 // fraction of the values at each end of every vector, which are kept exactly (in half
-// precision) beside the dense codes: dense-and-sparse quantization.
+// precision) beside the dense codes: dense-and-sparse quantization. Q-Norm
+// (Datatype.WithQNorm) shifts the decoded levels to the data's mean and spread.
 //
 // # Storage
 //
 // Rows (Quantize) holds one (layer, KV head)'s keys or values: the b-bit codes of each row
 // packed little-endian (Pack), the ranges, and the outliers as (index, half float) pairs
-// sorted by element. Keys are stored before rotary position embedding (RoPE), with each
-// row's position; a RoPE table rotates them back when they are read. Rows implements
-// sparse.Rows, so the squeezed-attention session reads quantized storage without a
-// copy: Dots decodes a key through its channel's range, rotates it and dots it with the
-// query; Accumulate adds weighted decoded values.
+// sorted by element, in blocks of rows with 16-bit offsets. Keys are stored before rotary
+// position embedding (RoPE), with each row's position; a RoPE table rotates them when they
+// are read (its angles are composed from two small tables, one for multiples of 64
+// positions and one for the remainder, so it stays in cache at any context length).
+// Joined puts rows of several kinds one after another (the attention sink in f16, then
+// quantized rows).
+//
+// # Reading
+//
+// Rows implements sparse.Rows, so the squeezed-attention session reads quantized storage
+// without a copy: Dots decodes each key through the kernels (package kernels, KVQ*: 8
+// codes per load, levels by a permutation, ranges by a multiply-add, rotation), applies
+// its outliers and dots it with the query; Accumulate adds weight·Half·level per code and
+// the weighted Mids once, then corrects the outliers. Dequantize decodes a block of rows,
+// for a caller that scores many queries against the same keys.
 package kvquant
