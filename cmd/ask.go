@@ -272,8 +272,14 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 	out := &textOutput{out: s.Out, json: opts.JSON}
 	dopts.OnText = out.onText()
 	if mode != speculate.ModeOff {
-		// The context's n-grams are indexed once; the answer's as it grows.
+		// The context's n-grams are indexed once; the answer's as it grows. Artifacts
+		// carry no early-layer predictor yet: --speculate early finds no drafter.
 		dopts.Speculate = speculate.NewPolicy(mode, []speculate.Drafter{speculate.NewNGram(a.Context.Tokens, 0, 0)}, speculate.PolicyOptions{})
+		if !dopts.Speculate.Active() {
+			log.Info("no draft source for --speculate: decoding one token per pass", "speculate", mode.String())
+		} else if !so.Greedy() {
+			log.Info("sampling with a temperature: decoding one token per pass", "speculate", mode.String())
+		}
 	}
 	engine := decode.Engine{Model: m, Tokenizer: tok, Pool: pool}
 	res, genErr := engine.GenerateTokens(ctx, prompt, dopts)
