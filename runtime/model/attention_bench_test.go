@@ -40,32 +40,39 @@ func attentionFlops(cfg *Config, depth, n int) float64 {
 
 // BenchmarkPrefillDepth measures a prefill pass of 512 tokens after depth positions of
 // context (random keys and values stand in for a real prefill) with the F16 gocode-22m
-// and an f16 cache, 2 threads, as precompute runs it. It reports tokens/s and the
-// attention's share of the arithmetic.
+// and an f16 cache, 2 threads, as precompute runs it, with the tiled attention and with
+// the untiled one that small passes keep. It reports tokens/s.
 func BenchmarkPrefillDepth(b *testing.B) {
 	const n = 512
-	for _, depth := range prefillDepths {
-		b.Run(fmt.Sprintf("depth%d", depth), func(b *testing.B) {
-			m := openModel(b, "models", "gocode-22m", "gocode-22m.gguf")
-			p := kernels.NewPool(2)
-			defer p.Close()
-			c, err := m.NewCache(depth+n, CacheF16)
-			if err != nil {
-				b.Fatal(err)
-			}
-			fillCache(c, depth, 1)
-			tokens := randomTokens(n, m.Config.Vocab, 1)
-			b.ResetTimer()
-			for range b.N {
-				if err := c.Truncate(depth); err != nil {
+	for _, path := range []string{"tiled", "untiled"} {
+		for _, depth := range prefillDepths {
+			b.Run(fmt.Sprintf("%s/depth%d", path, depth), func(b *testing.B) {
+				if path == "untiled" {
+					saved := tiledMinBatch
+					defer func() { tiledMinBatch = saved }()
+					tiledMinBatch = n + 1
+				}
+				m := openModel(b, "models", "gocode-22m", "gocode-22m.gguf")
+				p := kernels.NewPool(2)
+				defer p.Close()
+				c, err := m.NewCache(depth+n, CacheF16)
+				if err != nil {
 					b.Fatal(err)
 				}
-				if err := m.Forward(p, c, tokens, nil, nil); err != nil {
-					b.Fatal(err)
+				fillCache(c, depth, 1)
+				tokens := randomTokens(n, m.Config.Vocab, 1)
+				b.ResetTimer()
+				for range b.N {
+					if err := c.Truncate(depth); err != nil {
+						b.Fatal(err)
+					}
+					if err := m.Forward(p, c, tokens, nil, nil); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "tok/s")
-		})
+				b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "tok/s")
+			})
+		}
 	}
 }
 
