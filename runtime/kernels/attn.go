@@ -229,7 +229,10 @@ func (s *AttnScratch) Attend(kv *AttnKV, q []float32, rows, per, first int, out,
 			mNew := max(mOld, rowMax(row[:keep]))
 			sum := exp2ShiftSum(row[:keep], mNew)
 			clear(row[keep:])
-			a := float32(math.Exp2(float64(mOld - mNew))) // 0 for the row's first tile
+			a := float32(1) // the usual case once a row has seen its largest scores
+			if mNew != mOld {
+				a = float32(math.Exp2(float64(mOld - mNew))) // 0 for the row's first tile
+			}
 			s.alpha[r], s.m[r], s.l[r] = a, mNew, s.l[r]*a+sum
 		}
 		for rg := r0; rg < rp; rg += g.mr {
