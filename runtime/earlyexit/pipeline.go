@@ -13,6 +13,9 @@ import (
 // apply (use a Drafter with speculate instead).
 var ErrNotShared = errors.New("earlyexit: the model shares no blocks across depths")
 
+// DefaultPipelineDraft is PipelineOptions.MaxDraft's default.
+const DefaultPipelineDraft = 4
+
 // PipelineOptions tune a Pipeline. The zero value is the default.
 type PipelineOptions struct {
 	// NoRefine keeps a speculated token until its predecessor's full-depth result
@@ -30,6 +33,13 @@ type PipelineOptions struct {
 	// guesses then read a fraction of the LM head; a guess outside the vocabulary is
 	// simply wrong. The full-depth results always use the whole head.
 	Vocab []int32
+	// Drafter, if set, extends each exit guess with up to MaxDraft more tokens (a
+	// speculate.NGram: prompt lookup), which enter the pipeline together with it and are
+	// verified together when they complete, so that one step can commit several tokens.
+	// It sees the sequence Start received, extended by every token after it.
+	Drafter speculate.Drafter
+	// MaxDraft bounds the Drafter's drafts (0: DefaultPipelineDraft).
+	MaxDraft int
 }
 
 // PipelineStats count what a Pipeline did.
@@ -39,9 +49,11 @@ type PipelineStats struct {
 	Steps, Rows int
 	// Tokens is the number of tokens Next returned.
 	Tokens int
-	// Launched counts speculated tokens started; Accepted those that greedy decoding
-	// confirmed; Flushed those dropped, refuted or replaced by a deeper exit's guess.
-	Launched, Accepted, Flushed int
+	// Launched counts tokens guessed by early exits and started; Accepted those that
+	// greedy decoding confirmed. Drafted and DraftAccepted count the Drafter's tokens
+	// likewise. Flushed counts the speculated tokens dropped, refuted or replaced by a
+	// deeper exit's guess.
+	Launched, Accepted, Drafted, DraftAccepted, Flushed int
 }
 
 // Pipeline decodes greedily on a parameter-shared model (layer i uses the weights of
@@ -50,42 +62,57 @@ type PipelineStats struct {
 // and LM head applied to the hidden state there) guess the next token, which starts its
 // first cycle while its predecessor runs the next one. Every step advances each token in
 // flight by one cycle in one batched pass (model.ForwardLayers), so one read of the G
-// blocks' weights serves up to Layers/G tokens. When the oldest token completes the
-// full depth, its argmax is the next greedy token: a matching guess in flight becomes
-// real, a wrong one is flushed with every younger token and the right token starts
-// over. The rows are computed as plain decoding computes them (model.Options.Exact and
-// HeadExact), so the tokens are exactly plain greedy decoding's (unless
-// PipelineOptions.Fast trades that for speed).
+// blocks' weights serves every token in flight. When the oldest token completes the full
+// depth, its argmax is the next greedy token: a matching guess in flight becomes real, a
+// wrong one is flushed with every younger token and the right token starts over. With a
+// Drafter, an exit's guess enters together with the tokens drafted after it, and tokens
+// that complete together are verified together, as in draft-then-verify decoding. The
+// rows are computed as plain decoding computes them (model.Options.Exact and HeadExact),
+// so the tokens are exactly plain greedy decoding's (unless PipelineOptions.Fast trades
+// that for speed).
 //
 // A Pipeline serves one generation at a time on its Target's cache.
 type Pipeline struct {
-	t      speculate.Target
-	period int
-	layers int
-	dim    int
-	vocab  int
-	refine bool
-	exact  bool
-	opt    model.Options
+	t        speculate.Target
+	period   int
+	layers   int
+	dim      int
+	vocab    int
+	refine   bool
+	exact    bool
+	maxDraft int
+	drafter  speculate.Drafter
+	opt      model.Options
 
 	flights []flight
+	seq     []int32 // the sequence: Start's, then every token Next returned
+	out     []int32 // tokens computed and not yet returned by Next
 	stages  []model.Stage
 	xs, hx  []float32
-	final   []float32 // the completed row's logits
+	final   []float32 // the completed rows' logits
 	logits  []float32 // the exit rows' logits
-	skip    int       // 1 when the step's first row completed: its logits are in final
+	exitRow []int     // per row of the step: its row in logits, or -1
+	draft   []int32
+	scratch []int32
 	sub     *model.SubHead
 	stats   PipelineStats
 }
+
+// Where a token in flight came from.
+const (
+	srcKnown = iota // greedy decoding's token
+	srcExit         // an early exit's guess
+	srcDraft        // the Drafter's
+)
 
 // flight is a token in the pipeline.
 type flight struct {
 	tok  int32
 	pos  int
 	done int // layers run
-	// guess is the depth of the exit that guessed the token, or Layers for a token
-	// known to be greedy decoding's.
-	guess int
+	src  int
+	// depth is, for srcExit, the depth of the exit that guessed the token.
+	depth int
 	row   int // the token's row in the current step, -1 if it did not run
 	x     []float32
 }
@@ -101,25 +128,20 @@ func NewPipeline(t speculate.Target, o PipelineOptions) (*Pipeline, error) {
 	if period >= cfg.Layers {
 		return nil, fmt.Errorf("%w: %d distinct layers", ErrNotShared, cfg.Layers)
 	}
-	cycles := cfg.Layers / period
 	pl := &Pipeline{
 		t: t, period: period, layers: cfg.Layers, dim: cfg.Dim, vocab: cfg.Vocab,
-		refine: !o.NoRefine,
-		exact:  !o.Fast,
-		opt:    model.Options{Prefix: t.Prefix, Exact: !o.Fast},
-		stages: make([]model.Stage, 0, cycles),
-		xs:     make([]float32, cycles*cfg.Dim),
-		hx:     make([]float32, cycles*cfg.Dim),
-		final:  make([]float32, cfg.Vocab),
-		logits: make([]float32, cycles*cfg.Vocab),
+		refine: !o.NoRefine, exact: !o.Fast, drafter: o.Drafter, maxDraft: o.MaxDraft,
+		opt:   model.Options{Prefix: t.Prefix, Exact: !o.Fast},
+		final: make([]float32, cfg.Vocab),
+	}
+	if o.Drafter == nil {
+		pl.maxDraft = 0
+	} else if pl.maxDraft <= 0 {
+		pl.maxDraft = DefaultPipelineDraft
 	}
 	if o.Vocab != nil {
 		pl.sub = t.Model.SubHead(o.Vocab)
 	}
-	for range cycles {
-		pl.flights = append(pl.flights, flight{x: make([]float32, cfg.Dim)})
-	}
-	pl.flights = pl.flights[:0]
 	return pl, nil
 }
 
@@ -129,48 +151,101 @@ func (pl *Pipeline) Period() int { return pl.period }
 // Stats returns the counts since NewPipeline.
 func (pl *Pipeline) Stats() PipelineStats { return pl.stats }
 
-// Start begins generating after pending, a token greedy decoding chose that has not run
-// yet: the cache holds every token before it, so it takes position Cache.Len(). Tokens
-// in flight from an earlier Start are dropped.
-func (pl *Pipeline) Start(pending int32) error {
-	pl.flights = pl.flights[:0]
+// Start begins generating after seq, the sequence after the fixed context (the prompt
+// and what was generated), whose last token greedy decoding chose and has not run yet:
+// the cache holds every token before it, so it takes position Cache.Len(). Tokens in
+// flight from an earlier Start are dropped, and the Drafter is Reset.
+func (pl *Pipeline) Start(seq []int32) error {
+	if len(seq) == 0 {
+		return errors.New("earlyexit: Start needs the pending token")
+	}
+	pl.flights, pl.out = pl.flights[:0], pl.out[:0]
+	pl.seq = append(pl.seq[:0], seq...)
+	if pl.sub != nil {
+		pl.sub.Add(seq...)
+	}
+	if pl.drafter != nil {
+		pl.drafter.Reset(&pl.t, seq)
+	}
 	pos := pl.t.Cache.Len()
 	if pos >= pl.t.Cache.Cap() {
 		return fmt.Errorf("%w: no position left for the pending token", model.ErrContextFull)
 	}
-	return pl.launch(pending, pos, pl.layers)
+	return pl.launch(seq[len(seq)-1], pos, srcKnown, 0)
 }
 
-// Next runs steps until the oldest token in flight completes the full depth and returns
-// the greedy token that follows it. Afterwards the cache's Len() counts every token up to
-// the one whose result was returned, and the returned token is the pending one (in flight
-// or started anew). Once the cache has no position left for the pending token, Next fails
-// with model.ErrContextFull.
+// Next returns the greedy token that follows the last one, running steps until the
+// oldest token in flight completes the full depth. Afterwards the cache's Len() counts
+// every token up to the one returned, or more when a step completed several tokens whose
+// successors Next has yet to return. Once the cache has no position left for the
+// pending token, Next fails with model.ErrContextFull.
 func (pl *Pipeline) Next() (int32, error) {
-	for {
+	for len(pl.out) == 0 {
 		if len(pl.flights) == 0 {
 			if pl.t.Cache.Len() >= pl.t.Cache.Cap() {
 				return 0, fmt.Errorf("%w: no position left for the pending token", model.ErrContextFull)
 			}
 			return 0, errors.New("earlyexit: Next without a pending token (call Start)")
 		}
-		tok, ok, err := pl.step()
-		if err != nil || ok {
-			return tok, err
+		if err := pl.step(); err != nil {
+			return 0, err
 		}
 	}
+	tok := pl.out[0]
+	pl.out = pl.out[:copy(pl.out, pl.out[1:])]
+	pl.stats.Tokens++
+	return tok, nil
 }
 
 // launch puts tok at pos into the pipeline, before its first layer.
-func (pl *Pipeline) launch(tok int32, pos, guess int) error {
+func (pl *Pipeline) launch(tok int32, pos, src, depth int) error {
 	i := len(pl.flights)
-	pl.flights = pl.flights[:i+1]
+	if i < cap(pl.flights) {
+		pl.flights = pl.flights[:i+1]
+	} else {
+		pl.flights = append(pl.flights, flight{})
+	}
 	f := &pl.flights[i]
-	f.tok, f.pos, f.done, f.guess, f.row = tok, pos, 0, guess, -1
-	if pl.sub != nil && guess == pl.layers {
-		pl.sub.Add(tok)
+	if len(f.x) != pl.dim {
+		f.x = make([]float32, pl.dim)
+	}
+	f.tok, f.pos, f.done, f.src, f.depth, f.row = tok, pos, 0, src, depth, -1
+	switch src {
+	case srcExit:
+		pl.stats.Launched++
+	case srcDraft:
+		pl.stats.Drafted++
 	}
 	return pl.t.Model.Embed(f.x, []int32{tok})
+}
+
+// launchGuess launches an exit's guess at pos and the Drafter's tokens after it.
+func (pl *Pipeline) launchGuess(tok int32, pos, depth int) error {
+	if pos >= pl.t.Cache.Cap() {
+		return nil
+	}
+	if err := pl.launch(tok, pos, srcExit, depth); err != nil {
+		return err
+	}
+	room := min(pl.maxDraft, pl.t.Cache.Cap()-pos-1)
+	if room <= 0 {
+		return nil
+	}
+	// The Drafter sees the known sequence and the tokens speculated after it.
+	s := append(pl.scratch[:0], pl.seq...)
+	for _, f := range pl.flights {
+		if f.src != srcKnown {
+			s = append(s, f.tok)
+		}
+	}
+	pl.scratch = s
+	pl.draft = pl.drafter.Draft(pl.draft[:0], s, room)
+	for i, d := range pl.draft {
+		if err := pl.launch(d, pos+1+i, srcDraft, 0); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // drop flushes the flights from i on.
@@ -179,117 +254,159 @@ func (pl *Pipeline) drop(i int) {
 	pl.flights = pl.flights[:i]
 }
 
-// step advances every flight by one cycle and handles the results: it returns the
-// greedy token after the oldest flight when that one completed.
-func (pl *Pipeline) step() (int32, bool, error) {
+// step advances every flight by one cycle and handles the results: completed tokens are
+// verified (their greedy successors go to pl.out), exits launch and refine guesses.
+func (pl *Pipeline) step() error {
 	m, dim := pl.t.Model, pl.dim
 	n := len(pl.flights)
+	if len(pl.xs) < n*dim {
+		pl.xs, pl.hx = make([]float32, n*dim), make([]float32, n*dim)
+		pl.exitRow = make([]int, n)
+	}
 	pl.stages = pl.stages[:0]
 	for i := range pl.flights {
 		f := &pl.flights[i]
 		f.row = i
-		pl.stages = append(pl.stages, model.Stage{Layer: f.done, Pos: f.pos, Rows: 1})
+		if k := len(pl.stages); k > 0 && pl.stages[k-1].Layer == f.done {
+			pl.stages[k-1].Rows++
+		} else {
+			pl.stages = append(pl.stages, model.Stage{Layer: f.done, Pos: f.pos, Rows: 1})
+		}
 		copy(pl.xs[i*dim:(i+1)*dim], f.x)
 	}
 	if err := m.ForwardLayers(pl.t.Pool, pl.t.Cache, pl.xs[:n*dim], pl.stages, pl.period, &pl.opt); err != nil {
-		return 0, false, err
+		return err
 	}
+	done := 0 // flights that completed the full depth: the first ones
 	for i := range pl.flights {
 		f := &pl.flights[i]
 		copy(f.x, pl.xs[i*dim:(i+1)*dim])
 		f.done += pl.period
+		if f.done == pl.layers {
+			done++
+		}
 	}
-	pl.logitsOf(n)
+	pl.logitsOf(done)
 	pl.stats.Steps++
 	pl.stats.Rows += n
 
-	var out int32
-	emitted := false
-	if old := pl.flights[0]; old.done == pl.layers {
-		out, emitted = argmax(pl.final), true
-		pl.stats.Tokens++
-		if err := pl.t.Cache.SetLen(old.pos + 1); err != nil {
-			return 0, false, err
+	// Verify the completed flights in order.
+	kept := 0
+	for i := range done {
+		pos := pl.flights[i].pos
+		g := argmax(pl.final[i*pl.vocab : (i+1)*pl.vocab])
+		pl.out = append(pl.out, g)
+		pl.seq = append(pl.seq, g)
+		if pl.sub != nil {
+			pl.sub.Add(g)
 		}
-		// Shift the flights down, keeping their buffers.
-		x0 := pl.flights[0].x
-		copy(pl.flights, pl.flights[1:])
-		pl.flights[n-1].x = x0
-		pl.flights = pl.flights[:n-1]
-		if len(pl.flights) > 0 && pl.flights[0].tok == out {
-			pl.stats.Accepted++
-			pl.flights[0].guess = pl.layers
-		} else {
-			pl.drop(0)
-			if old.pos+1 >= pl.t.Cache.Cap() {
-				return out, true, nil
-			}
-			if err := pl.launch(out, old.pos+1, pl.layers); err != nil {
-				return 0, false, err
-			}
+		if err := pl.t.Cache.SetLen(pos + 1); err != nil {
+			return err
 		}
+		kept = i + 1
+		if i+1 < len(pl.flights) && pl.flights[i+1].tok == g {
+			next := &pl.flights[i+1]
+			if next.src == srcDraft {
+				pl.stats.DraftAccepted++
+			} else {
+				pl.stats.Accepted++
+			}
+			next.src = srcKnown
+			continue
+		}
+		pl.drop(i + 1)
+		pl.removeFront(kept)
+		if pos+1 < pl.t.Cache.Cap() {
+			return pl.launch(g, pos+1, srcKnown, 0)
+		}
+		return nil
 	}
-	// Each flight that ran and is not complete has an exit guess for the next position.
+	pl.removeFront(kept)
+
+	// Exits: refine speculated successors, and launch after the youngest.
 	for i := 0; i < len(pl.flights); i++ {
 		f := pl.flights[i]
-		if f.row < 0 || f.done >= pl.layers {
+		if f.row < 0 || pl.exitRow[f.row] < 0 {
 			continue
 		}
-		guess := pl.guess(f.row)
+		guess := pl.guess(pl.exitRow[f.row])
 		if i+1 < len(pl.flights) {
-			next := pl.flights[i+1]
-			if pl.refine && f.done > next.guess && next.tok != guess {
+			if next := pl.flights[i+1]; next.tok != guess {
 				pl.drop(i + 1)
-				if err := pl.launch(guess, f.pos+1, f.done); err != nil {
-					return 0, false, err
-				}
-				pl.stats.Launched++
+				return pl.launchGuess(guess, f.pos+1, f.done)
 			}
 			continue
 		}
-		if f.pos+1 < pl.t.Cache.Cap() {
-			if err := pl.launch(guess, f.pos+1, f.done); err != nil {
-				return 0, false, err
-			}
-			pl.stats.Launched++
-		}
-		break
+		return pl.launchGuess(guess, f.pos+1, f.done)
 	}
-	return out, emitted, nil
+	return nil
 }
 
-// logitsOf computes the logits the n rows of the step need: the whole head's, as a
-// one-token pass computes them, for a row that completed the full depth (always the
-// first), and the exit guesses' (batched, from the vocabulary if there is one) for the
-// others.
-func (pl *Pipeline) logitsOf(n int) {
-	m, dim := pl.t.Model, pl.dim
-	first := 0
-	pl.skip = 0
-	if pl.flights[0].done == pl.layers {
-		first, pl.skip = 1, 1
-		copy(pl.hx[:dim], pl.xs[:dim])
-		if pl.exact {
-			m.HeadExact(pl.t.Pool, pl.hx[:dim], 1, pl.final)
-		} else {
-			m.Head(pl.t.Pool, pl.hx[:dim], 1, pl.final)
-		}
-	}
-	k := n - first
+// removeFront drops the first k flights (completed), keeping their buffers for reuse.
+func (pl *Pipeline) removeFront(k int) {
 	if k == 0 {
 		return
 	}
-	copy(pl.hx[:k*dim], pl.xs[first*dim:n*dim])
+	n := len(pl.flights)
+	full := pl.flights[:cap(pl.flights)]
+	front := make([]flight, k)
+	copy(front, full[:k])
+	copy(full, full[k:n])
+	copy(full[n-k:n], front)
+	pl.flights = full[:n-k]
+}
+
+// logitsOf computes the logits the step needs: the whole head's, as one-token passes
+// compute them, for the done rows that completed the full depth (the first ones), and
+// the exit guesses' (batched, from the vocabulary if there is one) for the youngest
+// flight and for flights whose successor a deeper exit may refine.
+func (pl *Pipeline) logitsOf(done int) {
+	m, dim := pl.t.Model, pl.dim
+	if done > 0 {
+		if len(pl.final) < done*pl.vocab {
+			pl.final = make([]float32, done*pl.vocab)
+		}
+		copy(pl.hx[:done*dim], pl.xs[:done*dim])
+		if pl.exact {
+			m.HeadExact(pl.t.Pool, pl.hx[:done*dim], done, pl.final[:done*pl.vocab])
+		} else {
+			m.Head(pl.t.Pool, pl.hx[:done*dim], done, pl.final[:done*pl.vocab])
+		}
+	}
+	k := 0
+	for i := range pl.flights {
+		f := &pl.flights[i]
+		pl.exitRow[i] = -1
+		if f.done >= pl.layers {
+			continue
+		}
+		youngest := i == len(pl.flights)-1
+		refinable := !youngest && pl.refine && pl.flights[i+1].src == srcExit && f.done > pl.flights[i+1].depth
+		if youngest || refinable {
+			copy(pl.hx[k*dim:(k+1)*dim], pl.xs[i*dim:(i+1)*dim])
+			pl.exitRow[i] = k
+			k++
+		}
+	}
+	if k == 0 {
+		return
+	}
+	width := pl.vocab
 	if pl.sub != nil {
-		pl.sub.Logits(pl.t.Pool, pl.hx[:k*dim], k, pl.logits[:k*len(pl.sub.IDs())])
+		width = len(pl.sub.IDs())
+	}
+	if len(pl.logits) < k*width {
+		pl.logits = make([]float32, k*width)
+	}
+	if pl.sub != nil {
+		pl.sub.Logits(pl.t.Pool, pl.hx[:k*dim], k, pl.logits[:k*width])
 	} else {
-		m.Head(pl.t.Pool, pl.hx[:k*dim], k, pl.logits[:k*pl.vocab])
+		m.Head(pl.t.Pool, pl.hx[:k*dim], k, pl.logits[:k*width])
 	}
 }
 
-// guess returns the exit guess of row r (not the completed one) of the step.
+// guess returns the token of exit logits row r.
 func (pl *Pipeline) guess(r int) int32 {
-	r -= pl.skip
 	if pl.sub != nil {
 		w := len(pl.sub.IDs())
 		return pl.sub.IDs()[argmax(pl.logits[r*w:(r+1)*w])]

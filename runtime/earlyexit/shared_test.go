@@ -75,12 +75,15 @@ func TestPipelineGocodeShared(t *testing.T) {
 	for _, prompt := range prompts {
 		wants = append(wants, plainGreedy(t, m, p, nil, prompt, 128))
 	}
-	for _, vocab := range []bool{false, true} {
+	for _, mode := range []string{"", "vocab", "vocab+ngram"} {
 		var total PipelineStats
 		for i, prompt := range prompts {
 			o := PipelineOptions{}
-			if vocab {
+			if mode != "" {
 				o.Vocab = prompt
+			}
+			if mode == "vocab+ngram" {
+				o.Drafter = speculate.NewNGram(nil, 0, 0)
 			}
 			got, st := pipelined(t, m, p, nil, prompt, 128, o)
 			if !slices.Equal(got, wants[i]) {
@@ -88,7 +91,7 @@ func TestPipelineGocodeShared(t *testing.T) {
 			}
 			total.add(st)
 		}
-		t.Logf("gocode-shared, 6 prompts x 128 tokens, exits over the prompt's vocabulary %v: %s", vocab, total)
+		t.Logf("gocode-shared, 6 prompts x 128 tokens, pipeline options %q: %s", mode, total)
 	}
 }
 
@@ -107,13 +110,15 @@ func (s *PipelineStats) add(o PipelineStats) {
 	s.Tokens += o.Tokens
 	s.Launched += o.Launched
 	s.Accepted += o.Accepted
+	s.Drafted += o.Drafted
+	s.DraftAccepted += o.DraftAccepted
 	s.Flushed += o.Flushed
 }
 
 func (s PipelineStats) String() string {
-	return fmt.Sprintf("%d tokens in %d steps (%.2f tokens/step, %.2f rows/step), %d guesses launched, %d accepted (%.0f%%), %d flushed",
+	return fmt.Sprintf("%d tokens in %d steps (%.2f tokens/step, %.2f rows/step), %d exit guesses launched, %d accepted (%.0f%%), %d drafted, %d accepted, %d flushed",
 		s.Tokens, s.Steps, float64(s.Tokens)/float64(s.Steps), float64(s.Rows)/float64(s.Steps),
-		s.Launched, s.Accepted, 100*float64(s.Accepted)/float64(max(1, s.Launched)), s.Flushed)
+		s.Launched, s.Accepted, 100*float64(s.Accepted)/float64(max(1, s.Launched)), s.Drafted, s.DraftAccepted, s.Flushed)
 }
 
 // BenchmarkPipelineGocodeShared compares decoding speeds on gocode-shared, 127 tokens
@@ -130,17 +135,20 @@ func BenchmarkPipelineGocodeShared(b *testing.B) {
 		p := kernels.NewPool(threads)
 		defer p.Close()
 		eng := &decode.Engine{Model: m, Tokenizer: tok, Pool: p}
-		for _, mode := range []string{"plain", "draft-verify", "pipelined", "pipelined-norefine", "pipelined-vocab", "pipelined-fast", "pipelined-fast-vocab"} {
+		for _, mode := range []string{"plain", "draft-verify", "ngram", "pipelined", "pipelined-norefine", "pipelined-vocab", "pipelined-vocab-ngram", "pipelined-fast-vocab"} {
 			b.Run(fmt.Sprintf("threads=%d/%s", threads, mode), func(b *testing.B) {
 				var dur time.Duration
 				tokens := 0
 				for b.Loop() {
 					for _, prompt := range prompts {
 						switch mode {
-						case "plain", "draft-verify":
+						case "plain", "draft-verify", "ngram":
 							o := decode.Options{MaxTokens: n, Cache: model.CacheF16}
-							if mode == "draft-verify" {
+							switch mode {
+							case "draft-verify":
 								o.Speculate = speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{NewDrafter(Identity(4, m.Config.Dim))}, speculate.PolicyOptions{})
+							case "ngram":
+								o.Speculate = speculate.NewPolicy(speculate.ModeNGram, []speculate.Drafter{speculate.NewNGram(nil, 0, 0)}, speculate.PolicyOptions{})
 							}
 							res, err := eng.GenerateTokens(context.Background(), prompt, o)
 							if err != nil {
@@ -150,8 +158,11 @@ func BenchmarkPipelineGocodeShared(b *testing.B) {
 							tokens += len(res.Tokens) - 1
 						default:
 							o := PipelineOptions{NoRefine: mode == "pipelined-norefine", Fast: strings.Contains(mode, "fast")}
-							if strings.HasSuffix(mode, "vocab") {
+							if strings.Contains(mode, "vocab") {
 								o.Vocab = prompt
+							}
+							if strings.HasSuffix(mode, "ngram") {
+								o.Drafter = speculate.NewNGram(nil, 0, 0)
 							}
 							d, k := decodePipelined(b, m, p, prompt, n, o)
 							dur += d
@@ -181,7 +192,7 @@ func decodePipelined(b *testing.B, m *model.Model, p *kernels.Pool, prompt []int
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := pl.Start(argmax(logits)); err != nil {
+	if err := pl.Start(append(slices.Clone(prompt), argmax(logits))); err != nil {
 		b.Fatal(err)
 	}
 	for range n - 1 {
