@@ -31,7 +31,7 @@ type NGram struct {
 
 // Default n-gram lengths of NewNGram.
 const (
-	DefaultMinN = 2
+	DefaultMinN = 1
 	DefaultMaxN = 4
 )
 
