@@ -336,3 +336,49 @@ func stepped(t *testing.T, e *Engine, prompt, tokens []int32) []float32 {
 	}
 	return logits
 }
+
+// observingDrafter is an oracle drafter that also observes layer 1 of every decoding
+// pass and records the passes' sizes.
+type observingDrafter struct {
+	oracleDrafter
+	passes []int // tokens of each observed pass
+}
+
+func (d *observingDrafter) ObservedLayer() int { return 1 }
+func (d *observingDrafter) Observe(s *model.LayerState) {
+	if s.Layer != 1 || len(s.Hidden) != s.Tokens*len(s.Hidden)/max(1, s.Tokens) {
+		d.t.Errorf("observed layer %d with %d tokens", s.Layer, s.Tokens)
+	}
+	d.passes = append(d.passes, s.Tokens)
+}
+
+// TestSpeculateObserver checks that an Observer sees every decoding pass once (plain
+// passes of one token, verification passes of the pending token and the draft) and
+// not the prompt's prefill.
+func TestSpeculateObserver(t *testing.T) {
+	e := syntheticEngine(t, modeltest.Spec{Seed: 8, Layers: 3})
+	prompt := e.Tokenizer.Encode("hello there", true)
+	want, err := e.GenerateTokens(context.Background(), prompt, Options{MaxTokens: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &observingDrafter{oracleDrafter: oracleDrafter{t: t, want: append(slices.Clone(prompt), want.Tokens...), wrong: 3, limit: 4, vocab: e.Model.Config.Vocab}}
+	got, err := e.GenerateTokens(context.Background(), prompt, Options{
+		MaxTokens: 30, Speculate: speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{Probe: 1}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Tokens, want.Tokens) {
+		t.Fatalf("tokens %v, plain %v", got.Tokens, want.Tokens)
+	}
+	st := got.Speculation
+	rows := 0
+	for _, n := range d.passes {
+		rows += n
+	}
+	if len(d.passes) != st.Passes || rows != st.Passes+st.Drafted {
+		t.Errorf("observed %d passes of %d rows; the generation made %d passes with %d drafted tokens",
+			len(d.passes), rows, st.Passes, st.Drafted)
+	}
+}
