@@ -341,12 +341,13 @@ func stepped(t *testing.T, e *Engine, prompt, tokens []int32) []float32 {
 // pass and records the passes' sizes.
 type observingDrafter struct {
 	oracleDrafter
+	dim    int
 	passes []int // tokens of each observed pass
 }
 
 func (d *observingDrafter) ObservedLayer() int { return 1 }
 func (d *observingDrafter) Observe(s *model.LayerState) {
-	if s.Layer != 1 || len(s.Hidden) != s.Tokens*len(s.Hidden)/max(1, s.Tokens) {
+	if s.Layer != 1 || len(s.Hidden) != s.Tokens*d.dim {
 		d.t.Errorf("observed layer %d with %d tokens", s.Layer, s.Tokens)
 	}
 	d.passes = append(d.passes, s.Tokens)
@@ -362,7 +363,7 @@ func TestSpeculateObserver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &observingDrafter{oracleDrafter: oracleDrafter{t: t, want: append(slices.Clone(prompt), want.Tokens...), wrong: 3, limit: 4, vocab: e.Model.Config.Vocab}}
+	d := &observingDrafter{oracleDrafter: oracleDrafter{t: t, want: append(slices.Clone(prompt), want.Tokens...), wrong: 3, limit: 4, vocab: e.Model.Config.Vocab}, dim: e.Model.Config.Dim}
 	got, err := e.GenerateTokens(context.Background(), prompt, Options{
 		MaxTokens: 30, Speculate: speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{Probe: 1}),
 	})
