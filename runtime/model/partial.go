@@ -153,11 +153,14 @@ func (m *Model) ForwardLayers(p *kernels.Pool, c *Cache, x []float32, stages []S
 		row += s.Rows
 	}
 	copy(ws.x[:n*dim], x)
+	// Repeated blocks run from their first copy, whatever depth the stages are at, so
+	// that a parameter-shared model's passes keep one copy of the weights in cache.
+	base := first % m.period
 	for j := range depth {
 		for i := range spans {
 			spans[i].layer = stages[i].Layer + j
 		}
-		m.block(p, c, &m.layers[first+j], spans, n, opt.Prefix, opt.Exact, false)
+		m.block(p, c, &m.layers[(base+j)%m.period], spans, n, opt.Prefix, opt.Exact, false)
 	}
 	copy(x, ws.x[:n*dim])
 	return nil
