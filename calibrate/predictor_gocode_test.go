@@ -3,12 +3,16 @@ package calibrate
 import (
 	"context"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
+	"squeeze/runtime/decode"
+	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
+	"squeeze/runtime/speculate"
 	"squeeze/runtime/testfiles"
 	"squeeze/runtime/tokenizer"
 )
@@ -73,4 +77,166 @@ func TestFitPredictorGocode(t *testing.T) {
 			t.Logf("  E=%d: acceptance %.3f (raw exit %.3f), modeled speed-up %.2f at k=%d", s.Layer, s.Acceptance, s.Raw, sp, k)
 		}
 	}
+}
+
+// BenchmarkEarlyDraftGocode measures early-layer drafts on gocode-22m at a context of
+// C = 4096 tokens (the first of ../shared/eval/dev.txt): the predictor is fitted on the
+// context's prefill, then each of 4 queries of 64 later tokens is appended to the context
+// and 128 tokens are decoded greedily (decode.Engine, f16 cache): plainly, with early
+// drafts under speculate's policy, and with early drafts forced on every pass (to
+// measure their acceptance even where the policy would not draft). Metrics: decode
+// tokens/s (prefill excluded), the drafts' acceptance and tokens per verification pass.
+func BenchmarkEarlyDraftGocode(b *testing.B) {
+	f, err := gguf.Open(testfiles.Shared(b, "models", "gocode-22m", "gocode-22m.gguf"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	m, err := model.Load(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	text, err := os.ReadFile(testfiles.Shared(b, "eval", "dev.txt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	all := tok.Encode(string(text), true)
+	const ctxLen, queryLen, n = 4096, 64, 128
+	context0 := all[:ctxLen]
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	fit, err := NewPredictorFit(&m.Config, pool, ctxLen, PredictorOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := m.NewCache(ctxLen, model.CacheF16)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for lo := 0; lo < ctxLen; lo += 512 {
+		if err := m.Forward(pool, c, context0[lo:lo+512], nil, &model.Options{Observe: fit.Observe}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pred, err := fit.Fit(context.Background(), m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range pred.Scores {
+		sp, k := earlyexit.Speedup(&m.Config, s.Layer, s.Acceptance)
+		b.Logf("E=%d: acceptance %.3f (raw exit %.3f), modeled speed-up %.2f at k=%d", s.Layer, s.Acceptance, s.Raw, sp, k)
+	}
+	b.Logf("chosen E=%d", pred.Layer)
+	if err := pred.Check(&m.Config); err != nil {
+		b.Fatal(err)
+	}
+	var prompts [][]int32
+	for i := range 4 {
+		at := ctxLen + i*1500
+		prompts = append(prompts, append(slices.Clone(context0), all[at:at+queryLen]...))
+	}
+	eng := &decode.Engine{Model: m, Tokenizer: tok, Pool: pool}
+	for _, mode := range []string{"plain", "early", "early-forced"} {
+		b.Run(mode, func(b *testing.B) {
+			var dur time.Duration
+			tokens, drafted, accepted, verifications := 0, 0, 0, 0
+			for b.Loop() {
+				for _, prompt := range prompts {
+					o := decode.Options{MaxTokens: n, Cache: model.CacheF16}
+					switch mode {
+					case "early":
+						o.Speculate = speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{earlyexit.NewDrafter(pred)}, speculate.PolicyOptions{})
+					case "early-forced":
+						o.Speculate = speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{earlyexit.NewDrafter(pred)}, speculate.PolicyOptions{MinGain: -1, MaxDraft: 2})
+					}
+					res, err := eng.GenerateTokens(context.Background(), prompt, o)
+					if err != nil {
+						b.Fatal(err)
+					}
+					dur += res.DecodeDuration
+					tokens += len(res.Tokens) - 1
+					st := res.Speculation
+					drafted, accepted, verifications = drafted+st.Drafted, accepted+st.Accepted, verifications+st.Verifications
+				}
+			}
+			b.ReportMetric(float64(tokens)/dur.Seconds(), "tokens/s")
+			if drafted > 0 {
+				b.ReportMetric(float64(accepted)/float64(drafted), "acceptance")
+				b.ReportMetric(float64(accepted+verifications)/float64(verifications), "tokens/verification")
+			}
+		})
+	}
+}
+
+// TestEarlyDraftGocodeIdentity checks on gocode-22m that greedy decoding with early
+// drafts from a predictor fitted on a 1024-token context, drafted on every pass and
+// verified by speculate's batched pass, gives plain greedy decoding's tokens.
+func TestEarlyDraftGocodeIdentity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("decodes gocode-22m: not in -short")
+	}
+	f, err := gguf.Open(testfiles.Shared(t, "models", "gocode-22m", "gocode-22m.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := model.Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := os.ReadFile(testfiles.Shared(t, "eval", "dev.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := tok.Encode(string(text), true)
+	const ctxLen = 1024
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	fit, err := NewPredictorFit(&m.Config, pool, ctxLen, PredictorOptions{Layers: []int{2, 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.NewCache(ctxLen, model.CacheF32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Forward(pool, c, all[:ctxLen], nil, &model.Options{Observe: fit.Observe}); err != nil {
+		t.Fatal(err)
+	}
+	pred, err := fit.Fit(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := &decode.Engine{Model: m, Tokenizer: tok, Pool: pool}
+	var drafted, accepted int
+	for i := range 3 {
+		at := ctxLen + 2000*i
+		prompt := append(slices.Clone(all[:ctxLen]), all[at:at+32]...)
+		plain, err := eng.GenerateTokens(context.Background(), prompt, decode.Options{MaxTokens: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := eng.GenerateTokens(context.Background(), prompt, decode.Options{MaxTokens: 64,
+			Speculate: speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{earlyexit.NewDrafter(pred)}, speculate.PolicyOptions{MinGain: -1, Probe: 1})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(res.Tokens, plain.Tokens) {
+			t.Fatalf("prompt %d: early drafts changed the output\n got %v\nwant %v", i, res.Tokens, plain.Tokens)
+		}
+		drafted += res.Speculation.Drafted
+		accepted += res.Speculation.Accepted
+	}
+	if drafted == 0 {
+		t.Fatal("nothing was drafted")
+	}
+	t.Logf("E=%d: %d drafted, %d accepted", pred.Layer, drafted, accepted)
 }

@@ -93,6 +93,23 @@ func TestPipelineGocodeShared(t *testing.T) {
 		}
 		t.Logf("gocode-shared, 6 prompts x 128 tokens, pipeline options %q: %s", mode, total)
 	}
+
+	// The simple form: drafts from the exit after layer 4, verified by speculate.
+	eng := &decode.Engine{Model: m, Tokenizer: tok, Pool: p}
+	var drafted, accepted, verifications int
+	for i, prompt := range prompts[:3] {
+		res, err := eng.GenerateTokens(context.Background(), prompt, decode.Options{MaxTokens: 128,
+			Speculate: speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{NewDrafter(Identity(4, m.Config.Dim))}, speculate.PolicyOptions{MinGain: -1})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(res.Tokens, wants[i][:len(res.Tokens)]) || len(res.Tokens) != 128 {
+			t.Fatalf("prompt %d: draft-then-verify output differs from plain greedy at token %d", i, firstDiff(res.Tokens, wants[i]))
+		}
+		st := res.Speculation
+		drafted, accepted, verifications = drafted+st.Drafted, accepted+st.Accepted, verifications+st.Verifications
+	}
+	t.Logf("draft-then-verify from the exit after layer 4, 3 prompts: %d drafted, %d accepted, %.2f tokens per verification", drafted, accepted, float64(accepted+verifications)/float64(max(1, verifications)))
 }
 
 func firstDiff(a, b []int32) int {
