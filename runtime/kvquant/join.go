@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"squeeze/runtime/kernels"
 	"squeeze/runtime/sparse"
 )
 
@@ -48,6 +49,20 @@ func (j *Joined) span(lo, hi int, fn func(p sparse.Rows, plo, phi, off int)) {
 // Dots sets dst[i] = q · row(lo+i) for i < hi−lo, part by part.
 func (j *Joined) Dots(dst, q []float32, lo, hi int) {
 	j.span(lo, hi, func(p sparse.Rows, plo, phi, off int) { p.Dots(dst[off:off+phi-plo], q, plo, phi) })
+}
+
+// Dequantize writes rows lo..hi−1 decoded to dst, (hi−lo)·dim values for rows of dim,
+// part by part: quantized parts through Rows.Dequantize, f16 parts converted. Parts of
+// other types leave their rows untouched.
+func (j *Joined) Dequantize(dst []float32, lo, hi int) {
+	j.span(lo, hi, func(p sparse.Rows, plo, phi, off int) {
+		switch v := p.(type) {
+		case *Rows:
+			v.Dequantize(dst[off*v.Dim:(off+phi-plo)*v.Dim], plo, phi)
+		case *sparse.F16Rows:
+			kernels.F16ToF32Slice(dst[off*v.Dim:(off+phi-plo)*v.Dim], v.Data[plo*v.Dim:phi*v.Dim])
+		}
+	})
 }
 
 // Accumulate adds Σ_i w[i]·row(lo+i) to out, for i < hi−lo, part by part.

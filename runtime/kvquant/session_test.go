@@ -249,6 +249,15 @@ func TestBytes(t *testing.T) {
 	if Bytes(j) != 64+Bytes(k) || Outliers(j) != k.Outliers() || Outliers(f) != 0 {
 		t.Errorf("joined: %d bytes, %d outliers", Bytes(j), Outliers(j))
 	}
+	// Joined rows decode part by part: rows 1..5 are f16 rows 1 and the key rows 0..3.
+	got := make([]float32, 5*16)
+	j.Dequantize(got, 1, 6)
+	want := make([]float32, 5*16)
+	kernels.F16ToF32Slice(want[:16], f.Data[16:32])
+	k.Dequantize(want[16:], 0, 4)
+	if !slices.Equal(got, want) {
+		t.Errorf("joined rows 1..5 decode to %v, want %v", got, want)
+	}
 	if k.Outliers() != 2*16 { // round(0.01·100) = 1 per end per channel
 		t.Errorf("%d key outliers, want 32", k.Outliers())
 	}
