@@ -246,3 +246,28 @@ func KVQDot(a, b []float32) float32 {
 	}
 	return s
 }
+
+// KVQDecodeRotate decodes a row with one range per channel as KVQDecodeChannel does, then
+// rotates its adjacent pairs (dst[2i], dst[2i+1]), i < len(dst)/2, as KVQRotate does, by
+// the angles KVQAngles composes from ch, sh, cl and sl (len(dst)/2 each): a key stored
+// before RoPE, decoded at its position in one pass. len(dst) must be even.
+func KVQDecodeRotate(dst []float32, src []byte, bits int, levels *KVQLevels, half, mid, ch, sh, cl, sl []float32) {
+	n := len(dst)
+	p := n / 2
+	half, mid, ch, sh, cl, sl = half[:n], mid[:n], ch[:p], sh[:p], cl[:p], sl[:p]
+	g := 0
+	if kvqFast && n >= 8 {
+		g = n / 8
+		_ = src[g*bits-1]
+		kvqDecodeRotateGroups(unsafe.SliceData(dst), unsafe.SliceData(src), g, bits, &levels[0],
+			unsafe.SliceData(half), unsafe.SliceData(mid), unsafe.SliceData(ch), unsafe.SliceData(sh), unsafe.SliceData(cl), unsafe.SliceData(sl))
+	}
+	for j := g * 8; j < n; j += 2 {
+		a := mid[j] + half[j]*levels[kvqCode(src, bits, j)]
+		b := mid[j+1] + half[j+1]*levels[kvqCode(src, bits, j+1)]
+		i := j / 2
+		c := ch[i]*cl[i] - sh[i]*sl[i]
+		s := sh[i]*cl[i] + ch[i]*sl[i]
+		dst[j], dst[j+1] = a*c-b*s, a*s+b*c
+	}
+}

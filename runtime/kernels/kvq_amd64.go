@@ -38,6 +38,13 @@ func kvqRotateNeoXGroups(lo, hi, cos, sin *float32, octs int)
 //go:noescape
 func kvqAnglesGroups(cos, sin, ch, sh, cl, sl *float32, octs int)
 
+// kvqDecodeRotateGroups is kvqDecodeChannelGroups followed by the rotation of the
+// adjacent pairs (dst[2i], dst[2i+1]) by the angles composed from ch, sh, cl, sl as
+// kvqAnglesGroups composes them (4 pairs per group).
+//
+//go:noescape
+func kvqDecodeRotateGroups(dst *float32, src *byte, groups, bits int, levels, half, mid, ch, sh, cl, sl *float32)
+
 // kvqDotGroups returns Σ a[i]·b[i] for i < 8·octs.
 //
 //go:noescape

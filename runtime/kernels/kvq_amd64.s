@@ -289,3 +289,59 @@ ddone:
 	VZEROUPPER
 	MOVSS X0, ret+24(FP)
 	RET
+
+// func kvqDecodeRotateGroups(dst *float32, src *byte, groups, bits int, levels, half, mid, ch, sh, cl, sl *float32)
+TEXT ·kvqDecodeRotateGroups(SB), NOSPLIT, $0-88
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ groups+16(FP), R9
+	MOVQ bits+24(FP), BX
+	MOVQ levels+32(FP), R8
+	MOVQ half+40(FP), R10
+	MOVQ mid+48(FP), R11
+	KVQ_SETUP
+	// After the setup, R8 (the levels) and CX are free: they and R12, R13 walk the angle
+	// tables (R14 and R15 are left alone).
+	MOVQ ch+56(FP), R12
+	MOVQ sh+64(FP), R13
+	MOVQ cl+72(FP), CX
+	MOVQ sl+80(FP), R8
+	VMOVDQU kvqPairs<>(SB), Y9
+	VMOVUPS kvqSignEven<>(SB), Y10
+	TESTQ R9, R9
+	JEQ xdone
+xloop:
+	KVQ_CODES
+	KVQ_LEVELS
+	VMOVUPS (R10), Y4
+	VFMADD213PS (R11), Y4, Y1
+	// The angles of the group's 4 pairs: c = ch·cl − sh·sl, s = sh·cl + ch·sl.
+	VMOVUPS (R12), X5
+	VMOVUPS (R13), X6
+	VMOVUPS (CX), X7
+	VMOVUPS (R8), X8
+	VMULPS X7, X5, X2
+	VFNMADD231PS X8, X6, X2
+	VMULPS X7, X6, X3
+	VFMADD231PS X8, X5, X3
+	VPERMPS Y2, Y9, Y2
+	VPERMPS Y3, Y9, Y3
+	VXORPS Y10, Y3, Y3
+	// (a, b) → (a·c − b·s, a·s + b·c).
+	VPERMILPS $0xB1, Y1, Y4
+	VMULPS Y2, Y1, Y1
+	VFMADD231PS Y3, Y4, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ BX, SI
+	ADDQ $32, DI
+	ADDQ $32, R10
+	ADDQ $32, R11
+	ADDQ $16, R12
+	ADDQ $16, R13
+	ADDQ $16, CX
+	ADDQ $16, R8
+	DECQ R9
+	JNE xloop
+xdone:
+	VZEROUPPER
+	RET

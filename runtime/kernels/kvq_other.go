@@ -21,3 +21,6 @@ func kvqRotateNeoXGroups(lo, hi, cos, sin *float32, octs int) {}
 func kvqAnglesGroups(cos, sin, ch, sh, cl, sl *float32, octs int) {}
 
 func kvqDotGroups(a, b *float32, octs int) float32 { return 0 }
+
+func kvqDecodeRotateGroups(dst *float32, src *byte, groups, bits int, levels, half, mid, ch, sh, cl, sl *float32) {
+}

@@ -112,6 +112,20 @@ func TestKVQFast(t *testing.T) {
 					want[j] = mid[j] + half[j]*lv[kvqCode(src, bits, j)]
 				}
 				near("DecodeChannel", got, want)
+				if n%2 == 0 {
+					p := n / 2
+					ch, sh, cl, sl := make([]float32, p), make([]float32, p), make([]float32, p), make([]float32, p)
+					for i := range p {
+						a, b := rng.Float64()*50, rng.Float64()
+						ch[i], sh[i] = float32(math.Cos(a)), float32(math.Sin(a))
+						cl[i], sl[i] = float32(math.Cos(b)), float32(math.Sin(b))
+					}
+					cos, sin := make([]float32, p), make([]float32, p)
+					KVQAngles(cos, sin, ch, sh, cl, sl)
+					KVQRotate(want, cos, sin, false)
+					KVQDecodeRotate(got[:n], src, bits, &lv, half, mid, ch, sh, cl, sl)
+					near("DecodeRotate", got, want)
+				}
 				KVQDecodeToken(got[:n], src, bits, &lv, 0.5, -1.25)
 				for j := range want {
 					want[j] = -1.25 + 0.5*lv[kvqCode(src, bits, j)]

@@ -98,6 +98,13 @@ func (r *RoPE) NeoX() bool { return r.neox }
 // Frequencies returns the angle per position of each pair (shared; do not modify).
 func (r *RoPE) Frequencies() []float64 { return r.freq }
 
+// parts returns the tables' rows whose angles compose position pos's (KVQAngles).
+func (r *RoPE) parts(pos int) (ch, sh, cl, sl []float32) {
+	half := r.ropeDim / 2
+	h, l := pos/ropeStep*half, pos%ropeStep*half
+	return r.hiCos[h : h+half], r.hiSin[h : h+half], r.loCos[l : l+half], r.loSin[l : l+half]
+}
+
 // angles sets cos and sin (RopeDim/2 each) to the angles of position pos's pairs.
 func (r *RoPE) angles(cos, sin []float32, pos int) {
 	half := r.ropeDim / 2

@@ -318,6 +318,10 @@ func (r *Rows) Dequantize(dst []float32, lo, hi int) {
 func (r *Rows) decodeFast(row, ang []float32, i int, c *outCursor) {
 	rb := r.RowBytes()
 	src := r.Codes[i*rb : (i+1)*rb]
+	if r.Axis == PerChannel && r.RoPE != nil && !r.RoPE.neox && r.RoPE.ropeDim == r.Dim {
+		r.decodeRotated(row, src, i, c)
+		return
+	}
 	if r.Axis == PerChannel {
 		kernels.KVQDecodeChannel(row, src, r.Bits, &r.lv, r.chHalf, r.chMid)
 	} else {
@@ -332,6 +336,32 @@ func (r *Rows) decodeFast(row, ang []float32, i int, c *outCursor) {
 	}
 	if r.RoPE != nil {
 		r.RoPE.rotate(row, ang, int(r.Pos[i]))
+	}
+}
+
+// decodeRotated is decodeFast for keys with per-channel ranges and adjacent RoPE pairs
+// over the whole row: decoded and rotated in one pass (kernels.KVQDecodeRotate), then the
+// outliers added rotated: the difference Δ between an outlier and its dense value turns
+// with its pair, (Δ·c, Δ·s) for the pair's first value, (−Δ·s, Δ·c) for its second.
+func (r *Rows) decodeRotated(row []float32, src []byte, i int, c *outCursor) {
+	ch, sh, cl, sl := r.RoPE.parts(int(r.Pos[i]))
+	kernels.KVQDecodeRotate(row, src, r.Bits, &r.lv, r.chHalf, r.chMid, ch, sh, cl, sl)
+	for {
+		j, v, ok := r.next(c, i)
+		if !ok {
+			break
+		}
+		d := v - (r.chMid[j] + r.chHalf[j]*r.lv[kernels.KVQCode(src, r.Bits, j)])
+		p := j / 2
+		cs := ch[p]*cl[p] - sh[p]*sl[p]
+		sn := sh[p]*cl[p] + ch[p]*sl[p]
+		if j%2 == 0 {
+			row[j] += d * cs
+			row[j+1] += d * sn
+		} else {
+			row[j-1] -= d * sn
+			row[j] += d * cs
+		}
 	}
 }
 

@@ -77,6 +77,8 @@ func rowsCases() []rowsCase {
 	}
 	cs = append(cs,
 		rowsCase{typ: "nf3", axis: PerChannel, rows: 70, dim: 10, frac: 0.05, rope: true},
+		rowsCase{typ: "nf3", axis: PerChannel, rows: 1100, dim: 64, frac: 0.05, rope: true},
+		rowsCase{typ: "int4", axis: PerChannel, rows: 90, dim: 64, frac: 0.2, rope: true},
 		rowsCase{typ: "int4", axis: PerToken, rows: 33, dim: 7, frac: 0.05},
 		rowsCase{typ: "nf3", axis: PerChannel, rows: 1, dim: 64, frac: 0.01},
 	)
@@ -95,7 +97,7 @@ func quantizeCase(t *testing.T, rng *rand.Rand, types map[string]Datatype, c row
 	p := Params{Type: types[c.typ], Axis: c.axis, Outliers: c.frac}
 	if c.rope {
 		p.Pos = shuffledPositions(rng, c.rows)
-		p.RoPE = testRoPE(t, c.dim, 2*c.rows, c.dim%4 == 0)
+		p.RoPE = testRoPE(t, c.dim, 2*c.rows, c.dim >= 128) // NeoX pairs for long rows, adjacent ones for short
 	}
 	r, err := Quantize(x, c.dim, p)
 	if err != nil {
