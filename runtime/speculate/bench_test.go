@@ -3,15 +3,18 @@ package speculate_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
 	"squeeze/runtime/speculate"
 )
 
-// BenchmarkStepCost times one forward pass of k tokens (a verification pass: the
-// pending token and k-1 drafted ones) with gocode-22m at depth 4096, then rolls the
-// cache back; the metric x-step is the time over that of k = 1 in the same setting.
+// BenchmarkStepCost times forward passes of k = 1..8 tokens (a verification pass: the
+// pending token and k-1 drafted ones) with gocode-22m at depth 4096, each followed by
+// the rollback of the cache. Every iteration runs one pass of each k, interleaved, and
+// each k keeps its fastest time, which a loaded machine disturbs least; the metrics are
+// the fastest k = 1 pass in ms (k1-ms) and each k's fastest time over it (k2-x .. k8-x).
 //
 // Settings: cache is 4096 tokens of dev.txt in the model's own (f16) cache; dense and
 // squeezed put them in the fixed context instead (a sparse.Session, dense or at budget
@@ -50,26 +53,29 @@ func BenchmarkStepCost(b *testing.B) {
 			if exact {
 				pass = "exact"
 			}
-			var one float64 // ns of k = 1
-			for k := 1; k <= 8; k++ {
-				b.Run(fmt.Sprintf("%s/%s/k=%d", setting, pass, k), func(b *testing.B) {
-					o := opt
-					o.AllLogits, o.Exact = true, exact
-					for b.Loop() {
+			b.Run(setting+"/"+pass, func(b *testing.B) {
+				o := opt
+				o.AllLogits, o.Exact = true, exact
+				var best [9]time.Duration
+				for b.Loop() {
+					for k := 1; k <= 8; k++ {
+						t0 := time.Now()
 						if err := m.Forward(pool, c, next[:k], logits, &o); err != nil {
 							b.Fatal(err)
+						}
+						if d := time.Since(t0); best[k] == 0 || d < best[k] {
+							best[k] = d
 						}
 						if err := c.Truncate(len(fill)); err != nil {
 							b.Fatal(err)
 						}
 					}
-					ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-					if k == 1 {
-						one = ns
-					}
-					b.ReportMetric(ns/one, "x-step")
-				})
-			}
+				}
+				b.ReportMetric(float64(best[1].Microseconds())/1000, "k1-ms")
+				for k := 2; k <= 8; k++ {
+					b.ReportMetric(float64(best[k])/float64(best[1]), fmt.Sprintf("k%d-x", k))
+				}
+			})
 		}
 	}
 }
