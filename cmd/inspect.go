@@ -36,6 +36,23 @@ type inspectReport struct {
 	KVBytes        int64         `json:"kv_bytes"`
 	BitsPerElement float64       `json:"bits_per_element"`
 	KVQuant        *kvQuantStats `json:"kv_quant"`
+	// Predictor is SPEED's early-exit predictor (null when the artifact has none).
+	Predictor *predictorStats `json:"predictor"`
+}
+
+// predictorStats describe the early-exit predictor: its depth and rank, and what
+// precompute measured for every candidate depth.
+type predictorStats struct {
+	Layer  int          `json:"layer"`
+	Rank   int          `json:"rank"`
+	Scores []scoreEntry `json:"scores"`
+}
+
+// scoreEntry is one candidate depth's acceptance, with the fitted map and the raw exit.
+type scoreEntry struct {
+	Layer      int     `json:"layer"`
+	Acceptance float64 `json:"acceptance"`
+	Raw        float64 `json:"raw"`
 }
 
 // kvQuantStats describe a quantized artifact's KV storage.
@@ -107,7 +124,9 @@ log-thresholds), and per layer the cluster statistics of each tree level,
 summed over the KV heads (clusters, empty clusters, mean and largest cluster),
 and the KV storage: bytes and bits per element (overheads included) per layer
 and in all, and for quantized artifacts (--kv at precompute) the settings and
-each layer's relative reconstruction error of keys and values.
+each layer's relative reconstruction error of keys and values, and SPEED's
+early-exit predictor (the depth its drafts exit at, its rank, and each candidate
+depth's acceptance on the context's last tokens, fitted and raw).
 
 A missing, truncated or corrupt file exits with status 3 and the error.
 
@@ -116,8 +135,9 @@ container_version, schema, model, settings, tokens, documents, sections (name,
 compression, stored_bytes, raw_bytes), calibration (budget, fraction,
 key_fraction, centroid_fraction, log_thresholds), layers (layer, levels:
 clusters, empty, mean_size, max_size; kv_bytes, bits_per_element, key_error,
-value_error), kv, kv_bytes, bits_per_element and kv_quant (outliers, qnorm,
-post_rope, calibration, outlier_fraction; null for f16).`,
+value_error), kv, kv_bytes, bits_per_element, kv_quant (outliers, qnorm,
+post_rope, calibration, outlier_fraction; null for f16) and predictor (layer,
+rank, scores: layer, acceptance, raw; null without one).`,
 		Example: `  $ squeeze inspect repo.sqz
   $ squeeze inspect --json repo.sqz | jq '.calibration[] | [.budget, .fraction]'`,
 		Args: exactArgs(1, "inspect takes one artifact file"),
@@ -194,6 +214,12 @@ func runInspect(_ context.Context, path string, asJSON bool, s streams) error {
 				Calibration: a.KV.Calibration, OutlierFraction: round4(float64(outliers) / float64(n))}
 		}
 	}
+	if p := a.Predictor; p != nil {
+		rep.Predictor = &predictorStats{Layer: p.Layer, Rank: p.Rank, Scores: []scoreEntry{}}
+		for _, sc := range p.Scores {
+			rep.Predictor.Scores = append(rep.Predictor.Scores, scoreEntry{sc.Layer, round4(sc.Acceptance), round4(sc.Raw)})
+		}
+	}
 	if asJSON {
 		enc := json.NewEncoder(s.Out)
 		enc.SetEscapeHTML(false)
@@ -222,6 +248,13 @@ func printInspect(out io.Writer, r *inspectReport) error {
 		kv += fmt.Sprintf(" (outliers %g, %.4f stored; qnorm %v, post-RoPE keys %v, datatypes %q)", q.Outliers, q.OutlierFraction, q.QNorm, q.PostRoPE, q.Calibration)
 	}
 	fmt.Fprintf(w, "kv\t%s\n", kv)
+	if p := r.Predictor; p != nil {
+		scores := make([]string, len(p.Scores))
+		for i, sc := range p.Scores {
+			scores[i] = fmt.Sprintf("%d: %.3f (raw %.3f)", sc.Layer, sc.Acceptance, sc.Raw)
+		}
+		fmt.Fprintf(w, "predictor\tdrafts from layer %d, rank %d; acceptance by depth %s\n", p.Layer, p.Rank, strings.Join(scores, ", "))
+	}
 	fmt.Fprintf(w, "header\t%q\n", st.HeaderTemplate)
 	if st.System != "" {
 		sys := st.System

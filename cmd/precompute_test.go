@@ -73,7 +73,7 @@ func TestPrecomputeAndInspect(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &ir); err != nil || r.code != 0 {
 		t.Fatalf("inspect --json: exit %d, %v: %q", r.code, err, r.stdout)
 	}
-	if ir.Tokens != rep.Tokens || len(ir.Layers) != 2 || len(ir.Layers[0].Levels) != 2 || len(ir.Sections) != 5 ||
+	if ir.Tokens != rep.Tokens || len(ir.Layers) != 2 || len(ir.Layers[0].Levels) != 2 || len(ir.Sections) != 6 || ir.Predictor == nil ||
 		ir.Settings.Window != 8 || ir.Model.File != "tiny.gguf" {
 		t.Fatalf("inspect report %+v", ir)
 	}
