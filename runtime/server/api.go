@@ -8,7 +8,9 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"strings"
+	"time"
 
 	"squeeze/runtime/chat"
 	"squeeze/runtime/sample"
@@ -102,14 +104,27 @@ type genParams struct {
 	speculateMode speculate.Mode
 }
 
-// decodeBody reads r's body (at most limit bytes) as one JSON object into v.
-func decodeBody(r *http.Request, w http.ResponseWriter, limit int64, v any) *apiError {
+// decodeBody reads r's body (at most limit bytes, within timeout) as one JSON object
+// into v.
+func decodeBody(r *http.Request, w http.ResponseWriter, limit int64, timeout time.Duration, v any) *apiError {
+	// The deadline covers the body only: a client that sends it slowly does not hold a
+	// goroutine for ever, and the response (a long stream) has none.
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(timeout)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
+	if deadline && err == nil {
+		rc.SetReadDeadline(time.Time{})
+	}
+	if err != nil { // the connection is not reused: the server does not wait for the rest
+		w.Header().Set("Connection", "close")
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			return &apiError{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest,
 				Message: fmt.Sprintf("request body larger than %d bytes: shorten the prompt", tooBig.Limit)}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return &apiError{Status: http.StatusRequestTimeout, Type: typeInvalidRequest,
+				Message: fmt.Sprintf("the request body did not arrive within %v: send it at once", timeout)}
 		}
 		return badRequest("", "cannot read the request body: %v", err)
 	}

@@ -93,7 +93,7 @@ func (s *Server) handleCompletion(w *responseWriter, r *http.Request, info *reqI
 		return
 	}
 	var req completionRequest
-	if e := decodeBody(r, w, s.cfg.MaxBodyBytes, &req); e != nil {
+	if e := decodeBody(r, w, s.cfg.MaxBodyBytes, s.bodyTimeout, &req); e != nil {
 		writeError(w, e)
 		return
 	}
@@ -142,7 +142,7 @@ func (s *Server) handleChat(w *responseWriter, r *http.Request, info *reqInfo) {
 		return
 	}
 	var req chatRequest
-	if e := decodeBody(r, w, s.cfg.MaxBodyBytes, &req); e != nil {
+	if e := decodeBody(r, w, s.cfg.MaxBodyBytes, s.bodyTimeout, &req); e != nil {
 		writeError(w, e)
 		return
 	}

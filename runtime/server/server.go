@@ -28,6 +28,8 @@ const (
 	DefaultParallel     = 2
 	DefaultMaxBodyBytes = 1 << 20
 	DefaultMaxTokens    = 2048
+	// BodyTimeout bounds the time a client may take to send a request body.
+	BodyTimeout = 30 * time.Second
 	// MinRequestTokens is the least room a request gets for its prompt and answer when
 	// the fixed context leaves less of the model's trained length (RoPE then runs past
 	// it, as squeeze ask does).
@@ -107,6 +109,8 @@ type Server struct {
 	httpServer *http.Server
 	closeOnce  sync.Once
 
+	// bodyTimeout is BodyTimeout (shorter in tests).
+	bodyTimeout time.Duration
 	// slotHook, if set (by tests), runs when a request has taken its slot and is about
 	// to generate, with the generation's context.
 	slotHook func(ctx context.Context)
@@ -140,7 +144,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), models: map[string]*Model{}}
+	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), models: map[string]*Model{}, bodyTimeout: BodyTimeout}
 	s.sched = newScheduler(cfg.Parallel, cfg.Queue, max(1, cfg.Threads/cfg.Parallel))
 	s.stop, s.cancelAll = context.WithCancel(context.Background())
 	return s, nil

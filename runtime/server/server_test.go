@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -623,6 +624,41 @@ func TestDisconnectMidGeneration(t *testing.T) {
 	if after := settleGoroutines(before); after > before {
 		b := make([]byte, 1<<16)
 		t.Fatalf("%d goroutines before, %d after:\n%s", before, after, b[:runtime.Stack(b, true)])
+	}
+}
+
+func TestSlowBody(t *testing.T) {
+	s, err := New(Config{Threads: 1, Parallel: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loadFixture(t)
+	m := *fixture.model
+	if err := s.SetModels([]*Model{&m}); err != nil {
+		t.Fatal(err)
+	}
+	s.bodyTimeout = 200 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Close()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Headers promise 100 bytes; only 10 come.
+	fmt.Fprintf(conn, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"prompt\":")
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no response to a slow body: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "did not arrive") {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
 }
 
