@@ -724,7 +724,11 @@ func TestShutdown(t *testing.T) {
 				res <- result{resp.StatusCode, string(b)}
 			}()
 			<-entered
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			timeout := 300 * time.Millisecond // the forced case waits this long in vain
+			if graceful {
+				timeout = time.Minute // the request finishes once shutdown begins
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			err = s.Shutdown(ctx)
 			r := <-res
