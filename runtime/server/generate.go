@@ -108,7 +108,7 @@ type job struct {
 	stop   []string // the request's stop strings and the template's
 	budget float64  // requested budget (the model's default if the request gave none)
 	max    int      // max_tokens in effect
-	spec   speculate.Mode
+	spec   speculate.Mode // speculation mode (ModeOff when sampling)
 }
 
 // outcome is what a generation did, for the response, the log and the metrics.
@@ -175,6 +175,9 @@ func (s *Server) newJob(m *Model, prompt []int32, p *genParams, extraStops []str
 	if p.speculate != "" {
 		spec = p.speculateMode
 	}
+	if !p.sampling.Greedy() { // speculation keeps greedy decoding's tokens only
+		spec = speculate.ModeOff
+	}
 	return &job{m: m, prompt: prompt, p: p, stop: stops, budget: budget, max: maxTokens, spec: spec}, nil
 }
 
@@ -213,7 +216,7 @@ func (s *Server) run(ctx context.Context, j *job, arrival time.Time, started fun
 		OnText:     onText,
 		Prefix:     sess,
 	}
-	if j.spec != speculate.ModeOff && j.p.sampling.Greedy() {
+	if j.spec != speculate.ModeOff {
 		opts.Speculate = sl.policy(j.m, j.spec)
 	}
 	o.res, err = engine.GenerateTokens(ctx, j.prompt, opts)
