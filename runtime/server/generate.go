@@ -105,9 +105,9 @@ type job struct {
 	m      *Model
 	prompt []int32
 	p      *genParams
-	stop   []string // the request's stop strings and the template's
-	budget float64  // requested budget (the model's default if the request gave none)
-	max    int      // max_tokens in effect
+	stop   []string       // the request's stop strings and the template's
+	budget float64        // requested budget (the model's default if the request gave none)
+	max    int            // max_tokens in effect
 	spec   speculate.Mode // speculation mode (ModeOff when sampling)
 }
 
