@@ -189,7 +189,7 @@ func runServe(ctx context.Context, opts *serveOptions, s streams) error {
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		srv.Close()
-		return usageErrorf("--addr %s: %w", opts.Addr, err)
+		return fmt.Errorf("listen on --addr %s: %w", opts.Addr, err)
 	}
 	url := "http://" + ln.Addr().String()
 	served := make(chan error, 1)
