@@ -136,6 +136,7 @@ when XDG_CONFIG_HOME is unset) if that file exists.`,
 	root.AddCommand(newPrecomputeCommand(g, s))
 	root.AddCommand(newInspectCommand(g, s))
 	root.AddCommand(newEvalCommand(g, s))
+	root.AddCommand(newServeCommand(g, s))
 	return root
 }
 
