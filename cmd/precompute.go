@@ -50,6 +50,9 @@ type precomputeOptions struct {
 	PostRoPE  bool
 	Weighting string
 	Calib     string
+	// SPEED's early-exit predictor.
+	PredictorRank int
+	NoPredictor   bool
 
 	// From the global options.
 	Threads int
@@ -170,6 +173,8 @@ centroid_fraction, log_thresholds per calibrated budget).`,
 	f.BoolVar(&opts.PostRoPE, "post-rope", false, "quantize keys after RoPE (ablation of pre-RoPE keys)")
 	f.StringVar(&opts.Weighting, "kv-weighting", "fisher-scale", "nuq datatype fit: fisher-scale, fisher or none")
 	f.StringVar(&opts.Calib, "calib", "", "text `file` whose sensitivities weigh the nuq fit (default: the context itself)")
+	f.IntVar(&opts.PredictorRank, "predictor-rank", 0, "rank of the early-exit predictor's map (0 = full up to width 1024, 256 above; -1 = a bias only)")
+	f.BoolVar(&opts.NoPredictor, "no-predictor", false, "fit no early-exit predictor for speculative decoding")
 	return cmd
 }
 
@@ -218,6 +223,8 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 		return usageErrorf("--outliers %v: want a fraction in [0, 0.5)", opts.Outliers)
 	case opts.Threads < 0:
 		return usageErrorf("--threads %d: want >= 0", opts.Threads)
+	case opts.PredictorRank < -1:
+		return usageErrorf("--predictor-rank %d: want >= -1", opts.PredictorRank)
 	case !strings.Contains(opts.Header, "{path}"):
 		log.Warn("--header has no {path}: documents will not be named in the context")
 	}
@@ -255,7 +262,9 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 			Cache:     cacheType,
 			KV: precompute.KVOptions{Encoding: opts.KV, Outliers: opts.Outliers, QNorm: opts.QNorm, PostRoPE: opts.PostRoPE,
 				Weighting: weighting},
-			Progress: prog.update,
+			Predictor:   calibrate.PredictorOptions{Rank: opts.PredictorRank},
+			NoPredictor: opts.NoPredictor,
+			Progress:    prog.update,
 		},
 	})
 	prog.finish()
