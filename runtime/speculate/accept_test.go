@@ -41,6 +41,11 @@ func rate(n int, d time.Duration) float64 {
 // given budget, and compares the outputs token for token. Each prompt runs plain then
 // speculative, so that both see the same machine load.
 func runDev(t testing.TB, g *gocodeFixture, budget float64, mode speculate.Mode, prompts, maxTokens int) *devRun {
+	return runPrompts(t, g, budget, mode, prompts, maxTokens, func(i int) []int32 { return g.prompt(i, 64) })
+}
+
+// runPrompts is runDev with the prompts prompt(0), prompt(1), ...
+func runPrompts(t testing.TB, g *gocodeFixture, budget float64, mode speculate.Mode, prompts, maxTokens int, prompt func(int) []int32) *devRun {
 	pool := kernels.NewPool(0)
 	defer pool.Close()
 	sess := g.session(t, pool, budget)
@@ -49,7 +54,7 @@ func runDev(t testing.TB, g *gocodeFixture, budget float64, mode speculate.Mode,
 	policy := speculate.NewPolicy(mode, []speculate.Drafter{speculate.NewNGram(g.ctx.Tokens, 0, 0)}, speculate.PolicyOptions{})
 	run := &devRun{prompts: prompts}
 	for i := range prompts {
-		prompt := g.prompt(i, 64)
+		prompt := prompt(i)
 		opts := decode.Options{MaxTokens: maxTokens, Prefix: sess, Cache: model.CacheF16}
 		plain, err := e.GenerateTokens(context.Background(), prompt, opts)
 		if err != nil {
