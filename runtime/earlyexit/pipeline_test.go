@@ -17,10 +17,10 @@ import (
 
 // sharedModel loads the model s describes with every layer's tensors replaced by those
 // of layer i mod period (period 0 keeps them distinct), and squeeze.block_share set as
-// gocode-shared sets it.
+// gocode-shared sets it (unless s.Meta is set).
 func sharedModel(t testing.TB, s modeltest.Spec, period int) (*model.Model, *gguf.File) {
 	t.Helper()
-	if period > 0 {
+	if period > 0 && s.Meta == nil {
 		s.Meta = map[string]any{BlockShareKey: uint32(period)}
 	}
 	data, err := modeltest.Build(s)
@@ -209,5 +209,38 @@ func TestPipelineNotShared(t *testing.T) {
 	defer p.Close()
 	if _, err := NewPipeline(speculate.Target{Model: m, Cache: c, Pool: p}, PipelineOptions{}); !errors.Is(err, ErrNotShared) {
 		t.Errorf("NewPipeline on distinct layers: %v, want ErrNotShared", err)
+	}
+}
+
+// TestBlockShare checks that the weights decide the sharing and that metadata claiming
+// another one is refused.
+func TestBlockShare(t *testing.T) {
+	base := modeltest.Spec{Layers: 6}
+	tests := []struct {
+		name   string
+		meta   any // nil: no key
+		period int
+		want   int
+		err    bool
+	}{
+		{"metadata agrees", uint32(2), 2, 2, false},
+		{"no metadata", nil, 2, 2, false},
+		{"metadata claims no sharing", uint32(6), 2, 2, false},
+		{"metadata claims another period", uint32(3), 2, 0, true},
+		{"period not dividing the depth", uint32(4), 2, 0, true},
+		{"period 0", uint32(0), 2, 0, true},
+		{"not a number", "two", 2, 0, true},
+		{"sharing the weights lack", uint32(2), 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := base
+			s.Meta = map[string]any{BlockShareKey: tt.meta}
+			m, f := sharedModel(t, s, tt.period)
+			got, err := BlockShare(f, m)
+			if (err != nil) != tt.err || (err != nil && !errors.Is(err, ErrBlockShare)) || got != tt.want {
+				t.Errorf("BlockShare = %d, %v; want %d, error %v", got, err, tt.want, tt.err)
+			}
+		})
 	}
 }
