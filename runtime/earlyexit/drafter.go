@@ -21,11 +21,17 @@ type Drafter struct {
 	// MinProb ends a draft after a token whose softmax probability under the early
 	// prediction is below it (0 drafts to the length asked).
 	MinProb float32
+	// Vocab, if set before Reset, restricts the drafts to these tokens and every token
+	// of the sequence (model.SubHead): the fixed context's tokens, say. A draft then
+	// reads a fraction of the LM head; a token outside the vocabulary is never drafted.
+	Vocab []int32
 
 	t      speculate.Target
 	opt    model.Options
 	x, h   []float32
 	logits []float32
+	sub    *model.SubHead
+	seen   int // tokens of the sequence added to sub
 }
 
 // NewDrafter returns a Drafter with the predictor p (which must pass Check).
@@ -46,6 +52,10 @@ func (d *Drafter) Reset(t *speculate.Target, prompt []int32) {
 	if len(d.logits) != t.Model.Config.Vocab {
 		d.logits = make([]float32, t.Model.Config.Vocab)
 	}
+	d.sub, d.seen = nil, 0
+	if d.Vocab != nil {
+		d.sub = t.Model.SubHead(d.Vocab)
+	}
 }
 
 // Draft appends up to max tokens predicted to follow seq, whose last token is pending at
@@ -58,6 +68,10 @@ func (d *Drafter) Draft(dst []int32, seq []int32, max int) []int32 {
 	if len(seq) == 0 || t.Model == nil || p.Layer >= t.Model.Config.Layers {
 		return dst
 	}
+	if d.sub != nil && len(seq) > d.seen {
+		d.sub.Add(seq[d.seen:]...)
+		d.seen = len(seq)
+	}
 	tok := seq[len(seq)-1]
 	pos := t.Cache.Len()
 	for i := 0; i < max && pos+i+1 < t.Cache.Cap(); i++ {
@@ -69,19 +83,29 @@ func (d *Drafter) Draft(dst []int32, seq []int32, max int) []int32 {
 			return dst
 		}
 		p.Apply(t.Pool, d.h, d.x)
-		t.Model.Head(t.Pool, d.h, 1, d.logits)
-		tok = argmax(d.logits)
+		logits := d.logits
+		if d.sub != nil {
+			logits = logits[:len(d.sub.IDs())]
+			d.sub.Logits(t.Pool, d.h, 1, logits)
+		} else {
+			t.Model.Head(t.Pool, d.h, 1, logits)
+		}
+		best := argmax(logits)
+		tok = best
+		if d.sub != nil {
+			tok = d.sub.IDs()[best]
+		}
 		dst = append(dst, tok)
-		if d.MinProb > 0 && prob(d.logits, tok) < d.MinProb {
+		if d.MinProb > 0 && prob(logits, best) < d.MinProb {
 			break
 		}
 	}
 	return dst
 }
 
-// prob returns the softmax probability of token tok under logits.
-func prob(logits []float32, tok int32) float32 {
-	top := logits[tok]
+// prob returns the softmax probability of entry i of logits.
+func prob(logits []float32, i int32) float32 {
+	top := logits[i]
 	var sum float64
 	for _, l := range logits {
 		sum += math.Exp(float64(l - top))
@@ -135,7 +159,11 @@ func (d *Drafter) DraftCost(k int) float64 {
 		pred /= 2
 	}
 	h := headCost(cfg)
-	return float64(k) * (float64(d.pred.Layer) + h + pred/layer) / (float64(cfg.Layers) + h)
+	draftHead := h
+	if d.sub != nil {
+		draftHead *= float64(len(d.sub.IDs())) / float64(cfg.Vocab)
+	}
+	return float64(k) * (float64(d.pred.Layer) + draftHead + pred/layer) / (float64(cfg.Layers) + h)
 }
 
 var _ speculate.Coster = (*Drafter)(nil)

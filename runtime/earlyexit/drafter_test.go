@@ -141,13 +141,17 @@ func TestDrafterMatchesGreedy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	preds := []*Predictor{Identity(1, s.Dim), Identity(3, s.Dim), randomPredictor(t, 2, s.Dim, 6, 2), randomPredictor(t, 2, s.Dim, s.Dim, 3)}
-	for _, p := range preds {
-		t.Run(fmt.Sprintf("E=%d/rank=%d", p.Layer, p.Rank), func(t *testing.T) {
+	preds := []*Predictor{Identity(1, s.Dim), Identity(3, s.Dim), randomPredictor(t, 2, s.Dim, 6, 2), randomPredictor(t, 2, s.Dim, s.Dim, 3), Identity(2, s.Dim)}
+	for i, p := range preds {
+		vocab := i == len(preds)-1 // drafts over the prompt's tokens
+		t.Run(fmt.Sprintf("E=%d/rank=%d/vocab=%v", p.Layer, p.Rank, vocab), func(t *testing.T) {
 			if err := p.Check(&m.Config); err != nil {
 				t.Fatal(err)
 			}
 			d := NewDrafter(p)
+			if vocab {
+				d.Vocab = prompt[:20]
+			}
 			res, err := eng.GenerateTokens(context.Background(), prompt, decode.Options{
 				MaxTokens: 80,
 				Speculate: speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{d}, speculate.PolicyOptions{MinGain: -1, Probe: 1}),
@@ -174,6 +178,13 @@ func TestDrafterMatchesGreedy(t *testing.T) {
 			draft := d.Draft(nil, prompt[:31], 5)
 			if len(draft) != 5 || c.Len() != 30 {
 				t.Errorf("Draft gave %d tokens (want 5) and left Len %d (want 30)", len(draft), c.Len())
+			}
+			if vocab {
+				for _, tok := range draft {
+					if !slices.Contains(prompt[:31], tok) {
+						t.Errorf("drafted %d, outside the vocabulary and the sequence", tok)
+					}
+				}
 			}
 		})
 	}

@@ -152,18 +152,22 @@ func BenchmarkPipelineGocodeShared(b *testing.B) {
 		p := kernels.NewPool(threads)
 		defer p.Close()
 		eng := &decode.Engine{Model: m, Tokenizer: tok, Pool: p}
-		for _, mode := range []string{"plain", "draft-verify", "ngram", "pipelined", "pipelined-norefine", "pipelined-vocab", "pipelined-vocab-ngram", "pipelined-fast-vocab"} {
+		for _, mode := range []string{"plain", "draft-verify", "draft-verify-vocab", "ngram", "pipelined", "pipelined-norefine", "pipelined-vocab", "pipelined-vocab-ngram", "pipelined-fast-vocab"} {
 			b.Run(fmt.Sprintf("threads=%d/%s", threads, mode), func(b *testing.B) {
 				var dur time.Duration
 				tokens := 0
 				for b.Loop() {
 					for _, prompt := range prompts {
 						switch mode {
-						case "plain", "draft-verify", "ngram":
+						case "plain", "draft-verify", "draft-verify-vocab", "ngram":
 							o := decode.Options{MaxTokens: n, Cache: model.CacheF16}
 							switch mode {
-							case "draft-verify":
-								o.Speculate = speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{NewDrafter(Identity(4, m.Config.Dim))}, speculate.PolicyOptions{})
+							case "draft-verify", "draft-verify-vocab":
+								d := NewDrafter(Identity(4, m.Config.Dim))
+								if mode == "draft-verify-vocab" {
+									d.Vocab = prompt
+								}
+								o.Speculate = speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{d}, speculate.PolicyOptions{})
 							case "ngram":
 								o.Speculate = speculate.NewPolicy(speculate.ModeNGram, []speculate.Drafter{speculate.NewNGram(nil, 0, 0)}, speculate.PolicyOptions{})
 							}
