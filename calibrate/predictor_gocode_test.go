@@ -83,8 +83,9 @@ func TestFitPredictorGocode(t *testing.T) {
 // C = 4096 tokens (the first of ../shared/eval/dev.txt): the predictor is fitted on the
 // context's prefill, then each of 4 queries of 64 later tokens is appended to the context
 // and 128 tokens are decoded greedily (decode.Engine, f16 cache): plainly, with early
-// drafts under speculate's policy, and with early drafts forced on every pass (to
-// measure their acceptance even where the policy would not draft). Metrics: decode
+// drafts under speculate's policy (over the whole vocabulary, or over the context's
+// tokens), and with early drafts forced on every pass (to measure their acceptance even
+// where the policy would not draft). Metrics: decode
 // tokens/s (prefill excluded), the drafts' acceptance and tokens per verification pass.
 func BenchmarkEarlyDraftGocode(b *testing.B) {
 	f, err := gguf.Open(testfiles.Shared(b, "models", "gocode-22m", "gocode-22m.gguf"))
@@ -140,7 +141,7 @@ func BenchmarkEarlyDraftGocode(b *testing.B) {
 		prompts = append(prompts, append(slices.Clone(context0), all[at:at+queryLen]...))
 	}
 	eng := &decode.Engine{Model: m, Tokenizer: tok, Pool: pool}
-	for _, mode := range []string{"plain", "early", "early-forced"} {
+	for _, mode := range []string{"plain", "early", "early-vocab", "early-forced"} {
 		b.Run(mode, func(b *testing.B) {
 			var dur time.Duration
 			tokens, drafted, accepted, verifications := 0, 0, 0, 0
@@ -150,6 +151,10 @@ func BenchmarkEarlyDraftGocode(b *testing.B) {
 					switch mode {
 					case "early":
 						o.Speculate = speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{earlyexit.NewDrafter(pred)}, speculate.PolicyOptions{})
+					case "early-vocab":
+						d := earlyexit.NewDrafter(pred)
+						d.Vocab = context0
+						o.Speculate = speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{d}, speculate.PolicyOptions{})
 					case "early-forced":
 						o.Speculate = speculate.NewPolicy(speculate.ModeEarly, []speculate.Drafter{earlyexit.NewDrafter(pred)}, speculate.PolicyOptions{MinGain: -1, MaxDraft: 2})
 					}
