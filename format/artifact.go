@@ -147,6 +147,11 @@ type Settings struct {
 	// documents ("" for none).
 	HeaderTemplate string `json:"header_template"`
 	System         string `json:"system"`
+	// Chat, if set, says the context was built for chat requests (precompute --chat): the
+	// text opens a conversation whose system message holds the context. It is stored in
+	// the optional chat section, so that the header's schema is unchanged; nil for a
+	// context of plain text.
+	Chat *ChatInfo `json:"chat,omitempty"`
 }
 
 // Document is one input document's place in the text.
@@ -419,6 +424,9 @@ func WriteArtifactContext(ctx context.Context, path string, a *Artifact) error {
 	if err := checkHeader(&h, a.Context.Thresholds); err != nil {
 		return fmt.Errorf("format: write %s: header: %w", path, err)
 	}
+	if err := checkChat(h.Settings.Chat, a.Text); err != nil {
+		return fmt.Errorf("format: write %s: %w", path, err)
+	}
 	w, err := Create(path)
 	if err != nil {
 		return err
@@ -447,6 +455,13 @@ func WriteArtifactContext(ctx context.Context, path string, a *Artifact) error {
 		e = Encoder{}
 		encodeKV(&e, a.KV)
 		if err := w.Add(SectionKV, e.Bytes(), SectionOptions{Compress: true}); err != nil {
+			return err
+		}
+	}
+	if c := h.Settings.Chat; c != nil {
+		e = Encoder{}
+		encodeChat(&e, c)
+		if err := w.Add(SectionChat, e.Bytes(), SectionOptions{Compress: true}); err != nil {
 			return err
 		}
 	}
@@ -557,13 +572,26 @@ func ParseArtifact(data []byte) (*Artifact, error) {
 	return decodeArtifact(r)
 }
 
-// ReadHeader decodes only the header section of r (what inspect shows without the layers).
+// ReadHeader decodes only the header section of r (what inspect shows without the layers),
+// with the chat section's Settings.Chat when r has one.
 func ReadHeader(r *Reader) (*Header, []sparse.Threshold, error) {
 	d, err := r.Decoder(SectionHeader)
 	if err != nil {
 		return nil, nil, err
 	}
-	return decodeHeader(d)
+	h, th, err := decodeHeader(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, ok := r.Lookup(SectionChat); ok {
+		if d, err = r.Decoder(SectionChat); err != nil {
+			return nil, nil, err
+		}
+		if h.Settings.Chat, err = decodeChat(d); err != nil {
+			return nil, nil, err
+		}
+	}
+	return h, th, nil
 }
 
 // decodeArtifact decodes every section of r.
@@ -598,6 +626,9 @@ func decodeArtifact(r *Reader) (*Artifact, error) {
 	a.Text = d.Text()
 	if err := d.Finish(); err != nil {
 		return nil, err
+	}
+	if err := checkChat(h.Settings.Chat, a.Text); err != nil {
+		return nil, &Error{Where: sectionWhere(SectionChat) + " data", Reason: err.Error(), Err: ErrCorrupt}
 	}
 	if n := len(h.Documents); n > 0 {
 		if last := h.Documents[n-1]; last.Offset+last.Bytes > len(a.Text) {
