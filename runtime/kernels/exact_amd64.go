@@ -51,3 +51,40 @@ func exactMultiFor(kind int) []dotMultiFunc {
 	}
 	return exactAVX512[kind]
 }
+
+// The accumulate kernels: accum64F16x{V}AVX512(rows, stride, n, w, wstride, out,
+// ostride) adds, for i < n and v < V, w[v*wstride+i] * row_i[d] to out[v*ostride+d]
+// (d < 64; row i of halves at i*stride bytes after rows), in row order, one fused
+// multiply-add per element as axpyF16AVX512 does: bitwise the same results, with the
+// V outputs kept in registers and each row widened once for all of them.
+
+//go:noescape
+func accum64F16x1AVX512(rows unsafe.Pointer, stride, n int, w *float32, wstride int, out *float32, ostride int)
+
+//go:noescape
+func accum64F16x2AVX512(rows unsafe.Pointer, stride, n int, w *float32, wstride int, out *float32, ostride int)
+
+//go:noescape
+func accum64F16x3AVX512(rows unsafe.Pointer, stride, n int, w *float32, wstride int, out *float32, ostride int)
+
+//go:noescape
+func accum64F16x4AVX512(rows unsafe.Pointer, stride, n int, w *float32, wstride int, out *float32, ostride int)
+
+//go:noescape
+func accum64F16x5AVX512(rows unsafe.Pointer, stride, n int, w *float32, wstride int, out *float32, ostride int)
+
+//go:noescape
+func accum64F16x6AVX512(rows unsafe.Pointer, stride, n int, w *float32, wstride int, out *float32, ostride int)
+
+// accumAVX512 are the accumulate kernels for V = 1..6 vectors.
+var accumAVX512 = []accumFunc{accum64F16x1AVX512, accum64F16x2AVX512, accum64F16x3AVX512,
+	accum64F16x4AVX512, accum64F16x5AVX512, accum64F16x6AVX512}
+
+// accumKernelsFor returns the accumulate kernels (for V = 1, 2, ...) that add exactly as
+// fk's axpyF16 does, or nil when fk is not the AVX-512 set.
+func accumKernelsFor() []accumFunc {
+	if fk != &floatAVX512 {
+		return nil
+	}
+	return accumAVX512
+}

@@ -6,6 +6,9 @@
 // halves of each 32 elements, a 16-element tail into the even one, then the same
 // reduction), so that MatMulExact gets the results of one vector at a time while
 // loading (and widening) each weight once for all V.
+// It also writes the f16 accumulate kernels: V vectors of 64 f32 values kept in
+// registers while rows of 64 halves stream by, each added with its weight by one fused
+// multiply-add per element, in row order, as AxpyF16 adds a row.
 // Run it with go generate (see exact_amd64.go) after changing it.
 package main
 
@@ -30,6 +33,9 @@ func main() {
 		for _, v := range []int{2, 3} {
 			kernel(p, v, f16)
 		}
+	}
+	for v := 1; v <= accumMaxV; v++ {
+		accum(p, v)
 	}
 	if err := os.WriteFile("exact_amd64.s", []byte(b.String()), 0o644); err != nil {
 		log.Fatal(err)
@@ -129,6 +135,74 @@ func kernel(p func(string, ...any), V int, f16 bool) {
 		p("\tVEXTRACTPS $3, X%d, (R9)(R8*1)", a(0))
 		if v < V-1 {
 			p("\tADDQ DX, DI")
+		}
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// accumMaxV is the most vectors one accumulate kernel keeps in registers (4 each).
+const accumMaxV = 6
+
+// accum writes accum64F16x{V}AVX512(rows unsafe.Pointer, stride, n int, w *float32,
+// wstride int, out *float32, ostride int): for i < n and v < V,
+// out[v*ostride+d] += w[v*wstride+i] * row_i[d] (d < 64, row i at i*stride bytes), one
+// VFMADD per element as axpyF16AVX512 does. Registers: vector v's outputs in
+// Z(4v)..Z(4v+3), the row in Z24..Z27, the broadcast weight in Z28.
+func accum(p func(string, ...any), V int) {
+	name := fmt.Sprintf("accum64F16x%dAVX512", V)
+	p("")
+	p("// func %s(rows unsafe.Pointer, stride int, n int, w *float32, wstride int, out *float32, ostride int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-56", name)
+	p("\tMOVQ rows+0(FP), SI")
+	p("\tMOVQ stride+8(FP), DX")
+	p("\tMOVQ n+16(FP), CX")
+	p("\tMOVQ w+24(FP), R8")
+	p("\tMOVQ wstride+32(FP), R9")
+	p("\tSHLQ $2, R9")
+	p("\tMOVQ out+40(FP), DI")
+	p("\tMOVQ ostride+48(FP), R10")
+	p("\tSHLQ $2, R10")
+	// Load the outputs.
+	p("\tMOVQ DI, R11")
+	for v := range V {
+		for c := range 4 {
+			p("\tVMOVUPS %d(R11), Z%d", 64*c, 4*v+c)
+		}
+		if v < V-1 {
+			p("\tADDQ R10, R11")
+		}
+	}
+	p("\tTESTQ CX, CX")
+	p("\tJLE store")
+	p("\tXORQ AX, AX")
+	p("loop:")
+	for c := range 4 {
+		p("\tVCVTPH2PS %d(SI), Z%d", 32*c, 24+c)
+	}
+	p("\tMOVQ R8, R11")
+	for v := range V {
+		p("\tVBROADCASTSS (R11)(AX*4), Z28")
+		for c := range 4 {
+			// out += weight * row, one rounding: axpyF16AVX512's VFMADD213PS.
+			p("\tVFMADD231PS Z%d, Z28, Z%d", 24+c, 4*v+c)
+		}
+		if v < V-1 {
+			p("\tADDQ R9, R11")
+		}
+	}
+	p("\tADDQ DX, SI")
+	p("\tINCQ AX")
+	p("\tCMPQ AX, CX")
+	p("\tJLT loop")
+	p("store:")
+	p("\tMOVQ DI, R11")
+	for v := range V {
+		for c := range 4 {
+			p("\tVMOVUPS Z%d, %d(R11)", 4*v+c, 64*c)
+		}
+		if v < V-1 {
+			p("\tADDQ R10, R11")
 		}
 	}
 	p("\tVZEROUPPER")

@@ -455,6 +455,9 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse []float32) 
 		}
 	}
 	batched := allF16V && s.batchedVecs() >= minBatchedVecs
+	// Fewer vectors add the values row by row: every vector at once by
+	// kernels.AccumulateF16 when they are f16 (bitwise what Accumulate gives).
+	fused := allF16V && !batched
 	for v := range vecs {
 		sc := scores[v*k : (v+1)*k]
 		lc := kernels.Softmax(sc)
@@ -470,11 +473,18 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse []float32) 
 			kernels.Scale(sc, b/t)
 			lse[v] = m + float32(math.Log(float64(t)))
 		}
-		if !batched {
+		if !batched && !fused {
 			for _, p := range pieces {
 				p.seg.v.Accumulate(o, sc[p.off:p.off+p.hi-p.lo], p.lo, p.hi)
 			}
 		}
+	}
+	if fused {
+		for _, p := range pieces {
+			rows := p.seg.v.(*F16Rows).Data[p.lo*hd : p.hi*hd]
+			kernels.AccumulateF16(out, hd, scores[p.off:], k, rows, hd, p.hi-p.lo, vecs)
+		}
+		return
 	}
 	if !batched {
 		return
