@@ -3,7 +3,8 @@
 // from.
 //
 // Run reads the inputs (ReadInputs), joins them behind per-document headers (Join),
-// tokenizes the text (BOS first), and calls Squeeze, which prefills the tokens through the
+// for a chat context (Options.Chat) puts the text into the system message of the model's
+// chat template (ChatText), tokenizes the text (BOS first), and calls Squeeze, which prefills the tokens through the
 // model in batches, collecting every layer's post-RoPE keys and values and the queries of
 // the context's last window; builds a centroid tree (package hierarchy) per (layer, KV head)
 // over the keys of every position but the attention sink and that window, which are
@@ -29,6 +30,7 @@ import (
 	"time"
 
 	"squeeze/format"
+	"squeeze/runtime/chat"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
@@ -66,6 +68,12 @@ type Options struct {
 	// Calib, if set, is a text file whose sensitivities weigh the fit of quantized KV
 	// datatypes (Squeeze.KV.Calib, tokenized with BOS first) instead of the context's own.
 	Calib string
+	// Chat builds the context for chat requests: the joined text becomes the system
+	// message of a conversation in the model's chat template (ChatText), tokenized with
+	// special tokens parsed (TokenizeChat), and the artifact records the template's family
+	// and opening (format.Settings.Chat). The model must have a chat template of a family
+	// runtime/chat renders.
+	Chat bool
 }
 
 // Result summarizes a Run.
@@ -127,6 +135,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if m.Config.Vocab != tok.VocabSize() {
 		return nil, fmt.Errorf("%w: %s: %d rows of token embeddings for %d tokens", ErrModel, opts.Model, m.Config.Vocab, tok.VocabSize())
 	}
+	var tmpl *chat.Template
+	if opts.Chat {
+		if tmpl, err = chat.FromGGUF(f); err != nil {
+			return nil, fmt.Errorf("precompute: a context for chat needs the model's chat template: %s: %w", opts.Model, err)
+		}
+	}
 
 	if opts.Calib != "" {
 		text, err := os.ReadFile(opts.Calib)
@@ -144,8 +158,23 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	template := opts.HeaderTemplate
 	text, spans := Join(docs, template, opts.System)
 
+	var chatInfo *format.ChatInfo
+	if tmpl != nil {
+		split, moved, err := ChatText(tmpl, text, spans)
+		if err != nil {
+			return nil, err
+		}
+		text, spans = split.Before+split.Context, moved
+		chatInfo = &format.ChatInfo{Family: tmpl.Family(), Before: split.Before}
+	}
+
 	report(Progress{Stage: StageTokenize, Elapsed: time.Since(start)})
-	tokens := Tokenize(tok, text)
+	var tokens []int32
+	if tmpl != nil {
+		tokens = TokenizeChat(tok, tmpl, text)
+	} else {
+		tokens = Tokenize(tok, text)
+	}
 	limit := opts.ContextLength
 	if limit <= 0 {
 		limit = m.Config.ContextLength
@@ -191,6 +220,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			Cache:          so.Cache.String(),
 			HeaderTemplate: template,
 			System:         opts.System,
+			Chat:           chatInfo,
 		},
 		Tokens:      len(tokens),
 		Documents:   spans,
@@ -221,7 +251,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 // Tokenize encodes the context text with BOS first (when the model has a BOS token), as
 // precompute does.
 func Tokenize(tok *tokenizer.Tokenizer, text string) []int32 {
-	tokens := tok.Encode(text, true)
+	return withBOS(tok, tok.Encode(text, true))
+}
+
+// withBOS returns tokens with the model's BOS token first (if it has one), added unless
+// tokens start with it.
+func withBOS(tok *tokenizer.Tokenizer, tokens []int32) []int32 {
 	if bos := tok.BOS(); bos >= 0 && (len(tokens) == 0 || tokens[0] != bos) {
 		tokens = append([]int32{bos}, tokens...)
 	}
