@@ -94,7 +94,7 @@ func matMulPath(p *Pool, dst []float32, w *Matrix, x []float32, n int, exact boo
 	}
 	bytesPerRow := w.RowBytes
 	if mode == modeDequantMulti || mode == modeExactFloat && kind != kindF32 && exactMultiFor(kind) == nil {
-		bytesPerRow = 4 * w.Cols
+		bytesPerRow = 4 * w.Cols // blocks widened to f32
 	}
 	j.block = max(4, dotBlockBytes/bytesPerRow&^3)
 	j.vchunk = max(4, vectorChunkBytes/(4*w.Cols)&^3)
@@ -217,76 +217,73 @@ func (j *rowsJob) run(worker, lo, hi int) {
 	}
 }
 
-// runExact is modeExactFloat over rows [lo, hi), a block of rows at a time: on the
-// rows themselves where the exact multi-vector kernels read their format, else on the
-// block widened to f32 once (the f32 kernels accumulate exactly as the f16 and bf16
-// ones do on the widened values: same unrolling and reduction).
+// runExact is modeExactFloat over rows [lo, hi). Where the exact multi-vector kernels
+// read the format, it runs them on the rows themselves, as runMulti runs its kernels:
+// rows a quarter of the range apart together (long streams from memory), a block of
+// them at a time for every vector. Otherwise it widens a block of rows to f32 at a time
+// (the f32 kernels accumulate exactly as the f16 and bf16 ones do on the widened
+// values: same unrolling and reduction) and runs the f32 kernels on it.
 func (j *rowsJob) runExact(worker, lo, hi int) {
 	rb, cols := j.w.RowBytes, j.w.Cols
 	multi := exactMultiFor(j.kind) // at call time: tests switch the kernel sets
-	widen := j.kind != kindF32 && multi == nil
+	if multi != nil || j.kind == kindF32 {
+		j.exactRows(j.w.Data[lo*rb:hi*rb], lo, hi-lo, rb, j.kind, multi, max(1, j.block/4))
+		return
+	}
+	s := j.p.scratch[worker]
+	s.rows = growF32(s.rows, j.block*cols)
 	for r := lo; r < hi; r += j.block {
-		e := min(hi, r+j.block)
-		m := e - r
-		wb, brb, kind, km := j.w.Data[r*rb:e*rb], rb, j.kind, multi
-		if widen {
-			s := j.p.scratch[worker]
-			s.rows = growF32(s.rows, j.block*cols)
-			for i := range m {
-				j.f.dequant(s.rows[i*cols:(i+1)*cols], wb[i*rb:(i+1)*rb])
-			}
-			wb, brb, kind, km = f32Bytes(s.rows[:m*cols]), 4*cols, kindF32, exactMultiFor(kindF32)
+		m := min(hi, r+j.block) - r
+		for i := range m {
+			j.f.dequant(s.rows[i*cols:(i+1)*cols], j.w.Data[(r+i)*rb:(r+i+1)*rb])
 		}
-		j.exactBlock(r, m, wb, brb, kind, km)
+		j.exactRows(f32Bytes(s.rows[:m*cols]), r, m, 4*cols, kindF32, exactMultiFor(kindF32), m)
 	}
 }
 
-// exactBlock computes every vector's dots with the m rows from row r (in wb, rb bytes
+// exactRows computes every vector's dots with the m rows from row r (in wb, rb bytes
 // apart, of element kind) as dotRowsFloat computes one vector's: rows a quarter of the
-// block apart go through the exact multi-vector kernels (the 4-row kernel's
-// accumulation, several vectors per weight load; multi[V-2] for V vectors) or the 4-row
-// kernel, the last m%4 rows through the 1-row kernel.
-func (j *rowsJob) exactBlock(r, m int, wb []byte, rb, kind int, multi []dotMultiFunc) {
+// range apart through the exact multi-vector kernels (the 4-row kernel's accumulation,
+// several vectors per weight load; multi[V-2] for V vectors) or the 4-row kernel, sub
+// of each quarter at a time for all vectors, then the last m%4 rows through the 1-row
+// kernel.
+func (j *rowsJob) exactRows(wb []byte, r, m, rb, kind int, multi []dotMultiFunc, sub int) {
 	rows, cols := j.w.Rows, j.w.Cols
 	q := m / 4
-	if len(multi) == 0 || q == 0 {
-		for v := range j.n {
-			dotRowsFloat(j.dst[v*rows+r:v*rows+r+m], wb, rb, j.x[v*cols:(v+1)*cols], kind)
-		}
-		return
-	}
 	nk := cols &^ (fk.width - 1)
-	for v := 0; v < j.n; {
-		nv := min(len(multi)+1, j.n-v)
-		if nv == 1 {
-			dotRowsFloat(j.dst[v*rows+r:v*rows+r+m], wb, rb, j.x[v*cols:(v+1)*cols], kind)
-			v++
-			continue
-		}
-		for i := range q {
-			multi[nv-2](unsafe.Pointer(&wb[i*rb]), q*rb, &j.x[v*cols], cols, nk, &j.dst[v*rows+r+i], rows, q)
-			if nk == cols {
-				continue
-			}
-			// The scalar tail, added as dotRowsFloat adds it.
-			for k := range 4 {
-				row := wb[(i+k*q)*rb : (i+k*q+1)*rb]
-				for u := v; u < v+nv; u++ {
-					x := j.x[u*cols : (u+1)*cols]
-					s := j.dst[u*rows+r+i+k*q]
-					for c := nk; c < cols; c++ {
-						s += x[c] * elemAt(row, c, kind)
+	for i0 := 0; i0 < q; i0 += sub {
+		for v := 0; v < j.n; {
+			nv := min(len(multi)+1, j.n-v)
+			for i := i0; i < min(q, i0+sub); i++ {
+				wp := unsafe.Pointer(&wb[i*rb])
+				if nv == 1 {
+					fk.dot4[kind](wp, q*rb, &j.x[v*cols], nk, &j.dst[v*rows+r+i], q)
+				} else {
+					multi[nv-2](wp, q*rb, &j.x[v*cols], cols, nk, &j.dst[v*rows+r+i], rows, q)
+				}
+				if nk == cols {
+					continue
+				}
+				// The scalar tail, added as dotRowsFloat adds it.
+				for k := range 4 {
+					row := wb[(i+k*q)*rb : (i+k*q+1)*rb]
+					for u := v; u < v+nv; u++ {
+						x := j.x[u*cols : (u+1)*cols]
+						s := j.dst[u*rows+r+i+k*q]
+						for c := nk; c < cols; c++ {
+							s += x[c] * elemAt(row, c, kind)
+						}
+						j.dst[u*rows+r+i+k*q] = s
 					}
-					j.dst[u*rows+r+i+k*q] = s
 				}
 			}
+			v += nv
 		}
-		if 4*q < m {
-			for u := v; u < v+nv; u++ {
-				dotRowsFloat(j.dst[u*rows+r+4*q:u*rows+r+m], wb[4*q*rb:m*rb], rb, j.x[u*cols:(u+1)*cols], kind)
-			}
+	}
+	if 4*q < m {
+		for v := range j.n {
+			dotRowsFloat(j.dst[v*rows+r+4*q:v*rows+r+m], wb[4*q*rb:m*rb], rb, j.x[v*cols:(v+1)*cols], kind)
 		}
-		v += nv
 	}
 }
 
