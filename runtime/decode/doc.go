@@ -1,6 +1,8 @@
 // Package decode generates text with a model: it prefills the prompt in batched forward
 // passes, then samples and feeds back one token at a time, streaming text as it is
-// completed.
+// completed. With Options.Speculate (greedy sampling only), a pass may instead verify
+// a draft of several tokens (package speculate) and commit the part greedy decoding
+// would also have produced; the tokens are the same, only fewer passes run.
 //
 // Generation stops at the first of: an end-of-generation token (EOS, <|eot_id|>, ...), a
 // stop string, the token limit, a full KV cache, or the cancellation of the context. The
