@@ -58,7 +58,8 @@ type PolicyOptions struct {
 	// passes it times.
 	RowCost float64
 	// MinGain is how much more a draft must be expected to commit per unit of time than
-	// a plain pass for the Policy to draft (0: DefaultMinGain).
+	// a plain pass for the Policy to draft (0: DefaultMinGain; -1 or less: draft
+	// whenever a source has a draft, for tests and measurements).
 	MinGain float64
 	// Probe is how often (in passes without a draft) a source whose statistics say it
 	// does not pay drafts anyway, one token, so that the statistics can recover (0:
@@ -117,7 +118,7 @@ func NewPolicy(mode Mode, drafters []Drafter, opt PolicyOptions) *Policy {
 	if opt.RowCost <= 0 {
 		opt.RowCost = DefaultRowCost
 	}
-	if opt.MinGain <= 0 {
+	if opt.MinGain == 0 {
 		opt.MinGain = DefaultMinGain
 	}
 	if opt.Probe == 0 {
