@@ -183,21 +183,11 @@ func (s *Server) chatJob(req *chatRequest) (*job, *apiError) {
 		return nil, &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: "model", Code: "no_chat_template",
 			Message: fmt.Sprintf("model %s has no chat template (its GGUF has no tokenizer.chat_template): use /v1/completions", m.ID)}
 	}
-	text, err := m.Chat.Render(msgs, true)
-	if err != nil {
-		return nil, badRequest("messages", "cannot render the conversation with model %s's chat template: %v", m.ID, err)
+	prompt, e := chatTokens(m, msgs)
+	if e != nil {
+		return nil, e
 	}
-	return s.newJob(m, chatTokens(m, text), p, m.Chat.Stop())
-}
-
-// chatTokens encodes a rendered conversation as the query after the fixed context:
-// ChatJoin, then the rendering without the BOS text a template writes first (the
-// context starts with BOS already), with special-token texts as their tokens.
-func chatTokens(m *Model, rendered string) []int32 {
-	if m.Chat.AddsBOS() {
-		rendered = strings.TrimPrefix(rendered, m.Chat.BOS())
-	}
-	return m.Tokenizer.EncodeWithSpecials(m.ChatJoin+rendered, false, true)
+	return s.newJob(m, prompt, p, m.Chat.Stop())
 }
 
 // checkReady answers 503 until the models are loaded.

@@ -51,7 +51,13 @@ type Model struct {
 	// Chat renders chat requests; nil means the model has no chat template, and chat
 	// requests are refused.
 	Chat *chat.Template
-	// ChatJoin is put between the fixed context and a rendered conversation.
+	// ChatContext, if set, says the fixed context was built for chat (squeeze precompute
+	// --chat): its text opens a conversation whose system message holds the context, and
+	// a chat request is rendered around it, the client's system text after the context.
+	// SetModels checks that Chat renders it as precompute did. Nil for a context of
+	// plain text: a chat request's whole rendering follows it, after ChatJoin.
+	ChatContext *ChatContext
+	// ChatJoin is put between a context of plain text and a rendered conversation.
 	ChatJoin string
 	// Created is reported by /v1/models (zero: the time the model was added).
 	Created time.Time
@@ -152,7 +158,8 @@ func New(cfg Config) (*Server, error) {
 
 // SetModels installs the models and makes the server ready. Each model is checked: a
 // unique non-empty id, a model, tokenizer and context that fit together, a usable
-// default budget.
+// default budget, and a chat context (ChatContext) that the model's chat template renders
+// as it was precomputed.
 func (s *Server) SetModels(models []*Model) error {
 	if len(models) == 0 {
 		return errors.New("server: no models")
@@ -174,6 +181,11 @@ func (s *Server) SetModels(models []*Model) error {
 		}
 		if !(m.Budget >= 0) {
 			return fmt.Errorf("server: model %s: budget %g", m.ID, m.Budget)
+		}
+		if m.ChatContext != nil {
+			if err := checkChatContext(m); err != nil {
+				return fmt.Errorf("server: %w", err)
+			}
 		}
 		// A session checks the context against the model and the default budget.
 		pool := kernels.NewPool(1)
