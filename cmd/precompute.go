@@ -18,6 +18,7 @@ import (
 	"squeeze/calibrate"
 	"squeeze/format"
 	"squeeze/precompute"
+	"squeeze/runtime/chat"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kvquant"
 	"squeeze/runtime/model"
@@ -53,6 +54,8 @@ type precomputeOptions struct {
 	// SPEED's early-exit predictor.
 	PredictorRank int
 	NoPredictor   bool
+	// Chat puts the context into the system message of the model's chat template.
+	Chat bool
 
 	// From the global options.
 	Threads int
@@ -116,6 +119,12 @@ note. The documents are joined in order, each behind a header (--header, where
 {path} stands for the document's path), after the --system text if any. The
 context must fit the model's context length (--ctx-size raises the limit).
 
+--chat builds the context for chat requests ("squeeze serve"): the joined text
+becomes the system message of the model's chat template (tokenizer.chat_template),
+so the artifact holds the template's opening (BOS, the system header) and the
+context, and the server renders each conversation around it. The model must have
+a chat template of a known family.
+
 --kv nuq3 (or nuq2, nuq4; nf2-4 and int2-4 as baselines) stores the keys and
 values with KVQuant: keys before RoPE with one range per channel, values one per
 token, per-layer datatypes fitted by 1-D k-means (nuq), --outliers of each
@@ -159,6 +168,7 @@ centroid_fraction, log_thresholds per calibrated budget).`,
 	f.StringArrayVar(&opts.Exclude, "exclude", nil, "skip directory files and directories matching this `glob` (repeatable)")
 	f.StringVar(&opts.Header, "header", precompute.DefaultHeaderTemplate, "header `template` before each document: {path} is its path, \\n a newline, \\t a tab")
 	f.StringVar(&opts.System, "system", "", "`text` put before the documents")
+	f.BoolVar(&opts.Chat, "chat", false, "build the context for chat requests: the text as the system message of the model's chat template")
 	f.Float64Var(&opts.Budget, "budget", precompute.DefaultBudget, "default fraction of the context's keys a query reads, in (0, 1]")
 	f.StringVar(&opts.Levels, "levels", "0.01,0.05", "tree levels: clusters as fractions of the keys, coarse to fine, comma-separated")
 	f.IntVar(&opts.Window, "window", precompute.DefaultWindow, "last tokens always attended; their queries calibrate the thresholds")
@@ -249,6 +259,7 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 		Input:          precompute.InputOptions{Include: opts.Include, Exclude: opts.Exclude, Stdin: s.In},
 		HeaderTemplate: header,
 		System:         opts.System,
+		Chat:           opts.Chat,
 		ContextLength:  opts.CtxSize,
 		Threads:        opts.Threads,
 		Calib:          opts.Calib,
@@ -277,6 +288,8 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 			return &modelError{opts.Model, err}
 		case errors.Is(err, precompute.ErrPattern):
 			return &usageError{err}
+		case errors.Is(err, chat.ErrNoTemplate), errors.Is(err, chat.ErrUnsupported):
+			return &usageError{fmt.Errorf("--chat: %w", err)}
 		}
 		return err
 	}

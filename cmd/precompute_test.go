@@ -96,6 +96,7 @@ func TestPrecomputeErrors(t *testing.T) {
 		{"missing model", []string{"--model", filepath.Join(in, "none.gguf"), "-o", "x.sqz", in}, exitModel, "none.gguf"},
 		{"too long", []string{"--model", model, "-o", "x.sqz", "--ctx-size", "20", in}, exitError, "more than the context length of 20"},
 		{"nothing to read", []string{"--model", model, "-o", "x.sqz", "--include", "*.rs", in}, exitError, "no input documents"},
+		{"chat without template", []string{"--model", model, "-o", "x.sqz", "--chat", in}, exitUsage, "tiny.gguf: chat: no chat template"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -108,6 +109,32 @@ func TestPrecomputeErrors(t *testing.T) {
 				t.Fatalf("left %d files", len(ents))
 			}
 		})
+	}
+}
+
+// TestPrecomputeChat builds a chat context with a ChatML model; inspect --json shows the
+// chat settings.
+func TestPrecomputeChat(t *testing.T) {
+	isolate(t)
+	model := filepath.Join(t.TempDir(), "chatml.gguf")
+	const chatML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}" +
+		"{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+	if err := modeltest.Write(model, modeltest.Spec{Tokenizer: true, Context: 1024, Seed: 2, Meta: map[string]any{"tokenizer.chat_template": chatML}}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "chat.sqz")
+	r := runCLI(t, context.Background(), "", false, "precompute", "--chat", "--model", model, "-o", out,
+		"--window", "8", "--levels", "0.05,0.2", "--threads", "1", "--no-predictor", inputDir(t))
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	r = runCLI(t, context.Background(), "", false, "inspect", "--json", out)
+	var ir inspectReport
+	if err := json.Unmarshal([]byte(r.stdout), &ir); err != nil || r.code != 0 {
+		t.Fatalf("inspect --json: exit %d, %v: %q", r.code, err, r.stdout)
+	}
+	if c := ir.Settings.Chat; c == nil || c.Family != "chatml" || c.Before != "<|im_start|>system\n" {
+		t.Fatalf("chat settings %+v, want the ChatML family and its system opening", c)
 	}
 }
 
