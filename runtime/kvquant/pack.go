@@ -1,5 +1,7 @@
 package kvquant
 
+import "squeeze/runtime/kernels"
+
 // PackedLen is the number of bytes n codes of bits bits take: ⌈n·bits/8⌉.
 func PackedLen(n, bits int) int { return (n*bits + 7) / 8 }
 
@@ -37,16 +39,10 @@ func Unpack(dst []uint8, src []byte, bits int) {
 	}
 }
 
-// unpackRef is the bit-by-bit reference of Unpack for any width.
+// unpackRef is the code-by-code reference of Unpack for any width (kernels.KVQCode).
 func unpackRef(dst []uint8, src []byte, bits int) {
-	mask := uint16(1)<<bits - 1
 	for i := range dst {
-		at := i * bits
-		v := uint16(src[at>>3])
-		if at>>3+1 < len(src) {
-			v |= uint16(src[at>>3+1]) << 8
-		}
-		dst[i] = uint8(v >> (at & 7) & mask)
+		dst[i] = uint8(kernels.KVQCode(src, bits, i))
 	}
 }
 

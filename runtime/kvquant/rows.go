@@ -395,7 +395,7 @@ func (r *Rows) Dots(dst, q []float32, lo, hi int) {
 
 // Accumulate adds Σ_i w[i]·row(lo+i) to out (Dim values), for i < hi−lo, the rows
 // decoded as Dequantize does. Values with per-token ranges add w·Half·level per code
-// (kernels.KVQAxpyLevels) and Σ w·Mid once, then correct the outliers.
+// (kernels.KVQAxpyToken) and Σ w·Mid once, then correct the outliers.
 func (r *Rows) Accumulate(out, w []float32, lo, hi int) {
 	out = out[:r.Dim]
 	if r.Axis != PerToken || r.RoPE != nil {
