@@ -285,3 +285,46 @@ func readChatTemplate(t *testing.T, name string) string {
 	}
 	return string(b)
 }
+
+// TestChatContextFamilies checks that contexts precomputed for chat with the templates of
+// every family load, and that a request with a client system message is served around
+// them.
+func TestChatContextFamilies(t *testing.T) {
+	loadFixture(t)
+	for _, name := range []string{"chatml", "qwen2.5", "llama3.1", "llama3.2-if-system", "llama2", "mistral-v1", "mistral-v3", "gemma3"} {
+		t.Run(name, func(t *testing.T) {
+			tmpl, err := chat.Parse(readChatTemplate(t, name), "<s>", "</s>")
+			if err != nil {
+				t.Fatal(err)
+			}
+			split, _, err := precompute.ChatText(tmpl, "  the notes about the fox \n\n", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := *fixture.model
+			m.Chat, m.ChatContext = tmpl, &ChatContext{Family: tmpl.Family(), Before: split.Before, Context: split.Context}
+			s, err := New(Config{Threads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.SetModels([]*Model{&m}); err != nil {
+				t.Fatal(err)
+			}
+			j, e := s.chatJob(chatRequestOf(t, `{"model":"tiny","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"why?"}]}`))
+			if e != nil {
+				t.Fatal(e.Message)
+			}
+			after, err := tmpl.SplitContext(split.Context, []chat.Message{{Role: chat.RoleSystem, Content: "be brief"}, {Role: chat.RoleUser, Content: "why?"}}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(after.After, "be brief") || !strings.Contains(after.After, "why?") {
+				t.Fatalf("the query's text %q lacks the conversation", after.After)
+			}
+			if want := m.Tokenizer.EncodeWithSpecials(after.After, false, true); !slices.Equal(j.prompt, want) {
+				t.Fatalf("query %v, want the tokens of %q", j.prompt, after.After)
+			}
+		})
+	}
+}
