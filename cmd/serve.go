@@ -284,6 +284,9 @@ func loadServed(ctx context.Context, opts *serveOptions, ids []string, log *slog
 		if !strings.HasSuffix(a.Text, "\n") {
 			m.ChatJoin = "\n"
 		}
+		if c := a.Header.Settings.Chat; c != nil {
+			m.ChatContext = &server.ChatContext{Family: c.Family, Before: c.Before, Context: strings.TrimPrefix(a.Text, c.Before)}
+		}
 		tmpl, err := chat.FromGGUF(lm.File)
 		switch {
 		case err == nil:
@@ -295,7 +298,7 @@ func loadServed(ctx context.Context, opts *serveOptions, ids []string, log *slog
 		}
 		l.models = append(l.models, m)
 		log.Info("loaded", "model", ids[i], "artifact", path, "gguf", modelPath, "context_tokens", len(a.Context.Tokens),
-			"budget", budget, "chat_template", m.Chat != nil, "load_ms", time.Since(start).Milliseconds())
+			"budget", budget, "chat_template", m.Chat != nil, "chat_context", m.ChatContext != nil, "load_ms", time.Since(start).Milliseconds())
 	}
 	return l, nil
 }
