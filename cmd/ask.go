@@ -15,6 +15,7 @@ import (
 
 	"squeeze/format"
 	"squeeze/runtime/decode"
+	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/sparse"
@@ -272,9 +273,16 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 	out := &textOutput{out: s.Out, json: opts.JSON}
 	dopts.OnText = out.onText()
 	if mode != speculate.ModeOff {
-		// The context's n-grams are indexed once; the answer's as it grows. Artifacts
-		// carry no early-layer predictor yet: --speculate early finds no drafter.
-		dopts.Speculate = speculate.NewPolicy(mode, []speculate.Drafter{speculate.NewNGram(a.Context.Tokens, 0, 0)}, speculate.PolicyOptions{})
+		// The context's n-grams are indexed once; the answer's as it grows. The
+		// artifact's early-exit predictor, if any, drafts from an early layer.
+		drafters := []speculate.Drafter{speculate.NewNGram(a.Context.Tokens, 0, 0)}
+		if a.Predictor != nil {
+			if err := a.Predictor.Check(&m.Config); err != nil {
+				return &artifactError{opts.Artifact, err}
+			}
+			drafters = append(drafters, earlyexit.NewDrafter(a.Predictor))
+		}
+		dopts.Speculate = speculate.NewPolicy(mode, drafters, speculate.PolicyOptions{})
 		if !dopts.Speculate.Active() {
 			log.Info("no draft source for --speculate: decoding one token per pass", "speculate", mode.String())
 		} else if !so.Greedy() {
