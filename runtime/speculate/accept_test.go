@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,10 +24,15 @@ type devRun struct {
 
 func (r *devRun) String() string {
 	st := r.stats
+	var src strings.Builder
+	for _, s := range st.Sources {
+		fmt.Fprintf(&src, "; %s: %d verifications, %d/%d accepted (rate %.2f), %.2f tokens per verification",
+			s.Name, s.Verifications, s.Accepted, s.Drafted, s.AcceptanceRate(), s.TokensPerVerification())
+	}
 	return fmt.Sprintf("%d prompts, %d differ; drafted %d, accepted %d (rate %.2f), %d verification passes of %d passes, %.2f tokens per verification; decode %.1f tok/s plain, %.1f speculative (%.2fx)",
 		r.prompts, r.mismatches, st.Drafted, st.Accepted, st.AcceptanceRate(), st.Verifications, st.Passes,
 		st.TokensPerVerification(), rate(r.plainTok, r.plainDur), rate(r.specTok, r.specDur),
-		rate(r.specTok, r.specDur)/rate(r.plainTok, r.plainDur))
+		rate(r.specTok, r.specDur)/rate(r.plainTok, r.plainDur)) + src.String()
 }
 
 func rate(n int, d time.Duration) float64 {
@@ -51,7 +57,7 @@ func runPrompts(t testing.TB, g *gocodeFixture, budget float64, mode speculate.M
 	sess := g.session(t, pool, budget)
 	e := &decode.Engine{Model: g.m, Tokenizer: g.tok, Pool: pool}
 	// Indexed once and one policy for all prompts, as squeeze ask and serve run them.
-	policy := speculate.NewPolicy(mode, []speculate.Drafter{speculate.NewNGram(g.ctx.Tokens, 0, 0)}, speculate.PolicyOptions{})
+	policy := speculate.NewPolicy(mode, g.drafters(), speculate.PolicyOptions{})
 	run := &devRun{prompts: prompts}
 	for i := range prompts {
 		prompt := prompt(i)
@@ -83,14 +89,24 @@ func runPrompts(t testing.TB, g *gocodeFixture, budget float64, mode speculate.M
 		run.stats.Verifications += st.Verifications
 		run.stats.Drafted += st.Drafted
 		run.stats.Accepted += st.Accepted
+		if run.stats.Sources == nil {
+			run.stats.Sources = make([]speculate.SourceStats, len(st.Sources))
+		}
+		for i, src := range st.Sources {
+			r := &run.stats.Sources[i]
+			r.Name = src.Name
+			r.Verifications += src.Verifications
+			r.Drafted += src.Drafted
+			r.Accepted += src.Accepted
+		}
 	}
 	return run
 }
 
 // TestGreedyIdentityDev is the acceptance test of speculative decoding: for 50 code
 // continuation prompts from dev.txt after a 4096-token fixed context (squeezed by
-// precompute), 128 greedy tokens each, speculative output (n-gram drafts, policy auto)
-// equals plain greedy token for token, with a dense session and a squeezed one at
+// precompute), 128 greedy tokens each, speculative output (policy auto over n-gram
+// drafts and the context's early-exit predictor) equals plain greedy token for token, with a dense session and a squeezed one at
 // budget 0.125. It logs the acceptance and speed it saw.
 func TestGreedyIdentityDev(t *testing.T) {
 	if testing.Short() {

@@ -84,8 +84,9 @@ func BenchmarkStepCost(b *testing.B) {
 }
 
 // BenchmarkDevSpeed decodes 20 prompts after the 4096-token context (128 greedy tokens
-// each), plainly and speculatively with n-gram drafts, on a dense session and a
-// squeezed one (budget 0.125), and reports the acceptance rate, the tokens committed
+// each), plainly and speculatively (n-gram drafts, early-layer drafts from the
+// context's predictor, or both under policy auto), on a dense session and a squeezed
+// one (budget 0.125), and reports the acceptance rate, the tokens committed
 // per verification pass, the share of passes that verified a draft and both decode
 // rates (run it with -benchtime 1x: one iteration decodes every prompt twice). The
 // prompts are code continuations from dev.txt (code), or 64-token windows of this
@@ -106,21 +107,23 @@ func BenchmarkDevSpeed(b *testing.B) {
 		{"prose", func(i int) []int32 { return prose[i*300 : i*300+64] }},
 	}
 	for _, set := range sets {
-		for _, budget := range []float64{1, 0.125} {
-			b.Run(fmt.Sprintf("%s/budget=%g", set.name, budget), func(b *testing.B) {
-				var r *devRun
-				for b.Loop() {
-					r = runPrompts(b, g, budget, speculate.ModeNGram, 20, 128, set.prompt)
-				}
-				st := r.stats
-				plain, spec := rate(r.plainTok, r.plainDur), rate(r.specTok, r.specDur)
-				b.ReportMetric(st.AcceptanceRate(), "accept-rate")
-				b.ReportMetric(st.TokensPerVerification(), "tok/verify")
-				b.ReportMetric(float64(st.Verifications)/float64(st.Passes), "verify/pass")
-				b.ReportMetric(plain, "plain-tok/s")
-				b.ReportMetric(spec, "spec-tok/s")
-				b.ReportMetric(spec/plain, "speedup")
-			})
+		for _, mode := range []speculate.Mode{speculate.ModeNGram, speculate.ModeEarly, speculate.ModeAuto} {
+			for _, budget := range []float64{1, 0.125} {
+				b.Run(fmt.Sprintf("%s/%v/budget=%g", set.name, mode, budget), func(b *testing.B) {
+					var r *devRun
+					for b.Loop() {
+						r = runPrompts(b, g, budget, mode, 20, 128, set.prompt)
+					}
+					st := r.stats
+					plain, spec := rate(r.plainTok, r.plainDur), rate(r.specTok, r.specDur)
+					b.ReportMetric(st.AcceptanceRate(), "accept-rate")
+					b.ReportMetric(st.TokensPerVerification(), "tok/verify")
+					b.ReportMetric(float64(st.Verifications)/float64(st.Passes), "verify/pass")
+					b.ReportMetric(plain, "plain-tok/s")
+					b.ReportMetric(spec, "spec-tok/s")
+					b.ReportMetric(spec/plain, "speedup")
+				})
+			}
 		}
 	}
 }

@@ -7,10 +7,12 @@ import (
 	"testing"
 
 	"squeeze/precompute"
+	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
 	"squeeze/runtime/sparse"
+	"squeeze/runtime/speculate"
 	"squeeze/runtime/testfiles"
 	"squeeze/runtime/tokenizer"
 )
@@ -25,6 +27,7 @@ type gocodeFixture struct {
 	tok    *tokenizer.Tokenizer
 	tokens []int32 // dev.txt, BOS first
 	ctx    *sparse.Context
+	pred   *earlyexit.Predictor // the early-exit predictor fitted on the context
 }
 
 var (
@@ -70,7 +73,17 @@ func loadGocode(path, dev string) (*gocodeFixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &gocodeFixture{m: m, tok: tok, tokens: tokens, ctx: sq.Context}, nil
+	return &gocodeFixture{m: m, tok: tok, tokens: tokens, ctx: sq.Context, pred: sq.Predictor}, nil
+}
+
+// drafters returns the draft sources squeeze ask would use: n-grams of the context
+// (indexed once) and, if the fixture has a predictor, early-layer drafts.
+func (g *gocodeFixture) drafters() []speculate.Drafter {
+	ds := []speculate.Drafter{speculate.NewNGram(g.ctx.Tokens, 0, 0)}
+	if g.pred != nil {
+		ds = append(ds, earlyexit.NewDrafter(g.pred))
+	}
+	return ds
 }
 
 // session attends to the fixture's context with the given budget (1: dense).
