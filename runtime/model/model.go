@@ -121,6 +121,12 @@ func build(cfg Config, src tensorSource) (*Model, error) {
 		return nil, t.err
 	}
 	m.period = blockPeriod(m.layers)
+	// A parameter-shared model's repeated layers are byte-identical copies in the file:
+	// run them all from the first, so that decoding reads one copy (same numbers, a
+	// third of the weight traffic for a block applied three times).
+	for i := m.period; i < len(m.layers); i++ {
+		m.layers[i] = m.layers[i%m.period]
+	}
 	m.rope = kernels.NewRoPE(cfg.RopeDim, cfg.RopeBase, cfg.RopeScale, cfg.NeoX)
 	m.invFreq = make([]float64, cfg.RopeDim/2)
 	for i := range m.invFreq {
