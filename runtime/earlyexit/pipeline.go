@@ -14,7 +14,7 @@ import (
 var ErrNotShared = errors.New("earlyexit: the model shares no blocks across depths")
 
 // DefaultPipelineDraft is PipelineOptions.MaxDraft's default.
-const DefaultPipelineDraft = 4
+const DefaultPipelineDraft = 2
 
 // PipelineOptions tune a Pipeline. The zero value is the default.
 type PipelineOptions struct {
