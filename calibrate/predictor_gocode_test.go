@@ -18,13 +18,20 @@ import (
 )
 
 // TestFitPredictorGocode fits the predictor on the first 4096 tokens of
-// ../shared/eval/dev.txt with gocode-22m and logs each depth's acceptance on the last
-// window (fitted map and raw exit), the chosen depth and the time it took.
+// ../shared/eval/dev.txt with gocode-22m (full rank and rank 64) and gocode-shared, and
+// logs each depth's acceptance on the last window (fitted map and raw exit), the chosen
+// depth and the time it took.
 func TestFitPredictorGocode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("prefills 4096 tokens of gocode-22m: not in -short")
 	}
-	f, err := gguf.Open(testfiles.Shared(t, "models", "gocode-22m", "gocode-22m.gguf"))
+	for _, name := range []string{"gocode-22m", "gocode-shared"} {
+		t.Run(name, func(t *testing.T) { fitGocode(t, name) })
+	}
+}
+
+func fitGocode(t *testing.T, name string) {
+	f, err := gguf.Open(testfiles.Shared(t, "models", name, name+".gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +51,11 @@ func TestFitPredictorGocode(t *testing.T) {
 	tokens := tok.Encode(string(text), true)[:4096]
 	pool := kernels.NewPool(2)
 	defer pool.Close()
-	for _, o := range []PredictorOptions{{}, {Rank: 64}} {
+	opts := []PredictorOptions{{}, {Rank: 64}}
+	if name == "gocode-shared" {
+		opts = opts[:1]
+	}
+	for _, o := range opts {
 		fit, err := NewPredictorFit(&m.Config, pool, len(tokens), o)
 		if err != nil {
 			t.Fatal(err)
