@@ -285,8 +285,9 @@ func (f *PredictorFit) Fit(ctx context.Context, m *model.Model) (*earlyexit.Pred
 			if err := p.Check(&f.cfg); err != nil {
 				return nil, fmt.Errorf("calibrate: predictor at depth %d: %w", e, err)
 			}
+			tmp := make([]float32, p.Rank)
 			for t := range w {
-				p.Apply(f.pool, pred[t*d:(t+1)*d], f.winX[c][t*d:(t+1)*d])
+				p.Apply(f.pool, pred[t*d:(t+1)*d], f.winX[c][t*d:(t+1)*d], tmp)
 			}
 			if acc := agreement(f.greedy(m, pred), target); acc > topAcc {
 				top, topAcc = p, acc

@@ -29,14 +29,16 @@ type Drafter struct {
 	t      speculate.Target
 	opt    model.Options
 	x, h   []float32
+	tmp    []float32 // the predictor's scratch
 	logits []float32
 	sub    *model.SubHead
 	seen   int // tokens of the sequence added to sub
 }
 
-// NewDrafter returns a Drafter with the predictor p (which must pass Check).
+// NewDrafter returns a Drafter with the predictor p (which must have passed Check; it
+// may be shared with other Drafters).
 func NewDrafter(p *Predictor) *Drafter {
-	return &Drafter{pred: p, x: make([]float32, p.Dim), h: make([]float32, p.Dim)}
+	return &Drafter{pred: p, x: make([]float32, p.Dim), h: make([]float32, p.Dim), tmp: make([]float32, p.Rank)}
 }
 
 // Name returns DrafterName.
@@ -82,7 +84,7 @@ func (d *Drafter) Draft(dst []int32, seq []int32, max int) []int32 {
 		if err := t.Model.ForwardLayers(t.Pool, t.Cache, d.x, stage, p.Layer, &d.opt); err != nil {
 			return dst
 		}
-		p.Apply(t.Pool, d.h, d.x)
+		p.Apply(t.Pool, d.h, d.x, d.tmp)
 		logits := d.logits
 		if d.sub != nil {
 			logits = logits[:len(d.sub.IDs())]

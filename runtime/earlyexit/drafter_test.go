@@ -70,7 +70,7 @@ func TestPredictorApply(t *testing.T) {
 				}
 			}
 			got := make([]float32, dim)
-			p.Apply(pool, got, h)
+			p.Apply(pool, got, h, make([]float32, r))
 			for i := range dim {
 				if math.Abs(float64(got[i])-want[i]) > 1e-5*(1+math.Abs(want[i])) {
 					t.Fatalf("element %d: %v, want %v", i, got[i], want[i])

@@ -36,7 +36,6 @@ type Predictor struct {
 	Scores []Score
 
 	mats [3]*kernels.Matrix // Full, A, B as matrices, built by Check
-	tmp  []float32          // A h
 }
 
 // Score is the measured quality of early drafts from one layer: the fraction of the
@@ -57,7 +56,9 @@ func Identity(e, dim int) *Predictor {
 }
 
 // Check reports whether p is well formed for a model of cfg's shape (nil cfg checks p
-// alone) and prepares it for Apply; it returns an error wrapping ErrPredictor.
+// alone) and prepares it for Apply; it returns an error wrapping ErrPredictor. Call it
+// before sharing p (format.ReadArtifact does): Apply only reads p, so many drafters on
+// many goroutines may share it.
 func (p *Predictor) Check(cfg *model.Config) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrPredictor, fmt.Sprintf(format, args...))
@@ -105,20 +106,19 @@ func (p *Predictor) Check(cfg *model.Config) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPredictor, err)
 	}
-	p.tmp = make([]float32, max(r, d))
 	return nil
 }
 
 // Apply writes the prediction for hidden state h (Dim values) into dst (Dim values, not
-// aliasing h). p must have passed Check.
-func (p *Predictor) Apply(pool *kernels.Pool, dst, h []float32) {
+// aliasing h); scratch holds at least Rank values. p must have passed Check.
+func (p *Predictor) Apply(pool *kernels.Pool, dst, h, scratch []float32) {
 	d := p.Dim
 	switch {
 	case p.mats[0] != nil:
 		kernels.MatVec(pool, dst[:d], p.mats[0], h[:d])
 	case p.mats[1] != nil:
-		kernels.MatVec(pool, p.tmp[:p.Rank], p.mats[1], h[:d])
-		kernels.MatVec(pool, dst[:d], p.mats[2], p.tmp[:p.Rank])
+		kernels.MatVec(pool, scratch[:p.Rank], p.mats[1], h[:d])
+		kernels.MatVec(pool, dst[:d], p.mats[2], scratch[:p.Rank])
 	default:
 		clear(dst[:d])
 	}
