@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"squeeze/runtime/model"
 	"squeeze/runtime/speculate"
@@ -347,13 +348,13 @@ func (pl *Pipeline) removeFront(k int) {
 	if k == 0 {
 		return
 	}
-	n := len(pl.flights)
-	full := pl.flights[:cap(pl.flights)]
-	front := make([]flight, k)
-	copy(front, full[:k])
-	copy(full, full[k:n])
-	copy(full[n-k:n], front)
-	pl.flights = full[:n-k]
+	// Rotate left by k (three reversals), so the removed flights' buffers follow the
+	// kept ones.
+	f := pl.flights
+	slices.Reverse(f[:k])
+	slices.Reverse(f[k:])
+	slices.Reverse(f)
+	pl.flights = f[:len(f)-k]
 }
 
 // logitsOf computes the logits the step needs: the whole head's, as one-token passes
