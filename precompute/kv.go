@@ -51,6 +51,9 @@ type KVOptions struct {
 	Sensitivity *calibrate.Sensitivity
 	// Fisher tunes the sensitivities' backward pass (windows, progress).
 	Fisher calibrate.FisherOptions
+	// ExactWindow keeps the context's last window (always attended, next to every
+	// query) in f16 like the attention sink, instead of quantizing it.
+	ExactWindow bool
 }
 
 // needsFisher reports whether o's datatypes are fitted with sensitivities.
@@ -300,6 +303,22 @@ func quantizeLayer(ctx context.Context, c *sparse.Context, cfg *model.Config, in
 		if err != nil {
 			return nil, err
 		}
+		type part struct {
+			r        *kvquant.Rows
+			src      []float32
+			pos      []int32
+			err, nrm *float64
+		}
+		parts := []part{{keys, hr.keys, order, &kerr, &knorm}, {vals, hr.vals, order, &verr, &vnorm}}
+		if o.ExactWindow {
+			for _, p := range parts {
+				e, n := reconstruction(p.r, p.src, p.pos, sink, d)
+				*p.err += e
+				*p.nrm += n
+			}
+			hd.Keys, hd.Values = keys, vals
+			continue
+		}
 		wk, err := kvquant.Quantize(gatherRows(hr.keys, window, sink, d), d, keyParams(window))
 		if err != nil {
 			return nil, err
@@ -308,12 +327,8 @@ func quantizeLayer(ctx context.Context, c *sparse.Context, cfg *model.Config, in
 		if err != nil {
 			return nil, err
 		}
-		for _, p := range []struct {
-			r        *kvquant.Rows
-			src      []float32
-			pos      []int32
-			err, nrm *float64
-		}{{keys, hr.keys, order, &kerr, &knorm}, {wk, hr.keys, window, &kerr, &knorm}, {vals, hr.vals, order, &verr, &vnorm}, {wv, hr.vals, window, &verr, &vnorm}} {
+		parts = append(parts, part{wk, hr.keys, window, &kerr, &knorm}, part{wv, hr.vals, window, &verr, &vnorm})
+		for _, p := range parts {
 			e, n := reconstruction(p.r, p.src, p.pos, sink, d)
 			*p.err += e
 			*p.nrm += n

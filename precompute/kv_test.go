@@ -182,6 +182,22 @@ func TestQuantizeAfterSqueeze(t *testing.T) {
 			}
 		}
 	}
+	// ExactWindow leaves the always-attended rows (sink and window) as they were.
+	c, _, err := Quantize(context.Background(), sq, m, f, pool, KVOptions{Encoding: "nuq3", ExactWindow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range c.Layers {
+		for h := range c.Layers[l] {
+			a, b := c.Layers[l][h], sq.Context.Layers[l][h]
+			if a.AlwaysK != b.AlwaysK || a.AlwaysV != b.AlwaysV {
+				t.Fatal("ExactWindow quantized the always-attended rows")
+			}
+			if _, ok := a.Keys.(*kvquant.Rows); !ok {
+				t.Fatalf("keys of type %T", a.Keys)
+			}
+		}
+	}
 	if _, _, err := Quantize(context.Background(), sq, m, f, pool, KVOptions{Encoding: "f16"}); err == nil {
 		t.Error("Quantize to f16 accepted")
 	}
