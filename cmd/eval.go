@@ -40,6 +40,7 @@ type evalOptions struct {
 	QNorm     bool
 	PostRoPE  bool
 	Weighting string
+	ExactWin  bool
 
 	// From the global options.
 	Threads int
@@ -115,6 +116,7 @@ top1, realized_budget, key_fraction, attention_mass.`,
 	f.BoolVar(&opts.QNorm, "qnorm", false, "quantized encodings: correct the levels by Q-Norm")
 	f.BoolVar(&opts.PostRoPE, "post-rope", false, "quantized encodings: quantize keys after RoPE (ablation)")
 	f.StringVar(&opts.Weighting, "kv-weighting", "fisher-scale", "nuq encodings: datatype fit weighting, fisher-scale, fisher or none")
+	f.BoolVar(&opts.ExactWin, "kv-exact-window", false, "quantized encodings: keep the context's last window in f16 like the sink")
 	return cmd
 }
 
@@ -163,6 +165,7 @@ func parseKV(opts *evalOptions) ([]precompute.KVOptions, error) {
 		kv := precompute.KVOptions{Encoding: enc}
 		if enc != format.KVEncodingF16 {
 			kv.Outliers, kv.QNorm, kv.PostRoPE, kv.Weighting = opts.Outliers, opts.QNorm, opts.PostRoPE, weighting
+			kv.ExactWindow = opts.ExactWin
 		}
 		out = append(out, kv)
 	}

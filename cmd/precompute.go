@@ -51,6 +51,7 @@ type precomputeOptions struct {
 	PostRoPE  bool
 	Weighting string
 	Calib     string
+	ExactWin  bool
 	// SPEED's early-exit predictor.
 	PredictorRank int
 	NoPredictor   bool
@@ -183,6 +184,7 @@ centroid_fraction, log_thresholds per calibrated budget).`,
 	f.BoolVar(&opts.PostRoPE, "post-rope", false, "quantize keys after RoPE (ablation of pre-RoPE keys)")
 	f.StringVar(&opts.Weighting, "kv-weighting", "fisher-scale", "nuq datatype fit: fisher-scale, fisher or none")
 	f.StringVar(&opts.Calib, "calib", "", "text `file` whose sensitivities weigh the nuq fit (default: the context itself)")
+	f.BoolVar(&opts.ExactWin, "kv-exact-window", false, "with a quantized --kv: keep the last --window tokens in f16 like the sink")
 	f.IntVar(&opts.PredictorRank, "predictor-rank", 0, "rank of the early-exit predictor's map (0 = full up to width 1024, 256 above; -1 = a bias only)")
 	f.BoolVar(&opts.NoPredictor, "no-predictor", false, "fit no early-exit predictor for speculative decoding")
 	return cmd
@@ -272,7 +274,7 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 			Batch:     opts.Batch,
 			Cache:     cacheType,
 			KV: precompute.KVOptions{Encoding: opts.KV, Outliers: opts.Outliers, QNorm: opts.QNorm, PostRoPE: opts.PostRoPE,
-				Weighting: weighting},
+				Weighting: weighting, ExactWindow: opts.ExactWin},
 			Predictor:   calibrate.PredictorOptions{Rank: opts.PredictorRank},
 			NoPredictor: opts.NoPredictor,
 			Progress:    prog.update,
