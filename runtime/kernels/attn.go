@@ -32,12 +32,20 @@ var attnTileKeys = 512
 
 // attnExp2 is the softmax step (attnExp2For), attnExp2W its width; nil for the
 // reference.
+// attnMax, if not nil, is rowMax's kernel (attnMaxFor), attnMaxW its width.
 var (
 	attnExp2  func(x *float32, n int, m float32) float32
 	attnExp2W int
+	attnMax   func(x *float32, n int) float32
+	attnMaxW  int
 )
 
-func init() { addReinit(func() { attnExp2, attnExp2W = attnExp2For() }) }
+func init() {
+	addReinit(func() {
+		attnExp2, attnExp2W = attnExp2For()
+		attnMax, attnMaxW = attnMaxFor()
+	})
+}
 
 // attnGemm is the micro-kernel Attend uses: the GEMM's where cpuHas allows one, else
 // gemmGo.
@@ -278,7 +286,11 @@ func rowMax(x []float32) float32 {
 	k := opsK
 	nv := 0
 	m := x[0]
-	if k != nil && len(x) >= 8 {
+	switch {
+	case attnMax != nil && len(x) >= attnMaxW:
+		nv = len(x) &^ (attnMaxW - 1)
+		m = attnMax(unsafe.SliceData(x), nv)
+	case k != nil && len(x) >= 8:
 		nv = len(x) &^ 7
 		m = k.max(unsafe.SliceData(x), nv)
 	}

@@ -17,6 +17,20 @@ func attnExp2SumAVX2(x *float32, n int, m float32) float32
 //go:noescape
 func attnExp2SumAVX512(x *float32, n int, m float32) float32
 
+// attnMaxAVX512 returns max_{i<n} x[i], n a positive multiple of 16.
+//
+//go:noescape
+func attnMaxAVX512(x *float32, n int) float32
+
+// attnMaxFor returns the row maximum cpuHas allows (AVX-512; AVX2 uses the ops
+// package's) and its width, nil for none.
+func attnMaxFor() (func(x *float32, n int) float32, int) {
+	if cpuHas.AVX512 {
+		return attnMaxAVX512, 16
+	}
+	return nil, 0
+}
+
 // attnExp2For returns the softmax step cpuHas allows and its width, nil for the
 // reference.
 func attnExp2For() (func(x *float32, n int, m float32) float32, int) {

@@ -1,7 +1,7 @@
 //go:build ignore
 
 // attn_gen.go writes attn_amd64.s: the tiled attention's softmax step, x[i] =
-// 2^(x[i]-m) summed, for AVX2 and AVX-512. Run it with go generate (see attn_amd64.go)
+// 2^(x[i]-m) summed, for AVX2 and AVX-512, and an AVX-512 row maximum. Run it with go generate (see attn_amd64.go)
 // after changing it.
 //
 // 2^x for x <= 0: clamp x at -126, split x = n + f with n = round(x) and |f| <= 1/2,
@@ -79,6 +79,7 @@ func main() {
 	g.raw("")
 	exp2Sum(g, avx2)
 	exp2Sum(g, avx512)
+	maxAVX512(g)
 	if err := os.WriteFile("attn_amd64.s", []byte(g.String()), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -157,6 +158,52 @@ func exp2Sum(g *gen, s isa) {
 	g.i("VHADDPS X0, X0, X0")
 	g.i("VZEROUPPER")
 	g.i("MOVSS X0, ret+24(FP)")
+	g.i("RET")
+	g.raw("")
+}
+
+// maxAVX512 emits attnMaxAVX512(x *float32, n int) float32: the largest x[i] for i < n,
+// n a positive multiple of 16, with four accumulators (64 floats per iteration).
+func maxAVX512(g *gen) {
+	g.raw("// func attnMaxAVX512(x *float32, n int) float32")
+	g.raw("TEXT ·attnMaxAVX512(SB), NOSPLIT, $0-20")
+	g.i("MOVQ x+0(FP), SI")
+	g.i("MOVQ n+8(FP), CX")
+	g.i("VMOVUPS (SI), Z0")
+	g.i("VMOVAPS Z0, Z1")
+	g.i("VMOVAPS Z0, Z2")
+	g.i("VMOVAPS Z0, Z3")
+	g.i("XORQ AX, AX")
+	g.i("MOVQ CX, BX")
+	g.i("ANDQ $-64, BX")
+	g.i("JZ tail")
+	g.raw("loop:")
+	for k := range 4 {
+		g.i("VMAXPS %d(SI)(AX*4), Z%d, Z%d", 64*k, k, k)
+	}
+	g.i("ADDQ $64, AX")
+	g.i("CMPQ AX, BX")
+	g.i("JLT loop")
+	g.raw("tail:")
+	g.i("CMPQ AX, CX")
+	g.i("JGE done")
+	g.i("VMAXPS (SI)(AX*4), Z0, Z0")
+	g.i("ADDQ $16, AX")
+	g.i("JMP tail")
+	g.raw("done:")
+	g.i("VMAXPS Z1, Z0, Z0")
+	g.i("VMAXPS Z3, Z2, Z2")
+	g.i("VMAXPS Z2, Z0, Z0")
+	g.i("VEXTRACTF64X4 $1, Z0, Y1")
+	g.i("VMAXPS Y1, Y0, Y0")
+	g.i("VEXTRACTF128 $1, Y0, X1")
+	g.i("VMAXPS X1, X0, X0")
+	g.i("VPERMILPS $0x4e, X0, X1")
+	g.i("VMAXPS X1, X0, X0")
+	g.i("VPERMILPS $0xb1, X0, X1")
+	g.i("VMAXPS X1, X0, X0")
+	g.i("VZEROUPPER")
+	g.i("MOVSS X0, ret+16(FP)")
 	g.i("RET")
 	g.raw("")
 }

@@ -172,3 +172,23 @@ func TestExp2ShiftSum(t *testing.T) {
 		}
 	})
 }
+
+// TestRowMax checks the row maximum at every instruction-set level against a plain loop,
+// for lengths around the register widths and the maximum at every position.
+func TestRowMax(t *testing.T) {
+	withFeatures(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(9, 10))
+		for _, n := range []int{1, 7, 8, 15, 16, 17, 63, 64, 65, 100, 130} {
+			for at := range n {
+				x := make([]float32, n)
+				for i := range x {
+					x[i] = -100 * r.Float32()
+				}
+				x[at] = 5
+				if got := rowMax(x); got != 5 {
+					t.Fatalf("n=%d, max at %d: got %v", n, at, got)
+				}
+			}
+		}
+	})
+}
