@@ -1,7 +1,6 @@
 package earlyexit
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -23,44 +22,8 @@ func sharedModel(t testing.TB, s modeltest.Spec, period int) (*model.Model, *ggu
 	if period > 0 && s.Meta == nil {
 		s.Meta = map[string]any{BlockShareKey: uint32(period)}
 	}
-	data, err := modeltest.Build(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := gguf.Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if period > 0 {
-		w := gguf.NewWriter()
-		for _, kv := range f.KV {
-			if err := w.AddKV(kv.Key, kv.Value); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, ti := range f.Tensors {
-			name := ti.Name
-			var l int
-			var rest string
-			if n, _ := fmt.Sscanf(name, "blk.%d.%s", &l, &rest); n == 2 {
-				name = fmt.Sprintf("blk.%d.%s", l%period, rest)
-			}
-			src, b, err := f.Tensor(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := w.AddTensor(ti.Name, src.Type, src.Dims, b); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var buf bytes.Buffer
-		if _, err := w.WriteTo(&buf); err != nil {
-			t.Fatal(err)
-		}
-		if f, err = gguf.Parse(buf.Bytes()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s.BlockShare = period
+	f := modeltest.Open(t, s)
 	m, err := model.Load(f)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package model
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,48 +15,8 @@ import (
 // of layer i mod period: a parameter-shared decoder as gocode-shared stores one.
 func sharedModel(t *testing.T, s modeltest.Spec, period int) *Model {
 	t.Helper()
-	data, err := modeltest.Build(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := gguf.Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := gguf.NewWriter()
-	for _, kv := range f.KV {
-		if err := w.AddKV(kv.Key, kv.Value); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, ti := range f.Tensors {
-		name := ti.Name
-		var l int
-		var rest string
-		if n, _ := fmt.Sscanf(name, "blk.%d.%s", &l, &rest); n == 2 {
-			name = fmt.Sprintf("blk.%d.%s", l%period, rest)
-		}
-		src, b, err := f.Tensor(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.AddTensor(ti.Name, src.Type, src.Dims, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var buf bytes.Buffer
-	if _, err := w.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	g, err := gguf.Parse(buf.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := Load(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	s.BlockShare = period
+	return loadSpec(t, s)
 }
 
 var partialSpec = modeltest.Spec{Layers: 6, Dim: 64, FFN: 96, Heads: 4, KVHeads: 2, Vocab: 300, Context: 256, Weights: gguf.TypeF16, Seed: 3}

@@ -47,6 +47,10 @@ type Spec struct {
 	// "llama"): <unk>, <s>, </s>, the 256 byte tokens, then printable pieces up to Vocab.
 	// Vocab must be at least 259.
 	Tokenizer bool
+	// BlockShare, if set, makes every layer's tensors copies of those of layer i mod
+	// BlockShare: a parameter-shared decoder, as gocode-shared stores one. (The other
+	// layers' weights are drawn all the same, so the remaining tensors do not change.)
+	BlockShare int
 	// Seed selects the random weights.
 	Seed uint64
 	// Omit lists tensors to leave out; Shapes replaces the dims of some tensors (their
@@ -149,6 +153,12 @@ func Build(s Spec) ([]byte, error) {
 	for _, n := range s.Omit {
 		omit[n] = true
 	}
+	type written struct {
+		t    gguf.Type
+		dims []uint64
+		data []byte
+	}
+	layerTensors := map[string]written{} // of the first BlockShare layers
 	tensor := func(name string, t gguf.Type, dims []uint64, gen func(i int) float32) error {
 		if omit[name] {
 			return nil
@@ -167,6 +177,15 @@ func Build(s Spec) ([]byte, error) {
 		data, err := kernels.Quantize(t, x)
 		if err != nil {
 			return fmt.Errorf("modeltest: %s: %w", name, err)
+		}
+		var layer int
+		var rest string
+		if k, _ := fmt.Sscanf(name, "blk.%d.%s", &layer, &rest); k == 2 && s.BlockShare > 0 {
+			if layer < s.BlockShare {
+				layerTensors[name] = written{t, dims, data}
+			} else if src, ok := layerTensors[fmt.Sprintf("blk.%d.%s", layer%s.BlockShare, rest)]; ok {
+				t, dims, data = src.t, src.dims, src.data
+			}
 		}
 		if err := w.AddTensor(name, t, dims, data); err != nil {
 			return fmt.Errorf("modeltest: %w", err)
