@@ -14,8 +14,8 @@ import (
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
 	"squeeze/runtime/model/modeltest"
+	"squeeze/runtime/model/modeltest/load"
 	"squeeze/runtime/speculate"
-	"squeeze/runtime/tokenizer"
 )
 
 // randomPredictor returns a checked predictor of rank r with small random weights.
@@ -124,15 +124,7 @@ var draftSpec = modeltest.Spec{Layers: 4, Dim: 64, FFN: 96, Heads: 4, KVHeads: 2
 func TestDrafterMatchesGreedy(t *testing.T) {
 	s := draftSpec
 	s.Seed = 5
-	f := modeltest.Open(t, s)
-	m, err := model.Load(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, _, tok := load.Spec(t, s)
 	pool := kernels.NewPool(2)
 	defer pool.Close()
 	eng := &decode.Engine{Model: m, Tokenizer: tok, Pool: pool}

@@ -11,6 +11,7 @@ import (
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
 	"squeeze/runtime/model/modeltest"
+	"squeeze/runtime/model/modeltest/load"
 	"squeeze/runtime/speculate"
 )
 
@@ -23,11 +24,7 @@ func sharedModel(t testing.TB, s modeltest.Spec, period int) (*model.Model, *ggu
 		s.Meta = map[string]any{BlockShareKey: uint32(period)}
 	}
 	s.BlockShare = period
-	f := modeltest.Open(t, s)
-	m, err := model.Load(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, f, _ := load.Spec(t, s)
 	return m, f
 }
 

@@ -3,50 +3,24 @@ package earlyexit
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"squeeze/runtime/decode"
-	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
+	"squeeze/runtime/model/modeltest/load"
 	"squeeze/runtime/speculate"
-	"squeeze/runtime/testfiles"
 	"squeeze/runtime/tokenizer"
 )
-
-// openShared loads a model of ../shared/models and its tokenizer (the test skips
-// without them).
-func openShared(tb testing.TB, name string) (*model.Model, *gguf.File, *tokenizer.Tokenizer) {
-	tb.Helper()
-	f, err := gguf.Open(testfiles.Shared(tb, "models", name, name+".gguf"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { f.Close() })
-	m, err := model.Load(f)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return m, f, tok
-}
 
 // devPrompts cuts n prompts of the given length from ../shared/eval/dev.txt, spread
 // over the file, each starting with BOS.
 func devPrompts(tb testing.TB, tok *tokenizer.Tokenizer, n, length int) [][]int32 {
 	tb.Helper()
-	text, err := os.ReadFile(testfiles.Shared(tb, "eval", "dev.txt"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	all := tok.Encode(string(text), false)
+	all := tok.Encode(load.DevText(tb), false)
 	step := (len(all) - length) / n
 	var out [][]int32
 	for i := range n {
@@ -63,7 +37,7 @@ func TestPipelineGocodeShared(t *testing.T) {
 	if testing.Short() {
 		t.Skip("decodes gocode-shared: not in -short")
 	}
-	m, f, tok := openShared(t, "gocode-shared")
+	m, f, tok := load.Shared(t, "gocode-shared")
 	g, err := BlockShare(f, m)
 	if err != nil || g != 4 {
 		t.Fatalf("BlockShare = %d, %v; want 4", g, err)
@@ -145,7 +119,7 @@ func (s PipelineStats) String() string {
 // decode.Engine) and the pipelined form (with and without refinement by deeper exits).
 // The metric is decoded tokens per second.
 func BenchmarkPipelineGocodeShared(b *testing.B) {
-	m, _, tok := openShared(b, "gocode-shared")
+	m, _, tok := load.Shared(b, "gocode-shared")
 	prompts := devPrompts(b, tok, 4, 512)
 	const n = 128
 	for _, threads := range []int{1, 2} {

@@ -1,0 +1,67 @@
+// Package load opens models for the tests of packages above package model: the synthetic
+// ones modeltest builds and the project's reference models in ../shared, each with its
+// tokenizer where the file has one. (modeltest cannot do it itself: package model's own
+// tests import modeltest.) Every file is closed when its test ends.
+package load
+
+import (
+	"os"
+	"testing"
+
+	"squeeze/runtime/gguf"
+	"squeeze/runtime/model"
+	"squeeze/runtime/model/modeltest"
+	"squeeze/runtime/testfiles"
+	"squeeze/runtime/tokenizer"
+)
+
+// Spec loads the synthetic model s describes, with its tokenizer if s.Tokenizer is set
+// (otherwise the tokenizer is nil).
+func Spec(tb testing.TB, s modeltest.Spec) (*model.Model, *gguf.File, *tokenizer.Tokenizer) {
+	tb.Helper()
+	f := modeltest.Open(tb, s)
+	m, err := model.Load(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if !s.Tokenizer {
+		return m, f, nil
+	}
+	return m, f, fileTokenizer(tb, f)
+}
+
+// Shared loads ../shared/models/name/name.gguf and its tokenizer, skipping the test when
+// the file is absent.
+func Shared(tb testing.TB, name string) (*model.Model, *gguf.File, *tokenizer.Tokenizer) {
+	tb.Helper()
+	f, err := gguf.Open(testfiles.Shared(tb, "models", name, name+".gguf"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.Close() })
+	m, err := model.Load(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m, f, fileTokenizer(tb, f)
+}
+
+// DevText returns the evaluation text ../shared/eval/dev.txt, skipping the test when it
+// is absent.
+func DevText(tb testing.TB) string {
+	tb.Helper()
+	text, err := os.ReadFile(testfiles.Shared(tb, "eval", "dev.txt"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(text)
+}
+
+func fileTokenizer(tb testing.TB, f *gguf.File) *tokenizer.Tokenizer {
+	tb.Helper()
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
