@@ -5,28 +5,16 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
-	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/kvquant"
 	"squeeze/runtime/model"
 	"squeeze/runtime/model/modeltest"
-	"squeeze/runtime/testfiles"
-	"squeeze/runtime/tokenizer"
+	"squeeze/runtime/model/modeltest/load"
 )
-
-func tinyModel(t *testing.T, s modeltest.Spec) *model.Model {
-	t.Helper()
-	m, err := model.Load(modeltest.Open(t, s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 func randomTokens(n, vocab int, seed uint64) []int32 {
 	r := rand.New(rand.NewPCG(seed, 2))
@@ -72,7 +60,7 @@ func kvGrad(t *testing.T, m *model.Model, p *kernels.Pool, tokens []int32, weigh
 // sink and that window, whose loss weights count every prediction but the sink's once
 // over the whole text.
 func TestFisherWindows(t *testing.T) {
-	m := tinyModel(t, modeltest.Spec{Arch: "qwen2", Seed: 11})
+	m, _, _ := load.Spec(t, modeltest.Spec{Arch: "qwen2", Seed: 11})
 	cfg := &m.Config
 	kvDim := cfg.KVDim()
 	p := kernels.NewPool(2)
@@ -183,7 +171,7 @@ func TestFisherChannelMeans(t *testing.T) {
 
 // TestFisherErrors checks bad arguments and cancellation.
 func TestFisherErrors(t *testing.T) {
-	m := tinyModel(t, modeltest.Spec{Seed: 12})
+	m, _, _ := load.Spec(t, modeltest.Spec{Seed: 12})
 	p := kernels.NewPool(1)
 	defer p.Close()
 	tokens := randomTokens(30, m.Config.Vocab, 2)
@@ -211,24 +199,9 @@ func TestFisherErrors(t *testing.T) {
 // loadGocode opens gocode-22m and tokenizes the first n tokens of the evaluation text.
 func loadGocode(t testing.TB, n int) (*model.Model, []int32) {
 	t.Helper()
-	f, err := gguf.Open(testfiles.Shared(t, "models", "gocode-22m", "gocode-22m.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	m, err := model.Load(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := os.ReadFile(testfiles.Shared(t, "eval", "dev.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens := tok.Encode(string(text[:min(len(text), 8*n)]), true)
+	m, _, tok := load.Shared(t, "gocode-22m")
+	text := load.DevText(t)
+	tokens := tok.Encode(text[:min(len(text), 8*n)], true)
 	if len(tokens) < n {
 		t.Fatalf("dev.txt gives %d tokens, want %d", len(tokens), n)
 	}

@@ -2,19 +2,16 @@ package calibrate
 
 import (
 	"context"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
 	"squeeze/runtime/decode"
 	"squeeze/runtime/earlyexit"
-	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
+	"squeeze/runtime/model/modeltest/load"
 	"squeeze/runtime/speculate"
-	"squeeze/runtime/testfiles"
-	"squeeze/runtime/tokenizer"
 )
 
 // TestFitPredictorGocode fits the predictor on the first 4096 tokens of
@@ -31,24 +28,9 @@ func TestFitPredictorGocode(t *testing.T) {
 }
 
 func fitGocode(t *testing.T, name string) {
-	f, err := gguf.Open(testfiles.Shared(t, "models", name, name+".gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	m, err := model.Load(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := os.ReadFile(testfiles.Shared(t, "eval", "dev.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens := tok.Encode(string(text), true)[:4096]
+	m, _, tok := load.Shared(t, name)
+	text := load.DevText(t)
+	tokens := tok.Encode(text, true)[:4096]
 	pool := kernels.NewPool(2)
 	defer pool.Close()
 	opts := []PredictorOptions{{}, {Rank: 64}}
@@ -99,24 +81,9 @@ func fitGocode(t *testing.T, name string) {
 // where the policy would not draft). Metrics: decode
 // tokens/s (prefill excluded), the drafts' acceptance and tokens per verification pass.
 func BenchmarkEarlyDraftGocode(b *testing.B) {
-	f, err := gguf.Open(testfiles.Shared(b, "models", "gocode-22m", "gocode-22m.gguf"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	m, err := model.Load(f)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		b.Fatal(err)
-	}
-	text, err := os.ReadFile(testfiles.Shared(b, "eval", "dev.txt"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	all := tok.Encode(string(text), true)
+	m, _, tok := load.Shared(b, "gocode-22m")
+	text := load.DevText(b)
+	all := tok.Encode(text, true)
 	const ctxLen, queryLen, n = 4096, 64, 128
 	context0 := all[:ctxLen]
 	pool := kernels.NewPool(2)
@@ -195,24 +162,9 @@ func TestEarlyDraftGocodeIdentity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("decodes gocode-22m: not in -short")
 	}
-	f, err := gguf.Open(testfiles.Shared(t, "models", "gocode-22m", "gocode-22m.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	m, err := model.Load(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := os.ReadFile(testfiles.Shared(t, "eval", "dev.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	all := tok.Encode(string(text), true)
+	m, _, tok := load.Shared(t, "gocode-22m")
+	text := load.DevText(t)
+	all := tok.Encode(text, true)
 	const ctxLen = 1024
 	pool := kernels.NewPool(2)
 	defer pool.Close()
