@@ -15,9 +15,8 @@ import (
 	"squeeze/format"
 	"squeeze/precompute"
 	"squeeze/runtime/chat"
-	"squeeze/runtime/gguf"
-	"squeeze/runtime/model"
 	"squeeze/runtime/model/modeltest"
+	"squeeze/runtime/model/modeltest/load"
 	"squeeze/runtime/tokenizer"
 )
 
@@ -75,19 +74,9 @@ func buildChatModel(t *testing.T, spacePrefix bool) *chatModel {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	f, err := gguf.Open(modelPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
 	cm := &chatModel{text: a.Text}
-	m, err := model.Load(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cm.tok, err = tokenizer.FromGGUF(f); err != nil {
-		t.Fatal(err)
-	}
+	m, f, tok := load.File(t, modelPath)
+	cm.tok = tok
 	if cm.tmpl, err = chat.FromGGUF(f); err != nil {
 		t.Fatal(err)
 	}

@@ -19,12 +19,10 @@ import (
 	"time"
 
 	"squeeze/precompute"
-	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
+	"squeeze/runtime/model/modeltest/load"
 	"squeeze/runtime/speculate"
-	"squeeze/runtime/testfiles"
-	"squeeze/runtime/tokenizer"
 )
 
 // Load test shape: clients x requests each, queries of loadQuery tokens from the
@@ -49,25 +47,8 @@ func TestLoadGocode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test: go test ./runtime/server -run LoadGocode -v")
 	}
-	modelPath := testfiles.Shared(t, "models", "gocode-22m", "gocode-22m.gguf")
-	text, err := os.ReadFile(testfiles.Shared(t, "eval", "dev.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := gguf.Open(modelPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	m, err := model.Load(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens := tok.Encode(string(text), true)
+	m, f, tok := load.Shared(t, "gocode-22m")
+	tokens := tok.Encode(load.DevText(t), true)
 	if len(tokens) < loadContext+loadQuery*64 {
 		t.Skipf("dev.txt has %d tokens: too few", len(tokens))
 	}

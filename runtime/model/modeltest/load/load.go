@@ -34,7 +34,13 @@ func Spec(tb testing.TB, s modeltest.Spec) (*model.Model, *gguf.File, *tokenizer
 // the file is absent.
 func Shared(tb testing.TB, name string) (*model.Model, *gguf.File, *tokenizer.Tokenizer) {
 	tb.Helper()
-	f, err := gguf.Open(testfiles.Shared(tb, "models", name, name+".gguf"))
+	return File(tb, testfiles.Shared(tb, "models", name, name+".gguf"))
+}
+
+// File loads the model file at path and its tokenizer.
+func File(tb testing.TB, path string) (*model.Model, *gguf.File, *tokenizer.Tokenizer) {
+	tb.Helper()
+	f, err := gguf.Open(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
