@@ -5,14 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
-	"squeeze/format"
 	"squeeze/runtime/chat"
-	"squeeze/runtime/gguf"
 	"squeeze/runtime/model/modeltest"
-	"squeeze/runtime/tokenizer"
+	"squeeze/runtime/model/modeltest/load"
 )
 
 // chatTemplate reads one of runtime/chat's test templates.
@@ -41,12 +40,8 @@ func TestChatText(t *testing.T) {
 		{"mistral-v3", "", ""},
 	} {
 		t.Run(tc.template, func(t *testing.T) {
-			f := modeltest.Open(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{chat.KeyTemplate: chatTemplate(t, tc.template)}})
+			_, f, tok := load.Spec(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{chat.KeyTemplate: chatTemplate(t, tc.template)}})
 			tmpl, err := chat.FromGGUF(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tok, err := tokenizer.FromGGUF(f)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,23 +80,11 @@ func TestChatText(t *testing.T) {
 				t.Errorf("tokens start %v: want BOS %d once", tokens[:2], tok.BOS())
 			}
 			want := tok.EncodeWithSpecials(strings.TrimPrefix(chatText, tmpl.BOS()), false, true)
-			if got := tokens[1:]; !equalTokens(got, want) {
+			if got := tokens[1:]; !slices.Equal(got, want) {
 				t.Errorf("tokens after BOS %v, want %v", got, want)
 			}
 		})
 	}
-}
-
-func equalTokens(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestChatTextClipsDocuments checks that documents are clipped to what a template that
@@ -140,14 +123,7 @@ func TestRunChat(t *testing.T) {
 	opts := runOptions(withTemplate, out, in)
 	opts.System = "Answer from the code."
 	opts.Chat = true
-	if _, err := Run(context.Background(), opts); err != nil {
-		t.Fatal(err)
-	}
-	a, err := format.ReadArtifact(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := runArtifact(t, opts)
 	c := a.Header.Settings.Chat
 	if c == nil || c.Family != chat.FamilyChatML || c.Before != "<|im_start|>system\n" {
 		t.Fatalf("chat settings %+v, want the ChatML family and its system opening", c)
@@ -155,20 +131,12 @@ func TestRunChat(t *testing.T) {
 	if !strings.HasPrefix(a.Text, c.Before+opts.System+"\n") {
 		t.Errorf("text starts %q, want the system opening and the system text", a.Text[:min(len(a.Text), 60)])
 	}
-	f, err := gguf.Open(withTemplate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, f, tok := load.File(t, withTemplate)
 	tmpl, err := chat.FromGGUF(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := TokenizeChat(tok, tmpl, a.Text); !equalTokens(a.Context.Tokens, want) {
+	if want := TokenizeChat(tok, tmpl, a.Text); !slices.Equal(a.Context.Tokens, want) {
 		t.Errorf("the artifact's tokens are not TokenizeChat of its text")
 	}
 	for _, d := range a.Header.Documents {
@@ -178,16 +146,8 @@ func TestRunChat(t *testing.T) {
 	}
 
 	// The same inputs without --chat give a plain artifact.
-	plainOut := filepath.Join(dir, "plain.sqz")
-	opts.Output, opts.Chat = plainOut, false
-	if _, err := Run(context.Background(), opts); err != nil {
-		t.Fatal(err)
-	}
-	p, err := format.ReadArtifact(plainOut)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	opts.Output, opts.Chat = filepath.Join(dir, "plain.sqz"), false
+	p := runArtifact(t, opts)
 	if p.Header.Settings.Chat != nil || c.Before+p.Text != a.Text {
 		t.Errorf("plain artifact: chat %+v, text not the chat text without its opening", p.Header.Settings.Chat)
 	}

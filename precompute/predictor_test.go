@@ -14,17 +14,9 @@ import (
 func TestPredictorInArtifact(t *testing.T) {
 	modelPath, in := syntheticModel(t), corpus(t)
 	for _, skip := range []bool{false, true} {
-		out := filepath.Join(t.TempDir(), "c.sqz")
-		opts := runOptions(modelPath, out, in)
+		opts := runOptions(modelPath, filepath.Join(t.TempDir(), "c.sqz"), in)
 		opts.Squeeze.NoPredictor = skip
-		if _, err := Run(context.Background(), opts); err != nil {
-			t.Fatal(err)
-		}
-		a, err := format.ReadArtifact(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
+		a := runArtifact(t, opts)
 		switch p := a.Predictor; {
 		case skip && p != nil:
 			t.Errorf("NoPredictor: the artifact has a predictor")
@@ -36,4 +28,19 @@ func TestPredictorInArtifact(t *testing.T) {
 			}
 		}
 	}
+}
+
+// runArtifact runs precompute with opts and opens the artifact it writes; the artifact is
+// closed when the test ends.
+func runArtifact(t testing.TB, opts Options) *format.Artifact {
+	t.Helper()
+	if _, err := Run(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	a, err := format.ReadArtifact(opts.Output)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
 }
