@@ -13,7 +13,7 @@ import (
 	"squeeze/runtime/kvquant"
 	"squeeze/runtime/model"
 	"squeeze/runtime/model/modeltest"
-	"squeeze/runtime/model/modeltest/load"
+	"squeeze/runtime/model/modeltest/testmodel"
 )
 
 func randomTokens(n, vocab int, seed uint64) []int32 {
@@ -60,7 +60,7 @@ func kvGrad(t *testing.T, m *model.Model, p *kernels.Pool, tokens []int32, weigh
 // sink and that window, whose loss weights count every prediction but the sink's once
 // over the whole text.
 func TestFisherWindows(t *testing.T) {
-	m, _, _ := load.Spec(t, modeltest.Spec{Arch: "qwen2", Seed: 11})
+	m, _, _ := testmodel.Spec(t, modeltest.Spec{Arch: "qwen2", Seed: 11})
 	cfg := &m.Config
 	kvDim := cfg.KVDim()
 	p := kernels.NewPool(2)
@@ -171,7 +171,7 @@ func TestFisherChannelMeans(t *testing.T) {
 
 // TestFisherErrors checks bad arguments and cancellation.
 func TestFisherErrors(t *testing.T) {
-	m, _, _ := load.Spec(t, modeltest.Spec{Seed: 12})
+	m, _, _ := testmodel.Spec(t, modeltest.Spec{Seed: 12})
 	p := kernels.NewPool(1)
 	defer p.Close()
 	tokens := randomTokens(30, m.Config.Vocab, 2)
@@ -199,8 +199,8 @@ func TestFisherErrors(t *testing.T) {
 // loadGocode opens gocode-22m and tokenizes the first n tokens of the evaluation text.
 func loadGocode(t testing.TB, n int) (*model.Model, []int32) {
 	t.Helper()
-	m, _, tok := load.Shared(t, "gocode-22m")
-	text := load.DevText(t)
+	m, _, tok := testmodel.Shared(t, "gocode-22m")
+	text := testmodel.DevText(t)
 	tokens := tok.Encode(text[:min(len(text), 8*n)], true)
 	if len(tokens) < n {
 		t.Fatalf("dev.txt gives %d tokens, want %d", len(tokens), n)

@@ -10,7 +10,7 @@ import (
 	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
-	"squeeze/runtime/model/modeltest/load"
+	"squeeze/runtime/model/modeltest/testmodel"
 	"squeeze/runtime/speculate"
 )
 
@@ -28,8 +28,8 @@ func TestFitPredictorGocode(t *testing.T) {
 }
 
 func fitGocode(t *testing.T, name string) {
-	m, _, tok := load.Shared(t, name)
-	text := load.DevText(t)
+	m, _, tok := testmodel.Shared(t, name)
+	text := testmodel.DevText(t)
 	tokens := tok.Encode(text, true)[:4096]
 	pool := kernels.NewPool(2)
 	defer pool.Close()
@@ -81,8 +81,8 @@ func fitGocode(t *testing.T, name string) {
 // where the policy would not draft). Metrics: decode
 // tokens/s (prefill excluded), the drafts' acceptance and tokens per verification pass.
 func BenchmarkEarlyDraftGocode(b *testing.B) {
-	m, _, tok := load.Shared(b, "gocode-22m")
-	text := load.DevText(b)
+	m, _, tok := testmodel.Shared(b, "gocode-22m")
+	text := testmodel.DevText(b)
 	all := tok.Encode(text, true)
 	const ctxLen, queryLen, n = 4096, 64, 128
 	context0 := all[:ctxLen]
@@ -162,8 +162,8 @@ func TestEarlyDraftGocodeIdentity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("decodes gocode-22m: not in -short")
 	}
-	m, _, tok := load.Shared(t, "gocode-22m")
-	text := load.DevText(t)
+	m, _, tok := testmodel.Shared(t, "gocode-22m")
+	text := testmodel.DevText(t)
 	all := tok.Encode(text, true)
 	const ctxLen = 1024
 	pool := kernels.NewPool(2)

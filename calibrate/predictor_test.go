@@ -13,7 +13,7 @@ import (
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
 	"squeeze/runtime/model/modeltest"
-	"squeeze/runtime/model/modeltest/load"
+	"squeeze/runtime/model/modeltest/testmodel"
 )
 
 // linearStates feeds f a prefill of a 2-layer "model" whose layer 0 leaves x (random,
@@ -156,7 +156,7 @@ func feedMap(f *PredictorFit, d, tokens int, m []float64, seed uint64) {
 // with its greedy tokens at least as often as the raw exit at the last depth.
 func TestFitPredictorModel(t *testing.T) {
 	spec := modeltest.Spec{Layers: 4, Dim: 32, FFN: 64, Heads: 4, KVHeads: 2, Vocab: 64, Context: 1024, Weights: gguf.TypeF32, Seed: 2}
-	m, _, _ := load.Spec(t, spec)
+	m, _, _ := testmodel.Spec(t, spec)
 	pool := kernels.NewPool(2)
 	defer pool.Close()
 	rng := rand.New(rand.NewPCG(1, 1))

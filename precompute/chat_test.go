@@ -11,7 +11,7 @@ import (
 
 	"squeeze/runtime/chat"
 	"squeeze/runtime/model/modeltest"
-	"squeeze/runtime/model/modeltest/load"
+	"squeeze/runtime/model/modeltest/testmodel"
 )
 
 // chatTemplate reads one of runtime/chat's test templates.
@@ -40,7 +40,7 @@ func TestChatText(t *testing.T) {
 		{"mistral-v3", "", ""},
 	} {
 		t.Run(tc.template, func(t *testing.T) {
-			_, f, tok := load.Spec(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{chat.KeyTemplate: chatTemplate(t, tc.template)}})
+			_, f, tok := testmodel.Spec(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{chat.KeyTemplate: chatTemplate(t, tc.template)}})
 			tmpl, err := chat.FromGGUF(f)
 			if err != nil {
 				t.Fatal(err)
@@ -131,7 +131,7 @@ func TestRunChat(t *testing.T) {
 	if !strings.HasPrefix(a.Text, c.Before+opts.System+"\n") {
 		t.Errorf("text starts %q, want the system opening and the system text", a.Text[:min(len(a.Text), 60)])
 	}
-	_, f, tok := load.File(t, withTemplate)
+	_, f, tok := testmodel.File(t, withTemplate)
 	tmpl, err := chat.FromGGUF(f)
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/model/modeltest"
+	"squeeze/runtime/model/modeltest/testmodel"
 	"squeeze/runtime/tokenizer"
 )
 
@@ -122,12 +123,8 @@ func TestFromGGUF(t *testing.T) {
 // at the start (and before later user turns, as Llama 2 writes it); cutting BOS() off the
 // text and letting the tokenizer add it gives the same ids.
 func TestTokenizeBOS(t *testing.T) {
-	f := modeltest.Open(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{KeyTemplate: readTemplate(t, "llama2")}})
+	_, f, tok := testmodel.Spec(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{KeyTemplate: readTemplate(t, "llama2")}})
 	tmpl, err := FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.FromGGUF(f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
 	"squeeze/runtime/model/modeltest"
-	"squeeze/runtime/model/modeltest/load"
+	"squeeze/runtime/model/modeltest/testmodel"
 	"squeeze/runtime/speculate"
 )
 
@@ -124,7 +124,7 @@ var draftSpec = modeltest.Spec{Layers: 4, Dim: 64, FFN: 96, Heads: 4, KVHeads: 2
 func TestDrafterMatchesGreedy(t *testing.T) {
 	s := draftSpec
 	s.Seed = 5
-	m, _, tok := load.Spec(t, s)
+	m, _, tok := testmodel.Spec(t, s)
 	pool := kernels.NewPool(2)
 	defer pool.Close()
 	eng := &decode.Engine{Model: m, Tokenizer: tok, Pool: pool}

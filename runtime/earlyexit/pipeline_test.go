@@ -11,7 +11,7 @@ import (
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
 	"squeeze/runtime/model/modeltest"
-	"squeeze/runtime/model/modeltest/load"
+	"squeeze/runtime/model/modeltest/testmodel"
 	"squeeze/runtime/speculate"
 )
 
@@ -24,7 +24,7 @@ func sharedModel(t testing.TB, s modeltest.Spec, period int) (*model.Model, *ggu
 		s.Meta = map[string]any{BlockShareKey: uint32(period)}
 	}
 	s.BlockShare = period
-	m, f, _ := load.Spec(t, s)
+	m, f, _ := testmodel.Spec(t, s)
 	return m, f
 }
 

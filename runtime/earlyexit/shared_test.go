@@ -11,7 +11,7 @@ import (
 	"squeeze/runtime/decode"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
-	"squeeze/runtime/model/modeltest/load"
+	"squeeze/runtime/model/modeltest/testmodel"
 	"squeeze/runtime/speculate"
 	"squeeze/runtime/tokenizer"
 )
@@ -20,7 +20,7 @@ import (
 // over the file, each starting with BOS.
 func devPrompts(tb testing.TB, tok *tokenizer.Tokenizer, n, length int) [][]int32 {
 	tb.Helper()
-	all := tok.Encode(load.DevText(tb), false)
+	all := tok.Encode(testmodel.DevText(tb), false)
 	step := (len(all) - length) / n
 	var out [][]int32
 	for i := range n {
@@ -37,7 +37,7 @@ func TestPipelineGocodeShared(t *testing.T) {
 	if testing.Short() {
 		t.Skip("decodes gocode-shared: not in -short")
 	}
-	m, f, tok := load.Shared(t, "gocode-shared")
+	m, f, tok := testmodel.Shared(t, "gocode-shared")
 	g, err := BlockShare(f, m)
 	if err != nil || g != 4 {
 		t.Fatalf("BlockShare = %d, %v; want 4", g, err)
@@ -119,7 +119,7 @@ func (s PipelineStats) String() string {
 // decode.Engine) and the pipelined form (with and without refinement by deeper exits).
 // The metric is decoded tokens per second.
 func BenchmarkPipelineGocodeShared(b *testing.B) {
-	m, _, tok := load.Shared(b, "gocode-shared")
+	m, _, tok := testmodel.Shared(b, "gocode-shared")
 	prompts := devPrompts(b, tok, 4, 512)
 	const n = 128
 	for _, threads := range []int{1, 2} {

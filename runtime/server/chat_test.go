@@ -16,7 +16,7 @@ import (
 	"squeeze/precompute"
 	"squeeze/runtime/chat"
 	"squeeze/runtime/model/modeltest"
-	"squeeze/runtime/model/modeltest/load"
+	"squeeze/runtime/model/modeltest/testmodel"
 	"squeeze/runtime/tokenizer"
 )
 
@@ -75,7 +75,7 @@ func buildChatModel(t *testing.T, spacePrefix bool) *chatModel {
 	}
 	t.Cleanup(func() { a.Close() })
 	cm := &chatModel{text: a.Text}
-	m, f, tok := load.File(t, modelPath)
+	m, f, tok := testmodel.File(t, modelPath)
 	cm.tok = tok
 	if cm.tmpl, err = chat.FromGGUF(f); err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ import (
 	"squeeze/precompute"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
-	"squeeze/runtime/model/modeltest/load"
+	"squeeze/runtime/model/modeltest/testmodel"
 	"squeeze/runtime/speculate"
 )
 
@@ -47,8 +47,8 @@ func TestLoadGocode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test: go test ./runtime/server -run LoadGocode -v")
 	}
-	m, f, tok := load.Shared(t, "gocode-22m")
-	tokens := tok.Encode(load.DevText(t), true)
+	m, f, tok := testmodel.Shared(t, "gocode-22m")
+	tokens := tok.Encode(testmodel.DevText(t), true)
 	if len(tokens) < loadContext+loadQuery*64 {
 		t.Skipf("dev.txt has %d tokens: too few", len(tokens))
 	}

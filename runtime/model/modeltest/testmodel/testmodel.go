@@ -1,8 +1,8 @@
-// Package load opens models for the tests of packages above package model: the synthetic
-// ones modeltest builds and the project's reference models in ../shared, each with its
-// tokenizer where the file has one. (modeltest cannot do it itself: package model's own
-// tests import modeltest.) Every file is closed when its test ends.
-package load
+// Package testmodel opens models for the tests of packages above package model: the
+// synthetic ones modeltest builds and the project's reference models in ../shared, each
+// with its tokenizer where the file has one. (modeltest cannot do it itself: package
+// model's own tests import modeltest.) Every file is closed when its test ends.
+package testmodel
 
 import (
 	"os"
