@@ -23,109 +23,39 @@ type kvShift struct {
 	delta          float64
 }
 
-// loss is the float64 reference of KVGrad's loss: the forward pass of naiveModel.forward
-// with the shift applied to one layer's keys before RoPE or values, then Σ w_i·CE_i.
+// loss is the float64 reference of KVGrad's loss: naiveModel's forward pass with the
+// shift applied to one layer's keys before RoPE or values, then Σ w_i·CE_i.
 func (nm *naiveModel) loss(tokens []int32, weights []float64, sh kvShift) float64 {
-	c := &nm.cfg
-	eps := float64(c.NormEps)
-	kvDim := c.KVDim()
-	xs := make([][]float64, len(tokens))
-	for i, t := range tokens {
-		xs[i] = append([]float64(nil), nm.embed[t]...)
-	}
-	for li, l := range nm.layers {
-		keys := make([][]float64, len(tokens))
-		vals := make([][]float64, len(tokens))
-		qs := make([][]float64, len(tokens))
-		for i, x := range xs {
-			h := naiveRMSNorm(x, l.attnNorm, eps)
-			qs[i], keys[i], vals[i] = naiveMatVec(l.wq, h), naiveMatVec(l.wk, h), naiveMatVec(l.wv, h)
-			if l.bq != nil {
-				for j := range qs[i] {
-					qs[i][j] += l.bq[j]
-				}
-				for j := range keys[i] {
-					keys[i][j] += l.bk[j]
-					vals[i][j] += l.bv[j]
-				}
-			}
-			if li == sh.layer {
-				target := keys[i]
-				if sh.values {
-					target = vals[i]
-				}
-				switch {
-				case sh.dir != nil:
-					for j := range target {
-						target[j] += sh.delta * sh.dir[i*kvDim+j]
-					}
-				case i == sh.token:
-					target[sh.channel] += sh.delta
-				}
-			}
-			nm.rope(qs[i], i)
-			nm.rope(keys[i], i)
+	kvDim := nm.cfg.KVDim()
+	logits := nm.perturbed(tokens, func(layer, i int, key, val []float64) {
+		if layer != sh.layer {
+			return
 		}
-		group := c.Heads / c.KVHeads
-		next := make([][]float64, len(xs))
-		for i, x := range xs {
-			att := make([]float64, c.QDim())
-			for h := range c.Heads {
-				g := h / group
-				q := qs[i][h*c.HeadDim : (h+1)*c.HeadDim]
-				scores := make([]float64, i+1)
-				top := math.Inf(-1)
-				for j := range scores {
-					k := keys[j][g*c.HeadDim : (g+1)*c.HeadDim]
-					for d := range q {
-						scores[j] += q[d] * k[d]
-					}
-					scores[j] /= math.Sqrt(float64(c.HeadDim))
-					top = max(top, scores[j])
-				}
-				var sum float64
-				for j := range scores {
-					scores[j] = math.Exp(scores[j] - top)
-					sum += scores[j]
-				}
-				for j, s := range scores {
-					v := vals[j][g*c.HeadDim : (g+1)*c.HeadDim]
-					for d := range v {
-						att[h*c.HeadDim+d] += s / sum * v[d]
-					}
-				}
-			}
-			y := append([]float64(nil), x...)
-			o := naiveMatVec(l.wo, att)
-			for d := range y {
-				y[d] += o[d]
-			}
-			h := naiveRMSNorm(y, l.ffnNorm, eps)
-			gt, u := naiveMatVec(l.gate, h), naiveMatVec(l.up, h)
-			for d := range gt {
-				gt[d] = gt[d] / (1 + math.Exp(-gt[d])) * u[d]
-			}
-			o = naiveMatVec(l.down, gt)
-			for d := range y {
-				y[d] += o[d]
-			}
-			next[i] = y
+		target := key
+		if sh.values {
+			target = val
 		}
-		xs = next
-	}
+		switch {
+		case sh.dir != nil:
+			for j := range target {
+				target[j] += sh.delta * sh.dir[i*kvDim+j]
+			}
+		case i == sh.token:
+			target[sh.channel] += sh.delta
+		}
+	})
 	var loss float64
 	for i := range len(tokens) - 1 {
-		logits := naiveMatVec(nm.output, naiveRMSNorm(xs[i], nm.outNorm, eps))
-		top := slices.Max(logits)
+		top := slices.Max(logits[i])
 		var sum float64
-		for _, z := range logits {
+		for _, z := range logits[i] {
 			sum += math.Exp(z - top)
 		}
 		w := 1 / float64(len(tokens)-1)
 		if weights != nil {
 			w = weights[i]
 		}
-		loss += w * (top + math.Log(sum) - logits[tokens[i+1]])
+		loss += w * (top + math.Log(sum) - logits[i][tokens[i+1]])
 	}
 	return loss
 }

@@ -108,14 +108,18 @@ func (n *naiveModel) rope(x []float64, pos int) {
 }
 
 // forward returns the logits of every token of a sequence starting at position 0.
-func (n *naiveModel) forward(tokens []int32) [][]float64 {
+func (n *naiveModel) forward(tokens []int32) [][]float64 { return n.perturbed(tokens, nil) }
+
+// perturbed is forward with edit, if not nil, called on every layer's key and value of
+// each token (after the projections and biases, before RoPE) to change them in place.
+func (n *naiveModel) perturbed(tokens []int32, edit func(layer, token int, key, val []float64)) [][]float64 {
 	c := &n.cfg
 	eps := float64(c.NormEps)
 	xs := make([][]float64, len(tokens))
 	for i, t := range tokens {
 		xs[i] = append([]float64(nil), n.embed[t]...)
 	}
-	for _, l := range n.layers {
+	for li, l := range n.layers {
 		keys := make([][]float64, len(tokens))
 		vals := make([][]float64, len(tokens))
 		qs := make([][]float64, len(tokens))
@@ -130,6 +134,9 @@ func (n *naiveModel) forward(tokens []int32) [][]float64 {
 					keys[i][j] += l.bk[j]
 					vals[i][j] += l.bv[j]
 				}
+			}
+			if edit != nil {
+				edit(li, i, keys[i], vals[i])
 			}
 			n.rope(qs[i], i)
 			n.rope(keys[i], i)
