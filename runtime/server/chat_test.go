@@ -110,14 +110,7 @@ func TestChatContext(t *testing.T) {
 
 func testChatContext(t *testing.T, spacePrefix bool) {
 	cm := buildChatModel(t, spacePrefix)
-	s, err := New(Config{Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.SetModels([]*Model{cm.model}); err != nil {
-		t.Fatal(err)
-	}
+	s := newServer(t, Config{Threads: 2}, cm.model)
 	ctxText := cm.model.ChatContext.Context
 	if !strings.HasPrefix(cm.text, "<|im_start|>system\nYou answer questions about the notes.\n") {
 		t.Fatalf("the chat artifact's text starts %q", cm.text[:60])
@@ -248,14 +241,7 @@ func TestChatContextRefused(t *testing.T) {
 	}
 	m := *fixture.model
 	m.Chat, m.ChatContext = mistral, &ChatContext{Family: mistral.Family(), Before: split.Before, Context: split.Context}
-	s, err := New(Config{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.SetModels([]*Model{&m}); err != nil {
-		t.Fatal(err)
-	}
+	s := newServer(t, Config{Threads: 1}, &m)
 	if _, e := s.chatJob(chatRequestOf(t, `{"model":"tiny","messages":[{"role":"user","content":"hi"}]}`)); e != nil {
 		t.Fatalf("one user turn: %s", e.Message)
 	}
@@ -292,14 +278,7 @@ func TestChatContextFamilies(t *testing.T) {
 			}
 			m := *fixture.model
 			m.Chat, m.ChatContext = tmpl, &ChatContext{Family: tmpl.Family(), Before: split.Before, Context: split.Context}
-			s, err := New(Config{Threads: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if err := s.SetModels([]*Model{&m}); err != nil {
-				t.Fatal(err)
-			}
+			s := newServer(t, Config{Threads: 1}, &m)
 			j, e := s.chatJob(chatRequestOf(t, `{"model":"tiny","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"why?"}]}`))
 			if e != nil {
 				t.Fatal(e.Message)

@@ -13,16 +13,9 @@ import (
 // fuzzer makes valid generate a few tokens only.
 func fuzzServer(f *testing.F) http.Handler {
 	loadFixture(f)
-	s, err := New(Config{Threads: 1, Parallel: 1, Queue: 4, MaxTokens: 3, RequestTokens: 48, MaxBodyBytes: 8192})
-	if err != nil {
-		f.Fatal(err)
-	}
 	withChat, plain := *fixture.model, *fixture.model
 	plain.ID, plain.Chat = "plain", nil
-	if err := s.SetModels([]*Model{&withChat, &plain}); err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { s.Close() })
+	s := newServer(f, Config{Threads: 1, Parallel: 1, Queue: 4, MaxTokens: 3, RequestTokens: 48, MaxBodyBytes: 8192}, &withChat, &plain)
 	return s.Handler()
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"squeeze/precompute"
 	"squeeze/runtime/chat"
@@ -116,22 +118,57 @@ func newTestServer(t *testing.T, cfg Config) (*Server, *httptest.Server) {
 	if cfg.Threads == 0 {
 		cfg.Threads = 2
 	}
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	withChat := *fixture.model
 	plain := *fixture.model
 	plain.ID, plain.Chat = "plain", nil
-	if err := s.SetModels([]*Model{&withChat, &plain}); err != nil {
-		t.Fatal(err)
-	}
+	s := newServer(t, cfg, &withChat, &plain)
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(func() {
-		s.Close()
+		s.Close() // first: it cancels the requests ts.Close would wait for
 		ts.Close()
 	})
 	return s, ts
+}
+
+// newServer returns a server with cfg serving models; it is closed when the test ends.
+func newServer(tb testing.TB, cfg Config, models ...*Model) *Server {
+	tb.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	if err := s.SetModels(models); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// serveLoopback runs s.Serve on a loopback port and returns its address and the channel
+// that receives Serve's result.
+func serveLoopback(tb testing.TB, s *Server) (string, <-chan error) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	return ln.Addr().String(), served
+}
+
+// shutdown stops s gracefully, giving in-flight requests timeout to finish, and checks
+// that Shutdown and Serve (whose result served receives) return no error.
+func shutdown(tb testing.TB, s *Server, served <-chan error, timeout time.Duration) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		tb.Errorf("Shutdown: %v", err)
+	}
+	if err := <-served; err != nil {
+		tb.Errorf("Serve: %v", err)
+	}
 }
 
 // post sends body as JSON to path and returns the status, headers and body.

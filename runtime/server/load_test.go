@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -61,20 +60,10 @@ func TestLoadGocode(t *testing.T) {
 	}
 	t.Logf("squeezed %d context tokens in %v (budget %g)", loadContext, time.Since(start).Round(time.Millisecond), sq.Budget)
 
-	s, err := New(Config{Queue: loadClients * 2, Cache: model.CacheF16, Speculate: speculate.ModeAuto})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetModels([]*Model{{ID: "gocode", Model: m, Tokenizer: tok, Context: sq.Context, Budget: sq.Budget}}); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	url := "http://" + ln.Addr().String() + "/v1/completions"
+	s := newServer(t, Config{Queue: loadClients * 2, Cache: model.CacheF16, Speculate: speculate.ModeAuto},
+		&Model{ID: "gocode", Model: m, Tokenizer: tok, Context: sq.Context, Budget: sq.Budget})
+	addr, served := serveLoopback(t, s)
+	url := "http://" + addr + "/v1/completions"
 
 	// The queries: consecutive pieces of the text after the context.
 	var queries []string
@@ -187,14 +176,7 @@ func TestLoadGocode(t *testing.T) {
 		float64(total)/wall.Seconds(), total, wall.Round(time.Millisecond), float64(len(results)-len(failures))/wall.Seconds())
 	t.Logf("RSS before %d MiB, midway %d MiB, after %d MiB", rssBefore>>20, rssMid>>20, rssAfter>>20)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.Shutdown(ctx); err != nil {
-		t.Errorf("Shutdown: %v", err)
-	}
-	if err := <-served; err != nil {
-		t.Errorf("Serve: %v", err)
-	}
+	shutdown(t, s, served, 10*time.Second)
 	if len(failures) > 0 {
 		t.Errorf("%d failed requests, first: %s", len(failures), failures[0])
 	}

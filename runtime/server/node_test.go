@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,36 +23,16 @@ func TestOpenAINodeClient(t *testing.T) {
 		t.Skip("the openai npm package is not installed: run npm ci --prefix runtime/server/testdata/openaiclient (.ci/run does)")
 	}
 	loadFixture(t)
-	s, err := New(Config{Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := *fixture.model
-	if err := s.SetModels([]*Model{&m}); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
+	s := newServer(t, Config{Threads: 2}, &m)
+	addr, served := serveLoopback(t, s)
+	defer shutdown(t, s, served, 5*time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "client.mjs")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "BASE_URL=http://"+ln.Addr().String(), "MODEL="+m.ID)
+	cmd.Env = append(os.Environ(), "BASE_URL=http://"+addr, "MODEL="+m.ID)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node client.mjs: %v\n%s", err, out)

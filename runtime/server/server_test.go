@@ -628,23 +628,12 @@ func TestDisconnectMidGeneration(t *testing.T) {
 }
 
 func TestSlowBody(t *testing.T) {
-	s, err := New(Config{Threads: 1, Parallel: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
 	loadFixture(t)
 	m := *fixture.model
-	if err := s.SetModels([]*Model{&m}); err != nil {
-		t.Fatal(err)
-	}
+	s := newServer(t, Config{Threads: 1, Parallel: 1}, &m)
 	s.bodyTimeout = 200 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	defer s.Close()
-	conn, err := net.Dial("tcp", ln.Addr().String())
+	addr, _ := serveLoopback(t, s)
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -683,20 +672,9 @@ func TestShutdown(t *testing.T) {
 	loadFixture(t)
 	for _, graceful := range []bool{true, false} {
 		t.Run(fmt.Sprintf("graceful=%v", graceful), func(t *testing.T) {
-			s, err := New(Config{Threads: 2, Parallel: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
 			m := *fixture.model
-			if err := s.SetModels([]*Model{&m}); err != nil {
-				t.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			served := make(chan error, 1)
-			go func() { served <- s.Serve(ln) }()
+			s := newServer(t, Config{Threads: 2, Parallel: 1}, &m)
+			addr, served := serveLoopback(t, s)
 			entered := make(chan struct{})
 			s.slotHook = func(ctx context.Context) {
 				close(entered)
@@ -706,7 +684,7 @@ func TestShutdown(t *testing.T) {
 					<-ctx.Done() // never finishes by itself
 				}
 			}
-			url := "http://" + ln.Addr().String()
+			url := "http://" + addr
 			type result struct {
 				status int
 				body   string
@@ -730,7 +708,7 @@ func TestShutdown(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			err = s.Shutdown(ctx)
+			err := s.Shutdown(ctx)
 			r := <-res
 			if graceful {
 				if err != nil || r.status != http.StatusOK || !strings.HasSuffix(r.body, "data: [DONE]\n\n") {
