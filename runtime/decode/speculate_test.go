@@ -101,8 +101,8 @@ func TestSpeculateFakeIdentity(t *testing.T) {
 					m := newFake(tc.cap, tc.next)
 					d := &oracleDrafter{t: t, want: seq, wrong: wrong, limit: limit, vocab: len(letters.pieces)}
 					opts := tc.opts
-					// Probe 1: draft at every pass, whatever the statistics say.
-					policy := speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{Probe: 1})
+					// MinGain -1: draft at every pass, whatever the statistics say.
+					policy := speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{MinGain: -1})
 					policy.Reset(nil, []int32{0, 2})
 					got, err := generate(context.Background(), m, letters, []int32{0, 2}, &opts, policy)
 					if err != nil {
@@ -143,7 +143,7 @@ func TestSpeculateOffWithTemperature(t *testing.T) {
 	e := syntheticEngine(t, modeltest.Spec{Seed: 7})
 	prompt := e.Tokenizer.Encode("abc", true)
 	d := &oracleDrafter{t: t, want: prompt, vocab: e.Model.Config.Vocab}
-	policy := speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{Probe: 1})
+	policy := speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{MinGain: -1})
 	res, err := e.GenerateTokens(context.Background(), prompt, Options{
 		MaxTokens: 10, Sampling: sample.Options{Temperature: 0.7}, Speculate: policy,
 	})
@@ -184,7 +184,7 @@ func TestSpeculateSynthetic(t *testing.T) {
 			t.Run(fmt.Sprintf("prefix=%v/%s", withPrefix, name), func(t *testing.T) {
 				got, err := e.GenerateTokens(context.Background(), prompt, Options{
 					MaxTokens: 80, Prefix: prefix, Cache: model.CacheF16,
-					Speculate: speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{Probe: 1}),
+					Speculate: speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{MinGain: -1}),
 				})
 				if err != nil {
 					t.Fatal(err)
@@ -365,7 +365,7 @@ func TestSpeculateObserver(t *testing.T) {
 	}
 	d := &observingDrafter{oracleDrafter: oracleDrafter{t: t, want: append(slices.Clone(prompt), want.Tokens...), wrong: 3, limit: 4, vocab: e.Model.Config.Vocab}, dim: e.Model.Config.Dim}
 	got, err := e.GenerateTokens(context.Background(), prompt, Options{
-		MaxTokens: 30, Speculate: speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{Probe: 1}),
+		MaxTokens: 30, Speculate: speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{MinGain: -1}),
 	})
 	if err != nil {
 		t.Fatal(err)

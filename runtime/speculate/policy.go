@@ -63,7 +63,8 @@ type PolicyOptions struct {
 	MinGain float64
 	// Probe is how often (in passes without a draft) a source whose statistics say it
 	// does not pay drafts anyway, one token, so that the statistics can recover (0:
-	// DefaultProbe; negative: never).
+	// DefaultProbe; negative: never). Each probe rejected outright doubles the interval
+	// (up to 256 passes); an accepted one restores it.
 	Probe int
 }
 
@@ -74,6 +75,9 @@ const (
 	DefaultMinGain  = 0.05
 	DefaultProbe    = 16
 )
+
+// maxProbe is the longest probe interval: failed probes double the interval up to it.
+const maxProbe = 256
 
 // decay weighs the statistics of older passes: each pass multiplies the counts by it.
 const decay = 0.9
@@ -96,6 +100,10 @@ type Policy struct {
 	opt     PolicyOptions
 	sources []source
 	idle    int // passes since the last draft
+	// probeEvery is the current probe interval: Probe, doubled after every probe whose
+	// draft was rejected outright (up to maxProbe), back to Probe after one accepted.
+	probeEvery int
+	probing    bool // the last draft was a probe
 
 	plainNs float64 // decayed mean time of a one-token pass (0: none timed yet)
 	rowCost float64
@@ -191,7 +199,11 @@ func (p *Policy) Draft(dst, seq []int32, room int) ([]int32, int) {
 			cs[j], cs[j-1] = cs[j-1], cs[j]
 		}
 	}
-	probe := p.opt.Probe > 0 && p.idle+1 >= p.opt.Probe
+	if p.probeEvery == 0 {
+		p.probeEvery = p.opt.Probe
+	}
+	probe := p.opt.Probe > 0 && p.idle+1 >= p.probeEvery
+	p.probing = false
 	for _, c := range cs {
 		d := p.sources[c.src].d
 		conf, confident := d.(Confident)
@@ -204,6 +216,7 @@ func (p *Policy) Draft(dst, seq []int32, room int) ([]int32, int) {
 				continue
 			}
 			k = 1
+			p.probing = true
 		}
 		n := len(dst)
 		dst = d.Draft(dst, seq, k)
@@ -221,6 +234,7 @@ func (p *Policy) Draft(dst, seq []int32, room int) ([]int32, int) {
 					continue
 				}
 				bk = 1
+				p.probing = true
 			}
 			dst = dst[:n+bk]
 		}
@@ -307,6 +321,13 @@ func (p *Policy) Verified(src, drafted, accepted int, d time.Duration) {
 	ss.Drafted += drafted
 	ss.Accepted += accepted
 
+	if p.probing && p.opt.Probe > 0 {
+		if accepted == 0 {
+			p.probeEvery = min(2*p.probeEvery, maxProbe)
+		} else {
+			p.probeEvery = p.opt.Probe
+		}
+	}
 	s := &p.sources[src]
 	s.accepted = decay*s.accepted + float64(accepted)
 	s.rejected *= decay
