@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -15,15 +14,6 @@ import (
 	"squeeze/runtime/model/modeltest"
 	"squeeze/runtime/model/modeltest/testmodel"
 )
-
-func randomTokens(n, vocab int, seed uint64) []int32 {
-	r := rand.New(rand.NewPCG(seed, 2))
-	out := make([]int32, n)
-	for i := range out {
-		out[i] = int32(r.IntN(vocab))
-	}
-	return out
-}
 
 // kvGrad runs model.KVGrad once and returns the squared gradients and the
 // activations.
@@ -65,7 +55,7 @@ func TestFisherWindows(t *testing.T) {
 	kvDim := cfg.KVDim()
 	p := kernels.NewPool(2)
 	defer p.Close()
-	tokens := randomTokens(50, cfg.Vocab, 1)
+	tokens := modeltest.Tokens(50, cfg.Vocab, 1)
 
 	t.Run("one window", func(t *testing.T) {
 		s, err := Fisher(context.Background(), m, p, tokens, FisherOptions{Window: 64, Activations: true})
@@ -174,7 +164,7 @@ func TestFisherErrors(t *testing.T) {
 	m, _, _ := testmodel.Spec(t, modeltest.Spec{Seed: 12})
 	p := kernels.NewPool(1)
 	defer p.Close()
-	tokens := randomTokens(30, m.Config.Vocab, 2)
+	tokens := modeltest.Tokens(30, m.Config.Vocab, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := Fisher(ctx, m, p, tokens, FisherOptions{Window: 8}); !errors.Is(err, context.Canceled) {

@@ -128,7 +128,7 @@ func TestDrafterMatchesGreedy(t *testing.T) {
 	pool := kernels.NewPool(2)
 	defer pool.Close()
 	eng := &decode.Engine{Model: m, Tokenizer: tok, Pool: pool}
-	prompt := randomTokens(40, s.Vocab, 11)
+	prompt := modeltest.Tokens(40, s.Vocab, 11)
 	plain, err := eng.GenerateTokens(context.Background(), prompt, decode.Options{MaxTokens: 80})
 	if err != nil {
 		t.Fatal(err)

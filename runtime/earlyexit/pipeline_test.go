@@ -3,7 +3,6 @@ package earlyexit
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -26,15 +25,6 @@ func sharedModel(t testing.TB, s modeltest.Spec, period int) (*model.Model, *ggu
 	s.BlockShare = period
 	m, f, _ := testmodel.Spec(t, s)
 	return m, f
-}
-
-func randomTokens(n, vocab int, seed uint64) []int32 {
-	r := rand.New(rand.NewPCG(seed, 7))
-	out := make([]int32, n)
-	for i := range out {
-		out[i] = int32(r.IntN(vocab))
-	}
-	return out
 }
 
 // plainGreedy decodes n tokens after prompt one Forward at a time: the reference.
@@ -129,7 +119,7 @@ func TestPipelineMatchesGreedy(t *testing.T) {
 		s := base
 		s.Weights, s.Layers, s.Seed = tt.weights, tt.layers, uint64(i+1)
 		m, _ := sharedModel(t, s, tt.period)
-		prompt := randomTokens(20, s.Vocab, uint64(i))
+		prompt := modeltest.Tokens(20, s.Vocab, uint64(i))
 		opts := []PipelineOptions{{}, {NoRefine: true}, {Vocab: prompt[:10]},
 			{Drafter: speculate.NewNGram(nil, 1, 3), MaxDraft: 3}, {Drafter: speculate.NewNGram(prompt, 2, 4), NoRefine: true}}
 		if tt.weights == gguf.TypeQ8_0 {

@@ -24,12 +24,12 @@ func TestPipelineWithPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Forward(p, pc, randomTokens(80, s.Vocab, 3), nil, nil); err != nil {
+	if err := m.Forward(p, pc, modeltest.Tokens(80, s.Vocab, 3), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	cfg := &m.Config
 	prefix := modeltest.NewDensePrefix(t, pc, cfg.Layers, cfg.Heads, cfg.KVHeads, cfg.HeadDim)
-	prompt := randomTokens(12, s.Vocab, 4)
+	prompt := modeltest.Tokens(12, s.Vocab, 4)
 	want := plainGreedy(t, m, p, prefix, prompt, 40)
 	for _, o := range []PipelineOptions{{}, {Vocab: prompt}, {Drafter: speculate.NewNGram(nil, 1, 3)}} {
 		t.Run(fmt.Sprintf("vocab=%d/draft=%v", len(o.Vocab), o.Drafter != nil), func(t *testing.T) {

@@ -3,7 +3,6 @@ package model
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -23,14 +22,8 @@ func loadSpec(t *testing.T, s modeltest.Spec) *Model {
 	return m
 }
 
-func randomTokens(n, vocab int, seed uint64) []int32 {
-	r := rand.New(rand.NewPCG(seed, 1))
-	tokens := make([]int32, n)
-	for i := range tokens {
-		tokens[i] = int32(r.IntN(vocab))
-	}
-	return tokens
-}
+// randomTokens returns n random tokens below vocab (modeltest's, seeded).
+var randomTokens = modeltest.Tokens
 
 // TestSyntheticAgainstNaive compares Forward with the float64 reference on random models
 // of both architectures and several weight types.

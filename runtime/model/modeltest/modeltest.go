@@ -329,3 +329,13 @@ func spmVocab(n int) map[string]any {
 		"tokenizer.ggml.add_eos_token":    false,
 	}
 }
+
+// Tokens returns n random token ids below vocab, the same for the same seed.
+func Tokens(n, vocab int, seed uint64) []int32 {
+	r := rand.New(rand.NewPCG(seed, 1))
+	out := make([]int32, n)
+	for i := range out {
+		out[i] = int32(r.IntN(vocab))
+	}
+	return out
+}
