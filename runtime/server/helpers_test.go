@@ -175,6 +175,20 @@ func shutdown(tb testing.TB, s *Server, served <-chan error, timeout time.Durati
 func post(t *testing.T, ts *httptest.Server, path, body string) (int, http.Header, []byte) {
 	t.Helper()
 	resp, err := ts.Client().Post(ts.URL+path, "application/json", strings.NewReader(body))
+	return response(t, resp, err)
+}
+
+// get fetches path.
+func get(t *testing.T, ts *httptest.Server, path string) (int, []byte) {
+	t.Helper()
+	resp, err := ts.Client().Get(ts.URL + path)
+	status, _, b := response(t, resp, err)
+	return status, b
+}
+
+// response reads a client call's response: the status, headers and body.
+func response(t *testing.T, resp *http.Response, err error) (int, http.Header, []byte) {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,21 +198,6 @@ func post(t *testing.T, ts *httptest.Server, path, body string) (int, http.Heade
 		t.Fatal(err)
 	}
 	return resp.StatusCode, resp.Header, b
-}
-
-// get fetches path.
-func get(t *testing.T, ts *httptest.Server, path string) (int, []byte) {
-	t.Helper()
-	resp, err := ts.Client().Get(ts.URL + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
 }
 
 // sseEvents splits a server-sent-event body into its data payloads.
