@@ -183,16 +183,6 @@ func TestKVGradFiniteDifferences(t *testing.T) {
 	}
 }
 
-// maxRelDiff returns max |a-b| / max |b|.
-func maxRelDiff(a, b []float32) float64 {
-	var d, s float64
-	for i := range b {
-		d = max(d, math.Abs(float64(a[i])-float64(b[i])))
-		s = max(s, math.Abs(float64(b[i])))
-	}
-	return d / s
-}
-
 func cmpAbs(a, b float32) int {
 	a, b = float32(math.Abs(float64(a))), float32(math.Abs(float64(b)))
 	switch {
@@ -254,10 +244,10 @@ func TestKVGradLossMatchesForward(t *testing.T) {
 	observed := 0
 	g.Observe = func(l int, keys, values []float32) {
 		observed++
-		if d := maxRelDiff(keys, wantK[l]); d > 1e-6 {
+		if d := relDiff(keys, wantK[l]); d > 1e-6 {
 			t.Errorf("layer %d: observed keys differ from Forward's by %.1e", l, d)
 		}
-		if d := maxRelDiff(values, wantV[l]); d > 1e-6 {
+		if d := relDiff(values, wantV[l]); d > 1e-6 {
 			t.Errorf("layer %d: observed values differ from Forward's by %.1e", l, d)
 		}
 	}
