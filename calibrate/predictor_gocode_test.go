@@ -66,7 +66,7 @@ func fitGocode(t *testing.T, name string) {
 		}
 		t.Logf("rank option %d: prefill %v (of which statistics %v), fit %v; chosen depth %d (rank %d)", o.Rank, prefill, observe, time.Since(start), p.Layer, p.Rank)
 		for _, s := range p.Scores {
-			sp, k := speedupOf(&m.Config, s.Layer, s.Acceptance)
+			sp, k := earlyexit.Speedup(&m.Config, s.Layer, s.Acceptance)
 			t.Logf("  E=%d: acceptance %.3f (raw exit %.3f), modeled speed-up %.2f at k=%d", s.Layer, s.Acceptance, s.Raw, sp, k)
 		}
 	}

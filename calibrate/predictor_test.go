@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
@@ -235,9 +234,4 @@ func TestPredictorFitOptions(t *testing.T) {
 	if _, err := f.Fit(context.Background(), nil); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Fit without states: %v, want ErrInvalid", err)
 	}
-}
-
-// speedupOf is earlyexit.Speedup, for logs.
-func speedupOf(cfg *model.Config, e int, alpha float64) (float64, int) {
-	return earlyexit.Speedup(cfg, e, alpha)
 }
