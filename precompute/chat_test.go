@@ -14,16 +14,6 @@ import (
 	"squeeze/runtime/model/modeltest/testmodel"
 )
 
-// chatTemplate reads one of runtime/chat's test templates.
-func chatTemplate(t testing.TB, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), "runtime", "chat", "testdata", name+".jinja"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // TestChatText renders a joined context into the system message of several template
 // families and checks the text, the documents' places and the tokens.
 func TestChatText(t *testing.T) {
@@ -40,7 +30,7 @@ func TestChatText(t *testing.T) {
 		{"mistral-v3", "", ""},
 	} {
 		t.Run(tc.template, func(t *testing.T) {
-			_, f, tok := testmodel.Spec(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{chat.KeyTemplate: chatTemplate(t, tc.template)}})
+			_, f, tok := testmodel.Spec(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{chat.KeyTemplate: modeltest.ChatTemplate(t, tc.template)}})
 			tmpl, err := chat.FromGGUF(f)
 			if err != nil {
 				t.Fatal(err)
@@ -90,7 +80,7 @@ func TestChatText(t *testing.T) {
 // TestChatTextClipsDocuments checks that documents are clipped to what a template that
 // trims the system message keeps.
 func TestChatTextClipsDocuments(t *testing.T) {
-	f := modeltest.Open(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{chat.KeyTemplate: chatTemplate(t, "llama3.1")}})
+	f := modeltest.Open(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{chat.KeyTemplate: modeltest.ChatTemplate(t, "llama3.1")}})
 	tmpl, err := chat.FromGGUF(f)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +103,7 @@ func TestChatTextClipsDocuments(t *testing.T) {
 func TestRunChat(t *testing.T) {
 	dir := t.TempDir()
 	withTemplate := filepath.Join(dir, "chat.gguf")
-	spec := modeltest.Spec{Tokenizer: true, Context: 1024, Seed: 3, Meta: map[string]any{chat.KeyTemplate: chatTemplate(t, "chatml")}}
+	spec := modeltest.Spec{Tokenizer: true, Context: 1024, Seed: 3, Meta: map[string]any{chat.KeyTemplate: modeltest.ChatTemplate(t, "chatml")}}
 	if err := modeltest.Write(withTemplate, spec); err != nil {
 		t.Fatal(err)
 	}

@@ -6,16 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"squeeze/runtime/model/modeltest"
 )
 
 // load parses testdata/name.jinja with the given BOS and EOS texts.
 func load(tb testing.TB, name, bos, eos string) *Template {
 	tb.Helper()
-	src, err := os.ReadFile(filepath.Join("testdata", name+".jinja"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	t, err := Parse(string(src), bos, eos)
+	t, err := Parse(modeltest.ChatTemplate(tb, name), bos, eos)
 	if err != nil {
 		tb.Fatalf("%s: %v", name, err)
 	}

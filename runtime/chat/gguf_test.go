@@ -3,8 +3,6 @@ package chat
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -51,18 +49,9 @@ func qwenGGUF(tb testing.TB, meta map[string]any) *gguf.File {
 	return f
 }
 
-func readTemplate(tb testing.TB, name string) string {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name+".jinja"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return string(b)
-}
-
 func TestFromGGUF(t *testing.T) {
 	t.Run("llama2 with SentencePiece vocabulary", func(t *testing.T) {
-		f := modeltest.Open(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{KeyTemplate: readTemplate(t, "llama2")}})
+		f := modeltest.Open(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{KeyTemplate: modeltest.ChatTemplate(t, "llama2")}})
 		tmpl, err := FromGGUF(f)
 		if err != nil {
 			t.Fatal(err)
@@ -77,7 +66,7 @@ func TestFromGGUF(t *testing.T) {
 		}
 	})
 	t.Run("qwen2.5 with BPE vocabulary", func(t *testing.T) {
-		tmpl, err := FromGGUF(qwenGGUF(t, map[string]any{KeyTemplate: readTemplate(t, "qwen2.5")}))
+		tmpl, err := FromGGUF(qwenGGUF(t, map[string]any{KeyTemplate: modeltest.ChatTemplate(t, "qwen2.5")}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,13 +87,13 @@ func TestFromGGUF(t *testing.T) {
 			return qwenGGUF(t, map[string]any{KeyTemplate: uint32(7)})
 		}, []error{gguf.ErrCorrupt}},
 		{"unsupported template", func(t *testing.T) *gguf.File {
-			return qwenGGUF(t, map[string]any{KeyTemplate: readTemplate(t, "phi3")})
+			return qwenGGUF(t, map[string]any{KeyTemplate: modeltest.ChatTemplate(t, "phi3")})
 		}, []error{ErrUnsupported}},
 		{"empty template", func(t *testing.T) *gguf.File {
 			return qwenGGUF(t, map[string]any{KeyTemplate: ""})
 		}, []error{ErrNoTemplate}},
 		{"template without vocabulary", func(t *testing.T) *gguf.File {
-			return modeltest.Open(t, modeltest.Spec{Meta: map[string]any{KeyTemplate: readTemplate(t, "chatml")}})
+			return modeltest.Open(t, modeltest.Spec{Meta: map[string]any{KeyTemplate: modeltest.ChatTemplate(t, "chatml")}})
 		}, []error{tokenizer.ErrInvalidVocab}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -123,7 +112,7 @@ func TestFromGGUF(t *testing.T) {
 // at the start (and before later user turns, as Llama 2 writes it); cutting BOS() off the
 // text and letting the tokenizer add it gives the same ids.
 func TestTokenizeBOS(t *testing.T) {
-	_, f, tok := testmodel.Spec(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{KeyTemplate: readTemplate(t, "llama2")}})
+	_, f, tok := testmodel.Spec(t, modeltest.Spec{Tokenizer: true, Meta: map[string]any{KeyTemplate: modeltest.ChatTemplate(t, "llama2")}})
 	tmpl, err := FromGGUF(f)
 	if err != nil {
 		t.Fatal(err)

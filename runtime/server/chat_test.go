@@ -201,7 +201,7 @@ func TestChatContextRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	llama3, err := chat.Parse(readChatTemplate(t, "llama3.1"), "<s>", "</s>")
+	llama3, err := chat.Parse(modeltest.ChatTemplate(t, "llama3.1"), "<s>", "</s>")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestChatContextRefused(t *testing.T) {
 
 	// Mistral v3 puts the system text into the last user turn: a conversation of two
 	// user turns renders the first before the context.
-	mistral, err := chat.Parse(readChatTemplate(t, "mistral-v3"), "<s>", "</s>")
+	mistral, err := chat.Parse(modeltest.ChatTemplate(t, "mistral-v3"), "<s>", "</s>")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,16 +251,6 @@ func TestChatContextRefused(t *testing.T) {
 	}
 }
 
-// readChatTemplate reads one of runtime/chat's test templates.
-func readChatTemplate(t *testing.T, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "chat", "testdata", name+".jinja"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // TestChatContextFamilies checks that contexts precomputed for chat with the templates of
 // every family load, and that a request with a client system message is served around
 // them.
@@ -268,7 +258,7 @@ func TestChatContextFamilies(t *testing.T) {
 	loadFixture(t)
 	for _, name := range []string{"chatml", "qwen2.5", "llama3.1", "llama3.2-if-system", "llama2", "mistral-v1", "mistral-v3", "gemma3"} {
 		t.Run(name, func(t *testing.T) {
-			tmpl, err := chat.Parse(readChatTemplate(t, name), "<s>", "</s>")
+			tmpl, err := chat.Parse(modeltest.ChatTemplate(t, name), "<s>", "</s>")
 			if err != nil {
 				t.Fatal(err)
 			}
