@@ -1,7 +1,10 @@
 // Package modeltest builds small synthetic GGUF models with random weights, for tests of
 // the loader, the forward pass and everything above them. The files are valid inputs for
 // model.Load (and, with Spec.Tokenizer, for tokenizer.FromGGUF); Spec's fields also make
-// broken ones: missing tensors, wrong shapes, unknown architectures.
+// broken ones: missing tensors, wrong shapes, unknown architectures. Beside them: random
+// token ids (Tokens), a float64 reference model.Prefix (DensePrefix) and runtime/chat's
+// test templates (ChatTemplate). Package testmodel loads the models for tests above
+// package model.
 package modeltest
 
 import (
