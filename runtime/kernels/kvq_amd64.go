@@ -52,3 +52,15 @@ func kvqDotGroups(a, b *float32, octs int) float32
 
 // kvqAvailable reports whether the kernels above may run.
 func kvqAvailable() bool { return cpuHas.AVX2FMA }
+
+// kvqScoreKeysRows is KVQScoreKeys's kernel for n rows: q holds the vectors interleaved
+// per group (vector v's values 8g..8g+7 at 32g + 8v), dst is strided by dstride.
+//
+//go:noescape
+func kvqScoreKeysRows(dst *float32, dstride int, q *float32, nq int, src *byte, n, dim, bits int, levels, ranges *float32, pos *int32, hi, lo *float32)
+
+// kvqAccumTokenRows is KVQAccumulateTokens's kernel for n rows: a holds the weights
+// row-major, 4 per row (vector v's weight of row i at 4i + v).
+//
+//go:noescape
+func kvqAccumTokenRows(out *float32, ostride int, a *float32, nq int, src *byte, n, dim, bits int, levels *float32)

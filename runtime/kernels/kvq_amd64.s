@@ -345,3 +345,205 @@ xloop:
 xdone:
 	VZEROUPPER
 	RET
+
+// KVQ_GROUP_LEVELS sets Y1 to the levels of the 8 codes at SI (4 bytes loaded: the
+// group's bits bytes and what follows), Y11 and Y12 holding periodic levels 0-7 and
+// 8-15, Y13 the shifts, BX = bits. Codes of 2 and 3 bits index Y11 by their low 3 bits
+// unmasked (the levels repeat); 4-bit codes pick Y12 by bit 3. Clobbers Y0, Y2, Y3.
+#define KVQ_GROUP_LEVELS(skip) \
+	VPBROADCASTD (SI), Y0; \
+	VPSRLVD Y13, Y0, Y0; \
+	VPERMPS Y11, Y0, Y1; \
+	CMPQ BX, $4; \
+	JNE skip; \
+	VPERMPS Y12, Y0, Y2; \
+	VPSLLD $28, Y0, Y3; \
+	VBLENDVPS Y3, Y2, Y1, Y1; \
+skip:
+
+// func kvqScoreKeysRows(dst *float32, dstride int, q *float32, nq int, src *byte, n, dim, bits int, levels, ranges *float32, pos *int32, hi, lo *float32)
+TEXT ·kvqScoreKeysRows(SB), NOSPLIT, $0-104
+	MOVQ dst+0(FP), DI
+	MOVQ q+16(FP), R12
+	MOVQ nq+24(FP), DX
+	MOVQ src+32(FP), SI
+	MOVQ n+40(FP), CX
+	MOVQ bits+56(FP), BX
+	MOVQ levels+64(FP), R8
+	LEAQ kvqShift<>(SB), AX
+	MOVQ BX, R9
+	SUBQ $2, R9
+	SHLQ $5, R9
+	VMOVDQU (AX)(R9*1), Y13
+	VMOVUPS (R8), Y11
+	VMOVUPS 32(R8), Y12
+	MOVQ ranges+72(FP), R11
+	MOVQ pos+80(FP), R8
+	TESTQ CX, CX
+	JEQ sdone
+
+srow:
+	// R9 and R10: the angle rows of position p, p/64 of hi and p%64 of lo (8·dim bytes).
+	MOVLQSX (R8), AX
+	MOVQ AX, R10
+	SHRQ $6, AX
+	ANDQ $63, R10
+	MOVQ dim+48(FP), R9
+	SHLQ $3, R9
+	IMULQ R9, AX
+	IMULQ R9, R10
+	MOVQ hi+88(FP), R9
+	ADDQ AX, R9
+	ADDQ lo+96(FP), R10
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	XORQ R13, R13
+
+sgroup:
+	// R13 = 32·g: group g's ranges and angles at 64·g, its query values at 128·g.
+	KVQ_GROUP_LEVELS(s4)
+	VMOVUPS (R11)(R13*2), Y4
+	VFMADD213PS 32(R11)(R13*2), Y4, Y1
+	// The angles: c = ch·cl − sh·sl, ±s = ±sh·cl + ch·±sl (the sines' even lanes negated).
+	VMOVUPS (R9)(R13*2), Y2
+	VMOVUPS 32(R9)(R13*2), Y3
+	VMULPS (R10)(R13*2), Y2, Y9
+	VFNMADD231PS 32(R10)(R13*2), Y3, Y9
+	VMULPS (R10)(R13*2), Y3, Y10
+	VFMADD231PS 32(R10)(R13*2), Y2, Y10
+	// (a, b) → (a·c − b·s, a·s + b·c).
+	VPERMILPS $0xB1, Y1, Y4
+	VMULPS Y9, Y1, Y1
+	VFMADD231PS Y10, Y4, Y1
+	VFMADD231PS (R12)(R13*4), Y1, Y5
+	CMPQ DX, $1
+	JEQ snext
+	VFMADD231PS 32(R12)(R13*4), Y1, Y6
+	CMPQ DX, $2
+	JEQ snext
+	VFMADD231PS 64(R12)(R13*4), Y1, Y7
+	CMPQ DX, $3
+	JEQ snext
+	VFMADD231PS 96(R12)(R13*4), Y1, Y8
+
+snext:
+	ADDQ BX, SI
+	ADDQ $32, R13
+	MOVQ dim+48(FP), AX
+	SHLQ $2, AX
+	CMPQ R13, AX
+	JNE sgroup
+	// X5 = the 4 sums, each reduced by the same tree whatever the others.
+	VHADDPS Y6, Y5, Y5
+	VHADDPS Y8, Y7, Y7
+	VHADDPS Y7, Y5, Y5
+	VEXTRACTF128 $1, Y5, X6
+	VADDPS X6, X5, X5
+	VMOVSS X5, (DI)
+	CMPQ DX, $1
+	JEQ sstored
+	MOVQ dstride+8(FP), AX
+	SHLQ $2, AX
+	VEXTRACTPS $1, X5, (DI)(AX*1)
+	CMPQ DX, $2
+	JEQ sstored
+	VEXTRACTPS $2, X5, (DI)(AX*2)
+	CMPQ DX, $3
+	JEQ sstored
+	LEAQ (AX)(AX*2), AX
+	VEXTRACTPS $3, X5, (DI)(AX*1)
+
+sstored:
+	ADDQ $4, DI
+	ADDQ $4, R8
+	DECQ CX
+	JNE srow
+
+sdone:
+	VZEROUPPER
+	RET
+
+// func kvqAccumTokenRows(out *float32, ostride int, a *float32, nq int, src *byte, n, dim, bits int, levels *float32)
+TEXT ·kvqAccumTokenRows(SB), NOSPLIT, $0-72
+	MOVQ out+0(FP), DI
+	MOVQ ostride+8(FP), AX
+	SHLQ $2, AX
+	LEAQ (AX)(AX*2), R13
+	MOVQ nq+24(FP), DX
+	MOVQ bits+56(FP), BX
+	MOVQ levels+64(FP), R8
+	LEAQ kvqShift<>(SB), R9
+	MOVQ BX, R10
+	SUBQ $2, R10
+	SHLQ $5, R10
+	VMOVDQU (R9)(R10*1), Y13
+	VMOVUPS (R8), Y11
+	VMOVUPS 32(R8), Y12
+	MOVQ src+32(FP), R8
+	MOVQ dim+48(FP), R12
+	SHRQ $3, R12
+	MOVQ dim+48(FP), R11
+	IMULQ BX, R11
+	SHRQ $3, R11
+
+agroup:
+	// Group g (R8 = its codes in the first row, DI = its values of vector 0): every
+	// vector's 8 sums stay in Y5-Y8 while the rows go by.
+	VMOVUPS (DI), Y5
+	CMPQ DX, $1
+	JEQ aloaded
+	VMOVUPS (DI)(AX*1), Y6
+	CMPQ DX, $2
+	JEQ aloaded
+	VMOVUPS (DI)(AX*2), Y7
+	CMPQ DX, $3
+	JEQ aloaded
+	VMOVUPS (DI)(R13*1), Y8
+
+aloaded:
+	MOVQ R8, SI
+	MOVQ a+16(FP), R10
+	MOVQ n+40(FP), CX
+
+arow:
+	KVQ_GROUP_LEVELS(a4)
+	VBROADCASTSS (R10), Y2
+	VFMADD231PS Y2, Y1, Y5
+	CMPQ DX, $1
+	JEQ anext
+	VBROADCASTSS 4(R10), Y3
+	VFMADD231PS Y3, Y1, Y6
+	CMPQ DX, $2
+	JEQ anext
+	VBROADCASTSS 8(R10), Y4
+	VFMADD231PS Y4, Y1, Y7
+	CMPQ DX, $3
+	JEQ anext
+	VBROADCASTSS 12(R10), Y9
+	VFMADD231PS Y9, Y1, Y8
+
+anext:
+	ADDQ R11, SI
+	ADDQ $16, R10
+	DECQ CX
+	JNE arow
+	VMOVUPS Y5, (DI)
+	CMPQ DX, $1
+	JEQ astored
+	VMOVUPS Y6, (DI)(AX*1)
+	CMPQ DX, $2
+	JEQ astored
+	VMOVUPS Y7, (DI)(AX*2)
+	CMPQ DX, $3
+	JEQ astored
+	VMOVUPS Y8, (DI)(R13*1)
+
+astored:
+	ADDQ $32, DI
+	ADDQ BX, R8
+	DECQ R12
+	JNE agroup
+	VZEROUPPER
+	RET

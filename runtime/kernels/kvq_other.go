@@ -24,3 +24,9 @@ func kvqDotGroups(a, b *float32, octs int) float32 { return 0 }
 
 func kvqDecodeRotateGroups(dst *float32, src *byte, groups, bits int, levels, half, mid, ch, sh, cl, sl *float32) {
 }
+
+func kvqScoreKeysRows(dst *float32, dstride int, q *float32, nq int, src *byte, n, dim, bits int, levels, ranges *float32, pos *int32, hi, lo *float32) {
+}
+
+func kvqAccumTokenRows(out *float32, ostride int, a *float32, nq int, src *byte, n, dim, bits int, levels *float32) {
+}

@@ -1,0 +1,209 @@
+package kernels
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// Multi-row kernels of quantized KV rows: each decodes a run of rows once for up to
+// KVQMaxVecs query vectors, in registers, without a decoded copy. Rows have dim values,
+// a multiple of 8, so that a row's codes are whole groups (dim·bits/8 bytes) and rows
+// follow each other without padding. The levels must repeat with the period 2^bits
+// (KVQPeriodic): the kernels use the low 3 bits of a code (2 and 3 bits) as an index
+// without masking it first.
+
+// KVQMaxVecs is the most query vectors one multi-row kernel call serves.
+const KVQMaxVecs = 4
+
+// kvqMaxBlock is the most rows of weights KVQAccumulateTokens lays out at once.
+const kvqMaxBlock = 128
+
+// kvqMaxDim is the longest row the multi-row kernels take.
+const kvqMaxDim = 256
+
+// KVQPeriodic returns levels (2^bits of them, bits 2 to 4) repeated to fill KVQLevels, the
+// form the multi-row kernels read.
+func KVQPeriodic(levels []float32) KVQLevels {
+	var lv KVQLevels
+	for i := range lv {
+		lv[i] = levels[i%len(levels)]
+	}
+	return lv
+}
+
+// KVQChannelRanges lays out per-channel ranges (dim halves and mids, dim a multiple of 8)
+// for KVQScoreKeys: per group of 8 channels, the 8 halves then the 8 mids.
+func KVQChannelRanges(half, mid []float32) []float32 {
+	return kvqInterleave(half, mid)
+}
+
+// KVQPairAngles lays out one row of RoPE angles (cos and sin of dim/2 adjacent pairs,
+// dim a multiple of 8) for KVQScoreKeys: per group of 8 values (4 pairs), each pair's
+// cosine twice, then its sine negated and as is.
+func KVQPairAngles(cos, sin []float32) []float32 {
+	p := len(cos)
+	c, s := make([]float32, 2*p), make([]float32, 2*p)
+	for i := range p {
+		c[2*i], c[2*i+1] = cos[i], cos[i]
+		s[2*i], s[2*i+1] = -sin[i], sin[i]
+	}
+	return kvqInterleave(c, s)
+}
+
+// kvqInterleave returns a and b in groups of 8: a's first 8, b's first 8, and so on.
+func kvqInterleave(a, b []float32) []float32 {
+	out := make([]float32, 2*len(a))
+	for g := 0; g < len(a); g += 8 {
+		copy(out[2*g:2*g+8], a[g:g+8])
+		copy(out[2*g+8:2*g+16], b[g:g+8])
+	}
+	return out
+}
+
+// KVQScoreKeys sets dst[v*dstride+i] = q[v*dim:(v+1)*dim] · key i for v < nq (at most
+// KVQMaxVecs) and i < n: keys with one range per channel, stored before RoPE, key i's
+// codes at src[i·dim·bits/8:], decoded as KVQDecodeChannel does (ranges laid out by
+// KVQChannelRanges, dim = len(ranges)/2) and rotated to position pos[i] as
+// KVQDecodeRotate rotates them, with the angles of position p composed from row p/64 of
+// hi and row p%64 of lo (rows of 2·dim values laid out by KVQPairAngles). Each key is
+// decoded once for all the vectors, and each vector's sums do not depend on the others',
+// so a call gives every vector the bits a call for it alone would. Outliers are the
+// caller's to add.
+func KVQScoreKeys(dst []float32, dstride int, q []float32, nq int, src []byte, n, bits int, levels *KVQLevels, ranges []float32, pos []int32, hi, lo []float32) {
+	dim := len(ranges) / 2
+	rb := dim * bits / 8
+	if n <= 0 || nq <= 0 {
+		return
+	}
+	if nq > KVQMaxVecs || dim%8 != 0 || dim == 0 || dim > kvqMaxDim || bits < 2 || bits > 4 ||
+		len(q) < nq*dim || len(dst) < (nq-1)*dstride+n || len(src) < n*rb || len(pos) < n || len(lo) < 64*2*dim {
+		panic(fmt.Sprintf("kernels: KVQScoreKeys of %d rows of %d (%d bits) for %d vectors: dst %d (stride %d), q %d, src %d, pos %d, lo %d",
+			n, dim, bits, nq, len(dst), dstride, len(q), len(src), len(pos), len(lo)))
+	}
+	hiRows := len(hi) / (2 * dim)
+	for _, p := range pos[:n] {
+		if p < 0 || int(p)>>6 >= hiRows {
+			panic(fmt.Sprintf("kernels: KVQScoreKeys: position %d outside the angle tables' %d", p, 64*hiRows))
+		}
+	}
+	if !kvqFast {
+		kvqScoreKeysRef(dst, dstride, q, nq, src, n, bits, levels, ranges, pos, hi, lo)
+		return
+	}
+	// The queries interleaved per group of 8 values: vector v's group g at 32·g + 8·v.
+	var qb [KVQMaxVecs * kvqMaxDim]float32
+	for v := range nq {
+		for g := 0; g < dim; g += 8 {
+			copy(qb[4*g+8*v:4*g+8*v+8], q[v*dim+g:v*dim+g+8])
+		}
+	}
+	// The kernel loads 4 bytes at each group's codes: the last row's last group may read
+	// past src, so the last row goes through a padded copy when src ends there.
+	m := n
+	if len(src) < n*rb+4-bits {
+		m = n - 1
+	}
+	if m > 0 {
+		kvqScoreKeysRows(unsafe.SliceData(dst), dstride, &qb[0], nq, unsafe.SliceData(src), m, dim, bits, &levels[0],
+			unsafe.SliceData(ranges), unsafe.SliceData(pos), unsafe.SliceData(hi), unsafe.SliceData(lo))
+	}
+	if m < n {
+		var last [kvqMaxDim/2 + 4]byte
+		copy(last[:], src[m*rb:n*rb])
+		kvqScoreKeysRows(&dst[m], dstride, &qb[0], nq, &last[0], 1, dim, bits, &levels[0],
+			unsafe.SliceData(ranges), &pos[m], unsafe.SliceData(hi), unsafe.SliceData(lo))
+	}
+}
+
+// kvqScoreKeysRef is KVQScoreKeys one value at a time.
+func kvqScoreKeysRef(dst []float32, dstride int, q []float32, nq int, src []byte, n, bits int, levels *KVQLevels, ranges []float32, pos []int32, hi, lo []float32) {
+	dim := len(ranges) / 2
+	rb := dim * bits / 8
+	key := make([]float32, dim)
+	for i := range n {
+		row := src[i*rb : (i+1)*rb]
+		h := hi[int(pos[i])>>6*2*dim:]
+		l := lo[int(pos[i])&63*2*dim:]
+		for j := range dim {
+			g, t := j/8*16, j%8
+			a := ranges[g+8+t] + ranges[g+t]*levels[kvqCode(row, bits, j)]
+			key[j] = a
+		}
+		for j := 0; j < dim; j += 2 {
+			g, t := j/8*16, j%8
+			c := h[g+t]*l[g+t] - h[g+8+t]*l[g+8+t]
+			s := h[g+8+t+1]*l[g+t] + h[g+t]*l[g+8+t+1]
+			a, b := key[j], key[j+1]
+			key[j], key[j+1] = a*c-b*s, a*s+b*c
+		}
+		for v := range nq {
+			var sum float32
+			for j, k := range key {
+				sum += q[v*dim+j] * k
+			}
+			dst[v*dstride+i] = sum
+		}
+	}
+}
+
+// KVQAccumulateTokens adds Σ_i a[v*astride+i]·levels[code j of row i] to out[v*ostride+j]
+// for v < nq (at most KVQMaxVecs), i < n and j < dim: weighted values with one range per
+// row (the caller folds the rows' Half into a and adds their Mids and outliers). Row
+// i's codes are at src[i·dim·bits/8:]; dim is a multiple of 8. Each vector's sums are
+// added row by row in order with one rounding per multiply-add, whatever the other
+// vectors.
+func KVQAccumulateTokens(out []float32, ostride int, a []float32, astride, nq int, src []byte, n, dim, bits int, levels *KVQLevels) {
+	rb := dim * bits / 8
+	if n <= 0 || nq <= 0 {
+		return
+	}
+	if nq > KVQMaxVecs || dim%8 != 0 || dim == 0 || bits < 2 || bits > 4 ||
+		len(out) < (nq-1)*ostride+dim || len(a) < (nq-1)*astride+n || len(src) < n*rb {
+		panic(fmt.Sprintf("kernels: KVQAccumulateTokens of %d rows of %d (%d bits) for %d vectors: out %d (stride %d), a %d (stride %d), src %d",
+			n, dim, bits, nq, len(out), ostride, len(a), astride, len(src)))
+	}
+	if !kvqFast {
+		for v := range nq {
+			o := out[v*ostride : v*ostride+dim]
+			for i := range n {
+				w, row := a[v*astride+i], src[i*rb:(i+1)*rb]
+				for j := range o {
+					o[j] += w * levels[kvqCode(row, bits, j)]
+				}
+			}
+		}
+		return
+	}
+	var ab [kvqMaxBlock * KVQMaxVecs]float32 // the weights row-major: row i's at 4·i
+	for lo := 0; lo < n; lo += kvqMaxBlock {
+		hi := min(n, lo+kvqMaxBlock)
+		for v := range nq {
+			for i, w := range a[v*astride+lo : v*astride+hi] {
+				ab[4*i+v] = w
+			}
+		}
+		m := hi
+		if len(src) < hi*rb+4-bits { // the last row's last group through a padded copy
+			m = hi - 1
+		}
+		if m > lo {
+			kvqAccumTokenRows(unsafe.SliceData(out), ostride, &ab[0], nq, &src[lo*rb], m-lo, dim, bits, &levels[0])
+		}
+		if m < hi {
+			var last [kvqMaxDim/2 + 4]byte
+			if rb > len(last)-4 {
+				// Rows too long for the copy: the last one a value at a time.
+				for v := range nq {
+					o := out[v*ostride : v*ostride+dim]
+					w, row := a[v*astride+m], src[m*rb:(m+1)*rb]
+					for j := range o {
+						o[j] += w * levels[kvqCode(row, bits, j)]
+					}
+				}
+				continue
+			}
+			copy(last[:], src[m*rb:hi*rb])
+			kvqAccumTokenRows(unsafe.SliceData(out), ostride, &ab[4*(m-lo)], nq, &last[0], 1, dim, bits, &levels[0])
+		}
+	}
+}

@@ -1,0 +1,141 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestKVQRows compares the multi-row kernels at every instruction-set level with
+// references written from their definitions (key decoded, rotated by composed angles,
+// dotted; values weighted level by level), for every code width, 1 to 4 vectors, and
+// codes that end exactly at the last row (the padded copy) or run on; results for one
+// vector must not depend on the others.
+func TestKVQRows(t *testing.T) {
+	withFeatures(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(7, 8))
+		for _, bits := range []int{2, 3, 4} {
+			for _, dim := range []int{8, 64, 80} {
+				for _, n := range []int{1, 5, 130} {
+					for _, extra := range []int{0, 5} {
+						kvqRowsCase(t, rng, bits, dim, n, extra)
+					}
+				}
+			}
+		}
+	})
+}
+
+func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
+	rb := dim * bits / 8
+	src := make([]byte, n*rb+extra)
+	for i := range src {
+		src[i] = byte(rng.UintN(256))
+	}
+	base := make([]float32, 1<<bits)
+	for i := range base {
+		base[i] = float32(rng.NormFloat64())
+	}
+	lv := KVQPeriodic(base)
+	half, mid := make([]float32, dim), make([]float32, dim)
+	for j := range half {
+		half[j], mid[j] = float32(rng.Float64()), float32(rng.NormFloat64())
+	}
+	ranges := KVQChannelRanges(half, mid)
+	const hiRows = 5
+	p := dim / 2
+	angles := func(rows int) ([]float32, [][2][]float32) {
+		var tab []float32
+		var parts [][2][]float32
+		for range rows {
+			c, s := make([]float32, p), make([]float32, p)
+			for i := range p {
+				a := rng.Float64() * 40
+				c[i], s[i] = float32(math.Cos(a)), float32(math.Sin(a))
+			}
+			tab = append(tab, KVQPairAngles(c, s)...)
+			parts = append(parts, [2][]float32{c, s})
+		}
+		return tab, parts
+	}
+	hi, hp := angles(hiRows)
+	lo, lp := angles(64)
+	pos := make([]int32, n)
+	for i := range pos {
+		pos[i] = int32(rng.IntN(64 * hiRows))
+	}
+	for nq := 1; nq <= KVQMaxVecs; nq++ {
+		q := make([]float32, nq*dim)
+		for i := range q {
+			q[i] = float32(rng.NormFloat64())
+		}
+		// Keys: want from the definition, through KVQDecodeRotate's parts.
+		const dstride = 140
+		got := make([]float32, (nq-1)*dstride+n+1)
+		got[len(got)-1] = 42
+		KVQScoreKeys(got, dstride, q, nq, src, n, bits, &lv, ranges, pos, hi, lo)
+		key := make([]float32, dim)
+		for i := range n {
+			h, l := hp[pos[i]>>6], lp[pos[i]&63]
+			KVQDecodeRotate(key, src[i*rb:(i+1)*rb], bits, &lv, half, mid, h[0], h[1], l[0], l[1])
+			for v := range nq {
+				var want float64
+				for j, k := range key {
+					want += float64(q[v*dim+j]) * float64(k)
+				}
+				if g := got[v*dstride+i]; math.Abs(float64(g)-want) > 1e-4*(1+math.Abs(want)) {
+					t.Fatalf("%d bits, dim %d, %d rows (+%d), %d vectors: score %d of row %d = %v, want %v", bits, dim, n, extra, nq, v, i, g, want)
+				}
+			}
+		}
+		if got[len(got)-1] != 42 {
+			t.Fatalf("%d bits, dim %d: KVQScoreKeys wrote past its rows", bits, dim)
+		}
+		// One vector alone gets the bits it gets among others.
+		one := make([]float32, n)
+		KVQScoreKeys(one, n, q[(nq-1)*dim:], 1, src, n, bits, &lv, ranges, pos, hi, lo)
+		for i := range n {
+			if one[i] != got[(nq-1)*dstride+i] {
+				t.Fatalf("%d bits, dim %d: vector %d scores row %d %v alone, %v among %d", bits, dim, nq-1, i, one[i], got[(nq-1)*dstride+i], nq)
+			}
+		}
+
+		// Values.
+		const astride, ostride = 150, 90
+		a := make([]float32, (nq-1)*astride+n)
+		for i := range a {
+			a[i] = float32(rng.NormFloat64())
+		}
+		out := make([]float32, (nq-1)*ostride+dim)
+		for i := range out {
+			out[i] = float32(rng.NormFloat64())
+		}
+		want := make([]float64, len(out))
+		for i, o := range out {
+			want[i] = float64(o)
+		}
+		for v := range nq {
+			for i := range n {
+				for j := range dim {
+					want[v*ostride+j] += float64(a[v*astride+i]) * float64(base[kvqCode(src[i*rb:], bits, j)])
+				}
+			}
+		}
+		alone := append([]float32(nil), out[(nq-1)*ostride:]...)
+		KVQAccumulateTokens(out, ostride, a, astride, nq, src, n, dim, bits, &lv)
+		KVQAccumulateTokens(alone, ostride, a[(nq-1)*astride:], astride, 1, src, n, dim, bits, &lv)
+		for v := range nq {
+			for j := range dim {
+				g, w := out[v*ostride+j], want[v*ostride+j]
+				if math.Abs(float64(g)-w) > 1e-4*(1+math.Abs(w)) {
+					t.Fatalf("%d bits, dim %d, %d rows (+%d), %d vectors: value %d[%d] = %v, want %v", bits, dim, n, extra, nq, v, j, g, w)
+				}
+			}
+		}
+		for j := range dim {
+			if alone[j] != out[(nq-1)*ostride+j] {
+				t.Fatalf("%d bits, dim %d: vector %d value %d is %v alone, %v among %d", bits, dim, nq-1, j, alone[j], out[(nq-1)*ostride+j], nq)
+			}
+		}
+	}
+}
