@@ -2,7 +2,10 @@
 // passes, then samples and feeds back one token at a time, streaming text as it is
 // completed. With Options.Speculate (greedy sampling only), a pass may instead verify
 // a draft of several tokens (package speculate) and commit the part greedy decoding
-// would also have produced; the tokens are the same, only fewer passes run.
+// would also have produced; the tokens are the same, only fewer passes run. With
+// Options.Pipeline (greedy, no repetition penalty), a Stepper chooses every token after
+// the first: earlyexit's pipelined form on a parameter-shared model, again greedy
+// decoding's tokens.
 //
 // Generation stops at the first of: an end-of-generation token (EOS, <|eot_id|>, ...), a
 // stop string, the token limit, a full KV cache, or the cancellation of the context. The

@@ -3,6 +3,7 @@ package decode
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
@@ -68,14 +69,24 @@ func (e *Engine) GenerateTokens(ctx context.Context, prompt []int32, opts Option
 		return Result{PromptTokens: len(prompt)}, err
 	}
 	m := &modelLM{m: e.Model, c: cache, p: pool, opt: model.Options{Prefix: opts.Prefix}}
+	target := speculate.Target{Model: e.Model, Cache: cache, Pool: pool, Prefix: opts.Prefix}
 	var policy *speculate.Policy
-	if opts.Speculate != nil && opts.Speculate.Active() && opts.Sampling.Greedy() {
+	var pipe Stepper
+	switch {
+	case opts.Pipeline != nil && opts.Sampling.Greedy() && !penalized(opts.Sampling.RepeatPenalty):
+		if pipe, err = opts.Pipeline(target); err != nil {
+			return Result{PromptTokens: len(prompt)}, fmt.Errorf("decode: pipeline: %w", err)
+		}
+	case opts.Speculate != nil && opts.Speculate.Active() && opts.Sampling.Greedy():
 		policy = opts.Speculate
-		policy.Reset(&speculate.Target{Model: e.Model, Cache: cache, Pool: pool, Prefix: opts.Prefix}, prompt)
+		policy.Reset(&target, prompt)
 		m.observe(policy.Drafters())
 	}
-	return generate(ctx, m, tokenizerCodec{e.Tokenizer}, prompt, &opts, policy)
+	return generate(ctx, m, tokenizerCodec{e.Tokenizer}, prompt, &opts, policy, pipe)
 }
+
+// penalized reports whether a repetition penalty of p changes the logits (sample.Options).
+func penalized(p float32) bool { return p != 0 && p != 1 }
 
 // modelLM adapts a model and its cache to the generation loop.
 type modelLM struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,12 +75,28 @@ type Options struct {
 	// temperature, generation decodes one token per pass. A policy serves one
 	// generation at a time and keeps what it learned for the next ones.
 	Speculate *speculate.Policy
+	// Pipeline, if set, returns a Stepper on the generation's model, KV cache, pool and
+	// Prefix (earlyexit.NewPipeline: the pipelined form on a parameter-shared model),
+	// which then chooses every token after the first: greedy decoding's tokens, in fewer
+	// weight reads. It applies, instead of Speculate, to greedy sampling without a
+	// repetition penalty; otherwise generation decodes as if it were not set.
+	Pipeline func(t speculate.Target) (Stepper, error)
 	// Prefix, if set, is a fixed context the prompt continues (model.Prefix): the
 	// prompt and the generated tokens take the positions after it, and every forward
 	// pass attends to it. The KV cache then holds only the prompt and the generated
 	// tokens: ContextLen counts those, and its default is the model's context length
 	// minus Prefix.Len() (at least one position).
 	Prefix model.Prefix
+}
+
+// Stepper generates greedy tokens on its own (Options.Pipeline).
+type Stepper interface {
+	// Start begins after seq, the prompt and the first generated token: the cache
+	// holds the prompt, and the token is pending at position Cache.Len().
+	Start(seq []int32) error
+	// Next returns the greedy token that follows the last one (the first: Start's last
+	// token, then Next's).
+	Next() (int32, error)
 }
 
 // Validate reports an out-of-range option as an error wrapping ErrOptions (or, for
@@ -170,8 +187,9 @@ type textStream interface {
 }
 
 // generate is the loop behind Generate: prefill, then sample and feed back one token at a
-// time, or, when policy is not nil, a verified draft at a time.
-func generate(ctx context.Context, m lm, tok codec, prompt []int32, opts *Options, policy *speculate.Policy) (Result, error) {
+// time, or, when policy is not nil, a verified draft at a time, or, when pipe is not nil,
+// take every token after the first from pipe.
+func generate(ctx context.Context, m lm, tok codec, prompt []int32, opts *Options, policy *speculate.Policy, pipe Stepper) (Result, error) {
 	res := Result{PromptTokens: len(prompt)}
 	if err := opts.Validate(); err != nil {
 		return res, err
@@ -287,6 +305,16 @@ func generate(ctx context.Context, m lm, tok codec, prompt []int32, opts *Option
 		sampler.Accept(id)
 		if done, err := commit(id); done {
 			return res, err
+		}
+		if pipe != nil {
+			if len(res.Tokens) == 1 {
+				if err := pipe.Start(append(slices.Clone(prompt), id)); err != nil {
+					finish(StopError)
+					return res, fmt.Errorf("start the pipeline: %w", err)
+				}
+			}
+			id, err = pipe.Next()
+			continue
 		}
 		src := -1
 		if policy != nil {

@@ -102,7 +102,7 @@ func TestGenerateMaxTokens(t *testing.T) {
 		m := newFake(100, counting(10))
 		var streamed strings.Builder
 		opts := Options{MaxTokens: max, OnText: func(s string) error { streamed.WriteString(s); return nil }}
-		res, err := generate(context.Background(), m, letters, []int32{0, 2}, &opts, nil)
+		res, err := generate(context.Background(), m, letters, []int32{0, 2}, &opts, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,7 +126,7 @@ func TestGenerateGreedyFollowsModel(t *testing.T) {
 	// Greedy Generate must produce exactly next's choices, feeding each one back.
 	m := newFake(100, counting(10))
 	opts := Options{MaxTokens: 7}
-	res, err := generate(context.Background(), m, letters, []int32{0}, &opts, nil)
+	res, err := generate(context.Background(), m, letters, []int32{0}, &opts, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestGenerateEOG(t *testing.T) {
 	script := []int32{2, 3, 1, 5}
 	m := newFake(100, func(h []int32) int32 { return script[len(h)-1] })
 	opts := Options{MaxTokens: 10}
-	res, err := generate(context.Background(), m, letters, []int32{0}, &opts, nil)
+	res, err := generate(context.Background(), m, letters, []int32{0}, &opts, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestGenerateStopString(t *testing.T) {
 				pieces = append(pieces, s)
 				return nil
 			}}
-			res, err := generate(context.Background(), m, letters, []int32{0}, &opts, nil)
+			res, err := generate(context.Background(), m, letters, []int32{0}, &opts, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +209,7 @@ func TestGenerateCancel(t *testing.T) {
 		}
 		return nil
 	}}
-	res, err := generate(ctx, m, letters, []int32{0}, &opts, nil)
+	res, err := generate(ctx, m, letters, []int32{0}, &opts, nil, nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -225,7 +225,7 @@ func TestGenerateCancel(t *testing.T) {
 
 	// A context cancelled before the call stops before the prefill.
 	m = newFake(1000, counting(10))
-	res, err = generate(ctx, m, letters, []int32{0}, &Options{}, nil)
+	res, err = generate(ctx, m, letters, []int32{0}, &Options{}, nil, nil)
 	if !errors.Is(err, context.Canceled) || len(m.calls) != 0 || res.StopReason != StopCancelled {
 		t.Fatalf("pre-cancelled: err %v, %d calls, reason %q", err, len(m.calls), res.StopReason)
 	}
@@ -235,7 +235,7 @@ func TestGenerateContextFull(t *testing.T) {
 	// A cache of 6 holds a 2-token prompt and 4 fed-back tokens; the 5th generated token
 	// needs no forward pass, so 5 tokens come out.
 	m := newFake(6, counting(10))
-	res, err := generate(context.Background(), m, letters, []int32{0, 2}, &Options{}, nil)
+	res, err := generate(context.Background(), m, letters, []int32{0, 2}, &Options{}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestGeneratePromptErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := newFake(tt.cap, counting(10))
-			_, err := generate(context.Background(), m, letters, tt.prompt, &tt.opts, nil)
+			_, err := generate(context.Background(), m, letters, tt.prompt, &tt.opts, nil, nil)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
@@ -274,7 +274,7 @@ func TestGeneratePromptErrors(t *testing.T) {
 func TestGenerateCallbackError(t *testing.T) {
 	boom := errors.New("stdout closed")
 	m := newFake(100, counting(10))
-	res, err := generate(context.Background(), m, letters, []int32{0}, &Options{OnText: func(string) error { return boom }}, nil)
+	res, err := generate(context.Background(), m, letters, []int32{0}, &Options{OnText: func(string) error { return boom }}, nil, nil)
 	if !errors.Is(err, boom) || res.StopReason != StopError || len(res.Tokens) != 1 {
 		t.Fatalf("err %v, reason %q, tokens %v; want the callback's error after 1 token", err, res.StopReason, res.Tokens)
 	}
@@ -284,7 +284,7 @@ func TestGeneratePrefillBatches(t *testing.T) {
 	m := newFake(100, counting(10))
 	m.batch = 2
 	prompt := []int32{0, 2, 3, 4, 5}
-	if _, err := generate(context.Background(), m, letters, prompt, &Options{MaxTokens: 2}, nil); err != nil {
+	if _, err := generate(context.Background(), m, letters, prompt, &Options{MaxTokens: 2}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls := [][]int32{{0, 2}, {3, 4}, {5}, {6}}
@@ -300,7 +300,7 @@ func TestGenerateSampledIsSeeded(t *testing.T) {
 	run := func(seed uint64) []int32 {
 		m := newFake(100, flat)
 		opts := Options{MaxTokens: 20, Sampling: sample.Options{Temperature: 50, Seed: seed}}
-		res, err := generate(context.Background(), m, fakeCodec{pieces: letters.pieces}, []int32{0}, &opts, nil)
+		res, err := generate(context.Background(), m, fakeCodec{pieces: letters.pieces}, []int32{0}, &opts, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

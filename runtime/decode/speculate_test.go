@@ -90,7 +90,7 @@ func TestSpeculateFakeIdentity(t *testing.T) {
 	for _, tc := range cases {
 		plainM := newFake(tc.cap, tc.next)
 		plainOpts := tc.opts
-		want, err := generate(context.Background(), plainM, letters, []int32{0, 2}, &plainOpts, nil)
+		want, err := generate(context.Background(), plainM, letters, []int32{0, 2}, &plainOpts, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +104,7 @@ func TestSpeculateFakeIdentity(t *testing.T) {
 					// MinGain -1: draft at every pass, whatever the statistics say.
 					policy := speculate.NewPolicy(speculate.ModeAuto, []speculate.Drafter{d}, speculate.PolicyOptions{MinGain: -1})
 					policy.Reset(nil, []int32{0, 2})
-					got, err := generate(context.Background(), m, letters, []int32{0, 2}, &opts, policy)
+					got, err := generate(context.Background(), m, letters, []int32{0, 2}, &opts, policy, nil)
 					if err != nil {
 						t.Fatal(err)
 					}
