@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -21,10 +22,6 @@ type ChatContext struct {
 	Context string
 }
 
-// chatProbe is the conversation checkChatContext renders around a chat context: one user
-// message, as precompute renders it (the text before the context does not depend on it).
-var chatProbe = []chat.Message{{Role: chat.RoleUser, Content: "?"}}
-
 // checkChatContext checks that m's chat template renders m's chat context as it was
 // precomputed: the same family, the same text before it, the same context.
 func checkChatContext(m *Model) error {
@@ -32,19 +29,14 @@ func checkChatContext(m *Model) error {
 	if m.Chat == nil {
 		return fmt.Errorf("model %s: the context was built for chat with a %s template, but the model has no usable chat template", m.ID, c.Family)
 	}
-	if f := m.Chat.Family(); f != c.Family {
-		return fmt.Errorf("model %s: the context was built for chat with a %s template, but the model's template is %s: rebuild it with squeeze precompute --chat", m.ID, c.Family, f)
-	}
-	s, err := m.Chat.SplitContext(c.Context, chatProbe, true)
-	if err != nil {
-		return fmt.Errorf("model %s: rendering the chat context: %w", m.ID, err)
-	}
-	if s.Before != c.Before || s.Context != c.Context {
-		return fmt.Errorf("model %s: the chat template renders the context as other text than the artifact holds (%q before it, not %q; the template changed?): rebuild it with squeeze precompute --chat",
-			m.ID, s.Before, c.Before)
+	if err := m.Chat.CheckContext(c.Family, c.split()); err != nil {
+		return fmt.Errorf("model %s: the chat template does not render the context as the artifact holds it (the template changed?): %w: rebuild it with squeeze precompute --chat", m.ID, err)
 	}
 	return nil
 }
+
+// split is c as the chat package takes a precomputed context.
+func (c *ChatContext) split() chat.Split { return chat.Split{Before: c.Before, Context: c.Context} }
 
 // chatTokens renders a chat request's conversation with m's template and encodes its query,
 // the tokens that follow the fixed context, with special-token texts as their tokens.
@@ -66,16 +58,16 @@ func chatTokens(m *Model, msgs []chat.Message) ([]int32, *apiError) {
 		}
 		return m.Tokenizer.EncodeWithSpecials(m.ChatJoin+text, false, true), nil
 	}
-	s, err := m.Chat.SplitContext(c.Context, msgs, true)
-	if err != nil {
-		return nil, badRequest("messages", "cannot render the conversation around model %s's fixed context with its chat template: %v", m.ID, err)
-	}
-	if s.Before != c.Before || s.Context != c.Context {
+	after, err := m.Chat.Continue(c.split(), msgs, true)
+	if errors.Is(err, chat.ErrContextMismatch) {
 		// Mistral templates that put the system message into the last user turn render
 		// the earlier turns before it.
 		return nil, &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: "messages", Code: "context_mismatch",
 			Message: fmt.Sprintf("model %s's %s template renders this conversation with other text before the fixed context than the context was precomputed behind "+
-				"(%q, not %q): send a conversation with one user turn", m.ID, c.Family, s.Before, c.Before)}
+				"(%v): send a conversation with one user turn", m.ID, c.Family, err)}
 	}
-	return m.Tokenizer.EncodeWithSpecials(s.After, false, true), nil
+	if err != nil {
+		return nil, badRequest("messages", "cannot render the conversation around model %s's fixed context with its chat template: %v", m.ID, err)
+	}
+	return m.Tokenizer.EncodeWithSpecials(after, false, true), nil
 }

@@ -197,7 +197,7 @@ func mustRender(t *testing.T, tmpl *chat.Template, system, user string) string {
 func TestChatContextRefused(t *testing.T) {
 	loadFixture(t)
 	ctxText := "notes about the fox\n"
-	good, err := fixture.tmpl.SplitContext(ctxText, chatProbe, true)
+	good, _, err := precompute.ChatText(fixture.tmpl, ctxText, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestChatContextRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	split, err := mistral.SplitContext(ctxText, chatProbe, true)
+	split, _, err := precompute.ChatText(mistral, ctxText, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
