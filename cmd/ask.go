@@ -67,6 +67,21 @@ type askReport struct {
 	Accepted          int     `json:"accepted"`
 	VerifyPasses      int     `json:"verify_passes"`
 	DecodePasses      int     `json:"decode_passes"`
+	// Pipeline is what the pipelined form did, when it decoded (null otherwise).
+	Pipeline *pipelineReport `json:"pipeline"`
+}
+
+// pipelineReport is earlyexit.PipelineStats in ask's JSON report.
+type pipelineReport struct {
+	Period        int `json:"period"`
+	Steps         int `json:"steps"`
+	Rows          int `json:"rows"`
+	Tokens        int `json:"tokens"`
+	Launched      int `json:"launched"`
+	Accepted      int `json:"accepted"`
+	Drafted       int `json:"drafted"`
+	DraftAccepted int `json:"draft_accepted"`
+	Flushed       int `json:"flushed"`
 }
 
 func newAskCommand(g *globalOptions, s streams) *cobra.Command {
@@ -104,12 +119,19 @@ drafts pay for their verification, judged from the acceptance and timing of
 recent passes. --speculate off decodes one token per pass. Sampling with a
 temperature never speculates.
 
+On a parameter-shared model (its layers repeat G blocks, as gocode-shared's
+do), greedy answers without a repetition penalty run SPEED's pipelined form
+(--speculate auto or early): the guesses of the exits after each cycle of
+blocks, extended by n-gram drafts, run through the same blocks in one batched
+step as the token in flight, and are verified when they reach the full depth;
+again the answer is the same token for token.
+
 With --json nothing is streamed; one JSON object is printed at the end, with the
 fields text, tokens, generated_tokens, prompt_tokens (the query's tokens),
 context_tokens, stop_reason, load_ms, ttft_ms (the query's prefill, which yields
 the first token), decode_ms, decode_tokens_per_s, budget, dense,
 realized_budget, keys_fraction, centroids_fraction, seed, threads, artifact,
-model, speculate, drafted, accepted, verify_passes and decode_passes.`,
+model, speculate, drafted, accepted, verify_passes, decode_passes and pipeline.`,
 		Example: `  # Ask the repository's artifact a question, greedily
   $ squeeze ask --temp 0 repo.sqz "Where is the KV cache allocated?"
 
@@ -272,15 +294,37 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 	}
 	out := &textOutput{out: s.Out, json: opts.JSON}
 	dopts.OnText = out.onText()
+	var pipe *earlyexit.Pipeline
 	if mode != speculate.ModeOff {
 		// The context's n-grams are indexed once; the answer's as it grows. The
-		// artifact's early-exit predictor, if any, drafts from an early layer.
-		drafters := []speculate.Drafter{speculate.NewNGram(a.Context.Tokens, 0, 0)}
+		// artifact's early-exit predictor, if any, drafts from an early layer, its
+		// drafts restricted to the context's and the answer's tokens.
+		ngram := speculate.NewNGram(a.Context.Tokens, 0, 0)
+		drafters := []speculate.Drafter{ngram}
 		if a.Predictor != nil {
 			if err := a.Predictor.Check(&m.Config); err != nil {
 				return &artifactError{opts.Artifact, err}
 			}
-			drafters = append(drafters, earlyexit.NewDrafter(a.Predictor))
+			d := earlyexit.NewDrafter(a.Predictor)
+			d.Vocab = a.Context.Tokens
+			drafters = append(drafters, d)
+		}
+		if mode.Allows(earlyexit.DrafterName) {
+			// A parameter-shared model decodes greedy answers with the pipelined form
+			// (early exits and n-gram drafts in flight together); decode falls back to
+			// the policy below when the sampling rules the pipeline out.
+			g, err := earlyexit.BlockShare(lm.File, m)
+			if err != nil {
+				return &modelError{modelPath, err}
+			}
+			if g < m.Config.Layers {
+				dopts.Pipeline = func(t speculate.Target) (decode.Stepper, error) {
+					var err error
+					pipe, err = earlyexit.NewPipeline(t, earlyexit.PipelineOptions{Vocab: a.Context.Tokens, Drafter: ngram.Clone()})
+					return pipe, err
+				}
+				log.Info("parameter-shared model: greedy decoding runs the pipelined form", "blocks", g, "layers", m.Config.Layers)
+			}
 		}
 		dopts.Speculate = speculate.NewPolicy(mode, drafters, speculate.PolicyOptions{})
 		if !dopts.Speculate.Active() {
@@ -292,11 +336,21 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 	engine := decode.Engine{Model: m, Tokenizer: tok, Pool: pool}
 	res, genErr := engine.GenerateTokens(ctx, prompt, dopts)
 	spec := res.Speculation
+	specName := mode.String()
+	var pipeStats *pipelineReport
+	if pipe != nil {
+		ps := pipe.Stats()
+		specName = "pipeline"
+		pipeStats = &pipelineReport{Period: pipe.Period(), Steps: ps.Steps, Rows: ps.Rows, Tokens: ps.Tokens,
+			Launched: ps.Launched, Accepted: ps.Accepted, Drafted: ps.Drafted, DraftAccepted: ps.DraftAccepted, Flushed: ps.Flushed}
+		spec = speculate.Stats{Passes: ps.Steps, Verifications: ps.Steps,
+			Drafted: ps.Launched + ps.Drafted, Accepted: ps.Accepted + ps.DraftAccepted}
+	}
 	st := sess.Stats()
 	log.Info("answered", "prompt_tokens", res.PromptTokens, "ttft_ms", res.PrefillDuration.Milliseconds(),
 		"tokens", len(res.Tokens), "decode_tok_per_s", round1(res.DecodeTokensPerSecond()), "stop", res.StopReason,
 		"realized_budget", st.RealizedBudget(), "keys_fraction", st.KeysFraction(), "centroids_fraction", st.CentroidsFraction(),
-		"speculate", mode.String(), "drafted", spec.Drafted, "accepted", spec.Accepted, "verify_passes", spec.Verifications)
+		"speculate", specName, "drafted", spec.Drafted, "accepted", spec.Accepted, "verify_passes", spec.Verifications)
 
 	return out.finish(ctx, res, genErr, "ask", func() any {
 		report := askReport{
@@ -319,11 +373,12 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 			CentroidsFraction: st.CentroidsFraction(),
 			Seed:              gen.Seed,
 			Threads:           pool.Threads(),
-			Speculate:         mode.String(),
+			Speculate:         specName,
 			Drafted:           spec.Drafted,
 			Accepted:          spec.Accepted,
 			VerifyPasses:      spec.Verifications,
 			DecodePasses:      spec.Passes,
+			Pipeline:          pipeStats,
 		}
 		if report.Tokens == nil {
 			report.Tokens = []int32{}

@@ -31,9 +31,15 @@ const askText = "the quick brown fox jumps over the lazy dog while a slow green 
 // and returns their paths and the context's tokens.
 func askFixture(t *testing.T) (modelPath, artifactPath string, tokens []int32) {
 	t.Helper()
+	return askFixtureSpec(t, askSpec)
+}
+
+// askFixtureSpec is askFixture for the model spec describes.
+func askFixtureSpec(t *testing.T, spec modeltest.Spec) (modelPath, artifactPath string, tokens []int32) {
+	t.Helper()
 	dir := t.TempDir()
 	modelPath = filepath.Join(dir, "tiny.gguf")
-	if err := modeltest.Write(modelPath, askSpec); err != nil {
+	if err := modeltest.Write(modelPath, spec); err != nil {
 		t.Fatal(err)
 	}
 	f, err := gguf.Open(modelPath)
@@ -204,6 +210,46 @@ func TestAskSparse(t *testing.T) {
 	}
 	if want := strings.TrimSuffix(rep.Text, "\n") + "\n"; r2.stdout != want {
 		t.Fatalf("streamed %q, want %q", r2.stdout, want)
+	}
+}
+
+// TestAskPipeline checks that on a parameter-shared model greedy answers run the
+// pipelined form (--speculate auto and early), reported in the JSON, with the tokens of
+// --speculate off; and that --speculate ngram does not use it.
+func TestAskPipeline(t *testing.T) {
+	isolate(t)
+	spec := askSpec
+	spec.Layers, spec.BlockShare = 4, 2
+	_, art, _ := askFixtureSpec(t, spec)
+	ask := func(mode string) askReport {
+		t.Helper()
+		r := runCLI(t, context.Background(), "", false, "ask", "--json", "--temp", "0", "-n", "12", "--speculate", mode, art, "where is the fox")
+		if r.code != 0 {
+			t.Fatalf("--speculate %s: exit %d, stderr %q", mode, r.code, r.stderr)
+		}
+		var rep askReport
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
+		}
+		return rep
+	}
+	want := ask("off")
+	if want.Pipeline != nil || want.Speculate != "off" {
+		t.Fatalf("--speculate off: speculate %q, pipeline %+v", want.Speculate, want.Pipeline)
+	}
+	tests := []struct {
+		mode     string
+		pipeline bool
+	}{{"auto", true}, {"early", true}, {"ngram", false}}
+	for _, tt := range tests {
+		rep := ask(tt.mode)
+		if !slices.Equal(rep.Tokens, want.Tokens) || rep.Text != want.Text {
+			t.Fatalf("--speculate %s: %v %q\n--speculate off: %v %q", tt.mode, rep.Tokens, rep.Text, want.Tokens, want.Text)
+		}
+		if got := rep.Pipeline != nil; got != tt.pipeline || (got && (rep.Speculate != "pipeline" || rep.Pipeline.Period != 2 ||
+			rep.Pipeline.Tokens != len(rep.Tokens)-1 || rep.DecodePasses != rep.Pipeline.Steps)) {
+			t.Fatalf("--speculate %s: speculate %q, pipeline %+v, decode passes %d", tt.mode, rep.Speculate, rep.Pipeline, rep.DecodePasses)
+		}
 	}
 }
 
