@@ -66,10 +66,13 @@ Endpoints: POST /v1/completions, POST /v1/chat/completions (both with
 GET /health (503 while loading, 200 when ready) and GET /metrics (Prometheus
 text). Every request continues after its model's fixed context: a completion's
 prompt is appended to the context as is; a chat conversation is rendered with
-the model's chat template (tokenizer.chat_template in the GGUF) and appended
-after a newline. The request fields "budget" (the fraction of the context's
-keys to read; 1 = dense) and "speculate" (auto, off, early or ngram; greedy
-requests only, default --speculate) are squeeze extensions. docs/serve.md has
+the model's chat template (tokenizer.chat_template in the GGUF), around the
+context as its system message for an artifact built with "precompute --chat",
+else after the context and a newline. The request fields "budget" (the
+fraction of the context's keys to read; 1 = dense) and "speculate" (auto, off,
+early or ngram; greedy requests only, default --speculate) are squeeze
+extensions: speculation drafts from the context's n-grams and, when the
+artifact has an early-exit predictor, from an early layer. docs/serve.md has
 the details.
 
 Up to --parallel requests generate at once, each on --threads/--parallel
@@ -280,12 +283,13 @@ func loadServed(ctx context.Context, opts *serveOptions, ids []string, log *slog
 		if budget == 0 {
 			budget = a.Header.Settings.Budget
 		}
-		m := &server.Model{ID: ids[i], Model: lm.Model, Tokenizer: lm.Tokenizer, Context: a.Context, Budget: budget}
+		m := &server.Model{ID: ids[i], Model: lm.Model, Tokenizer: lm.Tokenizer, Context: a.Context, Budget: budget, Predictor: a.Predictor}
 		if !strings.HasSuffix(a.Text, "\n") {
 			m.ChatJoin = "\n"
 		}
 		if c := a.Header.Settings.Chat; c != nil {
-			m.ChatContext = &server.ChatContext{Family: c.Family, Before: c.Before, Context: strings.TrimPrefix(a.Text, c.Before)}
+			pre := chatContext(a)
+			m.ChatContext = &server.ChatContext{Family: c.Family, Before: pre.Before, Context: pre.Context}
 		}
 		tmpl, err := chat.FromGGUF(lm.File)
 		switch {
@@ -298,9 +302,17 @@ func loadServed(ctx context.Context, opts *serveOptions, ids []string, log *slog
 		}
 		l.models = append(l.models, m)
 		log.Info("loaded", "model", ids[i], "artifact", path, "gguf", modelPath, "context_tokens", len(a.Context.Tokens),
-			"budget", budget, "chat_template", m.Chat != nil, "chat_context", m.ChatContext != nil, "load_ms", time.Since(start).Milliseconds())
+			"budget", budget, "chat_template", m.Chat != nil, "chat_context", m.ChatContext != nil, "early_exit", m.Predictor != nil, "load_ms", time.Since(start).Milliseconds())
 	}
 	return l, nil
+}
+
+// chatContext is the text of artifact a, built for chat (a.Header.Settings.Chat is set),
+// cut where precompute --chat recorded it: the template's text before the context, and
+// the context.
+func chatContext(a *format.Artifact) chat.Split {
+	before := a.Header.Settings.Chat.Before
+	return chat.Split{Before: before, Context: strings.TrimPrefix(a.Text, before)}
 }
 
 // loadServedModel loads the model file at modelPath once, checking that artifact a (at

@@ -10,31 +10,38 @@ import (
 	"time"
 
 	"squeeze/runtime/decode"
+	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/sparse"
 	"squeeze/runtime/speculate"
 )
 
 // slot is where one request generates: a thread pool, and the speculation policies it
-// keeps per model and mode (a policy serves one generation at a time and learns
-// across them).
+// keeps per model and mode. A policy serves one generation at a time (the slot's) and
+// keeps its acceptance and cost estimates from one generation to the next, so a slot's
+// requests to a model learn from the earlier ones.
 type slot struct {
 	pool     *kernels.Pool
 	policies map[policyKey]*speculate.Policy
 }
 
 type policyKey struct {
-	model string
+	model *Model
 	mode  speculate.Mode
 }
 
-// policy returns the slot's policy for m and mode, made on first use with a drafter
-// over m's context n-grams.
-func (sl *slot) policy(m *Model, mode speculate.Mode) *speculate.Policy {
-	k := policyKey{m.ID, mode}
+// policy returns the slot's policy for m and mode, made on first use with opt and the
+// drafters of m: one over m's context n-grams, and one from m's early-exit predictor
+// when it has one (the order squeeze ask gives them; the mode picks among them).
+func (sl *slot) policy(m *Model, mode speculate.Mode, opt speculate.PolicyOptions) *speculate.Policy {
+	k := policyKey{m, mode}
 	p, ok := sl.policies[k]
 	if !ok {
-		p = speculate.NewPolicy(mode, []speculate.Drafter{m.ngram.Clone()}, speculate.PolicyOptions{})
+		drafters := []speculate.Drafter{m.ngram.Clone()}
+		if m.Predictor != nil {
+			drafters = append(drafters, earlyexit.NewDrafter(m.Predictor))
+		}
+		p = speculate.NewPolicy(mode, drafters, opt)
 		sl.policies[k] = p
 	}
 	return p
@@ -217,7 +224,7 @@ func (s *Server) run(ctx context.Context, j *job, arrival time.Time, started fun
 		Prefix:     sess,
 	}
 	if j.spec != speculate.ModeOff {
-		opts.Speculate = sl.policy(j.m, j.spec)
+		opts.Speculate = sl.policy(j.m, j.spec, s.policy)
 	}
 	o.res, err = engine.GenerateTokens(ctx, j.prompt, opts)
 	o.generate = time.Since(begin)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"squeeze/runtime/chat"
+	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
 	"squeeze/runtime/sparse"
@@ -61,6 +62,11 @@ type Model struct {
 	ChatJoin string
 	// Created is reported by /v1/models (zero: the time the model was added).
 	Created time.Time
+	// Predictor, if set, is the fixed context's early-exit predictor (the artifact's, see
+	// format.Artifact.Predictor): greedy requests whose speculation mode allows early
+	// drafts (auto, early) draft from an early layer with it, beside the context's
+	// n-grams. SetModels checks it against Model.
+	Predictor *earlyexit.Predictor
 
 	ngram *speculate.NGram // the context's n-gram index, for speculation
 }
@@ -117,6 +123,8 @@ type Server struct {
 
 	// bodyTimeout is BodyTimeout (shorter in tests).
 	bodyTimeout time.Duration
+	// policy tunes the slots' speculation policies (tests make them draft at every pass).
+	policy speculate.PolicyOptions
 	// slotHook, if set (by tests), runs when a request has taken its slot and is about
 	// to generate, with the generation's context.
 	slotHook func(ctx context.Context)
@@ -181,6 +189,11 @@ func (s *Server) SetModels(models []*Model) error {
 		}
 		if !(m.Budget >= 0) {
 			return fmt.Errorf("server: model %s: budget %g", m.ID, m.Budget)
+		}
+		if m.Predictor != nil {
+			if err := m.Predictor.Check(&m.Model.Config); err != nil {
+				return fmt.Errorf("server: model %s: %w", m.ID, err)
+			}
 		}
 		if m.ChatContext != nil {
 			if err := checkChatContext(m); err != nil {
