@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"squeeze/format"
+	"squeeze/runtime/chat"
 	"squeeze/runtime/decode"
 	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/gguf"
@@ -31,6 +33,7 @@ type askOptions struct {
 	BudgetSet     bool // --budget was given
 	Dense         bool
 	QueryTemplate string
+	TemplateSet   bool            // --query-template was given
 	Speculate     string          // --speculate: a speculate.Modes name
 	Gen           generateOptions // --max-tokens, sampling flags, --stop, --kv-cache
 
@@ -92,7 +95,12 @@ func newAskCommand(g *globalOptions, s streams) *cobra.Command {
 		Long: `Answer a query against a context precomputed by "squeeze precompute" and stream
 the answer to stdout. The query is the argument, or standard input when the
 argument is "-"; it is placed after the context through --query-template, whose
-{query} is replaced by the query (default: a newline, then the query).
+{query} is replaced by the query (default: a newline, then the query). On an
+artifact built with "precompute --chat", whose context is the system message of
+a conversation in the model's chat template, the query (through
+--query-template only when it is given) is the user's turn, rendered with the
+template as "squeeze serve" renders a chat request, and the answer is the
+assistant's turn: it ends at the template's end of turn.
 
 Attention to the context is sparse: for each layer and key/value head, the
 query's tokens make one lookup in the artifact's centroid tree, and each
@@ -141,6 +149,7 @@ model, speculate, drafted, accepted, verify_passes, decode_passes and pipeline.`
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Artifact, opts.Query = args[0], args[1]
 			opts.BudgetSet = cmd.Flags().Changed("budget")
+			opts.TemplateSet = cmd.Flags().Changed("query-template")
 			opts.Threads, opts.JSON, opts.Logger = g.Threads, g.JSON, g.logger
 			opts.Gen.Threads, opts.Gen.JSON, opts.Gen.Logger = g.Threads, g.JSON, g.logger
 			return runAsk(cmd.Context(), opts, s)
@@ -277,7 +286,21 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 	log.Info("artifact loaded", "artifact", opts.Artifact, "model", modelPath, "context_tokens", sess.Len(),
 		"budget", th.Budget, "dense", sess.Dense(), "threads", pool.Threads(), "load_ms", loadTime.Milliseconds())
 
-	prompt := tok.Encode(strings.ReplaceAll(opts.QueryTemplate, "{query}", query), false)
+	text := strings.ReplaceAll(opts.QueryTemplate, "{query}", query)
+	prompt, stops := []int32(nil), gen.Stop
+	if a.Header.Settings.Chat == nil {
+		prompt = tok.Encode(text, false)
+	} else {
+		// The context is a conversation's system message: the query is its user turn.
+		if !opts.TemplateSet {
+			text = query
+		}
+		after, tmplStops, err := chatQuery(opts.Artifact, a, lm.File, text)
+		if err != nil {
+			return err
+		}
+		prompt, stops = tok.EncodeWithSpecials(after, false, true), append(slices.Clone(gen.Stop), tmplStops...)
+	}
 	// The cache holds the query and the answer. Past the model's trained length (a
 	// context that fills it) RoPE extrapolates: room for the query and --max-tokens.
 	ctxLen := m.Config.ContextLength - sess.Len()
@@ -286,7 +309,7 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 	}
 	dopts := decode.Options{
 		MaxTokens:  gen.MaxTokens,
-		Stop:       gen.Stop,
+		Stop:       stops,
 		Sampling:   so,
 		Cache:      cacheType,
 		ContextLen: ctxLen,
@@ -385,6 +408,28 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 		}
 		return report
 	})
+}
+
+// chatQuery renders query as the user's turn of a conversation whose system message is
+// the context of artifact a (at path), built for chat (precompute --chat), with the chat
+// template of the model file f, as squeeze serve renders a chat request: it returns the
+// text that follows the context, up to the opening of the assistant's turn, and the
+// template's stop strings.
+func chatQuery(path string, a *format.Artifact, f *gguf.File, query string) (string, []string, error) {
+	c := a.Header.Settings.Chat
+	tmpl, err := chat.FromGGUF(f)
+	if err != nil {
+		return "", nil, &usageError{fmt.Errorf("%s was built for chat with a %s template, but the model's chat template is not usable: %w", path, c.Family, err)}
+	}
+	pre := chatContext(a)
+	if err := tmpl.CheckContext(c.Family, pre); err != nil {
+		return "", nil, &usageError{fmt.Errorf("%s: %w: rebuild it with squeeze precompute --chat", path, err)}
+	}
+	after, err := tmpl.Continue(pre, []chat.Message{{Role: chat.RoleUser, Content: query}}, true)
+	if err != nil {
+		return "", nil, &usageError{fmt.Errorf("rendering the query as a user turn after %s: %w", path, err)}
+	}
+	return after, tmpl.Stop(), nil
 }
 
 // ms is a duration in milliseconds, to the microsecond.
