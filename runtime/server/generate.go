@@ -32,14 +32,17 @@ type policyKey struct {
 
 // policy returns the slot's policy for m and mode, made on first use with opt and the
 // drafters of m: one over m's context n-grams, and one from m's early-exit predictor
-// when it has one (the order squeeze ask gives them; the mode picks among them).
+// when it has one, restricted to the context's tokens (as squeeze ask makes them; the
+// mode picks among them).
 func (sl *slot) policy(m *Model, mode speculate.Mode, opt speculate.PolicyOptions) *speculate.Policy {
 	k := policyKey{m, mode}
 	p, ok := sl.policies[k]
 	if !ok {
 		drafters := []speculate.Drafter{m.ngram.Clone()}
 		if m.Predictor != nil {
-			drafters = append(drafters, earlyexit.NewDrafter(m.Predictor))
+			d := earlyexit.NewDrafter(m.Predictor)
+			d.Vocab = m.Context.Tokens // drafts read the LM head's rows of the context's and the answer's tokens only
+			drafters = append(drafters, d)
 		}
 		p = speculate.NewPolicy(mode, drafters, opt)
 		sl.policies[k] = p
