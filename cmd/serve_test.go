@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -216,5 +217,51 @@ func TestServeShutdownUnderLoad(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("a client hangs after shutdown")
 		}
+	}
+}
+
+// TestServePredictor serves an artifact with an early-exit predictor: the server gets it
+// (logged at load), and greedy answers are the same with early drafts as without
+// speculation.
+func TestServePredictor(t *testing.T) {
+	isolate(t)
+	model := tinyModel(t)
+	art := filepath.Join(filepath.Dir(model), "ctx.sqz")
+	r := runCLI(t, context.Background(), "", false, "precompute", "--model", model, "-o", art,
+		"--window", "8", "--levels", "0.05,0.2", "--threads", "1", inputDir(t))
+	if r.code != 0 {
+		t.Fatalf("precompute: exit %d: %s", r.code, r.stderr)
+	}
+	var logs bytes.Buffer
+	opts := serveDefaults()
+	opts.Artifacts, opts.Logger = []string{art}, slog.New(slog.NewTextHandler(&logs, nil))
+	url, stop, _ := startServe(t, opts)
+	var texts []string
+	for _, mode := range []string{"off", "early", "auto"} {
+		resp, err := http.Post(url+"/v1/completions", "application/json",
+			strings.NewReader(`{"prompt":"\nfunc A","max_tokens":12,"temperature":0,"speculate":"`+mode+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var c struct {
+			Choices []struct {
+				Text string `json:"text"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal(body, &c); err != nil || resp.StatusCode != http.StatusOK || len(c.Choices) != 1 {
+			t.Fatalf("speculate %s: %d %s", mode, resp.StatusCode, body)
+		}
+		texts = append(texts, c.Choices[0].Text)
+	}
+	if texts[1] != texts[0] || texts[2] != texts[0] {
+		t.Fatalf("answers %q: speculation changed the text", texts)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "early_exit=true") {
+		t.Fatalf("the load log does not report the artifact's predictor:\n%s", logs.String())
 	}
 }
