@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -176,28 +174,6 @@ model, speculate, drafted, accepted, verify_passes, decode_passes and pipeline.`
 	return cmd
 }
 
-// askModelPath resolves the model file: --model, or the artifact's recorded file name in
-// the current directory, next to the artifact, or as the demo model.
-func askModelPath(opts *askOptions, a *format.Artifact) (string, error) {
-	if opts.Model != "" {
-		return opts.Model, nil
-	}
-	name := a.Header.Model.File
-	if name == "" {
-		return "", usageErrorf("%s records no model file: pass --model", opts.Artifact)
-	}
-	candidates := []string{name, filepath.Join(filepath.Dir(opts.Artifact), filepath.Base(name))}
-	if filepath.Base(defaultModel) == filepath.Base(name) {
-		candidates = append(candidates, defaultModel)
-	}
-	for _, c := range candidates {
-		if st, err := os.Stat(c); err == nil && !st.IsDir() {
-			return c, nil
-		}
-	}
-	return "", usageErrorf("the artifact's model %q is not in the current directory or next to %s: pass --model", name, opts.Artifact)
-}
-
 // runAsk loads the artifact and the model, checks that they belong together, and answers
 // the query (streamed) or prints the JSON report.
 func runAsk(ctx context.Context, opts *askOptions, s streams) error {
@@ -243,7 +219,7 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 		return &artifactError{opts.Artifact, err}
 	}
 	defer a.Close()
-	modelPath, err := askModelPath(opts, a)
+	modelPath, err := artifactModelPath(opts.Model, opts.Artifact, a)
 	if err != nil {
 		return err
 	}

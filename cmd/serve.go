@@ -271,7 +271,7 @@ func loadServed(ctx context.Context, opts *serveOptions, ids []string, log *slog
 			return l, &artifactError{path, err}
 		}
 		l.artifacts = append(l.artifacts, a)
-		modelPath, err := serveModelPath(opts.Model, path, a)
+		modelPath, err := artifactModelPath(opts.Model, path, a)
 		if err != nil {
 			return l, err
 		}
@@ -346,10 +346,10 @@ func loadServedModel(l *servedModels, modelPath, path string, a *format.Artifact
 	return lm, nil
 }
 
-// serveModelPath resolves an artifact's model file: --model, or the artifact's recorded
-// file name in the current directory, next to the artifact, or as the demo model.
-// (squeeze ask resolves its model the same way; the two could share this.)
-func serveModelPath(flag, artifact string, a *format.Artifact) (string, error) {
+// artifactModelPath resolves the model file of the artifact at path artifact (squeeze ask
+// and serve): --model (flag), or the artifact's recorded file name in the current
+// directory, next to the artifact, or as the demo model.
+func artifactModelPath(flag, artifact string, a *format.Artifact) (string, error) {
 	if flag != "" {
 		return flag, nil
 	}
