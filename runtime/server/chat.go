@@ -42,7 +42,7 @@ func (c *ChatContext) split() chat.Split { return chat.Split{Before: c.Before, C
 // the tokens that follow the fixed context, with special-token texts as their tokens.
 //
 // For a context built for chat (m.ChatContext), the context is the conversation's system
-// message, the client's system text after it (chat.Template.SplitContext): the query is
+// message, the client's system text after it (chat.Template.Continue): the query is
 // what follows the context, and the text before it must be the text the context was
 // precomputed behind. Otherwise the query is ChatJoin and the whole rendering without the
 // BOS text a template writes first (the context starts with BOS already).
