@@ -8,6 +8,8 @@ import (
 
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
+	"squeeze/runtime/model"
+	"squeeze/runtime/model/modeltest"
 	"squeeze/runtime/sparse"
 )
 
@@ -116,4 +118,70 @@ func f32Bytes(x []float32) []byte {
 
 func f16Bytes(x []uint16) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x))), 2*len(x))
+}
+
+// BenchmarkSessionDecode times the attention of one decode step (sparse.Session.Attend in
+// every layer, one thread) over a context of 32768 positions with gocode-22m's attention
+// shape (10 layers, 6 query heads over 2 KV heads of 64), from nuq3-1% storage and from
+// the same rows decoded into f16, dense and at budget 0.125.
+func BenchmarkSessionDecode(b *testing.B) {
+	const S = 32768
+	m, err := model.Load(modeltest.Open(b, modeltest.Spec{Layers: 10, Dim: 384, Heads: 6, KVHeads: 2, Vocab: 300, Context: S}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	nf3, _ := NormalFloat(3)
+	qc, _, c16 := quantizedContext(b, rng, m, S, 4, 64, 20, nf3, nf3)
+	cfg := &m.Config
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	qs := make([][]float32, 8)
+	for i := range qs {
+		qs[i] = randVec(rng, cfg.Heads*cfg.HeadDim)
+		kernels.Scale(qs[i], 0.05)
+	}
+	out := make([]float32, cfg.Heads*cfg.HeadDim)
+	lse := make([]float32, cfg.Heads)
+	// One threshold for budget 0.125, by bisection on the realized budget.
+	lo, hi := -30.0, 0.0
+	for range 16 {
+		mid := (lo + hi) / 2
+		qc.Thresholds = []sparse.Threshold{{Budget: 0.125, LogTau: []float32{float32(mid)}}}
+		s, err := sparse.NewSession(qc, m, pool, 0.125)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, q := range qs[:2] {
+			s.Attend(0, q, 1, out, lse)
+		}
+		if s.Stats().RealizedBudget() > 0.125 {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	c16.Thresholds = qc.Thresholds
+	for _, budget := range []float64{1, 0.125} {
+		for _, c := range []struct {
+			name string
+			ctx  *sparse.Context
+		}{{"f16", c16}, {"nuq3", qc}} {
+			b.Run(fmt.Sprintf("budget=%g/%s", budget, c.name), func(b *testing.B) {
+				s, err := sparse.NewSession(c.ctx, m, pool, budget)
+				if err != nil {
+					b.Fatal(err)
+				}
+				i := 0
+				for b.Loop() {
+					q := qs[i%len(qs)]
+					i++
+					for l := range cfg.Layers {
+						s.Attend(l, q, 1, out, lse)
+					}
+				}
+				b.ReportMetric(s.Stats().RealizedBudget(), "budget")
+			})
+		}
+	}
 }

@@ -3,6 +3,7 @@ package kvquant
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
@@ -22,6 +23,28 @@ type RoPE struct {
 	// hiSin: one row of ropeDim/2 per h) and of l (loCos, loSin: ropeStep rows), tables
 	// small enough to stay in cache however long the context.
 	hiCos, hiSin, loCos, loSin []float32
+
+	// The same tables laid out for kernels.KVQScoreKeys (KVQPairAngles rows), built on
+	// first use by pairTables.
+	pairOnce       sync.Once
+	pairHi, pairLo []float32
+}
+
+// pairTables returns the angle tables in the layout of kernels.KVQScoreKeys: row h of hi
+// and row l of lo compose the angles of position 64h + l.
+func (r *RoPE) pairTables() (hi, lo []float32) {
+	r.pairOnce.Do(func() {
+		half := r.ropeDim / 2
+		build := func(cos, sin []float32) []float32 {
+			out := make([]float32, 0, 2*len(cos))
+			for p := 0; p < len(cos); p += half {
+				out = append(out, kernels.KVQPairAngles(cos[p:p+half], sin[p:p+half])...)
+			}
+			return out
+		}
+		r.pairHi, r.pairLo = build(r.hiCos, r.hiSin), build(r.loCos, r.loSin)
+	})
+	return r.pairHi, r.pairLo
 }
 
 // ropeStep is the number of positions per row of the coarse angle table.

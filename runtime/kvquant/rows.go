@@ -56,6 +56,14 @@ type Rows struct {
 	lv  kernels.KVQLevels
 	// PerChannel: the channels' Half and Mid, for the decoding kernel.
 	chHalf, chMid []float32
+	// For the multi-row kernels (DotsN, AccumulateN): the levels repeated, and the
+	// channels' ranges interleaved (kernels.KVQChannelRanges) when keys qualify.
+	lvp    kernels.KVQLevels
+	ranges []float32
+	// The outliers as the multi-row paths add them (outliers): each one's row, and for
+	// keys its pair and the rotated difference from its dense value, for values its
+	// channel and that difference.
+	out outlierFixes
 }
 
 // Unrotated returns r read as stored: keys stored before RoPE without their rotation (a
@@ -95,6 +103,7 @@ func (r *Rows) Init() error {
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	copy(r.lv[:], r.Levels)
+	r.lvp = kernels.KVQPeriodic(r.Levels)
 	if r.Axis == PerChannel {
 		nl := len(r.Levels)
 		r.lut = make([]float32, r.Dim*nl)
@@ -105,6 +114,13 @@ func (r *Rows) Init() error {
 				r.lut[j*nl+c] = rg.Restore(l)
 			}
 		}
+		if r.groupKeys() {
+			r.ranges = kernels.KVQChannelRanges(r.chHalf, r.chMid)
+		}
+	}
+	r.out = outlierFixes{}
+	if r.groupKeys() || r.groupValues() {
+		r.out = r.outliers()
 	}
 	return nil
 }

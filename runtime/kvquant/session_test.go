@@ -50,7 +50,7 @@ func dequantized(r sparse.Rows, dim int) []float32 {
 // quantized), the rest clustered in runs of leaf positions after a shuffle; keys are
 // quantized before RoPE per channel with ranges over all non-sink positions, values per
 // token. It also returns the same context with every row decoded into f32 and f16 rows.
-func quantizedContext(t *testing.T, rng *rand.Rand, m *model.Model, S, sink, window, leaf int, kt, vt Datatype) (q, ref32, ref16 *sparse.Context) {
+func quantizedContext(t testing.TB, rng *rand.Rand, m *model.Model, S, sink, window, leaf int, kt, vt Datatype) (q, ref32, ref16 *sparse.Context) {
 	t.Helper()
 	cfg := &m.Config
 	hd := cfg.HeadDim

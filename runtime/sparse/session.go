@@ -78,6 +78,21 @@ func (s Stats) CentroidsFraction() float64 {
 	return float64(s.Centroids) / float64(s.Keys)
 }
 
+// GroupRows are Rows that serve several query vectors in one pass over their rows, as
+// quantized rows do (each row decoded once for all of them). A session scores and adds
+// such keys and values this way. For every vector, the results must be those of its own
+// Dots and Accumulate calls up to float rounding, and must not depend on the other
+// vectors of the call (so that AttendExact can pass a batch's vectors together).
+type GroupRows interface {
+	Rows
+	// DotsN sets dst[v*dstride+i] = q[v*dim:(v+1)*dim] · row(lo+i) for v < nq and
+	// i < hi-lo, dim the rows' length.
+	DotsN(dst []float32, dstride int, q []float32, nq, lo, hi int)
+	// AccumulateN adds Σ_i w[v*wstride+i] · row(lo+i) to out[v*ostride:][:dim] for
+	// v < nq, i < hi-lo.
+	AccumulateN(out []float32, ostride int, w []float32, wstride, nq, lo, hi int)
+}
+
 // segment is a range [lo, hi) of one pair of key and value row stores.
 type segment struct {
 	k, v   Rows
@@ -448,8 +463,14 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse []float32) 
 			kernels.MatMul(s.pools[u], scores, mat, qs, vecs)
 		}
 	} else {
-		for v := range vecs {
-			for _, p := range pieces {
+		// Rows that serve every vector in one pass get them all (their results do not
+		// depend on the grouping, so an exact call may pass its tokens together).
+		for _, p := range pieces {
+			if g, ok := p.seg.k.(GroupRows); ok {
+				g.DotsN(scores[p.off:], k, qs, vecs, p.lo, p.hi)
+				continue
+			}
+			for v := range vecs {
 				p.seg.k.Dots(scores[v*k+p.off:v*k+p.off+p.hi-p.lo], qs[v*hd:(v+1)*hd], p.lo, p.hi)
 			}
 		}
@@ -475,7 +496,17 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse []float32) 
 		}
 		if !batched && !fused {
 			for _, p := range pieces {
-				p.seg.v.Accumulate(o, sc[p.off:p.off+p.hi-p.lo], p.lo, p.hi)
+				if _, ok := p.seg.v.(GroupRows); !ok {
+					p.seg.v.Accumulate(o, sc[p.off:p.off+p.hi-p.lo], p.lo, p.hi)
+				}
+			}
+		}
+	}
+	if !batched && !fused {
+		// Values that serve every vector in one pass, after all the vectors' rescaling.
+		for _, p := range pieces {
+			if g, ok := p.seg.v.(GroupRows); ok {
+				g.AccumulateN(out, hd, scores[p.off:], k, vecs, p.lo, p.hi)
 			}
 		}
 	}

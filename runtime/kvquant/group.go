@@ -1,0 +1,201 @@
+package kvquant
+
+import (
+	"sort"
+
+	"squeeze/runtime/kernels"
+	"squeeze/runtime/sparse"
+)
+
+// groupDim is the longest row the multi-row kernels take.
+const groupDim = 256
+
+// groupKeys reports whether DotsN decodes r's rows once for several vectors: keys with
+// per-channel ranges, stored before RoPE with adjacent pairs over the whole row, rows of
+// a multiple of 8 values.
+func (r *Rows) groupKeys() bool {
+	return r.Axis == PerChannel && r.RoPE != nil && !r.RoPE.neox && r.RoPE.ropeDim == r.Dim &&
+		r.Dim%8 == 0 && r.Dim <= groupDim
+}
+
+// groupValues reports whether AccumulateN decodes r's rows once for several vectors:
+// values with per-token ranges, rows of a multiple of 8 values.
+func (r *Rows) groupValues() bool {
+	return r.Axis == PerToken && r.RoPE == nil && r.Dim%8 == 0
+}
+
+// DotsN sets dst[v*dstride+i] = q[v*Dim:(v+1)*Dim] · row(lo+i) for v < nq and i < hi−lo:
+// Dots for nq query vectors (a GQA group), each key decoded once for up to
+// kernels.KVQMaxVecs of them (kernels.KVQScoreKeys), then the outliers added as rotated
+// differences (outliers). Each vector's scores are those a call for it alone gives.
+func (r *Rows) DotsN(dst []float32, dstride int, q []float32, nq, lo, hi int) {
+	d := r.Dim
+	if !r.groupKeys() {
+		for v := range nq {
+			r.Dots(dst[v*dstride:v*dstride+hi-lo], q[v*d:(v+1)*d], lo, hi)
+		}
+		return
+	}
+	if hi <= lo {
+		return
+	}
+	rb := r.RowBytes()
+	ph, pl := r.RoPE.pairTables()
+	for v := 0; v < nq; v += kernels.KVQMaxVecs {
+		m := min(kernels.KVQMaxVecs, nq-v)
+		kernels.KVQScoreKeys(dst[v*dstride:], dstride, q[v*d:], m, r.Codes[lo*rb:], hi-lo, r.Bits, &r.lvp, r.ranges, r.Pos[lo:hi], ph, pl)
+	}
+	o := &r.out
+	for k := o.first(lo); k < len(o.row) && int(o.row[k]) < hi; k++ {
+		i, p := int(o.row[k])-lo, 2*int(o.at[k])
+		a, b := o.a[k], o.b[k]
+		for v := range nq {
+			qv := q[v*d+p : v*d+p+2]
+			dst[v*dstride+i] += qv[0]*a + qv[1]*b
+		}
+	}
+}
+
+// AccumulateN adds Σ_i w[v*wstride+i]·row(lo+i) to out[v*ostride:][:Dim] for v < nq and
+// i < hi−lo: Accumulate for nq weight vectors, each row's codes decoded once for up to
+// kernels.KVQMaxVecs of them (kernels.KVQAccumulateTokens, weights times the rows' Half),
+// the weighted Mids added once per block of rows, then the outliers corrected. Each
+// vector's sums are those a call for it alone gives.
+func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq, lo, hi int) {
+	d := r.Dim
+	if !r.groupValues() {
+		for v := range nq {
+			r.Accumulate(out[v*ostride:v*ostride+d], w[v*wstride:v*wstride+hi-lo], lo, hi)
+		}
+		return
+	}
+	rb := r.RowBytes()
+	const block = 128
+	var ab [kernels.KVQMaxVecs * block]float32 // weights times Half, vector-major
+	var tok [2 * block]float32                 // the block's Mid and Half
+	for b := lo; b < hi; b += block {
+		e := min(hi, b+block)
+		tok := tok[:2*(e-b)]
+		kernels.F16ToF32Slice(tok, r.Token[2*b:2*e])
+		for v0 := 0; v0 < nq; v0 += kernels.KVQMaxVecs {
+			m := min(kernels.KVQMaxVecs, nq-v0)
+			for v := range m {
+				wv := w[(v0+v)*wstride+b-lo : (v0+v)*wstride+e-lo]
+				a := ab[v*block : v*block+len(wv)]
+				var offset float32
+				for i, wi := range wv {
+					a[i] = wi * tok[2*i+1]
+					offset += wi * tok[2*i]
+				}
+				o := out[(v0+v)*ostride : (v0+v)*ostride+d]
+				for j := range o {
+					o[j] += offset
+				}
+			}
+			kernels.KVQAccumulateTokens(out[v0*ostride:], ostride, ab[:], block, m, r.Codes[b*rb:], e-b, d, r.Bits, &r.lvp)
+		}
+	}
+	o := &r.out
+	for k := o.first(lo); k < len(o.row) && int(o.row[k]) < hi; k++ {
+		i, j, delta := int(o.row[k])-lo, int(o.at[k]), o.a[k]
+		for v := range nq {
+			out[v*ostride+j] += w[v*wstride+i] * delta
+		}
+	}
+}
+
+// outlierFixes are a Rows' outliers as corrections to its dense decoding, in row order:
+// outlier k of row row[k] changes pair at[k] of a key by (a[k], b[k]), or channel at[k]
+// of a value by a[k].
+type outlierFixes struct {
+	row  []int32
+	at   []uint16
+	a, b []float32
+}
+
+// first returns the index of the first correction of row lo or later.
+func (o *outlierFixes) first(lo int) int {
+	return sort.Search(len(o.row), func(k int) bool { return int(o.row[k]) >= lo })
+}
+
+// outliers lists r's outliers as corrections: for keys the difference Δ between an
+// outlier and its dense value at channel j, turned with its pair at the row's position,
+// (Δ·c, Δ·s) for the pair's first value, (−Δ·s, Δ·c) for its second; for values Δ.
+func (r *Rows) outliers() outlierFixes {
+	n := r.Outliers()
+	o := outlierFixes{row: make([]int32, 0, n), at: make([]uint16, 0, n), a: make([]float32, 0, n)}
+	keys := r.RoPE != nil
+	if keys {
+		o.b = make([]float32, 0, n)
+	}
+	rb := r.RowBytes()
+	c := r.seek(0)
+	for c.row < r.n {
+		i := c.row
+		j, val, _ := r.next(&c, i)
+		l := r.lv[kernels.KVQCode(r.Codes[i*rb:(i+1)*rb], r.Bits, j)]
+		o.row = append(o.row, int32(i))
+		if !keys {
+			mid, half := kernels.F16ToF32(r.Token[2*i]), kernels.F16ToF32(r.Token[2*i+1])
+			o.at = append(o.at, uint16(j))
+			o.a = append(o.a, val-(mid+half*l))
+			continue
+		}
+		delta := val - (r.chMid[j] + r.chHalf[j]*l)
+		p := j / 2
+		ch, sh, cl, sl := r.RoPE.parts(int(r.Pos[i]))
+		cs := ch[p]*cl[p] - sh[p]*sl[p]
+		sn := sh[p]*cl[p] + ch[p]*sl[p]
+		a, b := delta*cs, delta*sn
+		if j%2 == 1 {
+			a, b = -delta*sn, delta*cs
+		}
+		o.at = append(o.at, uint16(p))
+		o.a, o.b = append(o.a, a), append(o.b, b)
+	}
+	return o
+}
+
+// rowDim returns the row length of quantized or f16 rows, or def for others.
+func rowDim(p sparse.Rows, def int) int {
+	switch v := p.(type) {
+	case *Rows:
+		return v.Dim
+	case *sparse.F16Rows:
+		return v.Dim
+	}
+	return def
+}
+
+// DotsN is Rows.DotsN part by part (parts without it score vector by vector).
+func (j *Joined) DotsN(dst []float32, dstride int, q []float32, nq, lo, hi int) {
+	j.span(lo, hi, func(p sparse.Rows, plo, phi, off int) {
+		if g, ok := p.(sparse.GroupRows); ok {
+			g.DotsN(dst[off:], dstride, q, nq, plo, phi)
+			return
+		}
+		d := rowDim(p, len(q)/nq)
+		for v := range nq {
+			p.Dots(dst[v*dstride+off:v*dstride+off+phi-plo], q[v*d:(v+1)*d], plo, phi)
+		}
+	})
+}
+
+// AccumulateN is Rows.AccumulateN part by part.
+func (j *Joined) AccumulateN(out []float32, ostride int, w []float32, wstride, nq, lo, hi int) {
+	j.span(lo, hi, func(p sparse.Rows, plo, phi, off int) {
+		if g, ok := p.(sparse.GroupRows); ok {
+			g.AccumulateN(out, ostride, w[off:], wstride, nq, plo, phi)
+			return
+		}
+		d := rowDim(p, ostride)
+		for v := range nq {
+			p.Accumulate(out[v*ostride:v*ostride+d], w[v*wstride+off:v*wstride+off+phi-plo], plo, phi)
+		}
+	})
+}
+
+var (
+	_ sparse.GroupRows = (*Rows)(nil)
+	_ sparse.GroupRows = (*Joined)(nil)
+)
