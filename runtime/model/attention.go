@@ -43,8 +43,6 @@ type workspace struct {
 	tiledUnits      int
 	tiledNext       atomic.Int64
 	packFn, tiledFn func(lo, hi int)
-
-	exact exactWork // passes with Options.Exact (attentionExact)
 }
 
 // ensurePrefix sizes the buffers of a pass of n tokens with a Prefix.
