@@ -13,7 +13,10 @@ import "unsafe"
 // escape to the heap.
 var kvqFast bool
 
-func init() { addReinit(func() { kvqFast = kvqAvailable() }) }
+// kvq512 reports whether the AVX-512 multi-row kernels may run.
+var kvq512 bool
+
+func init() { addReinit(func() { kvqFast, kvq512 = kvqAvailable(), kvq512Available() }) }
 
 // KVQLevels are a datatype's decoded levels padded to 16 entries, the form the decoding
 // kernels read (entries past 2^bits are not used).

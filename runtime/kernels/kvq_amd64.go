@@ -2,6 +2,8 @@
 
 package kernels
 
+import "golang.org/x/sys/cpu"
+
 // The kernels below (AVX2 and FMA; see kvqFast) decode groups of 8 codes of bits bits (2, 3 or 4; bits bytes per
 // group, see Pack in package kvquant) through levels, 16 floats (entries past 2^bits
 // unused).
@@ -53,6 +55,10 @@ func kvqDotGroups(a, b *float32, octs int) float32
 // kvqAvailable reports whether the kernels above may run.
 func kvqAvailable() bool { return cpuHas.AVX2FMA }
 
+// kvq512Available reports whether the AVX-512 kernels below may run (they unpack codes
+// with VPMULTISHIFTQB, AVX-512 VBMI).
+func kvq512Available() bool { return cpuHas.AVX512 && cpu.X86.HasAVX512VBMI }
+
 // kvqScoreKeysRows is KVQScoreKeys's kernel for n rows: q holds the vectors interleaved
 // per group (vector v's values 8g..8g+7 at 32g + 8v), dst is strided by dstride.
 //
@@ -64,3 +70,10 @@ func kvqScoreKeysRows(dst *float32, dstride int, q *float32, nq int, src *byte, 
 //
 //go:noescape
 func kvqAccumTokenRows(out *float32, ostride int, a *float32, nq int, src *byte, n, dim, bits int, levels *float32)
+
+// kvqAccumTokenRows512 is kvqAccumTokenRows for dim a multiple of 64 (AVX-512 VBMI): each
+// block of 64 values of up to 4 vectors stays in registers while the rows go by, 16
+// codes unpacked per instruction.
+//
+//go:noescape
+func kvqAccumTokenRows512(out *float32, ostride int, a *float32, nq int, src *byte, n, dim, bits int, levels *float32)

@@ -30,3 +30,8 @@ func kvqScoreKeysRows(dst *float32, dstride int, q *float32, nq int, src *byte, 
 
 func kvqAccumTokenRows(out *float32, ostride int, a *float32, nq int, src *byte, n, dim, bits int, levels *float32) {
 }
+
+func kvq512Available() bool { return false }
+
+func kvqAccumTokenRows512(out *float32, ostride int, a *float32, nq int, src *byte, n, dim, bits int, levels *float32) {
+}

@@ -15,9 +15,6 @@ import (
 // KVQMaxVecs is the most query vectors one multi-row kernel call serves.
 const KVQMaxVecs = 4
 
-// kvqMaxBlock is the most rows of weights KVQAccumulateTokens lays out at once.
-const kvqMaxBlock = 128
-
 // kvqMaxDim is the longest row the multi-row kernels take.
 const kvqMaxDim = 256
 
@@ -146,27 +143,27 @@ func kvqScoreKeysRef(dst []float32, dstride int, q []float32, nq int, src []byte
 	}
 }
 
-// KVQAccumulateTokens adds Σ_i a[v*astride+i]·levels[code j of row i] to out[v*ostride+j]
-// for v < nq (at most KVQMaxVecs), i < n and j < dim: weighted values with one range per
-// row (the caller folds the rows' Half into a and adds their Mids and outliers). Row
-// i's codes are at src[i·dim·bits/8:]; dim is a multiple of 8. Each vector's sums are
-// added row by row in order with one rounding per multiply-add, whatever the other
-// vectors.
-func KVQAccumulateTokens(out []float32, ostride int, a []float32, astride, nq int, src []byte, n, dim, bits int, levels *KVQLevels) {
+// KVQAccumulateTokens adds Σ_i a[i*KVQMaxVecs+v]·levels[code j of row i] to
+// out[v*ostride+j] for v < nq (at most KVQMaxVecs), i < n and j < dim: weighted values
+// with one range per row (the caller folds the rows' Half into a, row-major with
+// KVQMaxVecs weights a row, and adds their Mids and outliers). Row i's codes are at
+// src[i·dim·bits/8:]; dim is a multiple of 8. Each vector's sums are added row by row in
+// order with one rounding per multiply-add, whatever the other vectors.
+func KVQAccumulateTokens(out []float32, ostride int, a []float32, nq int, src []byte, n, dim, bits int, levels *KVQLevels) {
 	rb := dim * bits / 8
 	if n <= 0 || nq <= 0 {
 		return
 	}
 	if nq > KVQMaxVecs || dim%8 != 0 || dim == 0 || bits < 2 || bits > 4 ||
-		len(out) < (nq-1)*ostride+dim || len(a) < (nq-1)*astride+n || len(src) < n*rb {
-		panic(fmt.Sprintf("kernels: KVQAccumulateTokens of %d rows of %d (%d bits) for %d vectors: out %d (stride %d), a %d (stride %d), src %d",
-			n, dim, bits, nq, len(out), ostride, len(a), astride, len(src)))
+		len(out) < (nq-1)*ostride+dim || len(a) < (n-1)*KVQMaxVecs+nq || len(src) < n*rb {
+		panic(fmt.Sprintf("kernels: KVQAccumulateTokens of %d rows of %d (%d bits) for %d vectors: out %d (stride %d), a %d, src %d",
+			n, dim, bits, nq, len(out), ostride, len(a), len(src)))
 	}
 	if !kvqFast {
 		for v := range nq {
 			o := out[v*ostride : v*ostride+dim]
 			for i := range n {
-				w, row := a[v*astride+i], src[i*rb:(i+1)*rb]
+				w, row := a[i*KVQMaxVecs+v], src[i*rb:(i+1)*rb]
 				for j := range o {
 					o[j] += w * levels[kvqCode(row, bits, j)]
 				}
@@ -174,36 +171,31 @@ func KVQAccumulateTokens(out []float32, ostride int, a []float32, astride, nq in
 		}
 		return
 	}
-	var ab [kvqMaxBlock * KVQMaxVecs]float32 // the weights row-major: row i's at 4·i
-	for lo := 0; lo < n; lo += kvqMaxBlock {
-		hi := min(n, lo+kvqMaxBlock)
-		for v := range nq {
-			for i, w := range a[v*astride+lo : v*astride+hi] {
-				ab[4*i+v] = w
-			}
-		}
-		m := hi
-		if len(src) < hi*rb+4-bits { // the last row's last group through a padded copy
-			m = hi - 1
-		}
-		if m > lo {
-			kvqAccumTokenRows(unsafe.SliceData(out), ostride, &ab[0], nq, &src[lo*rb], m-lo, dim, bits, &levels[0])
-		}
-		if m < hi {
-			var last [kvqMaxDim/2 + 4]byte
-			if rb > len(last)-4 {
-				// Rows too long for the copy: the last one a value at a time.
-				for v := range nq {
-					o := out[v*ostride : v*ostride+dim]
-					w, row := a[v*astride+m], src[m*rb:(m+1)*rb]
-					for j := range o {
-						o[j] += w * levels[kvqCode(row, bits, j)]
-					}
+	kernel, over := kvqAccumTokenRows, 4-bits
+	if kvq512 && dim%64 == 0 {
+		kernel, over = kvqAccumTokenRows512, 8-2*bits
+	}
+	m := n
+	if len(src) < n*rb+over { // the last row's last group through a padded copy
+		m = n - 1
+	}
+	if m > 0 {
+		kernel(unsafe.SliceData(out), ostride, unsafe.SliceData(a), nq, unsafe.SliceData(src), m, dim, bits, &levels[0])
+	}
+	if m < n {
+		var last [kvqMaxDim/2 + 8]byte
+		if rb > len(last)-8 {
+			// Rows too long for the copy: the last one a value at a time.
+			for v := range nq {
+				o := out[v*ostride : v*ostride+dim]
+				w, row := a[m*KVQMaxVecs+v], src[m*rb:(m+1)*rb]
+				for j := range o {
+					o[j] += w * levels[kvqCode(row, bits, j)]
 				}
-				continue
 			}
-			copy(last[:], src[m*rb:hi*rb])
-			kvqAccumTokenRows(unsafe.SliceData(out), ostride, &ab[4*(m-lo)], nq, &last[0], 1, dim, bits, &levels[0])
+			return
 		}
+		copy(last[:], src[m*rb:n*rb])
+		kernel(unsafe.SliceData(out), ostride, &a[m*KVQMaxVecs], nq, &last[0], 1, dim, bits, &levels[0])
 	}
 }

@@ -122,8 +122,15 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 			}
 		}
 		alone := append([]float32(nil), out[(nq-1)*ostride:]...)
-		KVQAccumulateTokens(out, ostride, a, astride, nq, src, n, dim, bits, &lv)
-		KVQAccumulateTokens(alone, ostride, a[(nq-1)*astride:], astride, 1, src, n, dim, bits, &lv)
+		rm, rm1 := make([]float32, n*KVQMaxVecs), make([]float32, n*KVQMaxVecs)
+		for i := range n {
+			for v := range nq {
+				rm[i*KVQMaxVecs+v] = a[v*astride+i]
+			}
+			rm1[i*KVQMaxVecs] = a[(nq-1)*astride+i]
+		}
+		KVQAccumulateTokens(out, ostride, rm, nq, src, n, dim, bits, &lv)
+		KVQAccumulateTokens(alone, ostride, rm1, 1, src, n, dim, bits, &lv)
 		for v := range nq {
 			for j := range dim {
 				g, w := out[v*ostride+j], want[v*ostride+j]

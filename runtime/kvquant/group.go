@@ -71,20 +71,20 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 	}
 	rb := r.RowBytes()
 	const block = 128
-	var ab [kernels.KVQMaxVecs * block]float32 // weights times Half, vector-major
-	var tok [2 * block]float32                 // the block's Mid and Half
+	const mv = kernels.KVQMaxVecs
+	var ab [mv * block]float32 // weights times Half, row-major, mv a row
+	var tok [2 * block]float32 // the block's Mid and Half
 	for b := lo; b < hi; b += block {
 		e := min(hi, b+block)
 		tok := tok[:2*(e-b)]
 		kernels.F16ToF32Slice(tok, r.Token[2*b:2*e])
-		for v0 := 0; v0 < nq; v0 += kernels.KVQMaxVecs {
-			m := min(kernels.KVQMaxVecs, nq-v0)
+		for v0 := 0; v0 < nq; v0 += mv {
+			m := min(mv, nq-v0)
 			for v := range m {
 				wv := w[(v0+v)*wstride+b-lo : (v0+v)*wstride+e-lo]
-				a := ab[v*block : v*block+len(wv)]
 				var offset float32
 				for i, wi := range wv {
-					a[i] = wi * tok[2*i+1]
+					ab[i*mv+v] = wi * tok[2*i+1]
 					offset += wi * tok[2*i]
 				}
 				o := out[(v0+v)*ostride : (v0+v)*ostride+d]
@@ -92,7 +92,7 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 					o[j] += offset
 				}
 			}
-			kernels.KVQAccumulateTokens(out[v0*ostride:], ostride, ab[:], block, m, r.Codes[b*rb:], e-b, d, r.Bits, &r.lvp)
+			kernels.KVQAccumulateTokens(out[v0*ostride:], ostride, ab[:], m, r.Codes[b*rb:], e-b, d, r.Bits, &r.lvp)
 		}
 	}
 	o := &r.out
