@@ -77,3 +77,9 @@ func kvqAccumTokenRows(out *float32, ostride int, a *float32, nq int, src *byte,
 //
 //go:noescape
 func kvqAccumTokenRows512(out *float32, ostride int, a *float32, nq int, src *byte, n, dim, bits int, levels *float32)
+
+// kvqScoreKeysLo512 is KVQScoreKeysLo's kernel for n rows (AVX-512 VBMI): 16 values of a
+// key per step, decoded, rotated by the high angles and dotted with up to 4 vectors.
+//
+//go:noescape
+func kvqScoreKeysLo512(dst *float32, dstride int, prep *float32, nq int, src *byte, n, dim, bits int, levels, ranges *float32, pos *int32, hi *float32)

@@ -705,3 +705,114 @@ zstored:
 	JNE zblock
 	VZEROUPPER
 	RET
+
+// func kvqScoreKeysLo512(dst *float32, dstride int, prep *float32, nq int, src *byte, n, dim, bits int, levels, ranges *float32, pos *int32, hi *float32)
+TEXT ·kvqScoreKeysLo512(SB), NOSPLIT, $0-96
+	MOVQ dst+0(FP), DI
+	MOVQ nq+24(FP), DX
+	MOVQ src+32(FP), SI
+	MOVQ n+40(FP), CX
+	MOVQ bits+56(FP), BX
+	MOVQ levels+64(FP), R8
+	LEAQ kvqMulti<>(SB), R9
+	MOVQ BX, R10
+	SUBQ $2, R10
+	SHLQ $6, R10
+	VMOVDQU32 (R9)(R10*1), Z13
+	VMOVUPS (R8), Z11
+	// BX = the bytes of 16 codes, R13 = the bytes of one group's vectors (64·nq).
+	SHLQ $1, BX
+	MOVQ DX, R13
+	SHLQ $6, R13
+	MOVQ pos+80(FP), R8
+	TESTQ CX, CX
+	JEQ kdone
+
+krow:
+	// R9 = row p/64 of hi (8·dim bytes), R10 = the vectors of row p%64 (nq·dim·4 bytes).
+	MOVLQSX (R8), AX
+	MOVQ AX, R10
+	SHRQ $6, AX
+	ANDQ $63, R10
+	MOVQ dim+48(FP), R9
+	SHLQ $3, R9
+	IMULQ R9, AX
+	ADDQ hi+88(FP), AX
+	MOVQ AX, R9
+	MOVQ dim+48(FP), AX
+	SHRQ $4, AX
+	IMULQ R13, AX
+	IMULQ AX, R10
+	ADDQ prep+16(FP), R10
+	MOVQ ranges+72(FP), R11
+	MOVQ dim+48(FP), R12
+	SHRQ $4, R12
+	VXORPS X4, X4, X4
+	VXORPS X5, X5, X5
+	VXORPS X6, X6, X6
+	VXORPS X7, X7, X7
+
+kgroup:
+	VPMULTISHIFTQB.BCST (SI), Z13, Z0
+	VPERMPS Z11, Z0, Z0
+	VMOVUPS (R11), Z1
+	VFMADD213PS 64(R11), Z1, Z0
+	// (a, b) → (a·c − b·s, a·s + b·c) by the high angles.
+	VPERMILPS $0xB1, Z0, Z1
+	VMULPS (R9), Z0, Z0
+	VFMADD231PS 64(R9), Z1, Z0
+	VFMADD231PS (R10), Z0, Z4
+	CMPQ DX, $1
+	JEQ knext
+	VFMADD231PS 64(R10), Z0, Z5
+	CMPQ DX, $2
+	JEQ knext
+	VFMADD231PS 128(R10), Z0, Z6
+	CMPQ DX, $3
+	JEQ knext
+	VFMADD231PS 192(R10), Z0, Z7
+
+knext:
+	ADDQ BX, SI
+	ADDQ $128, R11
+	ADDQ $128, R9
+	ADDQ R13, R10
+	DECQ R12
+	JNE kgroup
+	// X4 = the 4 sums, each reduced by the same tree whatever the others.
+	VEXTRACTF64X4 $1, Z4, Y0
+	VADDPS Y0, Y4, Y4
+	VEXTRACTF64X4 $1, Z5, Y0
+	VADDPS Y0, Y5, Y5
+	VEXTRACTF64X4 $1, Z6, Y0
+	VADDPS Y0, Y6, Y6
+	VEXTRACTF64X4 $1, Z7, Y0
+	VADDPS Y0, Y7, Y7
+	VHADDPS Y5, Y4, Y4
+	VHADDPS Y7, Y6, Y6
+	VHADDPS Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VADDPS X5, X4, X4
+	VMOVSS X4, (DI)
+	CMPQ DX, $1
+	JEQ kstored
+	MOVQ dstride+8(FP), AX
+	SHLQ $2, AX
+	VEXTRACTPS $1, X4, (DI)(AX*1)
+	CMPQ DX, $2
+	JEQ kstored
+	VEXTRACTPS $2, X4, (DI)(AX*2)
+	CMPQ DX, $3
+	JEQ kstored
+	LEAQ (AX)(AX*2), AX
+	VEXTRACTPS $3, X4, (DI)(AX*1)
+
+kstored:
+	ADDQ $4, DI
+	ADDQ $4, R8
+	DECQ CX
+	JNE krow
+
+kdone:
+	VZEROUPPER
+	RET

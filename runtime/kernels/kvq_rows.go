@@ -31,30 +31,15 @@ func KVQPeriodic(levels []float32) KVQLevels {
 // KVQChannelRanges lays out per-channel ranges (dim halves and mids, dim a multiple of 8)
 // for KVQScoreKeys: per group of 8 channels, the 8 halves then the 8 mids.
 func KVQChannelRanges(half, mid []float32) []float32 {
-	return kvqInterleave(half, mid)
+	return kvqInterleaveN(half, mid, 8)
 }
 
 // KVQPairAngles lays out one row of RoPE angles (cos and sin of dim/2 adjacent pairs,
 // dim a multiple of 8) for KVQScoreKeys: per group of 8 values (4 pairs), each pair's
 // cosine twice, then its sine negated and as is.
 func KVQPairAngles(cos, sin []float32) []float32 {
-	p := len(cos)
-	c, s := make([]float32, 2*p), make([]float32, 2*p)
-	for i := range p {
-		c[2*i], c[2*i+1] = cos[i], cos[i]
-		s[2*i], s[2*i+1] = -sin[i], sin[i]
-	}
-	return kvqInterleave(c, s)
-}
-
-// kvqInterleave returns a and b in groups of 8: a's first 8, b's first 8, and so on.
-func kvqInterleave(a, b []float32) []float32 {
-	out := make([]float32, 2*len(a))
-	for g := 0; g < len(a); g += 8 {
-		copy(out[2*g:2*g+8], a[g:g+8])
-		copy(out[2*g+8:2*g+16], b[g:g+8])
-	}
-	return out
+	c, s := kvqPairs(cos, sin)
+	return kvqInterleaveN(c, s, 8)
 }
 
 // KVQScoreKeys sets dst[v*dstride+i] = q[v*dim:(v+1)*dim] · key i for v < nq (at most
@@ -197,5 +182,115 @@ func KVQAccumulateTokens(out []float32, ostride int, a []float32, nq int, src []
 		}
 		copy(last[:], src[m*rb:n*rb])
 		kernel(unsafe.SliceData(out), ostride, &a[m*KVQMaxVecs], nq, &last[0], 1, dim, bits, &levels[0])
+	}
+}
+
+// KVQChannelRanges16 lays out per-channel ranges (dim halves and mids, dim a multiple of
+// 16) for KVQScoreKeysLo: per group of 16 channels, the 16 halves then the 16 mids.
+func KVQChannelRanges16(half, mid []float32) []float32 {
+	return kvqInterleaveN(half, mid, 16)
+}
+
+// KVQPairAngles16 lays out one row of RoPE angles (cos and sin of dim/2 adjacent pairs,
+// dim a multiple of 16) for KVQScoreKeysLo: per group of 16 values (8 pairs), each
+// pair's cosine twice, then its sine negated and as is.
+func KVQPairAngles16(cos, sin []float32) []float32 {
+	c, s := kvqPairs(cos, sin)
+	return kvqInterleaveN(c, s, 16)
+}
+
+// kvqPairs returns each cosine twice and each sine negated then as is.
+func kvqPairs(cos, sin []float32) (c, s []float32) {
+	p := len(cos)
+	c, s = make([]float32, 2*p), make([]float32, 2*p)
+	for i := range p {
+		c[2*i], c[2*i+1] = cos[i], cos[i]
+		s[2*i], s[2*i+1] = -sin[i], sin[i]
+	}
+	return c, s
+}
+
+// kvqInterleaveN returns a and b in groups of w: a's first w, b's first w, and so on.
+func kvqInterleaveN(a, b []float32, w int) []float32 {
+	out := make([]float32, 2*len(a))
+	for g := 0; g < len(a); g += w {
+		copy(out[2*g:2*g+w], a[g:g+w])
+		copy(out[2*g+w:2*g+2*w], b[g:g+w])
+	}
+	return out
+}
+
+// KVQQueriesLen returns the length of the form KVQRotateQueries gives nq query vectors
+// of dim values (64·nq·dim), or 0 when KVQScoreKeysLo does not run here (it needs
+// AVX-512 VBMI, dim a multiple of 16 up to 256, and nq at most KVQMaxVecs): callers
+// then score with KVQScoreKeys.
+func KVQQueriesLen(nq, dim int) int {
+	if !kvq512 || dim%16 != 0 || dim == 0 || dim > kvqMaxDim || nq < 1 || nq > KVQMaxVecs {
+		return 0
+	}
+	return 64 * nq * dim
+}
+
+// KVQRotateQueries writes nq query vectors q (nq·dim values) to dst (KVQQueriesLen
+// values) in the form KVQScoreKeysLo reads: for each of the 64 rows l of the angle
+// tables loCos and loSin (dim/2 adjacent pairs a row), the vectors turned back by row
+// l's angles, each pair (x, y) becoming (x·c + y·s, y·c − x·s), laid out per group of 16
+// values, vector after vector.
+func KVQRotateQueries(dst, q []float32, nq, dim int, loCos, loSin []float32) {
+	p := dim / 2
+	groups := dim / 16
+	var neg [kvqMaxDim / 2]float32
+	var x [kvqMaxDim]float32
+	for l := range 64 {
+		c := loCos[l*p : (l+1)*p]
+		for i, s := range loSin[l*p : (l+1)*p] {
+			neg[i] = -s
+		}
+		for v := range nq {
+			copy(x[:dim], q[v*dim:(v+1)*dim])
+			KVQRotate(x[:dim], c, neg[:p], false)
+			for g := range groups {
+				copy(dst[((l*groups+g)*nq+v)*16:][:16], x[16*g:16*g+16])
+			}
+		}
+	}
+}
+
+// KVQScoreKeysLo is KVQScoreKeys with each position's angles split: key i is rotated by
+// row pos[i]/64 of hi only (rows of 2·dim values laid out by KVQPairAngles16), and
+// dotted with the vectors turned back by row pos[i]%64 of the low table (prep, from
+// KVQRotateQueries), since q·R(θh+θl)k = R(−θl)q·R(θh)k. The ranges are laid out by
+// KVQChannelRanges16 (dim = len(ranges)/2). Each vector's scores do not depend on the
+// others'. It panics if KVQQueriesLen(nq, dim) is 0.
+func KVQScoreKeysLo(dst []float32, dstride int, prep []float32, nq int, src []byte, n, bits int, levels *KVQLevels, ranges []float32, pos []int32, hi []float32) {
+	dim := len(ranges) / 2
+	rb := dim * bits / 8
+	if n <= 0 {
+		return
+	}
+	if KVQQueriesLen(nq, dim) == 0 || bits < 2 || bits > 4 || len(prep) < 64*nq*dim ||
+		len(dst) < (nq-1)*dstride+n || len(src) < n*rb || len(pos) < n {
+		panic(fmt.Sprintf("kernels: KVQScoreKeysLo of %d rows of %d (%d bits) for %d vectors: dst %d (stride %d), prep %d, src %d, pos %d",
+			n, dim, bits, nq, len(dst), dstride, len(prep), len(src), len(pos)))
+	}
+	hiRows := len(hi) / (2 * dim)
+	for _, p := range pos[:n] {
+		if p < 0 || int(p)>>6 >= hiRows {
+			panic(fmt.Sprintf("kernels: KVQScoreKeysLo: position %d outside the angle table's %d", p, 64*hiRows))
+		}
+	}
+	m := n
+	if len(src) < n*rb+8-2*bits { // the last row's last group through a padded copy
+		m = n - 1
+	}
+	if m > 0 {
+		kvqScoreKeysLo512(unsafe.SliceData(dst), dstride, unsafe.SliceData(prep), nq, unsafe.SliceData(src), m, dim, bits, &levels[0],
+			unsafe.SliceData(ranges), unsafe.SliceData(pos), unsafe.SliceData(hi))
+	}
+	if m < n {
+		var last [kvqMaxDim/2 + 8]byte
+		copy(last[:], src[m*rb:n*rb])
+		kvqScoreKeysLo512(&dst[m], dstride, unsafe.SliceData(prep), nq, &last[0], 1, dim, bits, &levels[0],
+			unsafe.SliceData(ranges), &pos[m], unsafe.SliceData(hi))
 	}
 }

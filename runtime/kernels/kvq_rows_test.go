@@ -15,7 +15,7 @@ func TestKVQRows(t *testing.T) {
 	withFeatures(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(7, 8))
 		for _, bits := range []int{2, 3, 4} {
-			for _, dim := range []int{8, 64, 80} {
+			for _, dim := range []int{8, 32, 64, 80} {
 				for _, n := range []int{1, 5, 130} {
 					for _, extra := range []int{0, 5} {
 						kvqRowsCase(t, rng, bits, dim, n, extra)
@@ -97,6 +97,38 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 		for i := range n {
 			if one[i] != got[(nq-1)*dstride+i] {
 				t.Fatalf("%d bits, dim %d: vector %d scores row %d %v alone, %v among %d", bits, dim, nq-1, i, one[i], got[(nq-1)*dstride+i], nq)
+			}
+		}
+
+		// Keys with the low angles moved to the queries, where that kernel runs.
+		if KVQQueriesLen(nq, dim) > 0 {
+			var hi16, loCos, loSin []float32
+			for _, h := range hp {
+				hi16 = append(hi16, KVQPairAngles16(h[0], h[1])...)
+			}
+			for _, l := range lp {
+				loCos, loSin = append(loCos, l[0]...), append(loSin, l[1]...)
+			}
+			prep := make([]float32, KVQQueriesLen(nq, dim))
+			KVQRotateQueries(prep, q, nq, dim, loCos, loSin)
+			lo16 := make([]float32, (nq-1)*dstride+n)
+			r16 := KVQChannelRanges16(half, mid)
+			KVQScoreKeysLo(lo16, dstride, prep, nq, src, n, bits, &lv, r16, pos, hi16)
+			for v := range nq {
+				for i := range n {
+					g, w := lo16[v*dstride+i], got[v*dstride+i]
+					if math.Abs(float64(g-w)) > 1e-4*(1+math.Abs(float64(w))) {
+						t.Fatalf("%d bits, dim %d, %d rows (+%d), %d vectors: low-angle score %d of row %d = %v, want %v", bits, dim, n, extra, nq, v, i, g, w)
+					}
+				}
+			}
+			prep1 := make([]float32, KVQQueriesLen(1, dim))
+			KVQRotateQueries(prep1, q[(nq-1)*dim:], 1, dim, loCos, loSin)
+			KVQScoreKeysLo(one, n, prep1, 1, src, n, bits, &lv, r16, pos, hi16)
+			for i := range n {
+				if one[i] != lo16[(nq-1)*dstride+i] {
+					t.Fatalf("%d bits, dim %d: vector %d low-angle scores row %d %v alone, %v among %d", bits, dim, nq-1, i, one[i], lo16[(nq-1)*dstride+i], nq)
+				}
 			}
 		}
 

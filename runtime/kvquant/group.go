@@ -24,11 +24,33 @@ func (r *Rows) groupValues() bool {
 	return r.Axis == PerToken && r.RoPE == nil && r.Dim%8 == 0
 }
 
+// QueriesLen returns the length of the form PrepareQueries gives nq query vectors: the
+// vectors turned back by each of the 64 fine RoPE angles (kernels.KVQRotateQueries), for
+// keys that kernels.KVQScoreKeysLo scores here; 0 otherwise.
+func (r *Rows) QueriesLen(nq int) int {
+	if r.ranges16 == nil {
+		return 0
+	}
+	return ropeStep * nq * r.Dim
+}
+
+// PrepareQueries writes the form of the nq vectors q that DotsN reads (QueriesLen), in
+// blocks of kernels.KVQMaxVecs vectors.
+func (r *Rows) PrepareQueries(dst, q []float32, nq int) {
+	d := r.Dim
+	for v := 0; v < nq; v += kernels.KVQMaxVecs {
+		m := min(kernels.KVQMaxVecs, nq-v)
+		kernels.KVQRotateQueries(dst[ropeStep*v*d:], q[v*d:], m, d, r.RoPE.loCos, r.RoPE.loSin)
+	}
+}
+
 // DotsN sets dst[v*dstride+i] = q[v*Dim:(v+1)*Dim] · row(lo+i) for v < nq and i < hi−lo:
 // Dots for nq query vectors (a GQA group), each key decoded once for up to
-// kernels.KVQMaxVecs of them (kernels.KVQScoreKeys), then the outliers added as rotated
-// differences (outliers). Each vector's scores are those a call for it alone gives.
-func (r *Rows) DotsN(dst []float32, dstride int, q []float32, nq, lo, hi int) {
+// kernels.KVQMaxVecs of them, then the outliers added as rotated differences (outliers).
+// With prep (PrepareQueries' form of q) keys turn by their coarse angles only
+// (kernels.KVQScoreKeysLo); without, by their whole angles (kernels.KVQScoreKeys). Each
+// vector's scores are those a call for it alone gives.
+func (r *Rows) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi int) {
 	d := r.Dim
 	if !r.groupKeys() {
 		for v := range nq {
@@ -40,9 +62,13 @@ func (r *Rows) DotsN(dst []float32, dstride int, q []float32, nq, lo, hi int) {
 		return
 	}
 	rb := r.RowBytes()
-	ph, pl := r.RoPE.pairTables()
 	for v := 0; v < nq; v += kernels.KVQMaxVecs {
 		m := min(kernels.KVQMaxVecs, nq-v)
+		if prep != nil {
+			kernels.KVQScoreKeysLo(dst[v*dstride:], dstride, prep[ropeStep*v*d:], m, r.Codes[lo*rb:], hi-lo, r.Bits, &r.lvp, r.ranges16, r.Pos[lo:hi], r.RoPE.hiTable())
+			continue
+		}
+		ph, pl := r.RoPE.pairTables()
 		kernels.KVQScoreKeys(dst[v*dstride:], dstride, q[v*d:], m, r.Codes[lo*rb:], hi-lo, r.Bits, &r.lvp, r.ranges, r.Pos[lo:hi], ph, pl)
 	}
 	o := &r.out
@@ -167,18 +193,55 @@ func rowDim(p sparse.Rows, def int) int {
 	return def
 }
 
-// DotsN is Rows.DotsN part by part (parts without it score vector by vector).
-func (j *Joined) DotsN(dst []float32, dstride int, q []float32, nq, lo, hi int) {
-	j.span(lo, hi, func(p sparse.Rows, plo, phi, off int) {
+// QueriesLen is the total of the parts' (sparse.GroupRows), one after another.
+func (j *Joined) QueriesLen(nq int) int {
+	n := 0
+	for _, p := range j.Parts {
 		if g, ok := p.(sparse.GroupRows); ok {
-			g.DotsN(dst[off:], dstride, q, nq, plo, phi)
-			return
+			n += g.QueriesLen(nq)
 		}
-		d := rowDim(p, len(q)/nq)
-		for v := range nq {
-			p.Dots(dst[v*dstride+off:v*dstride+off+phi-plo], q[v*d:(v+1)*d], plo, phi)
+	}
+	return n
+}
+
+// PrepareQueries writes each part's form of q, one after another.
+func (j *Joined) PrepareQueries(dst, q []float32, nq int) {
+	for _, p := range j.Parts {
+		if g, ok := p.(sparse.GroupRows); ok {
+			n := g.QueriesLen(nq)
+			g.PrepareQueries(dst[:n], q, nq)
+			dst = dst[n:]
 		}
-	})
+	}
+}
+
+// DotsN is Rows.DotsN part by part (parts without it score vector by vector), each
+// with its share of prep.
+func (j *Joined) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi int) {
+	o := 0 // where part i's prepared queries start in prep
+	for i, p := range j.Parts {
+		g, group := p.(sparse.GroupRows)
+		n := 0
+		if group && prep != nil {
+			n = g.QueriesLen(nq)
+		}
+		if a, b := max(lo, j.start[i]), min(hi, j.start[i+1]); a < b {
+			plo, phi, off := a-j.start[i], b-j.start[i], a-lo
+			if group {
+				var pp []float32
+				if n > 0 {
+					pp = prep[o : o+n]
+				}
+				g.DotsN(dst[off:], dstride, q, pp, nq, plo, phi)
+			} else {
+				d := rowDim(p, len(q)/nq)
+				for v := range nq {
+					p.Dots(dst[v*dstride+off:v*dstride+off+phi-plo], q[v*d:(v+1)*d], plo, phi)
+				}
+			}
+		}
+		o += n
+	}
 }
 
 // AccumulateN is Rows.AccumulateN part by part.

@@ -28,6 +28,21 @@ type RoPE struct {
 	// first use by pairTables.
 	pairOnce       sync.Once
 	pairHi, pairLo []float32
+	// hi laid out for kernels.KVQScoreKeysLo (KVQPairAngles16 rows), by hiTables.
+	hiOnce sync.Once
+	hi16   []float32
+}
+
+// hiTable returns the coarse angle table in the layout of kernels.KVQScoreKeysLo: row h
+// holds the angles of position 64h.
+func (r *RoPE) hiTable() []float32 {
+	r.hiOnce.Do(func() {
+		half := r.ropeDim / 2
+		for p := 0; p < len(r.hiCos); p += half {
+			r.hi16 = append(r.hi16, kernels.KVQPairAngles16(r.hiCos[p:p+half], r.hiSin[p:p+half])...)
+		}
+	})
+	return r.hi16
 }
 
 // pairTables returns the angle tables in the layout of kernels.KVQScoreKeys: row h of hi

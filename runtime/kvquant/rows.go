@@ -60,6 +60,8 @@ type Rows struct {
 	// channels' ranges interleaved (kernels.KVQChannelRanges) when keys qualify.
 	lvp    kernels.KVQLevels
 	ranges []float32
+	// The ranges for kernels.KVQScoreKeysLo (KVQChannelRanges16), when it runs.
+	ranges16 []float32
 	// The outliers as the multi-row paths add them (outliers): each one's row, and for
 	// keys its pair and the rotated difference from its dense value, for values its
 	// channel and that difference.
@@ -116,6 +118,9 @@ func (r *Rows) Init() error {
 		}
 		if r.groupKeys() {
 			r.ranges = kernels.KVQChannelRanges(r.chHalf, r.chMid)
+			if kernels.KVQQueriesLen(1, r.Dim) > 0 {
+				r.ranges16 = kernels.KVQChannelRanges16(r.chHalf, r.chMid)
+			}
 		}
 	}
 	r.out = outlierFixes{}

@@ -85,9 +85,15 @@ func (s Stats) CentroidsFraction() float64 {
 // vectors of the call (so that AttendExact can pass a batch's vectors together).
 type GroupRows interface {
 	Rows
+	// QueriesLen returns the length of the form of nq query vectors that PrepareQueries
+	// writes for DotsN, or 0 if DotsN reads the vectors as they are.
+	QueriesLen(nq int) int
+	// PrepareQueries writes that form of the nq vectors q (nq·dim values) to dst.
+	PrepareQueries(dst, q []float32, nq int)
 	// DotsN sets dst[v*dstride+i] = q[v*dim:(v+1)*dim] · row(lo+i) for v < nq and
-	// i < hi-lo, dim the rows' length.
-	DotsN(dst []float32, dstride int, q []float32, nq, lo, hi int)
+	// i < hi-lo, dim the rows' length; prep is PrepareQueries' form of q (nil if
+	// QueriesLen(nq) is 0).
+	DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi int)
 	// AccumulateN adds Σ_i w[v*wstride+i] · row(lo+i) to out[v*ostride:][:dim] for
 	// v < nq, i < hi-lo.
 	AccumulateN(out []float32, ostride int, w []float32, wstride, nq, lo, hi int)
@@ -97,6 +103,7 @@ type GroupRows interface {
 type segment struct {
 	k, v   Rows
 	lo, hi int
+	prep   []float32 // the queries prepared for k (GroupRows), or nil
 }
 
 // unit is one share of an Attend call: KV head head's keys [lo, hi) in the order of its
@@ -113,6 +120,8 @@ type headState struct {
 	q      []float32 // the same unscaled, for the lookup
 	segs   []segment
 	keys   int // keys in segs
+	// The queries prepared for the keys and the always-attended keys (GroupRows).
+	prepK, prepA []float32
 }
 
 // chunk is the most keys scored at once per query vector (a block of keys stays in the
@@ -361,8 +370,9 @@ func (s *Session) lookup(g int) {
 		copy(h.qs[i*gd:(i+1)*gd], s.q[i*heads+g*gd:i*heads+(g+1)*gd])
 	}
 	keys := 0
+	prepK := s.prepare(&h.prepK, head.Keys, h.qs)
 	if s.dense {
-		h.segs = append(h.segs, segment{head.Keys, head.Values, 0, head.Keys.Len()})
+		h.segs = append(h.segs, segment{head.Keys, head.Values, 0, head.Keys.Len(), prepK})
 		keys = head.Keys.Len()
 	} else {
 		h.q = grow(h.q, s.n*gd)
@@ -370,15 +380,31 @@ func (s *Session) lookup(g int) {
 		kernels.Scale(h.q, s.qScale)
 		head.Tree.Lookup(&h.search, h.q, s.group, s.th.LogTau, &h.sel)
 		for _, sp := range h.sel.Spans {
-			h.segs = append(h.segs, segment{head.Keys, head.Values, int(sp.Start), int(sp.End)})
+			h.segs = append(h.segs, segment{head.Keys, head.Values, int(sp.Start), int(sp.End), prepK})
 		}
 		keys = h.sel.Keys
 	}
 	if a := len(head.Always); a > 0 {
-		h.segs = append(h.segs, segment{head.AlwaysK, head.AlwaysV, 0, a})
+		h.segs = append(h.segs, segment{head.AlwaysK, head.AlwaysV, 0, a, s.prepare(&h.prepA, head.AlwaysK, h.qs)})
 	}
 	h.keys = keys + len(head.Always)
 	// Each KV head is counted by its own goroutine; fold the counts in merge.
+}
+
+// prepare returns the call's query vectors qs prepared for keys (GroupRows), in buf, or
+// nil if they need no preparing.
+func (s *Session) prepare(buf *[]float32, keys Rows, qs []float32) []float32 {
+	g, ok := keys.(GroupRows)
+	if !ok {
+		return nil
+	}
+	n := g.QueriesLen(s.vecs)
+	if n == 0 {
+		return nil
+	}
+	*buf = grow(*buf, n)
+	g.PrepareQueries(*buf, qs, s.vecs)
+	return *buf
 }
 
 // piece is a run of rows of one segment within a chunk: rows [lo, hi) of seg, at
@@ -467,7 +493,7 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse []float32) 
 		// depend on the grouping, so an exact call may pass its tokens together).
 		for _, p := range pieces {
 			if g, ok := p.seg.k.(GroupRows); ok {
-				g.DotsN(scores[p.off:], k, qs, vecs, p.lo, p.hi)
+				g.DotsN(scores[p.off:], k, qs, p.seg.prep, vecs, p.lo, p.hi)
 				continue
 			}
 			for v := range vecs {
