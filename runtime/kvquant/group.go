@@ -85,7 +85,7 @@ func (r *Rows) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi i
 // AccumulateN adds Σ_i w[v*wstride+i]·row(lo+i) to out[v*ostride:][:Dim] for v < nq and
 // i < hi−lo: Accumulate for nq weight vectors, each row's codes decoded once for up to
 // kernels.KVQMaxVecs of them (kernels.KVQAccumulateTokens, weights times the rows' Half),
-// the weighted Mids added once per block of rows, then the outliers corrected. Each
+// the weighted Mids added once, then the outliers corrected. Each
 // vector's sums are those a call for it alone gives.
 func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq, lo, hi int) {
 	d := r.Dim
@@ -99,26 +99,28 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 	const block = 128
 	const mv = kernels.KVQMaxVecs
 	var ab [mv * block]float32 // weights times Half, row-major, mv a row
-	var tok [2 * block]float32 // the block's Mid and Half
-	for b := lo; b < hi; b += block {
-		e := min(hi, b+block)
-		tok := tok[:2*(e-b)]
-		kernels.F16ToF32Slice(tok, r.Token[2*b:2*e])
-		for v0 := 0; v0 < nq; v0 += mv {
-			m := min(mv, nq-v0)
+	var tok [2 * block]float32 // a block's Mid and Half
+	for v0 := 0; v0 < nq; v0 += mv {
+		m := min(mv, nq-v0)
+		var offset [mv]float32 // Σ w·Mid
+		for b := lo; b < hi; b += block {
+			e := min(hi, b+block)
+			tok := tok[:2*(e-b)]
+			kernels.F16ToF32Slice(tok, r.Token[2*b:2*e])
 			for v := range m {
 				wv := w[(v0+v)*wstride+b-lo : (v0+v)*wstride+e-lo]
-				var offset float32
 				for i, wi := range wv {
 					ab[i*mv+v] = wi * tok[2*i+1]
-					offset += wi * tok[2*i]
-				}
-				o := out[(v0+v)*ostride : (v0+v)*ostride+d]
-				for j := range o {
-					o[j] += offset
+					offset[v] += wi * tok[2*i]
 				}
 			}
 			kernels.KVQAccumulateTokens(out[v0*ostride:], ostride, ab[:], m, r.Codes[b*rb:], e-b, d, r.Bits, &r.lvp)
+		}
+		for v := range m {
+			o := out[(v0+v)*ostride : (v0+v)*ostride+d]
+			for j := range o {
+				o[j] += offset[v]
+			}
 		}
 	}
 	o := &r.out
