@@ -156,16 +156,26 @@ func KVQAccumulateTokens(out []float32, ostride int, a []float32, nq int, src []
 		}
 		return
 	}
-	kernel, over := kvqAccumTokenRows, 4-bits
-	if kvq512 && dim%64 == 0 {
-		kernel, over = kvqAccumTokenRows512, 8-2*bits
+	wide := kvq512 && dim%64 == 0
+	over := 4 - bits
+	if wide {
+		over = 8 - 2*bits
+	}
+	// The kernels are called directly (not through a function value), so that the
+	// caller's buffers stay on its stack.
+	kernel := func(out *float32, a *float32, src *byte, n int) {
+		if wide {
+			kvqAccumTokenRows512(out, ostride, a, nq, src, n, dim, bits, &levels[0])
+		} else {
+			kvqAccumTokenRows(out, ostride, a, nq, src, n, dim, bits, &levels[0])
+		}
 	}
 	m := n
 	if len(src) < n*rb+over { // the last row's last group through a padded copy
 		m = n - 1
 	}
 	if m > 0 {
-		kernel(unsafe.SliceData(out), ostride, unsafe.SliceData(a), nq, unsafe.SliceData(src), m, dim, bits, &levels[0])
+		kernel(unsafe.SliceData(out), unsafe.SliceData(a), unsafe.SliceData(src), m)
 	}
 	if m < n {
 		var last [kvqMaxDim/2 + 8]byte
@@ -181,7 +191,7 @@ func KVQAccumulateTokens(out []float32, ostride int, a []float32, nq int, src []
 			return
 		}
 		copy(last[:], src[m*rb:n*rb])
-		kernel(unsafe.SliceData(out), ostride, &a[m*KVQMaxVecs], nq, &last[0], 1, dim, bits, &levels[0])
+		kernel(unsafe.SliceData(out), &a[m*KVQMaxVecs], &last[0], 1)
 	}
 }
 

@@ -185,3 +185,52 @@ func BenchmarkSessionDecode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGroupRows scores and adds 4096 rows of 64 for the 3 query vectors of a GQA
+// group in chunks of 128, as sparse.Session does: nuq3 rows through DotsN (queries
+// prepared once) and AccumulateN, f16 rows through the f16 matrix product and
+// kernels.AccumulateF16.
+func BenchmarkGroupRows(b *testing.B) {
+	const n, dim, vecs, chunk = 4096, 64, 3, 128
+	keys, vals, fk, fv := benchRows(b, n, dim, 3)
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	rng := rand.New(rand.NewPCG(2, 2))
+	q := randVec(rng, vecs*dim)
+	w := randVec(rng, vecs*chunk)
+	scores := make([]float32, vecs*chunk)
+	out := make([]float32, vecs*dim)
+	prep := make([]float32, keys.QueriesLen(vecs))
+	b.Run("dots/nuq3", func(b *testing.B) {
+		for b.Loop() {
+			if len(prep) > 0 {
+				keys.PrepareQueries(prep, q, vecs)
+			}
+			for lo := 0; lo < n; lo += chunk {
+				keys.DotsN(scores, chunk, q, prep, vecs, lo, lo+chunk)
+			}
+		}
+	})
+	b.Run("dots/f16", func(b *testing.B) {
+		for b.Loop() {
+			for lo := 0; lo < n; lo += chunk {
+				m := kernels.Matrix{Type: gguf.TypeF16, Rows: chunk, Cols: dim, RowBytes: 2 * dim, Data: f16Bytes(fk.Data[lo*dim : (lo+chunk)*dim])}
+				kernels.MatMul(pool, scores, &m, q, vecs)
+			}
+		}
+	})
+	b.Run("accumulate/nuq3", func(b *testing.B) {
+		for b.Loop() {
+			for lo := 0; lo < n; lo += chunk {
+				vals.AccumulateN(out, dim, w, chunk, vecs, lo, lo+chunk)
+			}
+		}
+	})
+	b.Run("accumulate/f16", func(b *testing.B) {
+		for b.Loop() {
+			for lo := 0; lo < n; lo += chunk {
+				kernels.AccumulateF16(out, dim, w, chunk, fv.Data[lo*dim:(lo+chunk)*dim], dim, chunk, vecs)
+			}
+		}
+	})
+}

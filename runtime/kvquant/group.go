@@ -99,20 +99,18 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 	const block = 128
 	const mv = kernels.KVQMaxVecs
 	var ab [mv * block]float32 // weights times Half, row-major, mv a row
-	var tok [2 * block]float32 // a block's Mid and Half
 	for v0 := 0; v0 < nq; v0 += mv {
 		m := min(mv, nq-v0)
 		var offset [mv]float32 // Σ w·Mid
 		for b := lo; b < hi; b += block {
 			e := min(hi, b+block)
-			tok := tok[:2*(e-b)]
-			kernels.F16ToF32Slice(tok, r.Token[2*b:2*e])
+			halves := r.halves[b:e]
 			for v := range m {
 				wv := w[(v0+v)*wstride+b-lo : (v0+v)*wstride+e-lo]
 				for i, wi := range wv {
-					ab[i*mv+v] = wi * tok[2*i+1]
-					offset[v] += wi * tok[2*i]
+					ab[i*mv+v] = wi * halves[i]
 				}
+				offset[v] += kernels.Dot(wv, r.mids[b:e])
 			}
 			kernels.KVQAccumulateTokens(out[v0*ostride:], ostride, ab[:], m, r.Codes[b*rb:], e-b, d, r.Bits, &r.lvp)
 		}

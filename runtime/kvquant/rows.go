@@ -62,6 +62,8 @@ type Rows struct {
 	ranges []float32
 	// The ranges for kernels.KVQScoreKeysLo (KVQChannelRanges16), when it runs.
 	ranges16 []float32
+	// PerToken rows that AccumulateN adds in groups: the rows' Mids and Halves as floats.
+	mids, halves []float32
 	// The outliers as the multi-row paths add them (outliers): each one's row, and for
 	// keys its pair and the rotated difference from its dense value, for values its
 	// channel and that difference.
@@ -123,9 +125,15 @@ func (r *Rows) Init() error {
 			}
 		}
 	}
-	r.out = outlierFixes{}
+	r.out, r.mids, r.halves = outlierFixes{}, nil, nil
 	if r.groupKeys() || r.groupValues() {
 		r.out = r.outliers()
+	}
+	if r.groupValues() {
+		r.mids, r.halves = make([]float32, r.n), make([]float32, r.n)
+		for i := range r.n {
+			r.mids[i], r.halves[i] = kernels.F16ToF32(r.Token[2*i]), kernels.F16ToF32(r.Token[2*i+1])
+		}
 	}
 	return nil
 }
