@@ -129,8 +129,9 @@ On a parameter-shared model (its layers repeat G blocks, as gocode-shared's
 do), greedy answers without a repetition penalty run SPEED's pipelined form
 (--speculate auto or early): the guesses of the exits after each cycle of
 blocks, extended by n-gram drafts, run through the same blocks in one batched
-step as the token in flight, and are verified when they reach the full depth;
-again the answer is the same token for token.
+step as the token in flight, and are verified when they reach the full depth
+(while fewer than half are confirmed, only one every 8 tokens is tried); again
+the answer is the same token for token.
 
 With --json nothing is streamed; one JSON object is printed at the end, with the
 fields text, tokens, generated_tokens, prompt_tokens (the query's tokens),
@@ -319,7 +320,7 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 			if g < m.Config.Layers {
 				dopts.Pipeline = func(t speculate.Target) (decode.Stepper, error) {
 					var err error
-					pipe, err = earlyexit.NewPipeline(t, earlyexit.PipelineOptions{Vocab: a.Context.Tokens, Drafter: ngram.Clone()})
+					pipe, err = earlyexit.NewPipeline(t, earlyexit.PipelineOptions{Vocab: a.Context.Tokens, Drafter: ngram.Clone(), MinAccept: pipelineMinAccept})
 					return pipe, err
 				}
 				log.Info("parameter-shared model: greedy decoding runs the pipelined form", "blocks", g, "layers", m.Config.Layers)
@@ -407,6 +408,11 @@ func chatQuery(path string, a *format.Artifact, f *gguf.File, query string) (str
 	}
 	return after, tmpl.Stop(), nil
 }
+
+// pipelineMinAccept is the acceptance rate below which ask's pipeline stops launching
+// exit guesses or drafts (earlyexit.PipelineOptions.MinAccept): on gocode-shared, prompts
+// whose guesses were accepted less than half the time decoded slower than plain.
+const pipelineMinAccept = 0.5
 
 // ms is a duration in milliseconds, to the microsecond.
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
