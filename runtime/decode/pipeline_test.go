@@ -196,7 +196,7 @@ func TestGeneratePipelineGocodeShared(t *testing.T) {
 // gocode-shared, 127 tokens after each of 4 prompts of 512 tokens of held-out code
 // (prefill excluded), on 2 threads: plain greedy decoding and Options.Pipeline
 // (earlyexit's pipeline with the prompt as its vocabulary, with and without n-gram
-// drafts). Each iteration decodes every prompt in every mode, interleaved, so that the
+// drafts, and with MinAccept 0.5 as squeeze ask runs it). Each iteration decodes every prompt in every mode, interleaved, so that the
 // modes share the machine's conditions; the metrics are each mode's tokens per second
 // and the pipeline's speed-up over plain decoding.
 func BenchmarkGeneratePipelineGocodeShared(b *testing.B) {
@@ -210,9 +210,9 @@ func BenchmarkGeneratePipelineGocodeShared(b *testing.B) {
 	pool := kernels.NewPool(2)
 	defer pool.Close()
 	e := &Engine{Model: m, Tokenizer: tok, Pool: pool}
-	modes := []string{"plain", "pipeline", "pipeline-ngram"}
-	var dur [3]time.Duration
-	var tokens [3]int
+	modes := []string{"plain", "pipeline", "pipeline-ngram", "pipeline-ngram-min"}
+	var dur [4]time.Duration
+	var tokens [4]int
 	for b.Loop() {
 		for _, prompt := range prompts {
 			for k, mode := range modes {
@@ -220,8 +220,11 @@ func BenchmarkGeneratePipelineGocodeShared(b *testing.B) {
 				if mode != "plain" {
 					o.Pipeline = func(t speculate.Target) (Stepper, error) {
 						po := earlyexit.PipelineOptions{Vocab: prompt}
-						if mode == "pipeline-ngram" {
+						if mode != "pipeline" {
 							po.Drafter = speculate.NewNGram(nil, 0, 0)
+						}
+						if mode == "pipeline-ngram-min" {
+							po.MinAccept = 0.5
 						}
 						return earlyexit.NewPipeline(t, po)
 					}

@@ -41,7 +41,41 @@ type PipelineOptions struct {
 	Drafter speculate.Drafter
 	// MaxDraft bounds the Drafter's drafts (0: DefaultPipelineDraft).
 	MaxDraft int
+	// MinAccept, if positive, launches exit guesses, and the Drafter's tokens, only
+	// while their recent acceptance rate (decayed over the last verifications) is at
+	// least MinAccept: below it the pending token runs alone, as in plain decoding, so
+	// that rows wasted on refuted guesses do not cost more than the steps the others
+	// save. A guess (or a draft) still goes in every ProbeTokens tokens so that the
+	// rate can recover. 0 always speculates.
+	MinAccept float64
 }
+
+// ProbeTokens is how often (in tokens) a Pipeline whose guesses or drafts fall below
+// PipelineOptions.MinAccept launches one anyway.
+const ProbeTokens = 8
+
+// Prior acceptance counts of exit guesses and drafts (a rate of 0.6, worth a few
+// verifications) and the decay of older verifications, as speculate's Policy weighs
+// them.
+const (
+	priorAccepted, priorRejected = 1.5, 1.0
+	acceptDecay                  = 0.9
+)
+
+// rate is a decayed acceptance rate.
+type rate struct{ accepted, rejected float64 }
+
+func (r *rate) add(ok bool) {
+	r.accepted *= acceptDecay
+	r.rejected *= acceptDecay
+	if ok {
+		r.accepted++
+	} else {
+		r.rejected++
+	}
+}
+
+func (r *rate) value() float64 { return r.accepted / (r.accepted + r.rejected) }
 
 // PipelineStats count what a Pipeline did.
 type PipelineStats struct {
@@ -97,6 +131,12 @@ type Pipeline struct {
 	scratch []int32
 	sub     *model.SubHead
 	stats   PipelineStats
+
+	// MinAccept's state: the acceptance of exit guesses and of drafts, and the tokens
+	// since each last went in.
+	minAccept            float64
+	guesses, drafts      rate
+	sinceGuess, sinceDft int
 }
 
 // Where a token in flight came from.
@@ -132,7 +172,9 @@ func NewPipeline(t speculate.Target, o PipelineOptions) (*Pipeline, error) {
 	pl := &Pipeline{
 		t: t, period: period, layers: cfg.Layers, dim: cfg.Dim, vocab: cfg.Vocab,
 		refine: !o.NoRefine, exact: !o.Fast, drafter: o.Drafter, maxDraft: o.MaxDraft,
-		opt:   model.Options{Prefix: t.Prefix, Exact: !o.Fast},
+		opt:       model.Options{Prefix: t.Prefix, Exact: !o.Fast},
+		minAccept: o.MinAccept,
+		guesses:   rate{priorAccepted, priorRejected}, drafts: rate{priorAccepted, priorRejected},
 		final: make([]float32, cfg.Vocab),
 	}
 	if o.Drafter == nil {
@@ -229,9 +271,10 @@ func (pl *Pipeline) launchGuess(tok int32, pos, depth int) error {
 		return err
 	}
 	room := min(pl.maxDraft, pl.t.Cache.Cap()-pos-1)
-	if room <= 0 {
+	if room <= 0 || !pl.allowed(&pl.drafts, pl.sinceDft) {
 		return nil
 	}
+	pl.sinceDft = 0
 	// The Drafter sees the known sequence and the tokens speculated after it.
 	s := append(pl.scratch[:0], pl.seq...)
 	for _, f := range pl.flights {
@@ -305,15 +348,25 @@ func (pl *Pipeline) step() error {
 			return err
 		}
 		kept = i + 1
-		if i+1 < len(pl.flights) && pl.flights[i+1].tok == g {
+		pl.sinceGuess++
+		pl.sinceDft++
+		if i+1 < len(pl.flights) {
 			next := &pl.flights[i+1]
-			if next.src == srcDraft {
-				pl.stats.DraftAccepted++
-			} else {
-				pl.stats.Accepted++
+			switch next.src {
+			case srcDraft:
+				pl.drafts.add(next.tok == g)
+			case srcExit:
+				pl.guesses.add(next.tok == g)
 			}
-			next.src = srcKnown
-			continue
+			if next.tok == g {
+				if next.src == srcDraft {
+					pl.stats.DraftAccepted++
+				} else {
+					pl.stats.Accepted++
+				}
+				next.src = srcKnown
+				continue
+			}
 		}
 		pl.drop(i + 1)
 		pl.removeFront(kept)
@@ -338,10 +391,23 @@ func (pl *Pipeline) step() error {
 			}
 			continue
 		}
+		if !pl.guessing() {
+			return nil
+		}
+		pl.sinceGuess = 0
 		return pl.launchGuess(guess, f.pos+1, f.done)
 	}
 	return nil
 }
+
+// allowed reports whether speculation whose acceptance is r may go in, n tokens after
+// it last did (PipelineOptions.MinAccept).
+func (pl *Pipeline) allowed(r *rate, n int) bool {
+	return pl.minAccept <= 0 || r.value() >= pl.minAccept || n >= ProbeTokens
+}
+
+// guessing reports whether the youngest flight's exit may launch a guess.
+func (pl *Pipeline) guessing() bool { return pl.allowed(&pl.guesses, pl.sinceGuess) }
 
 // removeFront drops the first k flights (completed), keeping their buffers for reuse.
 func (pl *Pipeline) removeFront(k int) {
@@ -381,8 +447,9 @@ func (pl *Pipeline) logitsOf(done int) {
 		if f.done >= pl.layers {
 			continue
 		}
-		youngest := i == len(pl.flights)-1
-		refinable := !youngest && pl.refine && pl.flights[i+1].src == srcExit && f.done > pl.flights[i+1].depth
+		last := i == len(pl.flights)-1
+		youngest := last && pl.guessing() // its exit guesses the next token
+		refinable := !last && pl.refine && pl.flights[i+1].src == srcExit && f.done > pl.flights[i+1].depth
 		if youngest || refinable {
 			copy(pl.hx[k*dim:(k+1)*dim], pl.xs[i*dim:(i+1)*dim])
 			pl.exitRow[i] = k
