@@ -80,6 +80,7 @@ type Options struct {
 	// which then chooses every token after the first: greedy decoding's tokens, in fewer
 	// weight reads. It applies, instead of Speculate, to greedy sampling without a
 	// repetition penalty; otherwise generation decodes as if it were not set.
+	// Result.Speculation is then empty: the Stepper keeps its own counts.
 	Pipeline func(t speculate.Target) (Stepper, error)
 	// Prefix, if set, is a fixed context the prompt continues (model.Prefix): the
 	// prompt and the generated tokens take the positions after it, and every forward
