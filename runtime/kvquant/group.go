@@ -1,8 +1,6 @@
 package kvquant
 
 import (
-	"sort"
-
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/sparse"
 )
@@ -141,7 +139,16 @@ type outlierFixes struct {
 
 // first returns the index of the first correction of row lo or later.
 func (o *outlierFixes) first(lo int) int {
-	return sort.Search(len(o.row), func(k int) bool { return int(o.row[k]) >= lo })
+	a, b := 0, len(o.row)
+	for a < b {
+		m := int(uint(a+b) >> 1)
+		if int(o.row[m]) < lo {
+			a = m + 1
+		} else {
+			b = m
+		}
+	}
+	return a
 }
 
 // outliers lists r's outliers as corrections: for keys the difference Δ between an
