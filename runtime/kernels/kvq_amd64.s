@@ -729,13 +729,13 @@ TEXT ·kvqScoreKeysLo512(SB), NOSPLIT, $0-96
 	JEQ kdone
 
 krow:
-	// R9 = row p/64 of hi (8·dim bytes), R10 = the vectors of row p%64 (nq·dim·4 bytes).
+	// R9 = row p/64 of hi (4·dim bytes), R10 = the vectors of row p%64 (nq·dim·4 bytes).
 	MOVLQSX (R8), AX
 	MOVQ AX, R10
 	SHRQ $6, AX
 	ANDQ $63, R10
 	MOVQ dim+48(FP), R9
-	SHLQ $3, R9
+	SHLQ $2, R9
 	IMULQ R9, AX
 	ADDQ hi+88(FP), AX
 	MOVQ AX, R9
@@ -757,25 +757,29 @@ kgroup:
 	VPERMPS Z11, Z0, Z0
 	VMOVUPS (R11), Z1
 	VFMADD213PS 64(R11), Z1, Z0
-	// (a, b) → (a·c − b·s, a·s + b·c) by the high angles.
+	// (a, b) → (a·c − b·s, b·c + a·s) by the high angles (c, s of each pair in Z2):
+	// (b, a)·(s, s) subtracted from and added to (a, b)·(c, c).
+	VMOVUPS (R9), Z2
+	VPERMILPS $0xA0, Z2, Z3
+	VPERMILPS $0xF5, Z2, Z2
 	VPERMILPS $0xB1, Z0, Z1
-	VMULPS (R9), Z0, Z0
-	VFMADD231PS 64(R9), Z1, Z0
-	VFMADD231PS (R10), Z0, Z4
+	VMULPS Z2, Z1, Z1
+	VFMADDSUB231PS Z3, Z0, Z1
+	VFMADD231PS (R10), Z1, Z4
 	CMPQ DX, $1
 	JEQ knext
-	VFMADD231PS 64(R10), Z0, Z5
+	VFMADD231PS 64(R10), Z1, Z5
 	CMPQ DX, $2
 	JEQ knext
-	VFMADD231PS 128(R10), Z0, Z6
+	VFMADD231PS 128(R10), Z1, Z6
 	CMPQ DX, $3
 	JEQ knext
-	VFMADD231PS 192(R10), Z0, Z7
+	VFMADD231PS 192(R10), Z1, Z7
 
 knext:
 	ADDQ BX, SI
 	ADDQ $128, R11
-	ADDQ $128, R9
+	ADDQ $64, R9
 	ADDQ R13, R10
 	DECQ R12
 	JNE kgroup

@@ -202,11 +202,13 @@ func KVQChannelRanges16(half, mid []float32) []float32 {
 }
 
 // KVQPairAngles16 lays out one row of RoPE angles (cos and sin of dim/2 adjacent pairs,
-// dim a multiple of 16) for KVQScoreKeysLo: per group of 16 values (8 pairs), each
-// pair's cosine twice, then its sine negated and as is.
+// dim a multiple of 16) for KVQScoreKeysLo: each pair's cosine and sine, pair after pair.
 func KVQPairAngles16(cos, sin []float32) []float32 {
-	c, s := kvqPairs(cos, sin)
-	return kvqInterleaveN(c, s, 16)
+	out := make([]float32, 2*len(cos))
+	for i := range cos {
+		out[2*i], out[2*i+1] = cos[i], sin[i]
+	}
+	return out
 }
 
 // kvqPairs returns each cosine twice and each sine negated then as is.
@@ -267,7 +269,7 @@ func KVQRotateQueries(dst, q []float32, nq, dim int, loCos, loSin []float32) {
 }
 
 // KVQScoreKeysLo is KVQScoreKeys with each position's angles split: key i is rotated by
-// row pos[i]/64 of hi only (rows of 2·dim values laid out by KVQPairAngles16), and
+// row pos[i]/64 of hi only (rows of dim values laid out by KVQPairAngles16), and
 // dotted with the vectors turned back by row pos[i]%64 of the low table (prep, from
 // KVQRotateQueries), since q·R(θh+θl)k = R(−θl)q·R(θh)k. The ranges are laid out by
 // KVQChannelRanges16 (dim = len(ranges)/2). Each vector's scores do not depend on the
@@ -283,7 +285,7 @@ func KVQScoreKeysLo(dst []float32, dstride int, prep []float32, nq int, src []by
 		panic(fmt.Sprintf("kernels: KVQScoreKeysLo of %d rows of %d (%d bits) for %d vectors: dst %d (stride %d), prep %d, src %d, pos %d",
 			n, dim, bits, nq, len(dst), dstride, len(prep), len(src), len(pos)))
 	}
-	hiRows := len(hi) / (2 * dim)
+	hiRows := len(hi) / dim
 	for _, p := range pos[:n] {
 		if p < 0 || int(p)>>6 >= hiRows {
 			panic(fmt.Sprintf("kernels: KVQScoreKeysLo: position %d outside the angle table's %d", p, 64*hiRows))
