@@ -729,11 +729,12 @@ TEXT ·kvqScoreKeysLo512(SB), NOSPLIT, $0-96
 	JEQ kdone
 
 krow:
-	// R9 = row p/64 of hi (4·dim bytes), R10 = the vectors of row p%64 (nq·dim·4 bytes).
+	// R9 = row p/32 of hi (4·dim bytes), R10 = the vectors of row p%32 (nq·dim·4 bytes)
+	// (KVQLowPositions = 32).
 	MOVLQSX (R8), AX
 	MOVQ AX, R10
-	SHRQ $6, AX
-	ANDQ $63, R10
+	SHRQ $5, AX
+	ANDQ $31, R10
 	MOVQ dim+48(FP), R9
 	SHLQ $2, R9
 	IMULQ R9, AX

@@ -232,28 +232,33 @@ func kvqInterleaveN(a, b []float32, w int) []float32 {
 	return out
 }
 
+// KVQLowPositions is the period of the angles KVQScoreKeysLo moves to the queries: it
+// turns a key at position p by the angles of position p − p%KVQLowPositions and the
+// queries back by those of p%KVQLowPositions (their prepared form stays in the L1 cache).
+const KVQLowPositions = 32
+
 // KVQQueriesLen returns the length of the form KVQRotateQueries gives nq query vectors
-// of dim values (64·nq·dim), or 0 when KVQScoreKeysLo does not run here (it needs
+// of dim values (KVQLowPositions·nq·dim), or 0 when KVQScoreKeysLo does not run here (it needs
 // AVX-512 VBMI, dim a multiple of 16 up to 256, and nq at most KVQMaxVecs): callers
 // then score with KVQScoreKeys.
 func KVQQueriesLen(nq, dim int) int {
 	if !kvq512 || dim%16 != 0 || dim == 0 || dim > kvqMaxDim || nq < 1 || nq > KVQMaxVecs {
 		return 0
 	}
-	return 64 * nq * dim
+	return KVQLowPositions * nq * dim
 }
 
 // KVQRotateQueries writes nq query vectors q (nq·dim values) to dst (KVQQueriesLen
-// values) in the form KVQScoreKeysLo reads: for each of the 64 rows l of the angle
-// tables loCos and loSin (dim/2 adjacent pairs a row), the vectors turned back by row
-// l's angles, each pair (x, y) becoming (x·c + y·s, y·c − x·s), laid out per group of 16
+// values) in the form KVQScoreKeysLo reads: for each of the first KVQLowPositions rows l
+// of the angle tables loCos and loSin (the angles of position l, dim/2 adjacent pairs a
+// row), the vectors turned back by row l's angles, each pair (x, y) becoming (x·c + y·s, y·c − x·s), laid out per group of 16
 // values, vector after vector.
 func KVQRotateQueries(dst, q []float32, nq, dim int, loCos, loSin []float32) {
 	p := dim / 2
 	groups := dim / 16
 	var neg [kvqMaxDim / 2]float32
 	var x [kvqMaxDim]float32
-	for l := range 64 {
+	for l := range KVQLowPositions {
 		c := loCos[l*p : (l+1)*p]
 		for i, s := range loSin[l*p : (l+1)*p] {
 			neg[i] = -s
@@ -269,9 +274,10 @@ func KVQRotateQueries(dst, q []float32, nq, dim int, loCos, loSin []float32) {
 }
 
 // KVQScoreKeysLo is KVQScoreKeys with each position's angles split: key i is rotated by
-// row pos[i]/64 of hi only (rows of dim values laid out by KVQPairAngles16), and
-// dotted with the vectors turned back by row pos[i]%64 of the low table (prep, from
-// KVQRotateQueries), since q·R(θh+θl)k = R(−θl)q·R(θh)k. The ranges are laid out by
+// row pos[i]/KVQLowPositions of hi only (the angles of position pos[i] − l, rows of dim
+// values laid out by KVQPairAngles16), and dotted with the vectors turned back by the
+// angles of position l = pos[i]%KVQLowPositions (prep, from KVQRotateQueries), since
+// q·R(θh+θl)k = R(−θl)q·R(θh)k. The ranges are laid out by
 // KVQChannelRanges16 (dim = len(ranges)/2). Each vector's scores do not depend on the
 // others'. It panics if KVQQueriesLen(nq, dim) is 0.
 func KVQScoreKeysLo(dst []float32, dstride int, prep []float32, nq int, src []byte, n, bits int, levels *KVQLevels, ranges []float32, pos []int32, hi []float32) {
@@ -280,15 +286,15 @@ func KVQScoreKeysLo(dst []float32, dstride int, prep []float32, nq int, src []by
 	if n <= 0 {
 		return
 	}
-	if KVQQueriesLen(nq, dim) == 0 || bits < 2 || bits > 4 || len(prep) < 64*nq*dim ||
+	if KVQQueriesLen(nq, dim) == 0 || bits < 2 || bits > 4 || len(prep) < KVQQueriesLen(nq, dim) ||
 		len(dst) < (nq-1)*dstride+n || len(src) < n*rb || len(pos) < n {
 		panic(fmt.Sprintf("kernels: KVQScoreKeysLo of %d rows of %d (%d bits) for %d vectors: dst %d (stride %d), prep %d, src %d, pos %d",
 			n, dim, bits, nq, len(dst), dstride, len(prep), len(src), len(pos)))
 	}
 	hiRows := len(hi) / dim
 	for _, p := range pos[:n] {
-		if p < 0 || int(p)>>6 >= hiRows {
-			panic(fmt.Sprintf("kernels: KVQScoreKeysLo: position %d outside the angle table's %d", p, 64*hiRows))
+		if p < 0 || int(p)/KVQLowPositions >= hiRows {
+			panic(fmt.Sprintf("kernels: KVQScoreKeysLo: position %d outside the angle table's %d", p, KVQLowPositions*hiRows))
 		}
 	}
 	m := n

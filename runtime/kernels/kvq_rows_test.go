@@ -44,13 +44,19 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 	ranges := KVQChannelRanges(half, mid)
 	const hiRows = 5
 	p := dim / 2
-	angles := func(rows int) ([]float32, [][2][]float32) {
+	// RoPE-like angles: pair i turns by pos·freq[i]; row r of a table holds those of
+	// position r·step.
+	freq := make([]float64, p)
+	for i := range freq {
+		freq[i] = rng.Float64()
+	}
+	angles := func(rows, step int) ([]float32, [][2][]float32) {
 		var tab []float32
 		var parts [][2][]float32
-		for range rows {
+		for r := range rows {
 			c, s := make([]float32, p), make([]float32, p)
-			for i := range p {
-				a := rng.Float64() * 40
+			for i, f := range freq {
+				a := float64(r*step) * f
 				c[i], s[i] = float32(math.Cos(a)), float32(math.Sin(a))
 			}
 			tab = append(tab, KVQPairAngles(c, s)...)
@@ -58,8 +64,8 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 		}
 		return tab, parts
 	}
-	hi, hp := angles(hiRows)
-	lo, lp := angles(64)
+	hi, hp := angles(hiRows, 64)
+	lo, lp := angles(64, 1)
 	pos := make([]int32, n)
 	for i := range pos {
 		pos[i] = int32(rng.IntN(64 * hiRows))
@@ -102,11 +108,14 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 
 		// Keys with the low angles moved to the queries, where that kernel runs.
 		if KVQQueriesLen(nq, dim) > 0 {
+			// Rows of the high table: the angles of positions 32h; of the low one:
+			// positions 0..31.
 			var hi16, loCos, loSin []float32
-			for _, h := range hp {
+			_, hp32 := angles(64*hiRows/KVQLowPositions, KVQLowPositions)
+			for _, h := range hp32 {
 				hi16 = append(hi16, KVQPairAngles16(h[0], h[1])...)
 			}
-			for _, l := range lp {
+			for _, l := range lp[:KVQLowPositions] {
 				loCos, loSin = append(loCos, l[0]...), append(loSin, l[1]...)
 			}
 			prep := make([]float32, KVQQueriesLen(nq, dim))

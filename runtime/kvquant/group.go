@@ -23,13 +23,14 @@ func (r *Rows) groupValues() bool {
 }
 
 // QueriesLen returns the length of the form PrepareQueries gives nq query vectors: the
-// vectors turned back by each of the 64 fine RoPE angles (kernels.KVQRotateQueries), for
-// keys that kernels.KVQScoreKeysLo scores here; 0 otherwise.
+// vectors turned back by the angles of positions 0 to kernels.KVQLowPositions−1
+// (kernels.KVQRotateQueries), for keys that kernels.KVQScoreKeysLo scores here; 0
+// otherwise.
 func (r *Rows) QueriesLen(nq int) int {
 	if r.ranges16 == nil {
 		return 0
 	}
-	return ropeStep * nq * r.Dim
+	return kernels.KVQLowPositions * nq * r.Dim
 }
 
 // PrepareQueries writes the form of the nq vectors q that DotsN reads (QueriesLen), in
@@ -38,7 +39,7 @@ func (r *Rows) PrepareQueries(dst, q []float32, nq int) {
 	d := r.Dim
 	for v := 0; v < nq; v += kernels.KVQMaxVecs {
 		m := min(kernels.KVQMaxVecs, nq-v)
-		kernels.KVQRotateQueries(dst[ropeStep*v*d:], q[v*d:], m, d, r.RoPE.loCos, r.RoPE.loSin)
+		kernels.KVQRotateQueries(dst[kernels.KVQLowPositions*v*d:], q[v*d:], m, d, r.RoPE.loCos, r.RoPE.loSin)
 	}
 }
 
@@ -63,7 +64,7 @@ func (r *Rows) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi i
 	for v := 0; v < nq; v += kernels.KVQMaxVecs {
 		m := min(kernels.KVQMaxVecs, nq-v)
 		if prep != nil {
-			kernels.KVQScoreKeysLo(dst[v*dstride:], dstride, prep[ropeStep*v*d:], m, r.Codes[lo*rb:], hi-lo, r.Bits, &r.lvp, r.ranges16, r.Pos[lo:hi], r.RoPE.hiTable())
+			kernels.KVQScoreKeysLo(dst[v*dstride:], dstride, prep[kernels.KVQLowPositions*v*d:], m, r.Codes[lo*rb:], hi-lo, r.Bits, &r.lvp, r.ranges16, r.Pos[lo:hi], r.RoPE.hiTable())
 			continue
 		}
 		ph, pl := r.RoPE.pairTables()

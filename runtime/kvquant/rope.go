@@ -28,18 +28,27 @@ type RoPE struct {
 	// first use by pairTables.
 	pairOnce       sync.Once
 	pairHi, pairLo []float32
-	// hi laid out for kernels.KVQScoreKeysLo (KVQPairAngles16 rows), by hiTables.
+	// The angles of positions h·kernels.KVQLowPositions laid out for
+	// kernels.KVQScoreKeysLo (KVQPairAngles16 rows), by hiTable.
 	hiOnce sync.Once
 	hi16   []float32
 }
 
-// hiTable returns the coarse angle table in the layout of kernels.KVQScoreKeysLo: row h
-// holds the angles of position 64h.
+// hiTable returns the coarse angle table of kernels.KVQScoreKeysLo: row h holds the
+// angles of position h·kernels.KVQLowPositions, computed as NewRoPE computes its tables.
 func (r *RoPE) hiTable() []float32 {
 	r.hiOnce.Do(func() {
-		half := r.ropeDim / 2
-		for p := 0; p < len(r.hiCos); p += half {
-			r.hi16 = append(r.hi16, kernels.KVQPairAngles16(r.hiCos[p:p+half], r.hiSin[p:p+half])...)
+		const step = kernels.KVQLowPositions
+		half := len(r.freq)
+		rows := (r.positions + step - 1) / step
+		cos, sin := make([]float32, half), make([]float32, half)
+		r.hi16 = make([]float32, 0, rows*2*half)
+		for h := range rows {
+			for i, f := range r.freq {
+				s, c := math.Sincos(float64(h*step) * f)
+				cos[i], sin[i] = float32(c), float32(s)
+			}
+			r.hi16 = append(r.hi16, kernels.KVQPairAngles16(cos, sin)...)
 		}
 	})
 	return r.hi16
