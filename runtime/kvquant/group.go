@@ -71,7 +71,7 @@ func (r *Rows) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi i
 		kernels.KVQScoreKeys(dst[v*dstride:], dstride, q[v*d:], m, r.Codes[lo*rb:], hi-lo, r.Bits, &r.lvp, r.ranges, r.Pos[lo:hi], ph, pl)
 	}
 	o := &r.out
-	for k := o.first(lo); k < len(o.row) && int(o.row[k]) < hi; k++ {
+	for k := r.first(lo); k < len(o.row) && int(o.row[k]) < hi; k++ {
 		i, p := int(o.row[k])-lo, 2*int(o.at[k])
 		a, b := o.a[k], o.b[k]
 		for v := range nq {
@@ -121,7 +121,7 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 		}
 	}
 	o := &r.out
-	for k := o.first(lo); k < len(o.row) && int(o.row[k]) < hi; k++ {
+	for k := r.first(lo); k < len(o.row) && int(o.row[k]) < hi; k++ {
 		i, j, delta := int(o.row[k])-lo, int(o.at[k]), o.a[k]
 		for v := range nq {
 			out[v*ostride+j] += w[v*wstride+i] * delta
@@ -138,9 +138,15 @@ type outlierFixes struct {
 	a, b []float32
 }
 
-// first returns the index of the first correction of row lo or later.
-func (o *outlierFixes) first(lo int) int {
-	a, b := 0, len(o.row)
+// first returns the index of the first correction of row lo or later, searched among
+// those of lo's block of outliers (r.OutStart: the corrections are the stored outliers
+// in their order).
+func (r *Rows) first(lo int) int {
+	o := &r.out
+	a, b := len(o.row), len(o.row)
+	if blk := lo / BlockRows(r.Dim); blk+1 < len(r.OutStart) {
+		a, b = int(r.OutStart[blk]), int(r.OutStart[blk+1])
+	}
 	for a < b {
 		m := int(uint(a+b) >> 1)
 		if int(o.row[m]) < lo {
