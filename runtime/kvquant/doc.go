@@ -32,4 +32,14 @@
 // its outliers and dots it with the query; Accumulate adds weight·Half·level per code and
 // the weighted Mids once, then corrects the outliers. Dequantize decodes a block of rows,
 // for a caller that scores many queries against the same keys.
+//
+// Rows and Joined also implement sparse.GroupRows, which the session uses: DotsN and
+// AccumulateN decode each row once, in registers, for up to 4 query vectors (a GQA
+// group) at a time (kernels.KVQScoreKeys, KVQScoreKeysLo, KVQAccumulateTokens). Where
+// AVX-512 VBMI runs, PrepareQueries turns the queries back by the RoPE angles of
+// positions 0..31 once per call, so that each key turns by the angles of its position
+// rounded down to a multiple of 32 only. Outliers are added as corrections listed at Init
+// (for keys, their difference from the dense value already rotated to the row's
+// position), and the rows' per-token ranges are kept as floats: in memory, about 13
+// bytes per key outlier, 7 per value outlier and 8 per value row beside the stored form.
 package kvquant
