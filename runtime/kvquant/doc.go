@@ -40,6 +40,6 @@
 // positions 0..31 once per call, so that each key turns by the angles of its position
 // rounded down to a multiple of 32 only. Outliers are added as corrections listed at Init
 // (for keys, their difference from the dense value already rotated to the row's
-// position), and the rows' per-token ranges are kept as floats: in memory, about 13
-// bytes per key outlier, 7 per value outlier and 8 per value row beside the stored form.
+// position), and the rows' per-token ranges are kept as floats: in memory, 14
+// bytes per key outlier, 10 per value outlier and 8 per value row beside the stored form.
 package kvquant

@@ -71,9 +71,15 @@ func (r *Rows) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi i
 		kernels.KVQScoreKeys(dst[v*dstride:], dstride, q[v*d:], m, r.Codes[lo*rb:], hi-lo, r.Bits, &r.lvp, r.ranges, r.Pos[lo:hi], ph, pl)
 	}
 	o := &r.out
-	for k := r.first(lo); k < len(o.row) && int(o.row[k]) < hi; k++ {
-		i, p := int(o.row[k])-lo, 2*int(o.at[k])
-		a, b := o.a[k], o.b[k]
+	k0 := r.first(lo)
+	rows, at, da, db := o.row[k0:], o.at[k0:], o.a[k0:], o.b[k0:]
+	at, da, db = at[:len(rows)], da[:len(rows)], db[:len(rows)]
+	for k, row := range rows {
+		i := int(row) - lo
+		if i >= hi-lo {
+			break
+		}
+		p, a, b := 2*int(at[k]), da[k], db[k]
 		for v := range nq {
 			qv := q[v*d+p : v*d+p+2]
 			dst[v*dstride+i] += qv[0]*a + qv[1]*b
@@ -106,8 +112,10 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 			halves := r.halves[b:e]
 			for v := range m {
 				wv := w[(v0+v)*wstride+b-lo : (v0+v)*wstride+e-lo]
+				wv = wv[:len(halves)]
+				a := ab[v : v+mv*(len(wv)-1)+1]
 				for i, wi := range wv {
-					ab[i*mv+v] = wi * halves[i]
+					a[i*mv] = wi * halves[i]
 				}
 				offset[v] += kernels.Dot(wv, r.mids[b:e])
 			}
@@ -121,8 +129,15 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 		}
 	}
 	o := &r.out
-	for k := r.first(lo); k < len(o.row) && int(o.row[k]) < hi; k++ {
-		i, j, delta := int(o.row[k])-lo, int(o.at[k]), o.a[k]
+	k0 := r.first(lo)
+	rows, at, da := o.row[k0:], o.at[k0:], o.a[k0:]
+	at, da = at[:len(rows)], da[:len(rows)]
+	for k, row := range rows {
+		i := int(row) - lo
+		if i >= hi-lo {
+			break
+		}
+		j, delta := int(at[k]), da[k]
 		for v := range nq {
 			out[v*ostride+j] += w[v*wstride+i] * delta
 		}
