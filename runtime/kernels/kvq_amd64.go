@@ -71,12 +71,13 @@ func kvqScoreKeysRows(dst *float32, dstride int, q *float32, nq int, src *byte, 
 //go:noescape
 func kvqAccumTokenRows(out *float32, ostride int, a *float32, nq int, src *byte, n, dim, bits int, levels *float32)
 
-// kvqAccumTokenRows512 is kvqAccumTokenRows for dim a multiple of 64 (AVX-512 VBMI): each
-// block of 64 values of up to 4 vectors stays in registers while the rows go by, 16
-// codes unpacked per instruction.
+// kvqAccumTokenRows512 is KVQAccumulateTokens's kernel for dim a multiple of 64 (AVX-512
+// VBMI): each block of 64 values of up to 4 vectors stays in registers while the rows go
+// by, 16 codes unpacked per instruction, each row's levels scaled by its half, then
+// multiplied by each vector's weight (w vector-major, wstride apart).
 //
 //go:noescape
-func kvqAccumTokenRows512(out *float32, ostride int, a *float32, nq int, src *byte, n, dim, bits int, levels *float32)
+func kvqAccumTokenRows512(out *float32, ostride int, w *float32, wstride, nq int, half *float32, src *byte, n, dim, bits int, levels *float32)
 
 // kvqScoreKeysLo512 is KVQScoreKeysLo's kernel for n rows (AVX-512 VBMI): 16 values of a
 // key per step, decoded, rotated by the high angles and dotted with up to 4 vectors.

@@ -582,50 +582,51 @@ GLOBL kvqMulti<>(SB), RODATA|NOPTR, $192
 	VPMULTISHIFTQB.BCST off(SI), Z13, dst; \
 	VPERMPS Z11, dst, dst
 
-// func kvqAccumTokenRows512(out *float32, ostride int, a *float32, nq int, src *byte, n, dim, bits int, levels *float32)
-TEXT ·kvqAccumTokenRows512(SB), NOSPLIT, $0-72
+// func kvqAccumTokenRows512(out *float32, ostride int, w *float32, wstride, nq int, half *float32, src *byte, n, dim, bits int, levels *float32)
+TEXT ·kvqAccumTokenRows512(SB), NOSPLIT, $0-88
 	MOVQ out+0(FP), DI
-	MOVQ ostride+8(FP), AX
-	SHLQ $2, AX
-	LEAQ (AX)(AX*2), R13
-	MOVQ nq+24(FP), DX
-	MOVQ bits+56(FP), BX
-	MOVQ levels+64(FP), R8
+	MOVQ bits+72(FP), BX
+	MOVQ levels+80(FP), R8
 	LEAQ kvqMulti<>(SB), R9
 	MOVQ BX, R10
 	SUBQ $2, R10
 	SHLQ $6, R10
 	VMOVDQU32 (R9)(R10*1), Z13
 	VMOVUPS (R8), Z11
-	MOVQ src+32(FP), R8
-	MOVQ dim+48(FP), R12
+	MOVQ src+48(FP), R8
+	MOVQ dim+64(FP), R12
 	SHRQ $6, R12
-	MOVQ dim+48(FP), R11
+	MOVQ dim+64(FP), R11
 	IMULQ BX, R11
 	SHRQ $3, R11
-	// BX = the bytes of 16 codes.
+	// BX = the bytes of 16 codes, R9 = those of 48.
 	SHLQ $1, BX
+	LEAQ (BX)(BX*2), R9
 
 zblock:
 	// Block c of 64 values (R8 = its codes in the first row, DI = its values of vector
-	// 0): Z16-Z19 vector 0, Z20-Z23 vector 1, Z24-Z27 vector 2, Z28-Z31 vector 3.
+	// 0): Z16-Z19 vector 0, Z20-Z23 vector 1, Z24-Z27 vector 2, Z28-Z31 vector 3. AX and
+	// R13 are 1 and 3 output strides here, 1 and 3 weight strides in the rows' loop.
+	MOVQ ostride+8(FP), AX
+	SHLQ $2, AX
+	LEAQ (AX)(AX*2), R13
 	VMOVUPS (DI), Z16
 	VMOVUPS 64(DI), Z17
 	VMOVUPS 128(DI), Z18
 	VMOVUPS 192(DI), Z19
-	CMPQ DX, $1
+	CMPQ nq+32(FP), $1
 	JEQ zloaded
 	VMOVUPS (DI)(AX*1), Z20
 	VMOVUPS 64(DI)(AX*1), Z21
 	VMOVUPS 128(DI)(AX*1), Z22
 	VMOVUPS 192(DI)(AX*1), Z23
-	CMPQ DX, $2
+	CMPQ nq+32(FP), $2
 	JEQ zloaded
 	VMOVUPS (DI)(AX*2), Z24
 	VMOVUPS 64(DI)(AX*2), Z25
 	VMOVUPS 128(DI)(AX*2), Z26
 	VMOVUPS 192(DI)(AX*2), Z27
-	CMPQ DX, $3
+	CMPQ nq+32(FP), $3
 	JEQ zloaded
 	VMOVUPS (DI)(R13*1), Z28
 	VMOVUPS 64(DI)(R13*1), Z29
@@ -634,64 +635,77 @@ zblock:
 
 zloaded:
 	MOVQ R8, SI
-	MOVQ a+16(FP), R10
-	MOVQ n+40(FP), CX
-	LEAQ (BX)(BX*2), R9
+	MOVQ w+16(FP), R10
+	MOVQ half+40(FP), DX
+	MOVQ n+56(FP), CX
+	MOVQ wstride+24(FP), AX
+	SHLQ $2, AX
+	LEAQ (AX)(AX*2), R13
 
 zrow:
+	// The row's levels times its half, then times each vector's weight.
+	VBROADCASTSS (DX), Z4
 	VPMULTISHIFTQB.BCST (SI), Z13, Z0
 	VPERMPS Z11, Z0, Z0
+	VMULPS Z4, Z0, Z0
 	VPMULTISHIFTQB.BCST (SI)(BX*1), Z13, Z1
 	VPERMPS Z11, Z1, Z1
+	VMULPS Z4, Z1, Z1
 	VPMULTISHIFTQB.BCST (SI)(BX*2), Z13, Z2
 	VPERMPS Z11, Z2, Z2
+	VMULPS Z4, Z2, Z2
 	VPMULTISHIFTQB.BCST (SI)(R9*1), Z13, Z3
 	VPERMPS Z11, Z3, Z3
+	VMULPS Z4, Z3, Z3
 	VFMADD231PS.BCST (R10), Z0, Z16
 	VFMADD231PS.BCST (R10), Z1, Z17
 	VFMADD231PS.BCST (R10), Z2, Z18
 	VFMADD231PS.BCST (R10), Z3, Z19
-	CMPQ DX, $1
+	CMPQ nq+32(FP), $1
 	JEQ znext
-	VFMADD231PS.BCST 4(R10), Z0, Z20
-	VFMADD231PS.BCST 4(R10), Z1, Z21
-	VFMADD231PS.BCST 4(R10), Z2, Z22
-	VFMADD231PS.BCST 4(R10), Z3, Z23
-	CMPQ DX, $2
+	VFMADD231PS.BCST (R10)(AX*1), Z0, Z20
+	VFMADD231PS.BCST (R10)(AX*1), Z1, Z21
+	VFMADD231PS.BCST (R10)(AX*1), Z2, Z22
+	VFMADD231PS.BCST (R10)(AX*1), Z3, Z23
+	CMPQ nq+32(FP), $2
 	JEQ znext
-	VFMADD231PS.BCST 8(R10), Z0, Z24
-	VFMADD231PS.BCST 8(R10), Z1, Z25
-	VFMADD231PS.BCST 8(R10), Z2, Z26
-	VFMADD231PS.BCST 8(R10), Z3, Z27
-	CMPQ DX, $3
+	VFMADD231PS.BCST (R10)(AX*2), Z0, Z24
+	VFMADD231PS.BCST (R10)(AX*2), Z1, Z25
+	VFMADD231PS.BCST (R10)(AX*2), Z2, Z26
+	VFMADD231PS.BCST (R10)(AX*2), Z3, Z27
+	CMPQ nq+32(FP), $3
 	JEQ znext
-	VFMADD231PS.BCST 12(R10), Z0, Z28
-	VFMADD231PS.BCST 12(R10), Z1, Z29
-	VFMADD231PS.BCST 12(R10), Z2, Z30
-	VFMADD231PS.BCST 12(R10), Z3, Z31
+	VFMADD231PS.BCST (R10)(R13*1), Z0, Z28
+	VFMADD231PS.BCST (R10)(R13*1), Z1, Z29
+	VFMADD231PS.BCST (R10)(R13*1), Z2, Z30
+	VFMADD231PS.BCST (R10)(R13*1), Z3, Z31
 
 znext:
 	ADDQ R11, SI
-	ADDQ $16, R10
+	ADDQ $4, R10
+	ADDQ $4, DX
 	DECQ CX
 	JNE zrow
+	MOVQ ostride+8(FP), AX
+	SHLQ $2, AX
+	LEAQ (AX)(AX*2), R13
 	VMOVUPS Z16, (DI)
 	VMOVUPS Z17, 64(DI)
 	VMOVUPS Z18, 128(DI)
 	VMOVUPS Z19, 192(DI)
-	CMPQ DX, $1
+	CMPQ nq+32(FP), $1
 	JEQ zstored
 	VMOVUPS Z20, (DI)(AX*1)
 	VMOVUPS Z21, 64(DI)(AX*1)
 	VMOVUPS Z22, 128(DI)(AX*1)
 	VMOVUPS Z23, 192(DI)(AX*1)
-	CMPQ DX, $2
+	CMPQ nq+32(FP), $2
 	JEQ zstored
 	VMOVUPS Z24, (DI)(AX*2)
 	VMOVUPS Z25, 64(DI)(AX*2)
 	VMOVUPS Z26, 128(DI)(AX*2)
 	VMOVUPS Z27, 192(DI)(AX*2)
-	CMPQ DX, $3
+	CMPQ nq+32(FP), $3
 	JEQ zstored
 	VMOVUPS Z28, (DI)(R13*1)
 	VMOVUPS Z29, 64(DI)(R13*1)

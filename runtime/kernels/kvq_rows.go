@@ -128,70 +128,87 @@ func kvqScoreKeysRef(dst []float32, dstride int, q []float32, nq int, src []byte
 	}
 }
 
-// KVQAccumulateTokens adds Σ_i a[i*KVQMaxVecs+v]·levels[code j of row i] to
+// KVQAccumulateTokens adds Σ_i w[v*wstride+i]·half[i]·levels[code j of row i] to
 // out[v*ostride+j] for v < nq (at most KVQMaxVecs), i < n and j < dim: weighted values
-// with one range per row (the caller folds the rows' Half into a, row-major with
-// KVQMaxVecs weights a row, and adds their Mids and outliers). Row i's codes are at
+// with one range per row (the caller adds their Mids and outliers). Row i's codes are at
 // src[i·dim·bits/8:]; dim is a multiple of 8. Each vector's sums are added row by row in
-// order with one rounding per multiply-add, whatever the other vectors.
-func KVQAccumulateTokens(out []float32, ostride int, a []float32, nq int, src []byte, n, dim, bits int, levels *KVQLevels) {
+// order, whatever the other vectors.
+func KVQAccumulateTokens(out []float32, ostride int, w []float32, wstride, nq int, half []float32, src []byte, n, dim, bits int, levels *KVQLevels) {
 	rb := dim * bits / 8
 	if n <= 0 || nq <= 0 {
 		return
 	}
-	if nq > KVQMaxVecs || dim%8 != 0 || dim == 0 || bits < 2 || bits > 4 ||
-		len(out) < (nq-1)*ostride+dim || len(a) < (n-1)*KVQMaxVecs+nq || len(src) < n*rb {
-		panic(fmt.Sprintf("kernels: KVQAccumulateTokens of %d rows of %d (%d bits) for %d vectors: out %d (stride %d), a %d, src %d",
-			n, dim, bits, nq, len(out), ostride, len(a), len(src)))
+	if nq > KVQMaxVecs || dim%8 != 0 || dim == 0 || bits < 2 || bits > 4 || len(half) < n ||
+		len(out) < (nq-1)*ostride+dim || len(w) < (nq-1)*wstride+n || len(src) < n*rb {
+		panic(fmt.Sprintf("kernels: KVQAccumulateTokens of %d rows of %d (%d bits) for %d vectors: out %d (stride %d), w %d (stride %d), half %d, src %d",
+			n, dim, bits, nq, len(out), ostride, len(w), wstride, len(half), len(src)))
 	}
 	if !kvqFast {
-		for v := range nq {
-			o := out[v*ostride : v*ostride+dim]
-			for i := range n {
-				w, row := a[i*KVQMaxVecs+v], src[i*rb:(i+1)*rb]
-				for j := range o {
-					o[j] += w * levels[kvqCode(row, bits, j)]
-				}
+		kvqAccumRef(out, ostride, w, wstride, nq, half, src, n, dim, bits, levels)
+		return
+	}
+	if kvq512 && dim%64 == 0 {
+		// Rows scaled by their Half in the kernel; the last row's last group (8 bytes
+		// read) through a padded copy when src ends there.
+		m := n
+		if len(src) < n*rb+8-2*bits {
+			m = n - 1
+		}
+		if m > 0 {
+			kvqAccumTokenRows512(unsafe.SliceData(out), ostride, unsafe.SliceData(w), wstride, nq, unsafe.SliceData(half),
+				unsafe.SliceData(src), m, dim, bits, &levels[0])
+		}
+		if m < n {
+			var last [kvqMaxDim/2 + 8]byte
+			if rb <= len(last)-8 {
+				copy(last[:], src[m*rb:n*rb])
+				kvqAccumTokenRows512(unsafe.SliceData(out), ostride, &w[m], wstride, nq, &half[m], &last[0], 1, dim, bits, &levels[0])
+				return
 			}
+			kvqAccumRef(out, ostride, w[m:], wstride, nq, half[m:], src[m*rb:], 1, dim, bits, levels)
 		}
 		return
 	}
-	wide := kvq512 && dim%64 == 0
-	over := 4 - bits
-	if wide {
-		over = 8 - 2*bits
-	}
-	// The kernels are called directly (not through a function value), so that the
-	// caller's buffers stay on its stack.
-	kernel := func(out *float32, a *float32, src *byte, n int) {
-		if wide {
-			kvqAccumTokenRows512(out, ostride, a, nq, src, n, dim, bits, &levels[0])
-		} else {
-			kvqAccumTokenRows(out, ostride, a, nq, src, n, dim, bits, &levels[0])
-		}
-	}
-	m := n
-	if len(src) < n*rb+over { // the last row's last group through a padded copy
-		m = n - 1
-	}
-	if m > 0 {
-		kernel(unsafe.SliceData(out), unsafe.SliceData(a), unsafe.SliceData(src), m)
-	}
-	if m < n {
-		var last [kvqMaxDim/2 + 8]byte
-		if rb > len(last)-8 {
-			// Rows too long for the copy: the last one a value at a time.
-			for v := range nq {
-				o := out[v*ostride : v*ostride+dim]
-				w, row := a[m*KVQMaxVecs+v], src[m*rb:(m+1)*rb]
-				for j := range o {
-					o[j] += w * levels[kvqCode(row, bits, j)]
-				}
+	// The AVX2 kernel reads the weights times Half row-major, KVQMaxVecs a row.
+	const block = 128
+	var ab [block * KVQMaxVecs]float32
+	for lo := 0; lo < n; lo += block {
+		hi := min(n, lo+block)
+		for v := range nq {
+			for i := lo; i < hi; i++ {
+				ab[(i-lo)*KVQMaxVecs+v] = w[v*wstride+i] * half[i]
 			}
-			return
 		}
-		copy(last[:], src[m*rb:n*rb])
-		kernel(unsafe.SliceData(out), &a[m*KVQMaxVecs], &last[0], 1)
+		m := hi
+		if len(src) < hi*rb+4-bits { // the last row's last group through a padded copy
+			m = hi - 1
+		}
+		if m > lo {
+			kvqAccumTokenRows(unsafe.SliceData(out), ostride, &ab[0], nq, &src[lo*rb], m-lo, dim, bits, &levels[0])
+		}
+		if m < hi {
+			var last [kvqMaxDim/2 + 8]byte
+			if rb <= len(last)-8 {
+				copy(last[:], src[m*rb:hi*rb])
+				kvqAccumTokenRows(unsafe.SliceData(out), ostride, &ab[(m-lo)*KVQMaxVecs], nq, &last[0], 1, dim, bits, &levels[0])
+				continue
+			}
+			kvqAccumRef(out, ostride, w[m:], wstride, nq, half[m:], src[m*rb:], 1, dim, bits, levels)
+		}
+	}
+}
+
+// kvqAccumRef is KVQAccumulateTokens a value at a time.
+func kvqAccumRef(out []float32, ostride int, w []float32, wstride, nq int, half []float32, src []byte, n, dim, bits int, levels *KVQLevels) {
+	rb := dim * bits / 8
+	for v := range nq {
+		o := out[v*ostride : v*ostride+dim]
+		for i := range n {
+			a, row := w[v*wstride+i]*half[i], src[i*rb:(i+1)*rb]
+			for j := range o {
+				o[j] += a * levels[kvqCode(row, bits, j)]
+			}
+		}
 	}
 }
 

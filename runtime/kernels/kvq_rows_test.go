@@ -151,6 +151,10 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 		for i := range out {
 			out[i] = float32(rng.NormFloat64())
 		}
+		half := make([]float32, n)
+		for i := range half {
+			half[i] = float32(rng.Float64())
+		}
 		want := make([]float64, len(out))
 		for i, o := range out {
 			want[i] = float64(o)
@@ -158,20 +162,13 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 		for v := range nq {
 			for i := range n {
 				for j := range dim {
-					want[v*ostride+j] += float64(a[v*astride+i]) * float64(base[kvqCode(src[i*rb:], bits, j)])
+					want[v*ostride+j] += float64(a[v*astride+i]) * float64(half[i]) * float64(base[kvqCode(src[i*rb:], bits, j)])
 				}
 			}
 		}
 		alone := append([]float32(nil), out[(nq-1)*ostride:]...)
-		rm, rm1 := make([]float32, n*KVQMaxVecs), make([]float32, n*KVQMaxVecs)
-		for i := range n {
-			for v := range nq {
-				rm[i*KVQMaxVecs+v] = a[v*astride+i]
-			}
-			rm1[i*KVQMaxVecs] = a[(nq-1)*astride+i]
-		}
-		KVQAccumulateTokens(out, ostride, rm, nq, src, n, dim, bits, &lv)
-		KVQAccumulateTokens(alone, ostride, rm1, 1, src, n, dim, bits, &lv)
+		KVQAccumulateTokens(out, ostride, a, astride, nq, half, src, n, dim, bits, &lv)
+		KVQAccumulateTokens(alone, ostride, a[(nq-1)*astride:], astride, 1, half, src, n, dim, bits, &lv)
 		for v := range nq {
 			for j := range dim {
 				g, w := out[v*ostride+j], want[v*ostride+j]

@@ -89,7 +89,7 @@ func (r *Rows) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi i
 
 // AccumulateN adds Σ_i w[v*wstride+i]·row(lo+i) to out[v*ostride:][:Dim] for v < nq and
 // i < hi−lo: Accumulate for nq weight vectors, each row's codes decoded once for up to
-// kernels.KVQMaxVecs of them (kernels.KVQAccumulateTokens, weights times the rows' Half),
+// kernels.KVQMaxVecs of them (kernels.KVQAccumulateTokens, levels times the rows' Half),
 // the weighted Mids added once, then the outliers corrected. Each
 // vector's sums are those a call for it alone gives.
 func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq, lo, hi int) {
@@ -101,30 +101,14 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 		return
 	}
 	rb := r.RowBytes()
-	const block = 128
-	const mv = kernels.KVQMaxVecs
-	var ab [mv * block]float32 // weights times Half, row-major, mv a row
-	for v0 := 0; v0 < nq; v0 += mv {
-		m := min(mv, nq-v0)
-		var offset [mv]float32 // Σ w·Mid
-		for b := lo; b < hi; b += block {
-			e := min(hi, b+block)
-			halves := r.halves[b:e]
-			for v := range m {
-				wv := w[(v0+v)*wstride+b-lo : (v0+v)*wstride+e-lo]
-				wv = wv[:len(halves)]
-				a := ab[v : v+mv*(len(wv)-1)+1]
-				for i, wi := range wv {
-					a[i*mv] = wi * halves[i]
-				}
-				offset[v] += kernels.Dot(wv, r.mids[b:e])
-			}
-			kernels.KVQAccumulateTokens(out[v0*ostride:], ostride, ab[:], m, r.Codes[b*rb:], e-b, d, r.Bits, &r.lvp)
-		}
-		for v := range m {
-			o := out[(v0+v)*ostride : (v0+v)*ostride+d]
+	for v0 := 0; v0 < nq; v0 += kernels.KVQMaxVecs {
+		m := min(kernels.KVQMaxVecs, nq-v0)
+		kernels.KVQAccumulateTokens(out[v0*ostride:], ostride, w[v0*wstride:], wstride, m, r.halves[lo:hi], r.Codes[lo*rb:], hi-lo, d, r.Bits, &r.lvp)
+		for v := v0; v < v0+m; v++ {
+			offset := kernels.Dot(w[v*wstride:v*wstride+hi-lo], r.mids[lo:hi]) // Σ w·Mid
+			o := out[v*ostride : v*ostride+d]
 			for j := range o {
-				o[j] += offset[v]
+				o[j] += offset
 			}
 		}
 	}
