@@ -81,7 +81,7 @@ func (r *Rows) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi i
 		}
 		p, a, b := 2*int(at[k]), da[k], db[k]
 		for v := range nq {
-			qv := q[v*d+p : v*d+p+2]
+			qv := q[v*d+p : v*d+p+2 : v*d+p+2]
 			dst[v*dstride+i] += qv[0]*a + qv[1]*b
 		}
 	}
