@@ -135,26 +135,25 @@ type outlierFixes struct {
 	row  []int32
 	at   []uint16
 	a, b []float32
+	// start[s] is the index of the first correction of row s·fixStep or later.
+	start []int32
 }
 
-// first returns the index of the first correction of row lo or later, searched among
-// those of lo's block of outliers (r.OutStart: the corrections are the stored outliers
-// in their order).
+// fixStep is the number of rows per entry of outlierFixes.start.
+const fixStep = 16
+
+// first returns the index of the first correction of row lo or later: from the first
+// of lo's run of fixStep rows, a few steps on.
 func (r *Rows) first(lo int) int {
 	o := &r.out
-	a, b := len(o.row), len(o.row)
-	if blk := lo / BlockRows(r.Dim); blk+1 < len(r.OutStart) {
-		a, b = int(r.OutStart[blk]), int(r.OutStart[blk+1])
+	if lo/fixStep >= len(o.start) {
+		return len(o.row)
 	}
-	for a < b {
-		m := int(uint(a+b) >> 1)
-		if int(o.row[m]) < lo {
-			a = m + 1
-		} else {
-			b = m
-		}
+	k := int(o.start[lo/fixStep])
+	for k < len(o.row) && int(o.row[k]) < lo {
+		k++
 	}
-	return a
+	return k
 }
 
 // outliers lists r's outliers as corrections: for keys the difference Δ between an
@@ -191,6 +190,14 @@ func (r *Rows) outliers() outlierFixes {
 		}
 		o.at = append(o.at, uint16(p))
 		o.a, o.b = append(o.a, a), append(o.b, b)
+	}
+	o.start = make([]int32, (r.n+fixStep-1)/fixStep)
+	k := 0
+	for s := range o.start {
+		for k < len(o.row) && int(o.row[k]) < s*fixStep {
+			k++
+		}
+		o.start[s] = int32(k)
 	}
 	return o
 }
