@@ -17,27 +17,9 @@ import (
 	"squeeze/runtime/model"
 	"squeeze/runtime/model/modeltest"
 	"squeeze/runtime/sparse"
+	"squeeze/runtime/testfiles"
 	"squeeze/runtime/tokenizer"
 )
-
-// repoRoot walks up from the package directory to the directory holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
-}
 
 // syntheticModel writes a small random model with a tokenizer and returns its path.
 func syntheticModel(t testing.TB) string {
@@ -373,7 +355,7 @@ func TestDemoModel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: prefill and clustering with the demo model")
 	}
-	root := repoRoot(t)
+	root := testfiles.Root(t)
 	mp := filepath.Join(root, "testdata", "gocode-demo.gguf")
 	if _, err := os.Stat(mp); err != nil {
 		t.Skipf("demo model not found: %v", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -26,16 +25,6 @@ func synthetic(t testing.TB) (*model.Model, *gguf.File, *kernels.Pool) {
 	pool := kernels.NewPool(2)
 	t.Cleanup(pool.Close)
 	return m, f, pool
-}
-
-// randomTokens returns n tokens below vocab, seeded.
-func randomTokens(n, vocab int, seed uint64) []int32 {
-	r := rand.New(rand.NewPCG(seed, 1))
-	out := make([]int32, n)
-	for i := range out {
-		out[i] = int32(r.IntN(vocab))
-	}
-	return out
 }
 
 func TestWindows(t *testing.T) {
@@ -67,7 +56,7 @@ func TestWindows(t *testing.T) {
 
 func TestRunValidation(t *testing.T) {
 	m, f, pool := synthetic(t)
-	tokens := randomTokens(600, m.Config.Vocab, 1)
+	tokens := modeltest.Tokens(600, m.Config.Vocab, 1)
 	tests := []struct {
 		name string
 		pool *kernels.Pool
@@ -101,7 +90,7 @@ func TestRunCancelled(t *testing.T) {
 	m, f, pool := synthetic(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := Run(ctx, m, f, pool, randomTokens(400, m.Config.Vocab, 1), 1, Options{Context: 128, Query: 16})
+	_, err := Run(ctx, m, f, pool, modeltest.Tokens(400, m.Config.Vocab, 1), 1, Options{Context: 128, Query: 16})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("got %v, want context.Canceled", err)
 	}
@@ -113,7 +102,7 @@ func TestRunSynthetic(t *testing.T) {
 	}
 	m, f, pool := synthetic(t)
 	const c, q = 384, 48
-	tokens := randomTokens(2*(c+q)+10, m.Config.Vocab, 2)
+	tokens := modeltest.Tokens(2*(c+q)+10, m.Config.Vocab, 2)
 	budgets := []float64{1, 0.5, 0.25}
 	var progress []int
 	rows, err := Run(context.Background(), m, f, pool, tokens, 1, Options{
@@ -162,7 +151,7 @@ func TestRunSynthetic(t *testing.T) {
 func TestBlockOfOneIsDecode(t *testing.T) {
 	m, f, pool := synthetic(t)
 	const c, q = 192, 12
-	rows, err := Run(context.Background(), m, f, pool, randomTokens(c+q, m.Config.Vocab, 4), 1, Options{
+	rows, err := Run(context.Background(), m, f, pool, modeltest.Tokens(c+q, m.Config.Vocab, 4), 1, Options{
 		Context: c, Query: q, Budgets: []float64{0.25}, Modes: []Mode{ModePrefill, ModeDecode}, Block: 1,
 	})
 	if err != nil {
@@ -181,7 +170,7 @@ func TestBlockOfOneIsDecode(t *testing.T) {
 func TestRunKV(t *testing.T) {
 	m, f, pool := synthetic(t)
 	const c, q = 256, 16
-	rows, err := Run(context.Background(), m, f, pool, randomTokens(c+q, m.Config.Vocab, 5), 1, Options{
+	rows, err := Run(context.Background(), m, f, pool, modeltest.Tokens(c+q, m.Config.Vocab, 5), 1, Options{
 		Context: c, Query: q, Budgets: []float64{1, 0.5},
 		KV: []precompute.KVOptions{{Encoding: "f16"}, {Encoding: "nuq4", Outliers: 0.01}, {Encoding: "int2", QNorm: true, PostRoPE: true}},
 	})
@@ -212,7 +201,7 @@ func TestRunKV(t *testing.T) {
 	if !(nuq4.KL > 0) || !(int2.KL > nuq4.KL) {
 		t.Errorf("KL at budget 1: nuq4 %v, int2 %v", nuq4.KL, int2.KL)
 	}
-	if _, err := Run(context.Background(), m, f, pool, randomTokens(c+q, m.Config.Vocab, 5), 1, Options{
+	if _, err := Run(context.Background(), m, f, pool, modeltest.Tokens(c+q, m.Config.Vocab, 5), 1, Options{
 		Context: c, Query: q, KV: []precompute.KVOptions{{Encoding: "nuq9"}},
 	}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("nuq9: %v, want ErrInvalid", err)
