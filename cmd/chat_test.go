@@ -16,7 +16,6 @@ import (
 	"squeeze/runtime/model"
 	"squeeze/runtime/model/modeltest"
 	"squeeze/runtime/model/modeltest/testmodel"
-	"squeeze/runtime/tokenizer"
 )
 
 // chatMLModel writes a small synthetic model with a ChatML chat template whose
@@ -24,20 +23,8 @@ import (
 // Qwen's vocabularies, and returns its path.
 func chatMLModel(t *testing.T) string {
 	t.Helper()
-	spec := modeltest.Spec{Layers: 2, Dim: 64, Heads: 4, KVHeads: 2, Context: 1024, Tokenizer: true, Seed: 3}
-	vocab, err := tokenizer.ReadVocab(modeltest.Open(t, spec))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := len(vocab.Tokens)
-	tokens := slices.Clone(vocab.Tokens)
-	tokens[n-2], tokens[n-1] = "<|im_start|>", "<|im_end|>"
-	types := make([]int32, n)
-	for i, ty := range vocab.Types {
-		types[i] = int32(ty)
-	}
-	types[n-2], types[n-1] = int32(tokenizer.TypeControl), int32(tokenizer.TypeControl)
-	spec.Meta = map[string]any{chat.KeyTemplate: modeltest.ChatTemplate(t, "chatml"), "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.token_type": types}
+	spec := testmodel.ChatML(t, modeltest.Spec{Layers: 2, Dim: 64, Heads: 4, KVHeads: 2, Context: 1024, Tokenizer: true, Seed: 3},
+		modeltest.ChatTemplate(t, "chatml"))
 	path := filepath.Join(t.TempDir(), "chatml.gguf")
 	if err := modeltest.Write(path, spec); err != nil {
 		t.Fatal(err)

@@ -36,22 +36,8 @@ type chatModel struct {
 func buildChatModel(t *testing.T, spacePrefix bool) *chatModel {
 	t.Helper()
 	dir := t.TempDir()
-	// The synthetic vocabulary's last two tokens become the ChatML control tokens.
-	vocab, err := tokenizer.ReadVocab(modeltest.Open(t, testSpec))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := len(vocab.Tokens)
-	tokens := slices.Clone(vocab.Tokens)
-	tokens[n-2], tokens[n-1] = "<|im_start|>", "<|im_end|>"
-	types := make([]int32, n)
-	for i, ty := range vocab.Types {
-		types[i] = int32(ty)
-	}
-	types[n-2], types[n-1] = int32(tokenizer.TypeControl), int32(tokenizer.TypeControl)
-	spec := testSpec
-	spec.Meta = map[string]any{chat.KeyTemplate: chatMLTemplate, "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.token_type": types,
-		tokenizer.KeyAddSpacePrefix: spacePrefix}
+	spec := testmodel.ChatML(t, testSpec, chatMLTemplate)
+	spec.Meta[tokenizer.KeyAddSpacePrefix] = spacePrefix
 	modelPath := filepath.Join(dir, "chatml.gguf")
 	if err := modeltest.Write(modelPath, spec); err != nil {
 		t.Fatal(err)
@@ -61,7 +47,7 @@ func buildChatModel(t *testing.T, spacePrefix bool) *chatModel {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "chat.sqz")
-	_, err = precompute.Run(context.Background(), precompute.Options{
+	_, err := precompute.Run(context.Background(), precompute.Options{
 		Model: modelPath, Output: out, Inputs: []string{input}, Threads: 2, HeaderTemplate: precompute.DefaultHeaderTemplate,
 		System: "You answer questions about the notes.", Chat: true,
 		Squeeze: precompute.SqueezeOptions{Fractions: []float64{0.1, 0.3}, Window: 8, Budget: 0.3, Budgets: []float64{0.2, 0.5}, Seed: 1},

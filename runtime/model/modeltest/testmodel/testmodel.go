@@ -5,7 +5,9 @@
 package testmodel
 
 import (
+	"maps"
 	"os"
+	"slices"
 	"testing"
 
 	"squeeze/runtime/gguf"
@@ -70,4 +72,32 @@ func fileTokenizer(tb testing.TB, f *gguf.File) *tokenizer.Tokenizer {
 		tb.Fatal(err)
 	}
 	return tok
+}
+
+// ChatML returns s (which must have a tokenizer) with a chat template and the
+// vocabulary's last two tokens turned into ChatML's control tokens <|im_start|> and
+// <|im_end|>, as Qwen-style vocabularies have them. The keys already in s.Meta stay.
+func ChatML(tb testing.TB, s modeltest.Spec, template string) modeltest.Spec {
+	tb.Helper()
+	vocab, err := tokenizer.ReadVocab(modeltest.Open(tb, s))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := len(vocab.Tokens)
+	tokens := slices.Clone(vocab.Tokens)
+	tokens[n-2], tokens[n-1] = "<|im_start|>", "<|im_end|>"
+	types := make([]int32, n)
+	for i, ty := range vocab.Types {
+		types[i] = int32(ty)
+	}
+	types[n-2], types[n-1] = int32(tokenizer.TypeControl), int32(tokenizer.TypeControl)
+	meta := maps.Clone(s.Meta)
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	meta["tokenizer.chat_template"] = template // runtime/chat.KeyTemplate (chat's tests import this package)
+	meta["tokenizer.ggml.tokens"] = tokens
+	meta["tokenizer.ggml.token_type"] = types
+	s.Meta = meta
+	return s
 }
