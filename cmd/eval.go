@@ -16,7 +16,6 @@ import (
 	"squeeze/precompute"
 	"squeeze/precompute/eval"
 	"squeeze/runtime/kernels"
-	"squeeze/runtime/kvquant"
 )
 
 // evalOptions are the inputs of "squeeze eval", after flag parsing and configuration.
@@ -35,12 +34,8 @@ type evalOptions struct {
 	Seed    uint64
 	KVCache string
 	// KV encodings evaluated and their quantization settings.
-	KV        string
-	Outliers  float64
-	QNorm     bool
-	PostRoPE  bool
-	Weighting string
-	ExactWin  bool
+	KV string
+	kvQuantFlags
 
 	// From the global options.
 	Threads int
@@ -112,11 +107,7 @@ top1, realized_budget, key_fraction, attention_mass.`,
 	f.Uint64Var(&opts.Seed, "seed", 0, "k-means seed")
 	f.StringVar(&opts.KVCache, "kv-cache", "f16", "KV cache type of the context's prefill, as precompute's: f16 or f32")
 	f.StringVar(&opts.KV, "kv", format.KVEncodingF16, "KV encodings to evaluate, comma-separated: f16, nuq2-4, nf2-4, int2-4")
-	f.Float64Var(&opts.Outliers, "outliers", kvquant.DefaultOutliers, "quantized encodings: fraction of each vector kept exact, in [0, 0.5)")
-	f.BoolVar(&opts.QNorm, "qnorm", false, "quantized encodings: correct the levels by Q-Norm")
-	f.BoolVar(&opts.PostRoPE, "post-rope", false, "quantized encodings: quantize keys after RoPE (ablation)")
-	f.StringVar(&opts.Weighting, "kv-weighting", "fisher-scale", "nuq encodings: datatype fit weighting, fisher-scale, fisher or none")
-	f.BoolVar(&opts.ExactWin, "kv-exact-window", false, "quantized encodings: keep the context's last window in f16 like the sink")
+	opts.kvQuantFlags.add(f)
 	return cmd
 }
 
@@ -149,23 +140,11 @@ func parseModes(s string) ([]eval.Mode, error) {
 
 // parseKV reads --kv and the quantization flags.
 func parseKV(opts *evalOptions) ([]precompute.KVOptions, error) {
-	if !(opts.Outliers >= 0 && opts.Outliers < 0.5) {
-		return nil, usageErrorf("--outliers %v: want a fraction in [0, 0.5)", opts.Outliers)
-	}
-	weighting, err := parseWeighting(opts.Weighting)
-	if err != nil {
-		return nil, err
-	}
 	var out []precompute.KVOptions
 	for part := range strings.SplitSeq(opts.KV, ",") {
-		enc := strings.TrimSpace(part)
-		if _, _, err := format.ParseKVEncoding(enc); err != nil {
-			return nil, usageErrorf("--kv: %v", err)
-		}
-		kv := precompute.KVOptions{Encoding: enc}
-		if enc != format.KVEncodingF16 {
-			kv.Outliers, kv.QNorm, kv.PostRoPE, kv.Weighting = opts.Outliers, opts.QNorm, opts.PostRoPE, weighting
-			kv.ExactWindow = opts.ExactWin
+		kv, err := opts.options(strings.TrimSpace(part))
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, kv)
 	}

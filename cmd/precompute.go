@@ -20,7 +20,6 @@ import (
 	"squeeze/precompute"
 	"squeeze/runtime/chat"
 	"squeeze/runtime/gguf"
-	"squeeze/runtime/kvquant"
 	"squeeze/runtime/model"
 	"squeeze/runtime/sparse"
 	"squeeze/runtime/tokenizer"
@@ -45,13 +44,9 @@ type precomputeOptions struct {
 	KVCache string
 	CtxSize int
 	// KV quantization (KVQuant).
-	KV        string
-	Outliers  float64
-	QNorm     bool
-	PostRoPE  bool
-	Weighting string
-	Calib     string
-	ExactWin  bool
+	KV    string
+	Calib string
+	kvQuantFlags
 	// SPEED's early-exit predictor.
 	PredictorRank int
 	NoPredictor   bool
@@ -179,12 +174,8 @@ centroid_fraction, log_thresholds per calibrated budget).`,
 	f.StringVar(&opts.KVCache, "kv-cache", "f16", "KV cache type of the prefill: f16 or f32")
 	f.IntVar(&opts.CtxSize, "ctx-size", 0, "most context tokens (0 = the model's context length; more lets RoPE run past it)")
 	f.StringVar(&opts.KV, "kv", format.KVEncodingF16, "KV storage: f16, or quantized nuq2|nuq3|nuq4 (nf2-4, int2-4 as baselines)")
-	f.Float64Var(&opts.Outliers, "outliers", kvquant.DefaultOutliers, "fraction of each quantized vector kept exact, half at each end, in [0, 0.5)")
-	f.BoolVar(&opts.QNorm, "qnorm", false, "correct the quantized levels by Q-Norm (meant for 2 bits)")
-	f.BoolVar(&opts.PostRoPE, "post-rope", false, "quantize keys after RoPE (ablation of pre-RoPE keys)")
-	f.StringVar(&opts.Weighting, "kv-weighting", "fisher-scale", "nuq datatype fit: fisher-scale, fisher or none")
+	opts.kvQuantFlags.add(f)
 	f.StringVar(&opts.Calib, "calib", "", "text `file` whose sensitivities weigh the nuq fit (default: the context itself)")
-	f.BoolVar(&opts.ExactWin, "kv-exact-window", false, "with a quantized --kv: keep the last --window tokens in f16 like the sink")
 	f.IntVar(&opts.PredictorRank, "predictor-rank", 0, "rank of the early-exit predictor's map (0 = full up to width 1024, 256 above; -1 = a bias only)")
 	f.BoolVar(&opts.NoPredictor, "no-predictor", false, "fit no early-exit predictor for speculative decoding")
 	return cmd
@@ -231,8 +222,6 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 		return usageErrorf("--batch %d: want >= 1", opts.Batch)
 	case opts.CtxSize < 0:
 		return usageErrorf("--ctx-size %d: want >= 0", opts.CtxSize)
-	case !(opts.Outliers >= 0 && opts.Outliers < 0.5):
-		return usageErrorf("--outliers %v: want a fraction in [0, 0.5)", opts.Outliers)
 	case opts.Threads < 0:
 		return usageErrorf("--threads %d: want >= 0", opts.Threads)
 	case opts.PredictorRank < -1:
@@ -240,10 +229,7 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 	case !strings.Contains(opts.Header, "{path}"):
 		log.Warn("--header has no {path}: documents will not be named in the context")
 	}
-	if _, _, err := format.ParseKVEncoding(opts.KV); err != nil {
-		return usageErrorf("--kv: %v", err)
-	}
-	weighting, err := parseWeighting(opts.Weighting)
+	kv, err := opts.options(opts.KV)
 	if err != nil {
 		return err
 	}
@@ -266,15 +252,14 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 		Threads:        opts.Threads,
 		Calib:          opts.Calib,
 		Squeeze: precompute.SqueezeOptions{
-			Fractions: levels,
-			Seed:      opts.Seed,
-			Sink:      sink,
-			Window:    opts.Window,
-			Budget:    opts.Budget,
-			Batch:     opts.Batch,
-			Cache:     cacheType,
-			KV: precompute.KVOptions{Encoding: opts.KV, Outliers: opts.Outliers, QNorm: opts.QNorm, PostRoPE: opts.PostRoPE,
-				Weighting: weighting, ExactWindow: opts.ExactWin},
+			Fractions:   levels,
+			Seed:        opts.Seed,
+			Sink:        sink,
+			Window:      opts.Window,
+			Budget:      opts.Budget,
+			Batch:       opts.Batch,
+			Cache:       cacheType,
+			KV:          kv,
 			Predictor:   calibrate.PredictorOptions{Rank: opts.PredictorRank},
 			NoPredictor: opts.NoPredictor,
 			Progress:    prog.update,
@@ -324,16 +309,6 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 	_, err = fmt.Fprintf(s.Out, "wrote %s: %d tokens from %d documents, %.1f MB in %.1f s (%.0f tokens/s; prefill %.0f tokens/s)\n",
 		res.Output, res.Tokens, res.Documents, float64(res.FileBytes)/1e6, res.Seconds, res.TokensPerSecond, res.PrefillTokensPerSecond)
 	return err
-}
-
-// parseWeighting reads --kv-weighting.
-func parseWeighting(s string) (calibrate.Weighting, error) {
-	for _, w := range []calibrate.Weighting{calibrate.FisherScale, calibrate.FisherOnly, calibrate.Unweighted} {
-		if s == w.String() {
-			return w, nil
-		}
-	}
-	return 0, usageErrorf("--kv-weighting %q: want fisher-scale, fisher or none", s)
 }
 
 // calibrationEntries converts thresholds and their statistics for JSON.

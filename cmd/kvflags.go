@@ -1,0 +1,59 @@
+package cmd
+
+import (
+	"github.com/spf13/pflag"
+
+	"squeeze/calibrate"
+	"squeeze/format"
+	"squeeze/precompute"
+	"squeeze/runtime/kvquant"
+)
+
+// kvQuantFlags are the KV quantization settings "precompute" and "eval" share (the
+// flags besides --kv itself, which each command reads its own way).
+type kvQuantFlags struct {
+	Outliers  float64
+	QNorm     bool
+	PostRoPE  bool
+	Weighting string
+	ExactWin  bool
+}
+
+// add defines the flags on f.
+func (k *kvQuantFlags) add(f *pflag.FlagSet) {
+	f.Float64Var(&k.Outliers, "outliers", kvquant.DefaultOutliers, "fraction of each quantized vector kept exact, half at each end, in [0, 0.5)")
+	f.BoolVar(&k.QNorm, "qnorm", false, "correct the quantized levels by Q-Norm (meant for 2 bits)")
+	f.BoolVar(&k.PostRoPE, "post-rope", false, "quantize keys after RoPE (ablation of pre-RoPE keys)")
+	f.StringVar(&k.Weighting, "kv-weighting", "fisher-scale", "nuq datatype fit: fisher-scale, fisher or none")
+	f.BoolVar(&k.ExactWin, "kv-exact-window", false, "with a quantized --kv: keep the last --window tokens in f16 like the sink")
+}
+
+// options checks the flags and returns the settings of KV encoding enc (f16 takes none
+// of them).
+func (k *kvQuantFlags) options(enc string) (precompute.KVOptions, error) {
+	if !(k.Outliers >= 0 && k.Outliers < 0.5) {
+		return precompute.KVOptions{}, usageErrorf("--outliers %v: want a fraction in [0, 0.5)", k.Outliers)
+	}
+	if _, _, err := format.ParseKVEncoding(enc); err != nil {
+		return precompute.KVOptions{}, usageErrorf("--kv: %v", err)
+	}
+	weighting, err := parseWeighting(k.Weighting)
+	if err != nil {
+		return precompute.KVOptions{}, err
+	}
+	if enc == format.KVEncodingF16 {
+		return precompute.KVOptions{Encoding: enc}, nil
+	}
+	return precompute.KVOptions{Encoding: enc, Outliers: k.Outliers, QNorm: k.QNorm, PostRoPE: k.PostRoPE,
+		Weighting: weighting, ExactWindow: k.ExactWin}, nil
+}
+
+// parseWeighting reads --kv-weighting.
+func parseWeighting(s string) (calibrate.Weighting, error) {
+	for _, w := range []calibrate.Weighting{calibrate.FisherScale, calibrate.FisherOnly, calibrate.Unweighted} {
+		if s == w.String() {
+			return w, nil
+		}
+	}
+	return 0, usageErrorf("--kv-weighting %q: want fisher-scale, fisher or none", s)
+}
