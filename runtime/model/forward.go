@@ -123,12 +123,14 @@ func (m *Model) Forward(p *kernels.Pool, c *Cache, tokens []int32, logits []floa
 // a LayerState's Hidden from an early layer), writing n x Vocab logits. hidden is
 // overwritten with its normalized form.
 func (m *Model) Head(p *kernels.Pool, hidden []float32, n int, logits []float32) {
-	dim := m.Config.Dim
-	for i := range n {
-		x := hidden[i*dim : (i+1)*dim]
-		kernels.RMSNorm(x, x, m.outNorm, m.Config.NormEps)
-	}
+	m.finalNorm(hidden, n)
 	kernels.MatMul(p, logits, m.output, hidden, n)
+}
+
+// finalNorm applies the final RMSNorm to n hidden states in place.
+func (m *Model) finalNorm(hidden []float32, n int) {
+	h := hidden[:n*m.Config.Dim]
+	rmsNorm(h, h, m.outNorm, m.Config.NormEps, m.Config.Dim)
 }
 
 // pass runs one batch of at most MaxBatch tokens through every layer.

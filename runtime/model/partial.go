@@ -182,11 +182,7 @@ func (c *Cache) SetLen(n int) error {
 // (kernels.MatMulExact): each row's logits are bitwise a single-token pass's, while the
 // LM head is still read once for all n rows.
 func (m *Model) HeadExact(p *kernels.Pool, hidden []float32, n int, logits []float32) {
-	dim := m.Config.Dim
-	for i := range n {
-		x := hidden[i*dim : (i+1)*dim]
-		kernels.RMSNorm(x, x, m.outNorm, m.Config.NormEps)
-	}
+	m.finalNorm(hidden, n)
 	kernels.MatMulExact(p, logits, m.output, hidden, n)
 }
 
@@ -231,10 +227,6 @@ func (h *SubHead) IDs() []int32 { return h.ids }
 // Logits normalizes the n hidden states (n x Dim, in place) with the final norm and
 // writes n x len(IDs()) logits, row i's for token IDs()[i].
 func (h *SubHead) Logits(p *kernels.Pool, hidden []float32, n int, logits []float32) {
-	dim := h.m.Config.Dim
-	for i := range n {
-		x := hidden[i*dim : (i+1)*dim]
-		kernels.RMSNorm(x, x, h.m.outNorm, h.m.Config.NormEps)
-	}
+	h.m.finalNorm(hidden, n)
 	kernels.MatMul(p, logits, &h.w, hidden, n)
 }
