@@ -303,15 +303,21 @@ func (r *Rows) decodeDense(dst []float32, codes []uint8, i int) {
 // decode writes row i, outliers applied and rotated to its position, to dst.
 func (r *Rows) decode(dst []float32, codes []uint8, i int, c *outCursor) {
 	r.decodeDense(dst, codes, i)
+	r.applyOutliers(dst, i, c)
+	if r.RoPE != nil {
+		r.RoPE.Rotate(dst, int(r.Pos[i]))
+	}
+}
+
+// applyOutliers overwrites row i's outlier channels of dst with their exact values,
+// advancing c past them.
+func (r *Rows) applyOutliers(dst []float32, i int, c *outCursor) {
 	for {
 		ch, v, ok := r.next(c, i)
 		if !ok {
-			break
+			return
 		}
 		dst[ch] = v
-	}
-	if r.RoPE != nil {
-		r.RoPE.Rotate(dst, int(r.Pos[i]))
 	}
 }
 
@@ -356,13 +362,7 @@ func (r *Rows) decodeFast(row, ang []float32, i int, c *outCursor) {
 	} else {
 		kernels.KVQDecodeToken(row, src, r.Bits, &r.lv, kernels.F16ToF32(r.Token[2*i+1]), kernels.F16ToF32(r.Token[2*i]))
 	}
-	for {
-		ch, v, ok := r.next(c, i)
-		if !ok {
-			break
-		}
-		row[ch] = v
-	}
+	r.applyOutliers(row, i, c)
 	if r.RoPE != nil {
 		r.RoPE.rotate(row, ang, int(r.Pos[i]))
 	}
