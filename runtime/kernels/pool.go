@@ -1,7 +1,9 @@
 package kernels
 
 import (
+	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +28,9 @@ type Pool struct {
 	done    chan struct{}
 	exit    sync.WaitGroup
 	close   sync.Once
+	// panicked holds the first panic of the current call's chunks, recovered where it
+	// happened so that it reaches the caller instead of ending the process.
+	panicked atomic.Pointer[chunkPanic]
 
 	// MatMul's state, reused call after call so that a call does not allocate.
 	rows    rowsJob
@@ -121,7 +126,7 @@ func (p *Pool) worker(id int) {
 		if t.job == nil {
 			return
 		}
-		t.job.run(id, t.lo, t.hi)
+		p.runChunk(t.job, id, t.lo, t.hi)
 		// The caller may return (and start the next call) as soon as pending is 0, so
 		// the wake-up names the call: a late one for an earlier call does nothing.
 		if p.pending.Add(-1) == 0 && p.parked.Load() == t.gen && p.parked.CompareAndSwap(t.gen, 0) {
@@ -212,6 +217,38 @@ func (p *Pool) forRange(n, grain int, job ranger) {
 	for i := 1; i < parts; i++ {
 		p.post(i, task{job: job, lo: bound(i), hi: bound(i + 1), gen: p.gen})
 	}
-	job.run(0, 0, bound(1))
+	p.runChunk(job, 0, 0, bound(1))
 	p.wait()
+	if c := p.panicked.Swap(nil); c != nil {
+		c.raise()
+	}
+}
+
+// chunkPanic is a panic recovered from one chunk of a call, with the stack of the
+// goroutine that panicked.
+type chunkPanic struct {
+	value any
+	stack []byte
+}
+
+// raise panics again, on the calling goroutine, with the recovered value and the stack
+// where it first happened; an error value stays reachable through errors.Is and As.
+func (c *chunkPanic) raise() {
+	if err, ok := c.value.(error); ok {
+		panic(fmt.Errorf("kernels: pool chunk panicked: %w\n%s", err, c.stack))
+	}
+	panic(fmt.Sprintf("kernels: pool chunk panicked: %v\n%s", c.value, c.stack))
+}
+
+// runChunk runs one chunk of a call, recording a panic instead of letting it unwind a
+// worker goroutine (which would end the process) or the caller before the workers'
+// chunks are done (which would leave the pool mid-call). forRange raises the first
+// recorded panic once the whole call has finished.
+func (p *Pool) runChunk(job ranger, worker, lo, hi int) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.panicked.CompareAndSwap(nil, &chunkPanic{value: r, stack: debug.Stack()})
+		}
+	}()
+	job.run(worker, lo, hi)
 }
