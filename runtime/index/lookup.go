@@ -46,9 +46,9 @@ func (sel *Selection) add(j, lo, hi int32) {
 // the largest lookup seen and are then reused, so lookups do not allocate. A Searcher may
 // serve any tree but only one lookup at a time.
 type Searcher struct {
-	a, b   []int32
-	logits []float32
-	logZ   []float64
+	a, b      []int32
+	logits, x []float32
+	logZ      []float64
 }
 
 func grow[T any](b []T, n int) []T {
@@ -133,9 +133,81 @@ func (t *Tree) LookupFlat(s *Searcher, q []float32, g int, logTau float32, sel *
 	}
 }
 
+// lookupRef makes survive take its reference path (tests compare the two).
+var lookupRef = false
+
 // survive scores the clusters cand of level l and appends those whose score exceeds
 // logTau to out.
+//
+// The fast path computes the logits of each run of consecutive candidates (the
+// children of one parent) by kernels.DotRows, every centroid read once for all the
+// query vectors, and each vector's log-denominator by kernels.Softmax in float32; a
+// decode step (one token) then compares each logit with logτ + logZ. The reference,
+// surviveRef, takes one kernels.Dot per centroid and vector and sums in float64: the
+// two select the same clusters except for scores within float32 rounding of logτ.
 func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, cand, out []int32) []int32 {
+	if lookupRef {
+		return t.surviveRef(s, l, q, g, logTau, cand, out)
+	}
+	lv := &t.levels[l]
+	dim, nc := t.dim, len(cand)
+	nv := len(q) / dim
+	s.logits = grow(s.logits, nv*nc)
+	s.logZ = grow(s.logZ, nv)
+	s.x = grow(s.x, max(nc, g))
+	logits := s.logits
+	for i := 0; i < nc; {
+		j := i + 1
+		for j < nc && cand[j] == cand[j-1]+1 {
+			j++
+		}
+		c0, c1 := int(cand[i]), int(cand[j-1])+1
+		kernels.DotRows(logits[i:], nc, q, nv, lv.cent[c0*dim:c1*dim], dim)
+		i = j
+	}
+	kernels.Scale(logits, t.scale)
+	// Mask empty clusters and non-finite logits, then logZ per query vector.
+	inf := float32(math.Inf(1))
+	x := s.x[:nc]
+	for v := range nv {
+		row := logits[v*nc : (v+1)*nc]
+		finite := false
+		for ci, c := range cand {
+			a, lc := row[ci], lv.logCount[c]
+			if !(a > -inf && a < inf) || !(lc > -inf) {
+				row[ci], x[ci] = -inf, -inf
+				continue
+			}
+			x[ci] = a + lc
+			finite = true
+		}
+		if !finite {
+			s.logZ[v] = math.Inf(1) // nothing to score: every score is −Inf
+			continue
+		}
+		s.logZ[v] = float64(kernels.Softmax(x))
+	}
+	if nv == g {
+		// One token: cluster j survives if a_j > logτ + logZ for any head.
+		thr := s.x[:g]
+		for h := range g {
+			thr[h] = logTau + float32(s.logZ[h])
+		}
+		for ci, c := range cand {
+			for h, th := range thr {
+				if logits[h*nc+ci] > th {
+					out = append(out, c)
+					break
+				}
+			}
+		}
+		return out
+	}
+	return selectTokens(s, g, nc, logTau, cand, out)
+}
+
+// surviveRef is survive's reference path.
+func (t *Tree) surviveRef(s *Searcher, l int, q []float32, g int, logTau float32, cand, out []int32) []int32 {
 	lv := &t.levels[l]
 	dim, nc := t.dim, len(cand)
 	nv := len(q) / dim
@@ -173,7 +245,14 @@ func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, c
 		}
 		s.logZ[v] = m + math.Log(sum)
 	}
-	nq := nv / g
+	return selectTokens(s, g, nc, logTau, cand, out)
+}
+
+// selectTokens appends to out the candidates whose score, from s.logits (masked) and
+// s.logZ for the len(s.logZ)/g tokens of g heads, exceeds logTau.
+func selectTokens(s *Searcher, g, nc int, logTau float32, cand, out []int32) []int32 {
+	logits := s.logits
+	nq := len(s.logZ) / g
 	logNq := math.Log(float64(nq))
 	tau := float64(logTau)
 	for ci, c := range cand {
