@@ -285,6 +285,12 @@ func (f *PredictorFit) Fit(ctx context.Context, m *model.Model) (*earlyexit.Pred
 			if err := p.Check(&f.cfg); err != nil {
 				return nil, fmt.Errorf("calibrate: predictor at depth %d: %w", e, err)
 			}
+			// The artifact stores the map in half floats: score it as it will be read.
+			for _, m := range [][]float32{p.Full, p.A, p.B} {
+				h := make([]uint16, len(m))
+				kernels.F32ToF16Slice(h, m)
+				kernels.F16ToF32Slice(m, h)
+			}
 			tmp := make([]float32, p.Rank)
 			for t := range w {
 				p.Apply(f.pool, pred[t*d:(t+1)*d], f.winX[c][t*d:(t+1)*d], tmp)

@@ -16,8 +16,11 @@ import (
 
 // SchemaVersion is the version of the section schemas WriteArtifact writes (the header,
 // tokens, text and layer.N sections of docs/FORMAT.md, chapter Sections), and the newest
-// ReadArtifact reads. It is independent of the container Version.
-const SchemaVersion uint32 = 1
+// ReadArtifact reads. It is independent of the container Version. Schema 2 stores
+// quantized rows' ranges and outliers compactly, tree centroids as half floats and the
+// early-exit predictor's weights as half floats; ReadArtifact refuses schema 1 artifacts
+// (ErrSchema: precompute them again).
+const SchemaVersion uint32 = 2
 
 // KVEncodingF16 is the KV encoding of this schema: keys and values as IEEE half floats
 // (sparse.F16Rows).
@@ -38,7 +41,7 @@ func LayerSection(l int) string { return "layer." + strconv.Itoa(l) }
 var ErrModelMismatch = errors.New("artifact was built for another model")
 
 // ErrSchema means the artifact's header section has a schema version this package does not
-// read (written by a newer squeeze).
+// read: written by a newer squeeze, or by an older one (schema 1; precompute it again).
 var ErrSchema = errors.New("unsupported artifact schema version")
 
 // Artifact is the content of a squeezed-context artifact: what precompute writes and what
@@ -252,6 +255,9 @@ func decodeHeader(d *Decoder) (*Header, []sparse.Threshold, error) {
 	if d.Err() == nil && h.Schema != SchemaVersion {
 		if h.Schema > SchemaVersion {
 			return nil, nil, fmt.Errorf("format: section %q: schema %d (this squeeze reads %d): %w", SectionHeader, h.Schema, SchemaVersion, ErrSchema)
+		}
+		if h.Schema >= 1 {
+			return nil, nil, fmt.Errorf("format: section %q: schema %d, written by an older squeeze (this one reads %d): precompute the artifact again: %w", SectionHeader, h.Schema, SchemaVersion, ErrSchema)
 		}
 		return nil, nil, headerCorrupt(d, "schema version %d", h.Schema)
 	}

@@ -309,10 +309,17 @@ func TestSectionPayloadDamage(t *testing.T) {
 			t.Fatalf("header truncated to %d: %v", n, err)
 		}
 	}
-	newer := bytes.Clone(hdr)
-	newer[0] = 2
-	if _, _, err := decodeHeader(NewDecoder(SectionHeader, newer)); !errors.Is(err, ErrSchema) {
-		t.Fatalf("newer schema: %v", err)
+	for _, schema := range []byte{byte(SchemaVersion) + 1, 1} {
+		other := bytes.Clone(hdr)
+		other[0] = schema
+		if _, _, err := decodeHeader(NewDecoder(SectionHeader, other)); !errors.Is(err, ErrSchema) {
+			t.Fatalf("schema %d: %v", schema, err)
+		}
+	}
+	zero := bytes.Clone(hdr)
+	zero[0] = 0
+	if _, _, err := decodeHeader(NewDecoder(SectionHeader, zero)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("schema 0: %v", err)
 	}
 }
 

@@ -145,6 +145,12 @@ const (
 	rowsJoined    = 2
 )
 
+// Forms of the per-row ranges of quantized rows.
+const (
+	rangesHalf = 0 // Mid and Half of each row as half floats
+	rangesGrid = 1 // 2 bytes a row on kvquant's grid (kvquant.EncodeTokenRanges)
+)
+
 // encodeRows encodes one rows field of a quantized artifact: n rows of dim values, the
 // rotated ones at positions pos (pos[i] for row i).
 func encodeRows(e *Encoder, r sparse.Rows, dim, n int, pos []int32) error {
@@ -177,14 +183,17 @@ func encodeRows(e *Encoder, r sparse.Rows, dim, n int, pos []int32) error {
 				ch = append(ch, rg.Mid, rg.Half)
 			}
 			e.Float32s(ch)
+		} else if base, codes, ok := kvquant.EncodeTokenRanges(v.Token); ok {
+			e.Uint8(rangesGrid)
+			e.Varint(int64(base))
+			e.Blob(codes)
 		} else {
-			e.Align(Alignment)
+			e.Uint8(rangesHalf)
 			e.Uint16s(v.Token)
 		}
 		e.Align(Alignment)
 		e.Blob(v.Codes)
-		e.Uint32s(v.OutStart)
-		e.Uint16s(v.OutIndex)
+		e.Blob(kvquant.EncodeOutliers(v.OutStart, v.OutIndex, v.Dim))
 		e.Uint16s(v.OutValue)
 	case *kvquant.Joined:
 		e.Uint8(rowsJoined)
@@ -235,6 +244,9 @@ func decodeRows(d *Decoder, dim, n int, pos []int32, rope *kvquant.RoPE, nested 
 		r := &kvquant.Rows{Dim: dim, Bits: int(d.Uint8()), Axis: kvquant.Axis(d.Uint8())}
 		rotated := d.Bool()
 		r.Levels = d.Float32s()
+		var base int64
+		var ranges []byte
+		form := uint8(rangesHalf)
 		if r.Axis == kvquant.PerChannel {
 			ch := d.Float32s()
 			if len(ch)%2 != 0 {
@@ -243,20 +255,38 @@ func decodeRows(d *Decoder, dim, n int, pos []int32, rope *kvquant.RoPE, nested 
 			for i := 0; i+1 < len(ch); i += 2 {
 				r.Channel = append(r.Channel, kvquant.Range{Mid: ch[i], Half: ch[i+1]})
 			}
+		} else if form = d.Uint8(); form == rangesGrid {
+			base, ranges = d.Varint(), d.Blob()
 		} else {
-			d.Align(Alignment)
 			r.Token = d.Uint16s()
+		}
+		d.Align(Alignment)
+		r.Codes = d.Blob()
+		gaps := d.Blob()
+		r.OutValue = d.Uint16s()
+		if err := d.Err(); err != nil {
+			return nil, err
+		}
+		if r.Bits < kvquant.MinBits || r.Bits > kvquant.MaxBits || len(r.Codes)%r.RowBytes() != 0 {
+			return nil, bad("%d code bytes of %d bits for rows of %d", len(r.Codes), r.Bits, dim)
+		}
+		rows := len(r.Codes) / r.RowBytes()
+		var err error
+		if r.Axis == kvquant.PerToken {
+			switch {
+			case form == rangesGrid && base >= math.MinInt32 && base <= math.MaxInt32:
+				if r.Token, err = kvquant.DecodeTokenRanges(int(base), ranges); err != nil {
+					return nil, bad("%v", err)
+				}
+			case form != rangesHalf:
+				return nil, bad("row ranges of form %d from step %d", form, base)
+			}
 			if r.Token == nil {
 				r.Token = []uint16{}
 			}
 		}
-		d.Align(Alignment)
-		r.Codes = d.Blob()
-		r.OutStart = d.Uint32s()
-		r.OutIndex = d.Uint16s()
-		r.OutValue = d.Uint16s()
-		if err := d.Err(); err != nil {
-			return nil, err
+		if r.OutStart, r.OutIndex, err = kvquant.DecodeOutliers(gaps, rows, dim, len(r.OutValue)); err != nil {
+			return nil, bad("%v", err)
 		}
 		if rotated {
 			if rope == nil {

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"squeeze/runtime/earlyexit"
+	"squeeze/runtime/kernels"
 )
 
 // SectionPredictor names the optional section that holds SPEED's early-exit predictor
@@ -12,15 +13,18 @@ import (
 const SectionPredictor = "predictor"
 
 // encodePredictor writes p: its depth, width and rank, the bias, the map (the full
-// matrix, or the factors A and B), then the scores of every candidate depth.
+// matrix, or the factors A and B) rounded to half floats, then the scores of every
+// candidate depth.
 func encodePredictor(e *Encoder, p *earlyexit.Predictor) {
 	e.Uvarint(uint64(p.Layer))
 	e.Uvarint(uint64(p.Dim))
 	e.Uvarint(uint64(p.Rank))
 	e.Float32s(p.Bias)
-	e.Float32s(p.Full)
-	e.Float32s(p.A)
-	e.Float32s(p.B)
+	for _, m := range [][]float32{p.Full, p.A, p.B} {
+		h := make([]uint16, len(m))
+		kernels.F32ToF16Slice(h, m)
+		e.Uint16s(h)
+	}
 	e.Uvarint(uint64(len(p.Scores)))
 	for _, s := range p.Scores {
 		e.Uvarint(uint64(s.Layer))
@@ -30,7 +34,7 @@ func encodePredictor(e *Encoder, p *earlyexit.Predictor) {
 }
 
 // decodePredictor reads and checks a predictor section for the model h describes. The
-// arrays are views of the section's bytes.
+// bias is a view of the section's bytes; the map is decoded to float32.
 func decodePredictor(d *Decoder, h *Header) (*earlyexit.Predictor, error) {
 	bad := func(format string, args ...any) error {
 		return &Error{Where: sectionWhere(SectionPredictor) + " data", Offset: int64(d.Offset()), Reason: fmt.Sprintf(format, args...), Err: ErrCorrupt}
@@ -44,9 +48,9 @@ func decodePredictor(d *Decoder, h *Header) (*earlyexit.Predictor, error) {
 	}
 	p := &earlyexit.Predictor{Layer: int(layer), Dim: int(dim), Rank: int(rank)}
 	p.Bias = d.Float32s()
-	p.Full = nilIfEmpty(d.Float32s())
-	p.A = nilIfEmpty(d.Float32s())
-	p.B = nilIfEmpty(d.Float32s())
+	p.Full = halfArray(d)
+	p.A = halfArray(d)
+	p.B = halfArray(d)
 	n := d.Uvarint()
 	if err := d.Err(); err != nil {
 		return nil, err
@@ -73,10 +77,14 @@ func decodePredictor(d *Decoder, h *Header) (*earlyexit.Predictor, error) {
 	return p, nil
 }
 
-// nilIfEmpty maps an empty array to nil, as an absent map part is held.
-func nilIfEmpty(v []float32) []float32 {
-	if len(v) == 0 {
+// halfArray reads an array of half floats as float32; an empty array is nil, as an
+// absent map part is held.
+func halfArray(d *Decoder) []float32 {
+	h := d.Uint16s()
+	if len(h) == 0 {
 		return nil
 	}
+	v := make([]float32, len(h))
+	kernels.F16ToF32Slice(v, h)
 	return v
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"squeeze/runtime/earlyexit"
+	"squeeze/runtime/kernels"
 )
 
 // testPredictor returns a checked predictor of rank r for a model of width dim.
@@ -29,6 +30,11 @@ func testPredictor(t testing.TB, layer, dim, r int, seed uint64) *earlyexit.Pred
 		p.Full = vec(dim * dim)
 	case r > 0:
 		p.A, p.B = vec(r*dim), vec(dim*r)
+	}
+	for _, m := range [][]float32{p.Full, p.A, p.B} { // the map is stored in half floats
+		for i, v := range m {
+			m[i] = kernels.F16ToF32(kernels.F32ToF16(v))
+		}
 	}
 	if err := p.Check(nil); err != nil {
 		t.Fatal(err)

@@ -71,9 +71,12 @@ func (a Axis) Of(ranges []Range, dim, i int) Range {
 //     its spread: every element gets z = (x − mean)/std of its row, and the
 //     round(frac/2·rows·dim) elements of largest z and as many of smallest z over the whole
 //     matrix (by rank, ties to the lower index) are the outliers. Each row's range spans
-//     its remaining values; Mid is rounded to half precision and Half to the smallest half
-//     float that keeps both ends inside [−1, 1] after normalization, since Quantize stores
-//     per-token ranges as half floats.
+//     its remaining values: the range of smallest Half on the grid the rows' ranges are
+//     stored on in 2 bytes a row (Half a step of 2^(1/32), Mid a multiple of Half/64, both
+//     half floats; see EncodeTokenRanges) that keeps both ends inside [−1, 1] after
+//     normalization. Where some row has no such range (its values all equal and nonzero,
+//     or beyond the grid), every row gets the half floats nearest its midpoint and
+//     half-width instead (Half rounded up as needed).
 //
 // With frac = 0 there are no outliers and the ranges are min-max. A vector whose values
 // are all outliers (impossible for frac < 0.5 PerChannel) gets Range{}. Errors wrap
@@ -194,20 +197,16 @@ func tokenRanges(x []float32, dim, rows int, frac float64, out []bool) []Range {
 			e = s
 		}
 	}
-	ranges := make([]Range, rows)
+	lo, hi := make([]float32, rows), make([]float32, rows)
 	for r := range rows {
-		lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
+		lo[r], hi[r] = float32(math.Inf(1)), float32(math.Inf(-1))
 		for c, v := range x[r*dim : (r+1)*dim] {
 			if !out[r*dim+c] {
-				lo, hi = min(lo, v), max(hi, v)
+				lo[r], hi[r] = min(lo[r], v), max(hi[r], v)
 			}
 		}
-		if lo > hi {
-			continue
-		}
-		ranges[r] = halfRange(lo, hi)
 	}
-	return ranges
+	return gridRanges(lo, hi)
 }
 
 // halfRange returns a Range whose Mid and Half are half floats (exactly representable)

@@ -94,11 +94,9 @@ func (r *Rows) Len() int { return r.n }
 // Outliers is the number of outliers stored.
 func (r *Rows) Outliers() int { return len(r.OutIndex) }
 
-// Bytes is the storage the rows take: codes, ranges, outliers and block offsets (the
-// positions of keys are the tree's, not counted).
-func (r *Rows) Bytes() int {
-	return len(r.Codes) + 8*len(r.Channel) + 2*len(r.Token) + 4*len(r.OutStart) + 2*len(r.OutIndex) + 2*len(r.OutValue) + 4*len(r.Levels)
-}
+// Bytes is the storage the rows take in their stored form (store.go): codes, ranges,
+// outliers and levels (the positions of keys are the tree's, not counted).
+func (r *Rows) Bytes() int { return r.storedBytes() }
 
 // Init checks the stored fields against each other and prepares the rows for reading.
 // Errors wrap ErrCorrupt.
