@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"squeeze/runtime/kernels"
 )
 
 // smallTree builds a two-level tree over 300 keys of dimension 4: 6 coarse clusters of
@@ -39,29 +41,62 @@ func smallTree(t testing.TB) *Tree {
 	return tr
 }
 
+// roundHalf returns v rounded to half floats.
+func roundHalf(v []float32) []float32 {
+	r := make([]float32, len(v))
+	for i, x := range v {
+		r[i] = kernels.F16ToF32(kernels.F32ToF16(x))
+	}
+	return r
+}
+
+// TestMarshalRoundTrip encodes trees with positions of 2 and 4 bytes: the decoded tree
+// has the centroids rounded to half floats and everything else equal, and encodes to the
+// same bytes.
 func TestMarshalRoundTrip(t *testing.T) {
-	tr := smallTree(t)
-	b, err := tr.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
+	small := smallTree(t)
+	far := smallTree(t) // positions beyond 16 bits
+	for i := range far.order {
+		far.order[i] += 70000
 	}
-	var got Tree
-	if err := got.UnmarshalBinary(b); err != nil {
-		t.Fatal(err)
-	}
-	if got.Dim() != tr.Dim() || got.Len() != tr.Len() || got.Levels() != tr.Levels() || !slices.Equal(got.Order(), tr.Order()) {
-		t.Fatal("header or order differs")
-	}
-	for l := range tr.Levels() {
-		if !slices.Equal(got.Centroids(l), tr.Centroids(l)) || !slices.Equal(got.Start(l), tr.Start(l)) || !slices.Equal(got.Counts(l), tr.Counts(l)) {
-			t.Fatalf("level %d differs", l)
-		}
-	}
-	// The layout: header, level table, then level 0's offsets.
-	if string(b[:4]) != "SQZT" || binary.LittleEndian.Uint32(b[4:]) != 1 || binary.LittleEndian.Uint32(b[8:]) != 4 ||
-		binary.LittleEndian.Uint32(b[12:]) != 2 || binary.LittleEndian.Uint32(b[16:]) != 300 ||
-		binary.LittleEndian.Uint32(b[20:]) != 6 || binary.LittleEndian.Uint32(b[24:]) != 30 {
-		t.Fatalf("header % x", b[:28])
+	for _, tc := range []struct {
+		name  string
+		tr    *Tree
+		width uint32
+	}{{"16-bit positions", small, 2}, {"32-bit positions", far, 4}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := tc.tr
+			b, err := tr.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got Tree
+			if err := got.UnmarshalBinary(b); err != nil {
+				t.Fatal(err)
+			}
+			if got.Dim() != tr.Dim() || got.Len() != tr.Len() || got.Levels() != tr.Levels() || !slices.Equal(got.Order(), tr.Order()) {
+				t.Fatal("header or order differs")
+			}
+			for l := range tr.Levels() {
+				if !slices.Equal(got.Centroids(l), roundHalf(tr.Centroids(l))) || !slices.Equal(got.Start(l), tr.Start(l)) || !slices.Equal(got.Counts(l), tr.Counts(l)) {
+					t.Fatalf("level %d differs", l)
+				}
+			}
+			if again, err := got.MarshalBinary(); err != nil || !slices.Equal(again, b) {
+				t.Fatalf("decoded tree encodes differently (%v)", err)
+			}
+			// The layout: header, level table, then level 0's offsets; half-float
+			// centroids and positions of the width given.
+			if string(b[:4]) != "SQZT" || binary.LittleEndian.Uint32(b[4:]) != 2 || binary.LittleEndian.Uint32(b[8:]) != 4 ||
+				binary.LittleEndian.Uint32(b[12:]) != 2 || binary.LittleEndian.Uint32(b[16:]) != 300 ||
+				binary.LittleEndian.Uint32(b[20:]) != tc.width ||
+				binary.LittleEndian.Uint32(b[24:]) != 6 || binary.LittleEndian.Uint32(b[28:]) != 30 {
+				t.Fatalf("header % x", b[:32])
+			}
+			if want := 32 + 4*(7+31) + 2*4*(6+30) + int(tc.width)*300; len(b) != want {
+				t.Fatalf("%d bytes, want %d", len(b), want)
+			}
+		})
 	}
 }
 
@@ -74,37 +109,51 @@ func TestUnmarshalCorrupt(t *testing.T) {
 	put := func(off int, v uint32) func([]byte) []byte {
 		return func(b []byte) []byte { binary.LittleEndian.PutUint32(b[off:], v); return b }
 	}
-	level0 := 20 + 4*2        // level 0's Start
+	put16 := func(off int, v uint16) func([]byte) []byte {
+		return func(b []byte) []byte { binary.LittleEndian.PutUint16(b[off:], v); return b }
+	}
+	level0 := 24 + 4*2        // level 0's Start
 	cent0 := level0 + 4*(6+1) // level 0's centroids
-	order := len(good) - 4*300
+	order := len(good) - 2*300
 	tests := []struct {
 		name   string
 		mangle func([]byte) []byte
 	}{
 		{"empty", func(b []byte) []byte { return nil }},
-		{"short header", func(b []byte) []byte { return b[:19] }},
+		{"short header", func(b []byte) []byte { return b[:23] }},
 		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
 		{"trailing byte", func(b []byte) []byte { return append(b, 0) }},
 		{"magic", put(0, 0x12345678)},
-		{"version", put(4, 2)},
+		{"version 1", put(4, 1)},
+		{"version 3", put(4, 3)},
 		{"dim 0", put(8, 0)},
 		{"dim huge", put(8, 1<<30)},
 		{"levels 0", put(12, 0)},
 		{"levels huge", put(12, 1<<31)},
 		{"keys 0", put(16, 0)},
-		{"clusters 0", put(20, 0)},
-		{"clusters huge", put(24, math.MaxUint32)},
+		{"position width 3", put(20, 3)},
+		{"position width 4", put(20, 4)},
+		{"wide positions that fit 16 bits", func(b []byte) []byte {
+			binary.LittleEndian.PutUint32(b[20:], 4)
+			o := b[order : order+2*300]
+			wide := make([]byte, 0, 4*300)
+			for i := range 300 {
+				wide = binary.LittleEndian.AppendUint32(wide, uint32(binary.LittleEndian.Uint16(o[2*i:])))
+			}
+			return append(b[:order], wide...)
+		}},
+		{"clusters 0", put(24, 0)},
+		{"clusters huge", put(28, math.MaxUint32)},
 		{"first offset", put(level0, 1)},
 		{"offset decreases", put(level0+4, 29)},
 		{"offset beyond int32", put(level0+8, 1<<31)},
 		{"last offset", put(level0+4*6, 29)},
-		{"NaN centroid", put(cent0, math.Float32bits(float32(math.NaN())))},
-		{"Inf centroid", put(cent0+4, math.Float32bits(float32(math.Inf(-1))))},
+		{"NaN centroid", put16(cent0, 0x7e00)},
+		{"Inf centroid", put16(cent0+2, 0xfc00)},
 		{"duplicate position", func(b []byte) []byte {
-			copy(b[order:order+4], b[order+4:order+8])
+			copy(b[order:order+2], b[order+2:order+4])
 			return b
 		}},
-		{"negative position", put(order, math.MaxUint32)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
