@@ -227,7 +227,7 @@ func (p *Policy) Draft(dst, seq []int32, room int) ([]int32, int) {
 			continue
 		}
 		if confident {
-			bk, v := p.value(c.src, conf.Confidence(), len(dst)-n)
+			bk, v := p.value(c.src, conf.Confidence(), 0, len(dst)-n)
 			if v < 1+p.opt.MinGain {
 				if !probe {
 					dst = dst[:n]
@@ -245,15 +245,16 @@ func (p *Policy) Draft(dst, seq []int32, room int) ([]int32, int) {
 	return dst, -1
 }
 
-// Confident is a Drafter that knows how likely its last draft is to be accepted (an
-// n-gram drafter, from how its matches of that length fared): the Policy then asks it
-// for the longest draft that could pay and keeps the part worth verifying at that
-// confidence, instead of using the source's overall acceptance.
+// Confident is a Drafter that knows how likely each token of its last draft is to be
+// accepted (an n-gram drafter, from how drafts behind matches like it fared): the Policy
+// then asks it for the longest draft that could pay and keeps the part worth verifying
+// at those confidences, instead of using the source's overall acceptance.
 type Confident interface {
 	Drafter
-	// Confidence is the probability that each token of the last draft is accepted,
-	// given that the ones before it were.
-	Confidence() float64
+	// Confidence returns, for each token of the last draft, the probability that it is
+	// accepted given that the ones before it were. The slice is read-only and valid
+	// until the next Draft.
+	Confidence() []float64
 }
 
 // best returns source i's draft length up to limit with the most expected tokens per
@@ -261,17 +262,21 @@ type Confident interface {
 // pass (1 means equal).
 func (p *Policy) best(i, limit int) (int, float64) {
 	s := &p.sources[i]
-	return p.value(i, s.accepted/(s.accepted+s.rejected), limit)
+	return p.value(i, nil, s.accepted/(s.accepted+s.rejected), limit)
 }
 
 // value returns the draft length up to limit from source i with the most expected
-// tokens per unit of time when each drafted token is accepted with probability alpha,
-// and that value relative to a plain pass.
-func (p *Policy) value(i int, alpha float64, limit int) (int, float64) {
+// tokens per unit of time when drafted token j is accepted (if the ones before it were)
+// with probability conf[j], or alpha where conf has no entry, and that value relative
+// to a plain pass.
+func (p *Policy) value(i int, conf []float64, alpha float64, limit int) (int, float64) {
 	coster, _ := p.sources[i].d.(Coster)
 	bestK, bestV := 1, 0.0
-	tokens, pow := 1.0, 1.0 // expected tokens committed: 1 + α + ... + α^k
+	tokens, pow := 1.0, 1.0 // expected tokens committed: 1 + α₁ + α₁α₂ + ...
 	for k := 1; k <= limit; k++ {
+		if k <= len(conf) {
+			alpha = conf[k-1]
+		}
 		pow *= alpha
 		tokens += pow
 		cost := 1 + p.rowCost*float64(k)

@@ -34,18 +34,60 @@ func TestParseMode(t *testing.T) {
 }
 
 // naiveLookup is the reference of NGram.Draft: the longest suffix of seq (maxN down to
-// minN tokens) with an earlier occurrence, the latest one in seq (ending before seq's
-// last token) or else the latest one in ctx, and up to limit tokens after it.
+// minN tokens) with an earlier occurrence; its latest occurrences (in seq, ending before
+// seq's last token, latest first, then in ctx), MaxOccurrences at most; then, token by
+// token, the continuation with the most votes among the occurrences that agree with the
+// draft so far, a tie going to the one whose first voter comes first.
 func naiveLookup(ctx, seq []int32, minN, maxN, limit int) []int32 {
 	for n := min(maxN, len(seq)); n >= minN; n-- {
 		key := seq[len(seq)-n:]
+		type occ struct {
+			s []int32
+			p int
+		}
+		var found []occ
 		for _, src := range [][]int32{seq, ctx} {
-			for end := len(src) - 1; end >= n; end-- {
+			for end := len(src) - 1; end >= n && len(found) < MaxOccurrences; end-- {
 				if slices.Equal(src[end-n:end], key) {
-					return src[end:min(len(src), end+limit)]
+					found = append(found, occ{src, end})
 				}
 			}
 		}
+		if len(found) == 0 {
+			continue
+		}
+		var draft []int32
+		for j := 0; j < limit; j++ {
+			votes := map[int32]int{}
+			var order []int32
+			for _, o := range found {
+				if o.p+j < len(o.s) {
+					t := o.s[o.p+j]
+					if votes[t] == 0 {
+						order = append(order, t)
+					}
+					votes[t]++
+				}
+			}
+			if len(order) == 0 {
+				break
+			}
+			best := order[0]
+			for _, t := range order {
+				if votes[t] > votes[best] {
+					best = t
+				}
+			}
+			draft = append(draft, best)
+			kept := found[:0]
+			for _, o := range found {
+				if o.p+j < len(o.s) && o.s[o.p+j] == best {
+					kept = append(kept, o)
+				}
+			}
+			found = kept
+		}
+		return draft
 	}
 	return nil
 }
@@ -169,24 +211,32 @@ func TestPolicyAdapts(t *testing.T) {
 	}
 }
 
-// confidentDrafter drafts fixed tokens with a fixed confidence.
+// confidentDrafter drafts fixed tokens with a fixed confidence per token.
 type confidentDrafter struct {
 	fixedDrafter
-	conf float64
+	conf []float64
 }
 
-func (d *confidentDrafter) Confidence() float64 { return d.conf }
+func (d *confidentDrafter) Confidence() []float64 { return d.conf }
 
 // TestPolicyConfidence checks that a Confident drafter's drafts are trimmed to what their
-// own confidence is worth, whatever the source's record.
+// own confidences are worth, whatever the source's record.
 func TestPolicyConfidence(t *testing.T) {
 	d := &confidentDrafter{fixedDrafter: fixedDrafter{name: "ngram", draft: []int32{1, 2, 3, 4, 5, 6, 7, 8}}}
 	p := NewPolicy(ModeNGram, []Drafter{d}, PolicyOptions{RowCost: 0.1, Probe: -1})
 	p.Reset(nil, nil)
 	for _, tc := range []struct {
-		conf   float64
+		conf   []float64
 		lo, hi int
-	}{{0.05, 0, 0}, {0.5, 1, 3}, {0.97, 7, 8}} {
+	}{
+		{[]float64{0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05}, 0, 0},
+		{[]float64{0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5}, 1, 3},
+		{[]float64{0.97, 0.97, 0.97, 0.97, 0.97, 0.97, 0.97, 0.97}, 7, 8},
+		// Confident at first, then not: the draft stops where confidence drops.
+		{[]float64{0.97, 0.97, 0.97, 0.05, 0.97, 0.97, 0.97, 0.97}, 3, 3},
+		// Unsure of the first token, sure of the rest: long enough to pay for it.
+		{[]float64{0.6, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99}, 7, 8},
+	} {
 		d.conf = tc.conf
 		got, _ := p.Draft(nil, []int32{0}, 100)
 		if len(got) < tc.lo || len(got) > tc.hi {
@@ -195,25 +245,42 @@ func TestPolicyConfidence(t *testing.T) {
 	}
 }
 
-// TestNGramConfidence checks that rejections lower the confidence of the match length
-// that drafted, and only of that one.
+// TestNGramConfidence checks that the confidence of a drafted token grows with the match
+// behind it (the n-gram extended backwards, then the drafted tokens before it) and that
+// rejections lower the confidence of the statistics cell that drafted, and only of it.
 func TestNGramConfidence(t *testing.T) {
-	g := NewNGram([]int32{1, 2, 3, 4, 5, 1, 2, 9, 9}, 1, 3)
+	ctx := []int32{1, 2, 3, 4, 5, 6, 1, 2, 9, 9, 40, 41, 42, 43, 44}
+	g := NewNGram(ctx, 1, 3)
 	g.Reset(nil, nil)
-	g.Draft(nil, []int32{7, 2, 3}, 4) // a 2-gram match: 2 3 -> 4 5 1 2
-	if g.last != 2 {
-		t.Fatalf("match length %d, want 2", g.last)
+	if d := g.Draft(nil, []int32{7, 2, 3}, 4); !slices.Equal(d, []int32{4, 5, 6, 1}) {
+		t.Fatalf("draft %v, want 4 5 6 1", d)
 	}
-	before := g.Confidence()
+	conf := slices.Clone(g.Confidence())
+	if len(conf) != 4 || !(conf[0] < conf[1] && conf[1] < conf[2] && conf[2] < conf[3]) {
+		t.Fatalf("confidences %v: want 4, growing with the match", conf)
+	}
+	// A longer match behind the same tokens: more confident.
+	g.Draft(nil, []int32{1, 2, 3}, 4)
+	if long := g.Confidence(); long[0] <= conf[0] {
+		t.Errorf("3-token match: confidence %v, 2-token match's %v", long, conf)
+	}
 	for range 5 {
 		g.Draft(nil, []int32{7, 2, 3}, 4)
 		g.Verified(4, 0)
 	}
-	if after := g.Confidence(); after >= before/2 {
-		t.Errorf("2-gram confidence %v after 5 rejections, was %v", after, before)
+	after := g.Confidence()
+	g.Draft(nil, []int32{7, 2, 3}, 4)
+	if after = g.Confidence(); after[0] >= conf[0]/2 || after[1] != conf[1] {
+		t.Errorf("after 5 rejections of the first token: confidences %v, were %v", after, conf)
 	}
-	g.Draft(nil, []int32{8, 9}, 2) // a 1-gram match
-	if g.last != 1 || g.Confidence() != before {
-		t.Errorf("1-gram match: length %d, confidence %v, want the prior %v", g.last, g.Confidence(), before)
+	// Accepted tokens raise their cells' confidence.
+	g.Draft(nil, []int32{7, 2, 3}, 4)
+	g.Verified(4, 4)
+	g.Draft(nil, []int32{7, 2, 3}, 4)
+	if up := g.Confidence(); up[3] <= conf[3] {
+		t.Errorf("after an accepted draft: confidences %v, were %v", up, conf)
+	}
+	if d := g.Draft(nil, []int32{8, 9, 40}, 2); !slices.Equal(d, []int32{41, 42}) || len(g.Confidence()) != 2 {
+		t.Errorf("draft %v with confidences %v, want 41 42 and two", d, g.Confidence())
 	}
 }
