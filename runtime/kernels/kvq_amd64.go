@@ -72,12 +72,19 @@ func kvqScoreKeysRows(dst *float32, dstride int, q *float32, nq int, src *byte, 
 func kvqAccumTokenRows(out *float32, ostride int, a *float32, nq int, src *byte, n, dim, bits int, levels *float32)
 
 // kvqAccumTokenRows512 is KVQAccumulateTokens's kernel for dim a multiple of 64 (AVX-512
-// VBMI): each block of 64 values of up to 4 vectors stays in registers while the rows go
-// by, 16 codes unpacked per instruction, each row's levels scaled by its half, then
-// multiplied by each vector's weight (w vector-major, wstride apart).
+// VBMI): out[v*ostride+j] += off[v] + Σ_i a[128v+i]·levels[code j of row i] for v < nq,
+// i < n, j < dim, each block of 64 values of up to 4 vectors kept in registers while the
+// rows go by, 16 codes unpacked per instruction. off holds 4 values.
 //
 //go:noescape
-func kvqAccumTokenRows512(out *float32, ostride int, w *float32, wstride, nq int, half *float32, src *byte, n, dim, bits int, levels *float32)
+func kvqAccumTokenRows512(out *float32, ostride int, a *float32, nq int, off *float32, src *byte, n, dim, bits int, levels *float32)
+
+// kvqScaleWeights512 sets a[128v+i] = w[v*wstride+i]·half[i] for v < nq and i < n (1 to
+// 128; a has room for n rounded up to 16 per vector) and off[v] = Σ_i w[v*wstride+i]·mid[i]
+// (AVX-512).
+//
+//go:noescape
+func kvqScaleWeights512(a *float32, w *float32, wstride, nq int, half, mid *float32, n int, off *float32)
 
 // kvqScoreKeysLo512 is KVQScoreKeysLo's kernel for n rows (AVX-512 VBMI): 16 values of a
 // key per step, decoded, rotated by the high angles and dotted with up to 4 vectors.

@@ -128,49 +128,63 @@ func kvqScoreKeysRef(dst []float32, dstride int, q []float32, nq int, src []byte
 	}
 }
 
-// KVQAccumulateTokens adds Σ_i w[v*wstride+i]·half[i]·levels[code j of row i] to
-// out[v*ostride+j] for v < nq (at most KVQMaxVecs), i < n and j < dim: weighted values
-// with one range per row (the caller adds their Mids and outliers). Row i's codes are at
-// src[i·dim·bits/8:]; dim is a multiple of 8. Each vector's sums are added row by row in
-// order, whatever the other vectors.
-func KVQAccumulateTokens(out []float32, ostride int, w []float32, wstride, nq int, half []float32, src []byte, n, dim, bits int, levels *KVQLevels) {
+// KVQAccumulateTokens adds Σ_i w[v*wstride+i]·(half[i]·levels[code j of row i] + mid[i])
+// to out[v*ostride+j] for v < nq (at most KVQMaxVecs), i < n and j < dim: weighted values
+// with one range per row (the caller adds their outliers). Row i's codes are at
+// src[i·dim·bits/8:]; dim is a multiple of 8. Each vector's sums do not depend on the
+// other vectors.
+func KVQAccumulateTokens(out []float32, ostride int, w []float32, wstride, nq int, half, mid []float32, src []byte, n, dim, bits int, levels *KVQLevels) {
 	rb := dim * bits / 8
 	if n <= 0 || nq <= 0 {
 		return
 	}
-	if nq > KVQMaxVecs || dim%8 != 0 || dim == 0 || bits < 2 || bits > 4 || len(half) < n ||
+	if nq > KVQMaxVecs || dim%8 != 0 || dim == 0 || bits < 2 || bits > 4 || len(half) < n || len(mid) < n ||
 		len(out) < (nq-1)*ostride+dim || len(w) < (nq-1)*wstride+n || len(src) < n*rb {
-		panic(fmt.Sprintf("kernels: KVQAccumulateTokens of %d rows of %d (%d bits) for %d vectors: out %d (stride %d), w %d (stride %d), half %d, src %d",
-			n, dim, bits, nq, len(out), ostride, len(w), wstride, len(half), len(src)))
+		panic(fmt.Sprintf("kernels: KVQAccumulateTokens of %d rows of %d (%d bits) for %d vectors: out %d (stride %d), w %d (stride %d), half %d, mid %d, src %d",
+			n, dim, bits, nq, len(out), ostride, len(w), wstride, len(half), len(mid), len(src)))
 	}
 	if !kvqFast {
-		kvqAccumRef(out, ostride, w, wstride, nq, half, src, n, dim, bits, levels)
+		kvqAccumRef(out, ostride, w, wstride, nq, half, mid, src, n, dim, bits, levels)
 		return
 	}
-	if kvq512 && dim%64 == 0 {
-		// Rows scaled by their Half in the kernel; the last row's last group (8 bytes
-		// read) through a padded copy when src ends there.
-		m := n
-		if len(src) < n*rb+8-2*bits {
-			m = n - 1
-		}
-		if m > 0 {
-			kvqAccumTokenRows512(unsafe.SliceData(out), ostride, unsafe.SliceData(w), wstride, nq, unsafe.SliceData(half),
-				unsafe.SliceData(src), m, dim, bits, &levels[0])
-		}
-		if m < n {
-			var last [kvqMaxDim/2 + 8]byte
-			if rb <= len(last)-8 {
-				copy(last[:], src[m*rb:n*rb])
-				kvqAccumTokenRows512(unsafe.SliceData(out), ostride, &w[m], wstride, nq, &half[m], &last[0], 1, dim, bits, &levels[0])
-				return
-			}
-			kvqAccumRef(out, ostride, w[m:], wstride, nq, half[m:], src[m*rb:], 1, dim, bits, levels)
-		}
-		return
-	}
-	// The AVX2 kernel reads the weights times Half row-major, KVQMaxVecs a row.
 	const block = 128
+	if kvq512 && dim%64 == 0 {
+		// Per block of rows: the weights times the rows' Half and Σ w·Mid (added to
+		// every value by the kernel), then the codes; the last row's last group (8 bytes
+		// read) through a padded copy when src ends there.
+		var ab [KVQMaxVecs * block]float32
+		var off [KVQMaxVecs]float32
+		for lo := 0; lo < n; lo += block {
+			hi := min(n, lo+block)
+			kvqScaleWeights512(&ab[0], &w[lo], wstride, nq, &half[lo], &mid[lo], hi-lo, &off[0])
+			m := hi
+			if len(src) < hi*rb+8-2*bits {
+				m = hi - 1
+			}
+			if m > lo {
+				kvqAccumTokenRows512(unsafe.SliceData(out), ostride, &ab[0], nq, &off[0], &src[lo*rb], m-lo, dim, bits, &levels[0])
+				off = [KVQMaxVecs]float32{}
+			}
+			if m < hi {
+				var last [kvqMaxDim/2 + 8]byte
+				if rb <= len(last)-8 {
+					copy(last[:], src[m*rb:hi*rb])
+					kvqAccumTokenRows512(unsafe.SliceData(out), ostride, &ab[m-lo], nq, &off[0], &last[0], 1, dim, bits, &levels[0])
+					continue
+				}
+				kvqAccumRef(out, ostride, w[m:], wstride, nq, half[m:], mid[m:], src[m*rb:], 1, dim, bits, levels)
+				for v := range nq {
+					o := out[v*ostride : v*ostride+dim]
+					for j := range o {
+						o[j] += off[v]
+					}
+				}
+			}
+		}
+		return
+	}
+	// The AVX2 kernel reads the weights times Half row-major, KVQMaxVecs a row; Σ w·Mid
+	// is added after.
 	var ab [block * KVQMaxVecs]float32
 	for lo := 0; lo < n; lo += block {
 		hi := min(n, lo+block)
@@ -191,22 +205,30 @@ func KVQAccumulateTokens(out []float32, ostride int, w []float32, wstride, nq in
 			if rb <= len(last)-8 {
 				copy(last[:], src[m*rb:hi*rb])
 				kvqAccumTokenRows(unsafe.SliceData(out), ostride, &ab[(m-lo)*KVQMaxVecs], nq, &last[0], 1, dim, bits, &levels[0])
-				continue
+			} else {
+				var zero [1]float32
+				kvqAccumRef(out, ostride, w[m:], wstride, nq, half[m:], zero[:], src[m*rb:], 1, dim, bits, levels)
 			}
-			kvqAccumRef(out, ostride, w[m:], wstride, nq, half[m:], src[m*rb:], 1, dim, bits, levels)
+		}
+	}
+	for v := range nq {
+		offset := Dot(w[v*wstride:v*wstride+n], mid[:n])
+		o := out[v*ostride : v*ostride+dim]
+		for j := range o {
+			o[j] += offset
 		}
 	}
 }
 
 // kvqAccumRef is KVQAccumulateTokens a value at a time.
-func kvqAccumRef(out []float32, ostride int, w []float32, wstride, nq int, half []float32, src []byte, n, dim, bits int, levels *KVQLevels) {
+func kvqAccumRef(out []float32, ostride int, w []float32, wstride, nq int, half, mid []float32, src []byte, n, dim, bits int, levels *KVQLevels) {
 	rb := dim * bits / 8
 	for v := range nq {
 		o := out[v*ostride : v*ostride+dim]
 		for i := range n {
-			a, row := w[v*wstride+i]*half[i], src[i*rb:(i+1)*rb]
+			a, b, row := w[v*wstride+i]*half[i], w[v*wstride+i]*mid[i], src[i*rb:(i+1)*rb]
 			for j := range o {
-				o[j] += a * levels[kvqCode(row, bits, j)]
+				o[j] += a*levels[kvqCode(row, bits, j)] + b
 			}
 		}
 	}
@@ -219,13 +241,11 @@ func KVQChannelRanges16(half, mid []float32) []float32 {
 }
 
 // KVQPairAngles16 lays out one row of RoPE angles (cos and sin of dim/2 adjacent pairs,
-// dim a multiple of 16) for KVQScoreKeysLo: each pair's cosine and sine, pair after pair.
+// dim a multiple of 16) for KVQScoreKeysLo: per group of 16 values (8 pairs), each pair's
+// cosine twice, then its sine negated and as is (2·dim values).
 func KVQPairAngles16(cos, sin []float32) []float32 {
-	out := make([]float32, 2*len(cos))
-	for i := range cos {
-		out[2*i], out[2*i+1] = cos[i], sin[i]
-	}
-	return out
+	c, s := kvqPairs(cos, sin)
+	return kvqInterleaveN(c, s, 16)
 }
 
 // kvqPairs returns each cosine twice and each sine negated then as is.
@@ -291,7 +311,7 @@ func KVQRotateQueries(dst, q []float32, nq, dim int, loCos, loSin []float32) {
 }
 
 // KVQScoreKeysLo is KVQScoreKeys with each position's angles split: key i is rotated by
-// row pos[i]/KVQLowPositions of hi only (the angles of position pos[i] − l, rows of dim
+// row pos[i]/KVQLowPositions of hi only (the angles of position pos[i] − l, rows of 2·dim
 // values laid out by KVQPairAngles16), and dotted with the vectors turned back by the
 // angles of position l = pos[i]%KVQLowPositions (prep, from KVQRotateQueries), since
 // q·R(θh+θl)k = R(−θl)q·R(θh)k. The ranges are laid out by
@@ -308,7 +328,7 @@ func KVQScoreKeysLo(dst []float32, dstride int, prep []float32, nq int, src []by
 		panic(fmt.Sprintf("kernels: KVQScoreKeysLo of %d rows of %d (%d bits) for %d vectors: dst %d (stride %d), prep %d, src %d, pos %d",
 			n, dim, bits, nq, len(dst), dstride, len(prep), len(src), len(pos)))
 	}
-	hiRows := len(hi) / dim
+	hiRows := len(hi) / (2 * dim)
 	for _, p := range pos[:n] {
 		if p < 0 || int(p)/KVQLowPositions >= hiRows {
 			panic(fmt.Sprintf("kernels: KVQScoreKeysLo: position %d outside the angle table's %d", p, KVQLowPositions*hiRows))

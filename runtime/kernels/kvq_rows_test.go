@@ -15,7 +15,7 @@ func TestKVQRows(t *testing.T) {
 	withFeatures(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(7, 8))
 		for _, bits := range []int{2, 3, 4} {
-			for _, dim := range []int{8, 32, 64, 80} {
+			for _, dim := range []int{8, 32, 64, 80, 128} {
 				for _, n := range []int{1, 5, 130} {
 					for _, extra := range []int{0, 5} {
 						kvqRowsCase(t, rng, bits, dim, n, extra)
@@ -142,7 +142,8 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 		}
 
 		// Values.
-		const astride, ostride = 150, 90
+		const astride = 150
+		ostride := max(90, dim+3)
 		a := make([]float32, (nq-1)*astride+n)
 		for i := range a {
 			a[i] = float32(rng.NormFloat64())
@@ -151,9 +152,9 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 		for i := range out {
 			out[i] = float32(rng.NormFloat64())
 		}
-		half := make([]float32, n)
+		half, mid := make([]float32, n), make([]float32, n)
 		for i := range half {
-			half[i] = float32(rng.Float64())
+			half[i], mid[i] = float32(rng.Float64()), float32(rng.NormFloat64())
 		}
 		want := make([]float64, len(out))
 		for i, o := range out {
@@ -162,13 +163,13 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 		for v := range nq {
 			for i := range n {
 				for j := range dim {
-					want[v*ostride+j] += float64(a[v*astride+i]) * float64(half[i]) * float64(base[kvqCode(src[i*rb:], bits, j)])
+					want[v*ostride+j] += float64(a[v*astride+i]) * (float64(half[i])*float64(base[kvqCode(src[i*rb:], bits, j)]) + float64(mid[i]))
 				}
 			}
 		}
 		alone := append([]float32(nil), out[(nq-1)*ostride:]...)
-		KVQAccumulateTokens(out, ostride, a, astride, nq, half, src, n, dim, bits, &lv)
-		KVQAccumulateTokens(alone, ostride, a[(nq-1)*astride:], astride, 1, half, src, n, dim, bits, &lv)
+		KVQAccumulateTokens(out, ostride, a, astride, nq, half, mid, src, n, dim, bits, &lv)
+		KVQAccumulateTokens(alone, ostride, a[(nq-1)*astride:], astride, 1, half, mid, src, n, dim, bits, &lv)
 		for v := range nq {
 			for j := range dim {
 				g, w := out[v*ostride+j], want[v*ostride+j]

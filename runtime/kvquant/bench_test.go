@@ -186,12 +186,19 @@ func BenchmarkSessionDecode(b *testing.B) {
 	}
 }
 
-// BenchmarkGroupRows scores and adds 4096 rows of 64 for the 3 query vectors of a GQA
+// BenchmarkGroupRows scores and adds n rows of 64 (4096: in cache; 32768: from memory,
+// positions over 32768 as in BenchmarkSessionDecode) for the 3 query vectors of a GQA
 // group in chunks of 128, as sparse.Session does: nuq3 rows through DotsN (queries
 // prepared once) and AccumulateN, f16 rows through the f16 matrix product and
-// kernels.AccumulateF16.
+// kernels.AccumulateF16. It reports ns per row.
 func BenchmarkGroupRows(b *testing.B) {
-	const n, dim, vecs, chunk = 4096, 64, 3, 128
+	for _, n := range []int{4096, 32768} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) { benchGroupRows(b, n) })
+	}
+}
+
+func benchGroupRows(b *testing.B, n int) {
+	const dim, vecs, chunk = 64, 3, 128
 	keys, vals, fk, fv := benchRows(b, n, dim, 3)
 	pool := kernels.NewPool(1)
 	defer pool.Close()
@@ -201,6 +208,9 @@ func BenchmarkGroupRows(b *testing.B) {
 	scores := make([]float32, vecs*chunk)
 	out := make([]float32, vecs*dim)
 	prep := make([]float32, keys.QueriesLen(vecs))
+	perRow := func(b *testing.B) {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/row")
+	}
 	b.Run("dots/nuq3", func(b *testing.B) {
 		for b.Loop() {
 			if len(prep) > 0 {
@@ -210,6 +220,7 @@ func BenchmarkGroupRows(b *testing.B) {
 				keys.DotsN(scores, chunk, q, prep, vecs, lo, lo+chunk)
 			}
 		}
+		perRow(b)
 	})
 	b.Run("dots/f16", func(b *testing.B) {
 		for b.Loop() {
@@ -218,6 +229,7 @@ func BenchmarkGroupRows(b *testing.B) {
 				kernels.MatMul(pool, scores, &m, q, vecs)
 			}
 		}
+		perRow(b)
 	})
 	b.Run("accumulate/nuq3", func(b *testing.B) {
 		for b.Loop() {
@@ -225,6 +237,7 @@ func BenchmarkGroupRows(b *testing.B) {
 				vals.AccumulateN(out, dim, w, chunk, vecs, lo, lo+chunk)
 			}
 		}
+		perRow(b)
 	})
 	b.Run("accumulate/f16", func(b *testing.B) {
 		for b.Loop() {
@@ -232,5 +245,6 @@ func BenchmarkGroupRows(b *testing.B) {
 				kernels.AccumulateF16(out, dim, w, chunk, fv.Data[lo*dim:(lo+chunk)*dim], dim, chunk, vecs)
 			}
 		}
+		perRow(b)
 	})
 }

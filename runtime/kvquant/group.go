@@ -70,27 +70,13 @@ func (r *Rows) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi i
 		ph, pl := r.RoPE.pairTables()
 		kernels.KVQScoreKeys(dst[v*dstride:], dstride, q[v*d:], m, r.Codes[lo*rb:], hi-lo, r.Bits, &r.lvp, r.ranges, r.Pos[lo:hi], ph, pl)
 	}
-	o := &r.out
-	k0 := r.first(lo)
-	rows, at, da, db := o.row[k0:], o.at[k0:], o.a[k0:], o.b[k0:]
-	at, da, db = at[:len(rows)], da[:len(rows)], db[:len(rows)]
-	for k, row := range rows {
-		i := int(row) - lo
-		if i >= hi-lo {
-			break
-		}
-		p, a, b := 2*int(at[k]), da[k], db[k]
-		for v := range nq {
-			qv := q[v*d+p : v*d+p+2 : v*d+p+2]
-			dst[v*dstride+i] += qv[0]*a + qv[1]*b
-		}
-	}
+	r.out.addKeys(r.first(lo), dst, dstride, q, d, nq, lo, hi)
 }
 
 // AccumulateN adds Σ_i w[v*wstride+i]·row(lo+i) to out[v*ostride:][:Dim] for v < nq and
 // i < hi−lo: Accumulate for nq weight vectors, each row's codes decoded once for up to
-// kernels.KVQMaxVecs of them (kernels.KVQAccumulateTokens, levels times the rows' Half),
-// the weighted Mids added once, then the outliers corrected. Each
+// kernels.KVQMaxVecs of them (kernels.KVQAccumulateTokens: levels times the rows' Half,
+// plus their Mids), the outliers' corrections added first. Each
 // vector's sums are those a call for it alone gives.
 func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq, lo, hi int) {
 	d := r.Dim
@@ -100,31 +86,13 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 		}
 		return
 	}
+	// The outliers first: out was not just stored by the vector kernel, so their scalar
+	// reads and writes do not wait for its wide stores.
+	r.out.addValues(r.first(lo), out, ostride, w, wstride, d, nq, lo, hi)
 	rb := r.RowBytes()
 	for v0 := 0; v0 < nq; v0 += kernels.KVQMaxVecs {
 		m := min(kernels.KVQMaxVecs, nq-v0)
-		kernels.KVQAccumulateTokens(out[v0*ostride:], ostride, w[v0*wstride:], wstride, m, r.halves[lo:hi], r.Codes[lo*rb:], hi-lo, d, r.Bits, &r.lvp)
-		for v := v0; v < v0+m; v++ {
-			offset := kernels.Dot(w[v*wstride:v*wstride+hi-lo], r.mids[lo:hi]) // Σ w·Mid
-			o := out[v*ostride : v*ostride+d]
-			for j := range o {
-				o[j] += offset
-			}
-		}
-	}
-	o := &r.out
-	k0 := r.first(lo)
-	rows, at, da := o.row[k0:], o.at[k0:], o.a[k0:]
-	at, da = at[:len(rows)], da[:len(rows)]
-	for k, row := range rows {
-		i := int(row) - lo
-		if i >= hi-lo {
-			break
-		}
-		j, delta := int(at[k]), da[k]
-		for v := range nq {
-			out[v*ostride+j] += w[v*wstride+i] * delta
-		}
+		kernels.KVQAccumulateTokens(out[v0*ostride:], ostride, w[v0*wstride:], wstride, m, r.halves[lo:hi], r.mids[lo:hi], r.Codes[lo*rb:], hi-lo, d, r.Bits, &r.lvp)
 	}
 }
 
@@ -141,6 +109,77 @@ type outlierFixes struct {
 
 // fixStep is the number of rows per entry of outlierFixes.start.
 const fixStep = 16
+
+// addKeys adds the key corrections k0.. of rows lo..hi−1 to the scores dst[v*dstride+i]
+// of the nq vectors q (rows of d) for row lo+i: q's pair dotted with the correction.
+// Three vectors (a GQA group of 3) have their own loop, which keeps its values in registers.
+func (o *outlierFixes) addKeys(k0 int, dst []float32, dstride int, q []float32, d, nq, lo, hi int) {
+	rows, at, da, db := o.row[k0:], o.at[k0:], o.a[k0:], o.b[k0:]
+	at, da, db = at[:len(rows)], da[:len(rows)], db[:len(rows)]
+	n := hi - lo
+	if nq == 3 {
+		s0, s1, s2 := dst[:n], dst[dstride:dstride+n], dst[2*dstride:2*dstride+n]
+		q0, q1, q2 := q[:d], q[d:2*d], q[2*d:3*d]
+		for k, row := range rows {
+			i := int(row) - lo
+			if i >= n {
+				break
+			}
+			p, a, b := 2*int(at[k]), da[k], db[k]
+			if p+1 >= d {
+				break
+			}
+			s0[i] += q0[p]*a + q0[p+1]*b
+			s1[i] += q1[p]*a + q1[p+1]*b
+			s2[i] += q2[p]*a + q2[p+1]*b
+		}
+		return
+	}
+	for k, row := range rows {
+		i := int(row) - lo
+		if i >= n {
+			break
+		}
+		p, a, b := 2*int(at[k]), da[k], db[k]
+		for v := range nq {
+			qv := q[v*d+p : v*d+p+2 : v*d+p+2]
+			dst[v*dstride+i] += qv[0]*a + qv[1]*b
+		}
+	}
+}
+
+// addValues adds the value corrections k0.. of rows lo..hi−1, weighted by w[v*wstride+i]
+// for row lo+i, to out[v*ostride:][:d] for the nq vectors; three have their own loop.
+func (o *outlierFixes) addValues(k0 int, out []float32, ostride int, w []float32, wstride, d, nq, lo, hi int) {
+	rows, at, da := o.row[k0:], o.at[k0:], o.a[k0:]
+	at, da = at[:len(rows)], da[:len(rows)]
+	n := hi - lo
+	if nq == 3 {
+		o0, o1, o2 := out[:d], out[ostride:ostride+d], out[2*ostride:2*ostride+d]
+		w0, w1, w2 := w[:n], w[wstride:wstride+n], w[2*wstride:2*wstride+n]
+		for k, row := range rows {
+			i := int(row) - lo
+			if i >= n {
+				break
+			}
+			j, delta := int(at[k]), da[k]
+			o0[j] += w0[i] * delta
+			o1[j] += w1[i] * delta
+			o2[j] += w2[i] * delta
+		}
+		return
+	}
+	for k, row := range rows {
+		i := int(row) - lo
+		if i >= n {
+			break
+		}
+		j, delta := int(at[k]), da[k]
+		for v := range nq {
+			out[v*ostride+j] += w[v*wstride+i] * delta
+		}
+	}
+}
 
 // first returns the index of the first correction of row lo or later: from the first
 // of lo's run of fixStep rows, a few steps on.
