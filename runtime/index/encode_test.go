@@ -59,11 +59,13 @@ func TestMarshalRoundTrip(t *testing.T) {
 	for i := range far.order {
 		far.order[i] += 70000
 	}
+	sorted := sortedTree(t, 0)
+	sortedFar := sortedTree(t, 1<<28)
 	for _, tc := range []struct {
 		name  string
 		tr    *Tree
 		width uint32
-	}{{"16-bit positions", small, 2}, {"32-bit positions", far, 4}} {
+	}{{"16-bit positions", small, 2}, {"32-bit positions", far, 4}, {"deltas", sorted, 0}, {"long deltas", sortedFar, 0}} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := tc.tr
 			b, err := tr.MarshalBinary()
@@ -93,8 +95,72 @@ func TestMarshalRoundTrip(t *testing.T) {
 				binary.LittleEndian.Uint32(b[24:]) != 6 || binary.LittleEndian.Uint32(b[28:]) != 30 {
 				t.Fatalf("header % x", b[:32])
 			}
-			if want := 32 + 4*(7+31) + 2*4*(6+30) + int(tc.width)*300; len(b) != want {
+			want := 32 + 4*(7+31) + 2*4*(6+30) + int(tc.width)*300
+			if tc.width == 0 { // each cluster's first position, then its differences
+				for i, p := range tr.order {
+					if i%10 > 0 {
+						p -= tr.order[i-1]
+					}
+					want += len(binary.AppendUvarint(nil, uint64(p)))
+				}
+			}
+			if len(b) != want {
 				t.Fatalf("%d bytes, want %d", len(b), want)
+			}
+		})
+	}
+}
+
+// sortedTree is smallTree with the positions ascending within each fine cluster, from
+// offset on, so that the tree stores them by deltas.
+func sortedTree(t testing.TB, offset int32) *Tree {
+	tr := smallTree(t)
+	for i := range tr.order {
+		tr.order[i] += offset
+	}
+	for j := range 30 {
+		slices.Sort(tr.order[10*j : 10*j+10])
+	}
+	return tr
+}
+
+// TestUnmarshalDeltasCorrupt damages an order stored by deltas.
+func TestUnmarshalDeltasCorrupt(t *testing.T) {
+	good, err := sortedTree(t, 0).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := 32 + 4*(7+31) + 2*4*(6+30) // the first cluster's first position, one or two bytes
+	first := len(binary.AppendUvarint(nil, uint64(binary.LittleEndian.Uint16(good[order:]))))
+	if binary.LittleEndian.Uint32(good[20:]) != 0 {
+		t.Fatal("positions not stored by deltas")
+	}
+	tests := []struct {
+		name   string
+		mangle func([]byte) []byte
+	}{
+		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
+		{"trailing byte", func(b []byte) []byte { return append(b, 1) }},
+		{"zero difference", func(b []byte) []byte { b[order+first] = 0; return b }},
+		{"long uvarint", func(b []byte) []byte {
+			return slices.Concat(b[:order+first], []byte{b[order+first] | 0x80, 0}, b[order+first+1:])
+		}},
+		{"too short for its positions", func(b []byte) []byte { return b[:order+200] }},
+		{"fixed width where deltas hold", func(b []byte) []byte {
+			tr := sortedTree(t, 0)
+			binary.LittleEndian.PutUint32(b[20:], 2)
+			b = b[:order]
+			for _, p := range tr.order {
+				b = binary.LittleEndian.AppendUint16(b, uint16(p))
+			}
+			return b
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got Tree
+			if err := got.UnmarshalBinary(tc.mangle(slices.Clone(good))); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("err = %v, want ErrCorrupt", err)
 			}
 		})
 	}
@@ -177,6 +243,11 @@ func FuzzUnmarshal(f *testing.F) {
 	}
 	f.Add(good)
 	f.Add(good[:100])
+	deltas, err := sortedTree(f, 0).MarshalBinary()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(deltas)
 	tiny, err := New(1, []Level{{Centroids: []float32{1, -1}, Start: []int32{0, 1, 1}}}, []int32{3})
 	if err != nil {
 		f.Fatal(err)
