@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"squeeze/runtime/model"
 	"squeeze/runtime/speculate"
@@ -14,8 +15,13 @@ import (
 // apply (use a Drafter with speculate instead).
 var ErrNotShared = errors.New("earlyexit: the model shares no blocks across depths")
 
-// DefaultPipelineDraft is PipelineOptions.MaxDraft's default.
-const DefaultPipelineDraft = 2
+// DefaultPipelineDraft is PipelineOptions.MaxDraft's default, and DefaultTrimmedDraft
+// its default when the Drafter's drafts are trimmed by their tokens' confidences
+// (speculate.Confident, with MinAccept set): only the part worth its rows goes in.
+const (
+	DefaultPipelineDraft = 2
+	DefaultTrimmedDraft  = 8
+)
 
 // PipelineOptions tune a Pipeline. The zero value is the default.
 type PipelineOptions struct {
@@ -39,14 +45,18 @@ type PipelineOptions struct {
 	// verified together when they complete, so that one step can commit several tokens.
 	// It sees the sequence Start received, extended by every token after it.
 	Drafter speculate.Drafter
-	// MaxDraft bounds the Drafter's drafts (0: DefaultPipelineDraft).
+	// MaxDraft bounds the Drafter's drafts (0: DefaultPipelineDraft, or
+	// DefaultTrimmedDraft for a speculate.Confident Drafter with MinAccept set).
 	MaxDraft int
 	// MinAccept, if positive, launches exit guesses, and the Drafter's tokens, only
 	// while their recent acceptance rate (decayed over the last verifications) is at
 	// least MinAccept: below it the pending token runs alone, as in plain decoding, so
 	// that rows wasted on refuted guesses do not cost more than the steps the others
 	// save. A guess (or a draft) still goes in every ProbeTokens tokens so that the
-	// rate can recover. 0 always speculates.
+	// rate can recover. With a speculate.Confident Drafter, each drafted token goes in
+	// only while its own chance of being confirmed pays for its rows, by the costs the
+	// pipeline measures of its steps (MinAccept until it has timed enough of them).
+	// 0 always speculates.
 	MinAccept float64
 }
 
@@ -137,6 +147,7 @@ type Pipeline struct {
 	minAccept            float64
 	guesses, drafts      rate
 	sinceGuess, sinceDft int
+	costs                stepCosts
 }
 
 // Where a token in flight came from.
@@ -156,6 +167,10 @@ type flight struct {
 	depth int
 	row   int // the token's row in the current step, -1 if it did not run
 	x     []float32
+	// For srcDraft: the draft's ticket (speculate.Settler), its number of tokens that
+	// went in, and this token's index in it.
+	ticket            speculate.Ticket
+	draftLen, draftAt int
 }
 
 // NewPipeline returns a Pipeline on t, or an error wrapping ErrNotShared when t's model
@@ -181,6 +196,9 @@ func NewPipeline(t speculate.Target, o PipelineOptions) (*Pipeline, error) {
 		pl.maxDraft = 0
 	} else if pl.maxDraft <= 0 {
 		pl.maxDraft = DefaultPipelineDraft
+		if _, ok := o.Drafter.(speculate.Confident); ok && o.MinAccept > 0 {
+			pl.maxDraft = DefaultTrimmedDraft
+		}
 	}
 	if o.Vocab != nil {
 		pl.sub = t.Model.SubHead(o.Vocab)
@@ -284,12 +302,57 @@ func (pl *Pipeline) launchGuess(tok int32, pos, depth int) error {
 	}
 	pl.scratch = s
 	pl.draft = pl.drafter.Draft(pl.draft[:0], s, room)
+	pl.draft = pl.draft[:pl.worthLaunching(len(pl.draft))]
+	var ticket speculate.Ticket
+	if st, ok := pl.drafter.(speculate.Settler); ok {
+		ticket = st.Ticket()
+	}
 	for i, d := range pl.draft {
 		if err := pl.launch(d, pos+1+i, srcDraft, 0); err != nil {
 			return err
 		}
+		f := &pl.flights[len(pl.flights)-1]
+		f.ticket, f.draftLen, f.draftAt = ticket, len(pl.draft), i
 	}
 	return nil
+}
+
+// settle tells the Drafter (if a speculate.Settler) how the draft of f, a drafted
+// token just verified, fared: f is the first rejected token unless ok, and the draft's
+// last accepted one if ok and last.
+func (pl *Pipeline) settle(f *flight, ok bool) {
+	st, isSettler := pl.drafter.(speculate.Settler)
+	switch {
+	case !isSettler:
+	case !ok:
+		st.Settle(f.ticket, f.draftLen, f.draftAt)
+	case f.draftAt == f.draftLen-1:
+		st.Settle(f.ticket, f.draftLen, f.draftLen)
+	}
+}
+
+// worthLaunching returns how many of the n tokens the Drafter just drafted after an exit
+// guess go in: all of them, unless the Drafter estimates each token's chance
+// (speculate.Confident) and MinAccept is set. Then a token goes in while the chance that
+// the guess and every drafted token up to it are all confirmed (the guesses' recent rate
+// times the product of the confidences) pays for its rows: a drafted token costs its
+// row's share of every step it stays in flight (up to Layers/G steps) and, if
+// confirmed, saves the time of a token. Both come from the recent steps' times
+// (stepCosts); until enough are timed, the chance must reach MinAccept.
+func (pl *Pipeline) worthLaunching(n int) int {
+	conf, ok := pl.drafter.(speculate.Confident)
+	if !ok || pl.minAccept <= 0 {
+		return n
+	}
+	cs := conf.Confidence()
+	chance := pl.guesses.value()
+	floor := pl.costs.breakEven(pl.layers/pl.period, pl.minAccept)
+	for i := range min(n, len(cs)) {
+		if chance *= cs[i]; chance < floor {
+			return i
+		}
+	}
+	return n
 }
 
 // drop flushes the flights from i on.
@@ -299,8 +362,18 @@ func (pl *Pipeline) drop(i int) {
 }
 
 // step advances every flight by one cycle and handles the results: completed tokens are
-// verified (their greedy successors go to pl.out), exits launch and refine guesses.
+// verified (their greedy successors go to pl.out), exits launch and refine guesses. It
+// times the step for the cost model of the drafted tokens (worthLaunching).
 func (pl *Pipeline) step() error {
+	rows, out := len(pl.flights), len(pl.out)
+	t0 := time.Now()
+	err := pl.advance()
+	pl.costs.add(rows, len(pl.out)-out, time.Since(t0))
+	return err
+}
+
+// advance is step's work.
+func (pl *Pipeline) advance() error {
 	m, dim := pl.t.Model, pl.dim
 	n := len(pl.flights)
 	if len(pl.xs) < n*dim {
@@ -355,6 +428,7 @@ func (pl *Pipeline) step() error {
 			switch next.src {
 			case srcDraft:
 				pl.drafts.add(next.tok == g)
+				pl.settle(next, next.tok == g)
 			case srcExit:
 				pl.guesses.add(next.tok == g)
 			}

@@ -75,3 +75,28 @@ type Verified interface {
 	// the cache, and the token plain decoding chose after them is the new pending one.
 	Verified(drafted, accepted int)
 }
+
+// Settler is a Drafter whose drafts can be verified out of order, or long after the
+// next draft (a pipeline keeps several drafts in flight): Ticket names its last draft,
+// and Settle reports how the draft a ticket names fared, as Verified does for the last
+// draft.
+type Settler interface {
+	Drafter
+	// Ticket returns a handle on the last draft (the one Draft just returned), to pass
+	// to Settle once the draft is verified.
+	Ticket() Ticket
+	// Settle reports that of the drafted tokens of t's draft that went in, the first
+	// accepted matched plain decoding.
+	Settle(t Ticket, drafted, accepted int)
+}
+
+// maxTicket is the most drafted tokens a Ticket records: later tokens of a longer
+// draft go unrecorded.
+const maxTicket = 16
+
+// Ticket names a draft of a Settler: the statistics its tokens count towards. The zero
+// Ticket names nothing (Settle ignores it).
+type Ticket struct {
+	n     uint8
+	cells [maxTicket]uint8
+}

@@ -141,12 +141,27 @@ func (g *NGram) initSequence() {
 // until the next Draft.
 func (g *NGram) Confidence() []float64 { return g.conf }
 
-// Verified records how the last draft fared (speculate.Verified): its first accepted
-// tokens were accepted, the one after them (if drafted) rejected; the tokens after a
-// rejection tell nothing.
+// Verified records how the last draft fared (speculate.Verified): see Settle.
 func (g *NGram) Verified(drafted, accepted int) {
-	cs := g.lastCells[:min(drafted, len(g.lastCells))]
-	for i, c := range cs {
+	g.Settle(g.Ticket(), drafted, accepted)
+	g.lastCells, g.conf = g.lastCells[:0], g.conf[:0]
+}
+
+// Ticket names the last draft (speculate.Settler).
+func (g *NGram) Ticket() Ticket {
+	var t Ticket
+	for i, c := range g.lastCells[:min(len(g.lastCells), maxTicket)] {
+		t.cells[i] = uint8(c)
+		t.n++
+	}
+	return t
+}
+
+// Settle records how t's draft fared (speculate.Settler): its first accepted tokens
+// were accepted, the one after them (if drafted) rejected; the tokens after a rejection
+// tell nothing.
+func (g *NGram) Settle(t Ticket, drafted, accepted int) {
+	for i, c := range t.cells[:min(int(t.n), drafted)] {
 		g.accepted[c] *= decay
 		g.rejected[c] *= decay
 		if i < accepted {
@@ -156,7 +171,6 @@ func (g *NGram) Verified(drafted, accepted int) {
 		g.rejected[c]++
 		break
 	}
-	g.lastCells, g.conf = g.lastCells[:0], g.conf[:0]
 }
 
 // Name returns "ngram".
@@ -321,4 +335,5 @@ func hashTokens(ts []int32) uint64 {
 var (
 	_ Confident = (*NGram)(nil)
 	_ Verified  = (*NGram)(nil)
+	_ Settler   = (*NGram)(nil)
 )
