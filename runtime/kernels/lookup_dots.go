@@ -1,6 +1,9 @@
 package kernels
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // DotRows sets dst[v*dstride+i] = q[v*dim:(v+1)*dim] · rows[i*dim:(i+1)*dim] for the
 // n = len(rows)/dim consecutive rows i and the nq query vectors v: the dots of a few
@@ -9,34 +12,67 @@ import "fmt"
 // panics if the lengths do not fit (len(rows) a multiple of dim, q at least nq·dim
 // values, dst reaching the last vector's last row).
 func DotRows(dst []float32, dstride int, q []float32, nq int, rows []float32, dim int) {
-	if dim < 1 || len(rows)%dim != 0 || nq < 0 || len(q) < nq*dim {
-		panic(fmt.Sprintf("kernels: DotRows of %d values in rows of %d with %d of %d vectors", len(rows), dim, len(q), nq))
-	}
-	n := len(rows) / dim
+	n := checkDotRows(len(dst), dstride, len(q), nq, len(rows), dim)
 	if n == 0 || nq == 0 {
 		return
 	}
-	if len(dst) < (nq-1)*dstride+n || dstride < n {
-		panic(fmt.Sprintf("kernels: DotRows into %d values with stride %d for %d vectors of %d rows", len(dst), dstride, nq, n))
-	}
-	k := fk
-	done := 0
-	if k != nil && k.multi[kindF32][0] != nil {
-		// Rows i, i+q4, i+2·q4, i+3·q4 of the run go through a kernel together.
-		q4 := n / 4
-		if q4 > 0 {
-			w := f32Bytes(rows)
-			for v := 0; v < nq; v += k.multiMax {
-				nv := min(k.multiMax, nq-v)
-				dotRowsMulti(dst[v*dstride:], dstride, w, 4*dim, q4, q4, q[v*dim:], dim, dim, nv, kindF32)
-			}
-		}
-		done = 4 * q4
-	}
+	done := dotRowsRun(dst, dstride, q, nq, f32Bytes(rows), n, dim, kindF32)
 	for i := done; i < n; i++ {
 		row := rows[i*dim : (i+1)*dim]
 		for v := range nq {
 			dst[v*dstride+i] = Dot(q[v*dim:(v+1)*dim], row)
 		}
 	}
+}
+
+// DotRowsF16 is DotRows for rows of half floats (attention keys where they are stored).
+func DotRowsF16(dst []float32, dstride int, q []float32, nq int, rows []uint16, dim int) {
+	n := checkDotRows(len(dst), dstride, len(q), nq, len(rows), dim)
+	if n == 0 || nq == 0 {
+		return
+	}
+	var w []byte
+	if fk != nil {
+		w = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(rows))), 2*len(rows))
+	}
+	done := dotRowsRun(dst, dstride, q, nq, w, n, dim, kindF16)
+	for i := done; i < n; i++ {
+		row := rows[i*dim : (i+1)*dim]
+		for v := range nq {
+			dst[v*dstride+i] = DotF16(q[v*dim:(v+1)*dim], row)
+		}
+	}
+}
+
+// checkDotRows panics unless the lengths fit DotRows; it returns the number of rows.
+func checkDotRows(dst, dstride, q, nq, rows, dim int) int {
+	if dim < 1 || rows%dim != 0 || nq < 0 || q < nq*dim {
+		panic(fmt.Sprintf("kernels: DotRows of %d values in rows of %d with %d of %d vectors", rows, dim, q, nq))
+	}
+	n := rows / dim
+	if n > 0 && nq > 0 && (dst < (nq-1)*dstride+n || dstride < n) {
+		panic(fmt.Sprintf("kernels: DotRows into %d values with stride %d for %d vectors of %d rows", dst, dstride, nq, n))
+	}
+	return n
+}
+
+// dotRowsRun computes DotRows' dots for the first rows of a multiple of four, where
+// SIMD kernels exist: rows i, i+n/4, i+2·n/4, i+3·n/4 go through a kernel together.
+// It returns the number of rows done (0 without the kernels); w holds the n rows of
+// element kind.
+func dotRowsRun(dst []float32, dstride int, q []float32, nq int, w []byte, n, dim, kind int) int {
+	k := fk
+	if k == nil || k.multi[kind][0] == nil {
+		return 0
+	}
+	q4 := n / 4
+	if q4 == 0 {
+		return 0
+	}
+	rowBytes := len(w) / n
+	for v := 0; v < nq; v += k.multiMax {
+		nv := min(k.multiMax, nq-v)
+		dotRowsMulti(dst[v*dstride:], dstride, w, rowBytes, q4, q4, q[v*dim:], dim, dim, nv, kind)
+	}
+	return 4 * q4
 }

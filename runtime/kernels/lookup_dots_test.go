@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// TestDotRows checks DotRows against float64 dots for every instruction-set level, with
+// TestDotRows checks DotRows and DotRowsF16 against float64 dots for every instruction-set level, with
 // row counts around the four-row kernels, vector counts around their group sizes, row
 // widths with and without a SIMD tail, and guard values around every output row.
 func TestDotRows(t *testing.T) {
@@ -15,8 +15,9 @@ func TestDotRows(t *testing.T) {
 		r := rand.New(rand.NewPCG(3, 4))
 		for _, dim := range []int{64, 128, 20, 1} {
 			for _, nq := range []int{0, 1, 2, 3, 4, 5, 9} {
-				for _, n := range []int{0, 1, 3, 4, 5, 11, 330} {
-					name := fmt.Sprintf("dim=%d nq=%d n=%d", dim, nq, n)
+				for _, n := range []int{0, 1, 2, 3, 4, 5, 8, 11, 20, 23, 330, 331} {
+					f16 := n%2 == 1
+					name := fmt.Sprintf("dim=%d nq=%d n=%d f16=%v", dim, nq, n, f16)
 					rows := randF32(r, n*dim)
 					q := randF32(r, nq*dim)
 					const guard = -7.5
@@ -25,7 +26,16 @@ func TestDotRows(t *testing.T) {
 					for i := range dst {
 						dst[i] = guard
 					}
-					DotRows(dst, dstride, q, nq, rows, dim)
+					half := make([]uint16, len(rows))
+					F32ToF16Slice(half, rows)
+					if f16 {
+						for i, h := range half {
+							rows[i] = F16ToF32(h)
+						}
+						DotRowsF16(dst, dstride, q, nq, half, dim)
+					} else {
+						DotRows(dst, dstride, q, nq, rows, dim)
+					}
 					for v := range nq {
 						for i := range dstride {
 							got := dst[v*dstride+i]

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
+	"time"
 
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
@@ -61,6 +63,14 @@ func calibrate(b *testing.B, c *Context, pool *kernels.Pool, qs [][]float32, bud
 	return th
 }
 
+// reportCPU reports the thread's CPU time per operation since cpu0 (where threadCPU
+// measures it): on a shared machine it varies less than the wall time.
+func reportCPU(b *testing.B, cpu0 time.Duration) {
+	if cpu := threadCPU(); cpu0 > 0 && cpu > cpu0 {
+		b.ReportMetric(float64(cpu-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+	}
+}
+
 // BenchmarkDecodeAttention times the attention part of one decode step (Attend in
 // every layer) over a synthetic context, dense and at budget 0.125, on one thread.
 func BenchmarkDecodeAttention(b *testing.B) {
@@ -83,7 +93,10 @@ func BenchmarkDecodeAttention(b *testing.B) {
 				}
 				out := make([]float32, cfg.QDim())
 				lse := make([]float32, cfg.Heads)
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
 				i := 0
+				cpu0 := threadCPU()
 				for b.Loop() {
 					q := qs[i%len(qs)]
 					i++
@@ -91,6 +104,7 @@ func BenchmarkDecodeAttention(b *testing.B) {
 						s.Attend(l, q, 1, out, lse)
 					}
 				}
+				reportCPU(b, cpu0)
 				st := s.Stats()
 				b.ReportMetric(st.RealizedBudget(), "budget")
 				b.ReportMetric(st.KeysFraction(), "keys")

@@ -418,6 +418,10 @@ type piece struct {
 // over the unit's keys (online, chunk by chunk) and its log-sum-exp. A chunk gathers up
 // to chunk keys from consecutive spans, so that short spans (clusters of a few tens of
 // keys) still make long matrix products.
+//
+// The spans lie at scattered addresses: each would start with a few reads from memory
+// one after the other before the hardware prefetchers follow it. So the first rows of
+// the spans prefetchLead keys ahead are prefetched while a chunk is computed.
 func (s *Session) attendUnit(u int) {
 	un := s.units[u]
 	h := &s.heads[un.head]
@@ -427,6 +431,8 @@ func (s *Session) attendUnit(u int) {
 	for v := range lse {
 		lse[v] = float32(math.Inf(-1))
 	}
+	pf := prefetcher{s: s, h: h, lo: un.lo, hi: un.hi}
+	pf.upTo(un.lo + prefetchLead)
 	pieces := s.pieces[u*chunk : (u+1)*chunk][:0]
 	fill := 0 // keys in pieces
 	at := 0   // index of the current segment's first key in the head's order
@@ -441,6 +447,7 @@ func (s *Session) attendUnit(u int) {
 			fill += take
 			c += take
 			if fill == chunk {
+				pf.upTo(c + prefetchLead)
 				s.attendChunk(u, pieces, fill, out, lse)
 				pieces, fill = pieces[:0], 0
 			}
@@ -452,20 +459,85 @@ func (s *Session) attendUnit(u int) {
 	}
 }
 
+// prefetchLead is how far ahead of the chunk being computed, in keys, the spans' first
+// rows are prefetched; prefetchRows is how many rows of each (a few cache lines: the
+// hardware prefetchers follow the rest).
+const prefetchLead, prefetchRows = 256, 4
+
+// prefetcher walks a unit's segments ahead of its chunks, prefetching the first rows of
+// each.
+type prefetcher struct {
+	s      *Session
+	h      *headState
+	lo, hi int // the unit's keys
+	seg    int // next segment to prefetch
+	at     int // index of its first key in the head's order
+}
+
+// upTo prefetches the first rows of the segments (or their parts within the unit) that
+// start before key end.
+func (p *prefetcher) upTo(end int) {
+	end = min(end, p.hi)
+	for p.seg < len(p.h.segs) && p.at < end {
+		sg := &p.h.segs[p.seg]
+		n := sg.hi - sg.lo
+		if p.at+n > p.lo {
+			r := sg.lo + max(0, p.lo-p.at)
+			p.s.prefetch(sg, r, min(sg.hi, r+prefetchRows))
+		}
+		p.at += n
+		p.seg++
+	}
+}
+
+// prefetch starts loading rows [lo, hi) of sg's keys and values into the caches, where
+// they are plain f16 rows of a squeezed session (a dense one reads each row store from
+// its start to its end, which the hardware prefetchers follow).
+func (s *Session) prefetch(sg *segment, lo, hi int) {
+	if s.dense {
+		return
+	}
+	hd := s.hd
+	if k, ok := sg.k.(*F16Rows); ok {
+		kernels.Prefetch(k.Data[lo*hd : hi*hd])
+	}
+	if v, ok := sg.v.(*F16Rows); ok {
+		kernels.Prefetch(v.Data[lo*hd : hi*hd])
+	}
+}
+
 // attendChunk folds the k keys of pieces into unit u's online softmax (out, lse).
 func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse []float32) {
 	hd, vecs := s.hd, s.vecs
 	qs := s.heads[s.units[u].head].qs
 	scores := s.scores[u*vecs*chunk : (u+1)*vecs*chunk][:vecs*k]
-	// Scores: one matrix product over the chunk's keys when they are f16 (gathered
-	// into one block if they come from several spans), else Dots per vector and piece.
+	// Scores: for f16 keys, the dots of each piece's rows with every vector (a few
+	// vectors), or one matrix product over the chunk's keys gathered into one block
+	// (many); else Dots per vector and piece.
 	allF16K, allF16V := true, true
 	for _, p := range pieces {
 		_, kok := p.seg.k.(*F16Rows)
 		_, vok := p.seg.v.(*F16Rows)
 		allF16K, allF16V = allF16K && kok, allF16V && vok
 	}
-	if allF16K {
+	if allF16K && s.batchedVecs() < minBatchedVecs {
+		// A few vectors (decoding): the keys where they lie, piece by piece; an exact
+		// call multiplies each token's vectors as a one-token call does.
+		if s.exact {
+			g := s.group
+			for i := range s.n {
+				for _, p := range pieces {
+					rows := p.seg.k.(*F16Rows).Data[p.lo*hd : p.hi*hd]
+					kernels.DotRowsF16(scores[i*g*k+p.off:], k, qs[i*g*hd:(i+1)*g*hd], g, rows, hd)
+				}
+			}
+		} else {
+			for _, p := range pieces {
+				rows := p.seg.k.(*F16Rows).Data[p.lo*hd : p.hi*hd]
+				kernels.DotRowsF16(scores[p.off:], k, qs, vecs, rows, hd)
+			}
+		}
+	} else if allF16K {
 		var keys []uint16
 		if len(pieces) == 1 {
 			p := pieces[0]

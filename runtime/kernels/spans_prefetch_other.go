@@ -1,0 +1,8 @@
+//go:build !amd64 || purego
+
+package kernels
+
+import "unsafe"
+
+// prefetchLines does nothing: prefetching is only a hint.
+func prefetchLines(p unsafe.Pointer, n int) {}
