@@ -232,7 +232,7 @@ func (pl *Pipeline) Start(seq []int32) error {
 	if pos >= pl.t.Cache.Cap() {
 		return fmt.Errorf("%w: no position left for the pending token", model.ErrContextFull)
 	}
-	return pl.launch(seq[len(seq)-1], pos, srcKnown, 0)
+	return pl.launchTail(seq[len(seq)-1], pos, srcKnown, 0)
 }
 
 // Next returns the greedy token that follows the last one, running steps until the
@@ -282,10 +282,18 @@ func (pl *Pipeline) launch(tok int32, pos, src, depth int) error {
 
 // launchGuess launches an exit's guess at pos and the Drafter's tokens after it.
 func (pl *Pipeline) launchGuess(tok int32, pos, depth int) error {
+	return pl.launchTail(tok, pos, srcExit, depth)
+}
+
+// launchTail launches tok at pos behind every flight (an exit's guess, or greedy
+// decoding's token when the pipeline starts or restarts after a refuted guess) and the
+// Drafter's tokens after it, so that a restart's first steps, which would run one row,
+// carry the draft's rows as well.
+func (pl *Pipeline) launchTail(tok int32, pos, src, depth int) error {
 	if pos >= pl.t.Cache.Cap() {
 		return nil
 	}
-	if err := pl.launch(tok, pos, srcExit, depth); err != nil {
+	if err := pl.launch(tok, pos, src, depth); err != nil {
 		return err
 	}
 	room := min(pl.maxDraft, pl.t.Cache.Cap()-pos-1)
@@ -302,7 +310,7 @@ func (pl *Pipeline) launchGuess(tok int32, pos, depth int) error {
 	}
 	pl.scratch = s
 	pl.draft = pl.drafter.Draft(pl.draft[:0], s, room)
-	pl.draft = pl.draft[:pl.worthLaunching(len(pl.draft))]
+	pl.draft = pl.draft[:pl.worthLaunching(len(pl.draft), src == srcExit)]
 	var ticket speculate.Ticket
 	if st, ok := pl.drafter.(speculate.Settler); ok {
 		ticket = st.Ticket()
@@ -331,21 +339,24 @@ func (pl *Pipeline) settle(f *flight, ok bool) {
 	}
 }
 
-// worthLaunching returns how many of the n tokens the Drafter just drafted after an exit
-// guess go in: all of them, unless the Drafter estimates each token's chance
-// (speculate.Confident) and MinAccept is set. Then a token goes in while the chance that
-// the guess and every drafted token up to it are all confirmed (the guesses' recent rate
-// times the product of the confidences) pays for its rows: a drafted token costs its
+// worthLaunching returns how many of the n tokens the Drafter just drafted go in: all
+// of them, unless the Drafter estimates each token's chance (speculate.Confident) and
+// MinAccept is set. Then a token goes in while the chance that every drafted token up
+// to it, and the exit guess before them if afterGuess, are all confirmed (the product
+// of the confidences, times the guesses' recent rate) pays for its rows: a drafted token costs its
 // row's share of every step it stays in flight (up to Layers/G steps) and, if
 // confirmed, saves the time of a token. Both come from the recent steps' times
 // (stepCosts); until enough are timed, the chance must reach MinAccept.
-func (pl *Pipeline) worthLaunching(n int) int {
+func (pl *Pipeline) worthLaunching(n int, afterGuess bool) int {
 	conf, ok := pl.drafter.(speculate.Confident)
 	if !ok || pl.minAccept <= 0 {
 		return n
 	}
 	cs := conf.Confidence()
-	chance := pl.guesses.value()
+	chance := 1.0
+	if afterGuess {
+		chance = pl.guesses.value()
+	}
 	floor := pl.costs.breakEven(pl.layers/pl.period, pl.minAccept)
 	for i := range min(n, len(cs)) {
 		if chance *= cs[i]; chance < floor {
@@ -445,7 +456,7 @@ func (pl *Pipeline) advance() error {
 		pl.drop(i + 1)
 		pl.removeFront(kept)
 		if pos+1 < pl.t.Cache.Cap() {
-			return pl.launch(g, pos+1, srcKnown, 0)
+			return pl.launchTail(g, pos+1, srcKnown, 0)
 		}
 		return nil
 	}
