@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 	"unsafe"
 
 	"squeeze/runtime/gguf"
@@ -123,7 +124,8 @@ func f16Bytes(x []uint16) []byte {
 // BenchmarkSessionDecode times the attention of one decode step (sparse.Session.Attend in
 // every layer, one thread) over a context of 32768 positions with gocode-22m's attention
 // shape (10 layers, 6 query heads over 2 KV heads of 64), from nuq3-1% storage and from
-// the same rows decoded into f16, dense and at budget 0.125.
+// the same rows decoded into f16, dense and at budget 0.125; the "both" runs take a step
+// of each in turns and report f16's time over nuq3's.
 func BenchmarkSessionDecode(b *testing.B) {
 	const S = 32768
 	m, err := model.Load(modeltest.Open(b, modeltest.Spec{Layers: 10, Dim: 384, Heads: 6, KVHeads: 2, Vocab: 300, Context: S}))
@@ -162,27 +164,50 @@ func BenchmarkSessionDecode(b *testing.B) {
 		}
 	}
 	c16.Thresholds = qc.Thresholds
+	step := func(s *sparse.Session, i int) {
+		q := qs[i%len(qs)]
+		for l := range cfg.Layers {
+			s.Attend(l, q, 1, out, lse)
+		}
+	}
 	for _, budget := range []float64{1, 0.125} {
+		sessions := map[string]*sparse.Session{}
 		for _, c := range []struct {
 			name string
 			ctx  *sparse.Context
 		}{{"f16", c16}, {"nuq3", qc}} {
+			s, err := sparse.NewSession(c.ctx, m, pool, budget)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sessions[c.name] = s
 			b.Run(fmt.Sprintf("budget=%g/%s", budget, c.name), func(b *testing.B) {
-				s, err := sparse.NewSession(c.ctx, m, pool, budget)
-				if err != nil {
-					b.Fatal(err)
-				}
+				s.ResetStats()
 				i := 0
 				for b.Loop() {
-					q := qs[i%len(qs)]
+					step(s, i)
 					i++
-					for l := range cfg.Layers {
-						s.Attend(l, q, 1, out, lse)
-					}
 				}
 				b.ReportMetric(s.Stats().RealizedBudget(), "budget")
 			})
 		}
+		// Both storages step by step in turns, so that both see the same machine: the
+		// ratio is f16's time over nuq3's (above 1: nuq3 is faster).
+		b.Run(fmt.Sprintf("budget=%g/both", budget), func(b *testing.B) {
+			var t16, tq time.Duration
+			i := 0
+			for b.Loop() {
+				t0 := time.Now()
+				step(sessions["f16"], i)
+				t1 := time.Now()
+				step(sessions["nuq3"], i)
+				t16, tq = t16+t1.Sub(t0), tq+time.Since(t1)
+				i++
+			}
+			b.ReportMetric(float64(t16.Nanoseconds())/float64(b.N), "f16-ns/op")
+			b.ReportMetric(float64(tq.Nanoseconds())/float64(b.N), "nuq3-ns/op")
+			b.ReportMetric(float64(t16)/float64(tq), "f16/nuq3")
+		})
 	}
 }
 

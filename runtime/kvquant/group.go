@@ -70,7 +70,7 @@ func (r *Rows) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi i
 		ph, pl := r.RoPE.pairTables()
 		kernels.KVQScoreKeys(dst[v*dstride:], dstride, q[v*d:], m, r.Codes[lo*rb:], hi-lo, r.Bits, &r.lvp, r.ranges, r.Pos[lo:hi], ph, pl)
 	}
-	r.out.addKeys(r.first(lo), dst, dstride, q, d, nq, lo, hi)
+	r.out.addKeys(r.first(lo), r.first(hi), dst, dstride, q, d, nq, lo, hi)
 }
 
 // AccumulateN adds Σ_i w[v*wstride+i]·row(lo+i) to out[v*ostride:][:Dim] for v < nq and
@@ -88,7 +88,7 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 	}
 	// The outliers first: out was not just stored by the vector kernel, so their scalar
 	// reads and writes do not wait for its wide stores.
-	r.out.addValues(r.first(lo), out, ostride, w, wstride, d, nq, lo, hi)
+	r.out.addValues(r.first(lo), r.first(hi), out, ostride, w, wstride, d, nq, lo, hi)
 	rb := r.RowBytes()
 	for v0 := 0; v0 < nq; v0 += kernels.KVQMaxVecs {
 		m := min(kernels.KVQMaxVecs, nq-v0)
@@ -103,44 +103,37 @@ type outlierFixes struct {
 	row  []int32
 	at   []uint16
 	a, b []float32
-	// start[s] is the index of the first correction of row s·fixStep or later.
-	start []int32
+	// The index of the first correction of row i or later is base[i/fixStep] + off[i]
+	// (two loads that do not wait for each other), for i < the number of rows.
+	base []int32
+	off  []uint16
 }
 
-// fixStep is the number of rows per entry of outlierFixes.start.
-const fixStep = 16
+// fixStep is the number of rows per entry of outlierFixes.base.
+const fixStep = 256
 
-// addKeys adds the key corrections k0.. of rows lo..hi−1 to the scores dst[v*dstride+i]
-// of the nq vectors q (rows of d) for row lo+i: q's pair dotted with the correction.
-// Three vectors (a GQA group of 3) have their own loop, which keeps its values in registers.
-func (o *outlierFixes) addKeys(k0 int, dst []float32, dstride int, q []float32, d, nq, lo, hi int) {
-	rows, at, da, db := o.row[k0:], o.at[k0:], o.a[k0:], o.b[k0:]
-	at, da, db = at[:len(rows)], da[:len(rows)], db[:len(rows)]
+// addKeys adds the key corrections k0..k1−1 (those of rows lo..hi−1) to the scores
+// dst[v*dstride+i] of the nq vectors q (rows of d) for row lo+i: q's pair dotted with the
+// correction. Three vectors (a GQA group of 3) have their own loop, which keeps its
+// slices in registers.
+func (o *outlierFixes) addKeys(k0, k1 int, dst []float32, dstride int, q []float32, d, nq, lo, hi int) {
+	rows := o.row[k0:k1]
+	at, da, db := o.at[k0:k1], o.a[k0:k1], o.b[k0:k1]
 	n := hi - lo
 	if nq == 3 {
 		s0, s1, s2 := dst[:n], dst[dstride:dstride+n], dst[2*dstride:2*dstride+n]
 		q0, q1, q2 := q[:d], q[d:2*d], q[2*d:3*d]
 		for k, row := range rows {
-			i := int(row) - lo
-			if i >= n {
-				break
-			}
-			p, a, b := 2*int(at[k]), da[k], db[k]
-			if p+1 >= d {
-				break
-			}
-			s0[i] += q0[p]*a + q0[p+1]*b
-			s1[i] += q1[p]*a + q1[p+1]*b
-			s2[i] += q2[p]*a + q2[p+1]*b
+			i, p, a, b := int(row)-lo, 2*int(at[k]), da[k], db[k]
+			x0, y0, x1, y1, x2, y2 := q0[p], q0[p+1], q1[p], q1[p+1], q2[p], q2[p+1]
+			s0[i] += x0*a + y0*b
+			s1[i] += x1*a + y1*b
+			s2[i] += x2*a + y2*b
 		}
 		return
 	}
 	for k, row := range rows {
-		i := int(row) - lo
-		if i >= n {
-			break
-		}
-		p, a, b := 2*int(at[k]), da[k], db[k]
+		i, p, a, b := int(row)-lo, 2*int(at[k]), da[k], db[k]
 		for v := range nq {
 			qv := q[v*d+p : v*d+p+2 : v*d+p+2]
 			dst[v*dstride+i] += qv[0]*a + qv[1]*b
@@ -148,21 +141,18 @@ func (o *outlierFixes) addKeys(k0 int, dst []float32, dstride int, q []float32, 
 	}
 }
 
-// addValues adds the value corrections k0.. of rows lo..hi−1, weighted by w[v*wstride+i]
-// for row lo+i, to out[v*ostride:][:d] for the nq vectors; three have their own loop.
-func (o *outlierFixes) addValues(k0 int, out []float32, ostride int, w []float32, wstride, d, nq, lo, hi int) {
-	rows, at, da := o.row[k0:], o.at[k0:], o.a[k0:]
-	at, da = at[:len(rows)], da[:len(rows)]
+// addValues adds the value corrections k0..k1−1 (those of rows lo..hi−1), weighted by
+// w[v*wstride+i] for row lo+i, to out[v*ostride:][:d] for the nq vectors; three have
+// their own loop.
+func (o *outlierFixes) addValues(k0, k1 int, out []float32, ostride int, w []float32, wstride, d, nq, lo, hi int) {
+	rows := o.row[k0:k1]
+	at, da := o.at[k0:k1], o.a[k0:k1]
 	n := hi - lo
 	if nq == 3 {
 		o0, o1, o2 := out[:d], out[ostride:ostride+d], out[2*ostride:2*ostride+d]
 		w0, w1, w2 := w[:n], w[wstride:wstride+n], w[2*wstride:2*wstride+n]
 		for k, row := range rows {
-			i := int(row) - lo
-			if i >= n {
-				break
-			}
-			j, delta := int(at[k]), da[k]
+			i, j, delta := int(row)-lo, int(at[k]), da[k]
 			o0[j] += w0[i] * delta
 			o1[j] += w1[i] * delta
 			o2[j] += w2[i] * delta
@@ -170,29 +160,20 @@ func (o *outlierFixes) addValues(k0 int, out []float32, ostride int, w []float32
 		return
 	}
 	for k, row := range rows {
-		i := int(row) - lo
-		if i >= n {
-			break
-		}
-		j, delta := int(at[k]), da[k]
+		i, j, delta := int(row)-lo, int(at[k]), da[k]
 		for v := range nq {
 			out[v*ostride+j] += w[v*wstride+i] * delta
 		}
 	}
 }
 
-// first returns the index of the first correction of row lo or later: from the first
-// of lo's run of fixStep rows, a few steps on.
+// first returns the index of the first correction of row lo or later.
 func (r *Rows) first(lo int) int {
 	o := &r.out
-	if lo/fixStep >= len(o.start) {
+	if lo >= len(o.off) {
 		return len(o.row)
 	}
-	k := int(o.start[lo/fixStep])
-	for k < len(o.row) && int(o.row[k]) < lo {
-		k++
-	}
-	return k
+	return int(o.base[lo/fixStep]) + int(o.off[lo])
 }
 
 // outliers lists r's outliers as corrections: for keys the difference Δ between an
@@ -230,13 +211,17 @@ func (r *Rows) outliers() outlierFixes {
 		o.at = append(o.at, uint16(p))
 		o.a, o.b = append(o.a, a), append(o.b, b)
 	}
-	o.start = make([]int32, (r.n+fixStep-1)/fixStep)
+	o.base = make([]int32, (r.n+fixStep-1)/fixStep)
+	o.off = make([]uint16, r.n)
 	k := 0
-	for s := range o.start {
-		for k < len(o.row) && int(o.row[k]) < s*fixStep {
+	for i := range o.off {
+		for k < len(o.row) && int(o.row[k]) < i {
 			k++
 		}
-		o.start[s] = int32(k)
+		if i%fixStep == 0 {
+			o.base[i/fixStep] = int32(k)
+		}
+		o.off[i] = uint16(k - int(o.base[i/fixStep]))
 	}
 	return o
 }
