@@ -156,11 +156,16 @@ func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, c
 	s.logZ = grow(s.logZ, nv)
 	s.x = grow(s.x, max(nc, g))
 	logits := s.logits
+	// The runs lie at scattered addresses: their first centroids are prefetched
+	// before any is scored, so that the reads from memory overlap.
 	for i := 0; i < nc; {
-		j := i + 1
-		for j < nc && cand[j] == cand[j-1]+1 {
-			j++
-		}
+		j := runEnd(cand, i)
+		c0 := int(cand[i])
+		kernels.Prefetch(lv.cent[c0*dim : min(int(cand[j-1])+1, c0+prefetchRows)*dim])
+		i = j
+	}
+	for i := 0; i < nc; {
+		j := runEnd(cand, i)
 		c0, c1 := int(cand[i]), int(cand[j-1])+1
 		kernels.DotRows(logits[i:], nc, q, nv, lv.cent[c0*dim:c1*dim], dim)
 		i = j
@@ -204,6 +209,19 @@ func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, c
 		return out
 	}
 	return selectTokens(s, g, nc, logTau, cand, out)
+}
+
+// prefetchRows is the number of centroids at the start of each run of candidates that
+// survive prefetches.
+const prefetchRows = 2
+
+// runEnd returns the end of the run of consecutive clusters that starts at cand[i].
+func runEnd(cand []int32, i int) int {
+	j := i + 1
+	for j < len(cand) && cand[j] == cand[j-1]+1 {
+		j++
+	}
+	return j
 }
 
 // surviveRef is survive's reference path.

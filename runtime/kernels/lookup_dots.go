@@ -56,23 +56,24 @@ func checkDotRows(dst, dstride, q, nq, rows, dim int) int {
 	return n
 }
 
-// dotRowsRun computes DotRows' dots for the first rows of a multiple of four, where
-// SIMD kernels exist: rows i, i+n/4, i+2·n/4, i+3·n/4 go through a kernel together.
-// It returns the number of rows done (0 without the kernels); w holds the n rows of
-// element kind.
+// dotRowsRun computes DotRows' dots where SIMD kernels exist, four rows per kernel
+// call: rows i, i+n/4, i+2·n/4, i+3·n/4 together, then the last four rows again if n is
+// not a multiple of four (a row's dot does not depend on the rows beside it). It returns
+// the number of rows done: n, or 0 without the kernels or with fewer than four rows; w
+// holds the n rows of element kind.
 func dotRowsRun(dst []float32, dstride int, q []float32, nq int, w []byte, n, dim, kind int) int {
 	k := fk
-	if k == nil || k.multi[kind][0] == nil {
+	if k == nil || k.multi[kind][0] == nil || n < 4 {
 		return 0
 	}
 	q4 := n / 4
-	if q4 == 0 {
-		return 0
-	}
 	rowBytes := len(w) / n
 	for v := 0; v < nq; v += k.multiMax {
 		nv := min(k.multiMax, nq-v)
 		dotRowsMulti(dst[v*dstride:], dstride, w, rowBytes, q4, q4, q[v*dim:], dim, dim, nv, kind)
+		if t := n - 4; n%4 != 0 {
+			dotRowsMulti(dst[v*dstride+t:], dstride, w[t*rowBytes:], rowBytes, 1, 1, q[v*dim:], dim, dim, nv, kind)
+		}
 	}
-	return 4 * q4
+	return n
 }

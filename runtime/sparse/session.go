@@ -176,6 +176,7 @@ type Session struct {
 	q        []float32
 	lookupFn func(lo, hi int)
 	unitFn   func(lo, hi int)
+	headFn   func(lo, hi int) // lookupFn then unitFn, with a unit per KV head
 
 	stats Stats
 }
@@ -217,6 +218,13 @@ func newSession(c *Context, cfg *model.Config, pool *kernels.Pool, budget float6
 	s.lookupFn = func(lo, hi int) {
 		for g := lo; g < hi; g++ {
 			s.lookup(g)
+		}
+	}
+	s.headFn = func(lo, hi int) {
+		for g := lo; g < hi; g++ {
+			s.lookup(g)
+			s.units[g].hi = s.heads[g].keys
+			s.attendUnit(g)
 		}
 	}
 	s.unitFn = func(lo, hi int) {
@@ -310,9 +318,21 @@ func (s *Session) AttendExact(layer int, q []float32, n int, out, lse []float32)
 func (s *Session) Attend(layer int, q []float32, n int, out, lse []float32) {
 	s.layer, s.n, s.q = layer, n, q
 	s.vecs = n * s.group
-	s.pool.For(s.kvHeads, 1, s.lookupFn)
 	threads := s.pool.Threads()
-	perHead := max(1, (threads+s.kvHeads-1)/s.kvHeads)
+	if threads <= s.kvHeads {
+		// A unit per KV head: one pass over the pool looks each head up and attends
+		// to its selection (one synchronization per layer instead of two).
+		s.units = s.units[:0]
+		for g := range s.heads {
+			s.units = append(s.units, unit{head: g})
+		}
+		s.reserve()
+		s.pool.For(s.kvHeads, 1, s.headFn)
+		s.merge(out, lse)
+		return
+	}
+	s.pool.For(s.kvHeads, 1, s.lookupFn)
+	perHead := (threads + s.kvHeads - 1) / s.kvHeads
 	s.units = s.units[:0]
 	for g := range s.heads {
 		h := &s.heads[g]
@@ -321,6 +341,13 @@ func (s *Session) Attend(layer int, q []float32, n int, out, lse []float32) {
 			s.units = append(s.units, unit{head: g, lo: h.keys * p / parts, hi: h.keys * (p + 1) / parts})
 		}
 	}
+	s.reserve()
+	s.pool.For(len(s.units), 1, s.unitFn)
+	s.merge(out, lse)
+}
+
+// reserve sizes the per-unit scratch space for the current call's units.
+func (s *Session) reserve() {
 	nu, hd := len(s.units), s.hd
 	s.partOut = grow(s.partOut, nu*s.vecs*hd)
 	s.partLse = grow(s.partLse, nu*s.vecs)
@@ -340,8 +367,6 @@ func (s *Session) Attend(layer int, q []float32, n int, out, lse []float32) {
 		s.vrow = grow(s.vrow, nu*hd)
 		s.prod = grow(s.prod, nu*s.vecs*hd)
 	}
-	s.pool.For(nu, 1, s.unitFn)
-	s.merge(out, lse)
 }
 
 func growU16(b []uint16, n int) []uint16 {
