@@ -2,6 +2,8 @@ package format
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -233,4 +235,86 @@ func FuzzQuantizedLayer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestQuantizedRowsForms round-trips quantized values through encodeRows and decodeRows:
+// ranges on the grid (2 bytes a row) or off it (half floats), no outliers, many, and
+// gaps between outliers longer than a byte.
+func TestQuantizedRowsForms(t *testing.T) {
+	const dim = 16
+	rng := rand.New(rand.NewPCG(9, 9))
+	x := make([]float32, 300*dim)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	nf3, err := kvquant.NormalFloat(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quant := func(frac float64) *kvquant.Rows {
+		r, err := kvquant.Quantize(x, dim, kvquant.Params{Type: nf3, Axis: kvquant.PerToken, Outliers: frac})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	offGrid := quant(0.01)
+	offGrid.Token = slices.Clone(offGrid.Token)
+	offGrid.Token[1] = kernels.F32ToF16(kernels.F16ToF32(offGrid.Token[1]) * 1.001)
+	if _, _, ok := kvquant.EncodeTokenRanges(offGrid.Token); ok || offGrid.Init() != nil {
+		t.Fatal("a range off the grid")
+	}
+	// Outliers only in the first and last rows, by ranges (on the grid: powers of two
+	// about 0) that leave those rows' ends out.
+	ranges := make([]kvquant.Range, 300)
+	for i := range ranges {
+		ranges[i] = kvquant.Range{Half: 8}
+	}
+	ranges[0].Half, ranges[299].Half = 0.25, 0.25
+	sparseOut, err := kvquant.Quantize(x, dim, kvquant.Params{Type: nf3, Axis: kvquant.PerToken, Ranges: ranges})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := sparseOut.Outliers(); o < 4 || int(sparseOut.OutIndex[o-1])-int(sparseOut.OutIndex[0]) < 255 {
+		t.Fatalf("%d outliers", o)
+	}
+	for _, tc := range []struct {
+		name string
+		r    *kvquant.Rows
+		form uint8
+	}{
+		{"grid", quant(0.01), rangesGrid},
+		{"half floats", offGrid, rangesHalf},
+		{"no outliers", quant(0), rangesGrid},
+		{"many outliers", quant(0.4), rangesGrid},
+		{"long gaps", sparseOut, rangesGrid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var e Encoder
+			if err := encodeRows(&e, tc.r, dim, tc.r.Len(), nil); err != nil {
+				t.Fatal(err)
+			}
+			b := e.Bytes()
+			// Tag, bits, axis, rotated, levels (count, padding to 4, 8 floats), then the form.
+			if at := 4 + 4 + 32; b[at] != tc.form {
+				t.Fatalf("ranges stored in form %d, want %d", b[at], tc.form)
+			}
+			bad := func(format string, args ...any) error { return fmt.Errorf(format, args...) }
+			d := NewDecoder("rows", b)
+			got, err := decodeRows(d, dim, tc.r.Len(), nil, nil, false, bad)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Finish() != nil || !slices.Equal(decoded(got, dim), decoded(tc.r, dim)) {
+				t.Fatal("rows decode differently")
+			}
+			g := got.(*kvquant.Rows)
+			if !slices.Equal(g.Token, tc.r.Token) || !slices.Equal(g.OutStart, tc.r.OutStart) || !slices.Equal(g.OutIndex, tc.r.OutIndex) || !slices.Equal(g.OutValue, tc.r.OutValue) {
+				t.Fatal("stored fields differ")
+			}
+			if len(b) > tc.r.Bytes()+64+32 { // arrays' counts and alignment
+				t.Errorf("%d bytes stored, Bytes says %d", len(b), tc.r.Bytes())
+			}
+		})
+	}
 }
