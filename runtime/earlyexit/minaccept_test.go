@@ -34,8 +34,9 @@ func TestPipelineMinAccept(t *testing.T) {
 			t.Logf("%+v", st)
 			launched[minAccept] = st.Launched + st.Drafted
 			if minAccept > 1 {
-				// Only probes: at most one guess (with its drafts) per ProbeTokens tokens.
-				if most := (n/ProbeTokens + 1) * (1 + DefaultPipelineDraft); st.Launched == 0 || st.Launched+st.Drafted > most {
+				// Only probes: at most one guess and one draft (an n-gram's, trimmed by its
+				// confidences) per ProbeTokens tokens.
+				if most := (n/ProbeTokens + 1) * (1 + DefaultTrimmedDraft); st.Launched == 0 || st.Launched+st.Drafted > most {
 					t.Errorf("threshold above 1: %d guesses and %d drafts in %d tokens, want probes only (1 to %d)", st.Launched, st.Drafted, n, most)
 				}
 			}

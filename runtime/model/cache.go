@@ -53,7 +53,8 @@ type Cache struct {
 	kb, vb   []byte    // the same memory as bytes, for kernels.Matrix
 	elem     int       // bytes per element
 
-	ws workspace
+	ws   workspace
+	rows rowAttention // attentionRows' scratch
 }
 
 // NewCache returns an empty cache for up to maxTokens positions; maxTokens <= 0 means the

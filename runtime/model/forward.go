@@ -221,7 +221,6 @@ func (m *Model) block(p *kernels.Pool, c *Cache, w *layer, spans []span, n int, 
 	x, xb := ws.x[:n*dim], ws.xb[:n*dim]
 	q, k, v := ws.q[:n*qDim], ws.k[:n*kvDim], ws.v[:n*kvDim]
 	att, proj := ws.att[:n*qDim], ws.proj[:n*dim]
-	gate, up := ws.gate[:n*cfg.FFN], ws.up[:n*cfg.FFN]
 	eps := cfg.NormEps
 	scale := float32(1 / math.Sqrt(float64(hd)))
 
@@ -246,6 +245,16 @@ func (m *Model) block(p *kernels.Pool, c *Cache, w *layer, spans []span, n int, 
 	}
 	// Each span's attention sees its rows as the workspace's first ones.
 	q0, att0, lse0 := ws.q, ws.att, ws.attLSE
+	if exact || len(spans) > 1 && allSingle(spans) {
+		// Every row attends to the cache as a one-token pass would: all of them in one
+		// hand-out to the pool (attentionRows), then each span's prefix.
+		c.attendRows(p, spans, prefix, exact)
+		ws.q, ws.att, ws.attLSE = q0, att0, lse0
+		matMul(p, proj, w.wo, att, n)
+		kernels.Add(x, proj)
+		c.feedForward(p, w, n, matMul)
+		return
+	}
 	for _, s := range spans {
 		ns := s.hi - s.lo
 		c.store(s.layer, s.pos, ns, k[s.lo*kvDim:], v[s.lo*kvDim:])
@@ -269,8 +278,17 @@ func (m *Model) block(p *kernels.Pool, c *Cache, w *layer, spans []span, n int, 
 	ws.q, ws.att, ws.attLSE = q0, att0, lse0
 	matMul(p, proj, w.wo, att, n)
 	kernels.Add(x, proj)
+	c.feedForward(p, w, n, matMul)
+}
 
-	rmsNorm(xb, x, w.ffnNorm, eps, dim)
+// feedForward runs the feed-forward half of block w on the n rows of ws.x, in place.
+func (c *Cache) feedForward(p *kernels.Pool, w *layer, n int, matMul func(*kernels.Pool, []float32, *kernels.Matrix, []float32, int)) {
+	cfg := &c.m.Config
+	ws := &c.ws
+	dim := cfg.Dim
+	x, xb, proj := ws.x[:n*dim], ws.xb[:n*dim], ws.proj[:n*dim]
+	gate, up := ws.gate[:n*cfg.FFN], ws.up[:n*cfg.FFN]
+	rmsNorm(xb, x, w.ffnNorm, cfg.NormEps, dim)
 	matMul(p, gate, w.gate, xb, n)
 	matMul(p, up, w.up, xb, n)
 	kernels.SiLUMul(gate, up)
