@@ -89,7 +89,8 @@ func BenchmarkStepCost(b *testing.B) {
 // one (budget 0.125), and reports the acceptance rate, the tokens committed
 // per verification pass, the share of passes that verified a draft and both decode
 // rates (run it with -benchtime 1x: one iteration decodes every prompt twice). The
-// prompts are code continuations from dev.txt (code), or 64-token windows of this
+// prompts are code continuations from dev.txt right after the context (code) or from
+// its second half, far from the context (code-far), or 64-token windows of this
 // repository's docs/cli.md (prose: English the model continues poorly and the context
 // does not contain, where drafts should rarely pay).
 func BenchmarkDevSpeed(b *testing.B) {
@@ -104,6 +105,7 @@ func BenchmarkDevSpeed(b *testing.B) {
 		prompt func(int) []int32
 	}{
 		{"code", func(i int) []int32 { return g.prompt(i, 64) }},
+		{"code-far", func(i int) []int32 { at := len(g.tokens)/2 + i*2011; return g.tokens[at : at+64] }},
 		{"prose", func(i int) []int32 { return prose[i*300 : i*300+64] }},
 	}
 	for _, set := range sets {
