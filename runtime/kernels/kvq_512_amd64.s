@@ -263,6 +263,17 @@ wload:
 	VMULPS 64(R9), Z1, Z1; \
 	VFMADD231PS (R9), Z0, Z1
 
+// KVQ_KEY16X(src, ang, t, k) is KVQ_KEY16 for the codes at src and the angles at ang,
+// into k, clobbering t.
+#define KVQ_KEY16X(src, ang, t, k) \
+	VPMULTISHIFTQB.BCST src, Z13, t; \
+	VPERMPS Z11, t, t; \
+	VMOVUPS (R11), k; \
+	VFMADD213PS 64(R11), k, t; \
+	VPERMILPS $0xB1, t, k; \
+	VMULPS 64(ang), k, k; \
+	VFMADD231PS (ang), t, k
+
 // KVQ_NEXT16(label) moves to the key's next 16 values (R13 = the bytes of one group's
 // vectors) and loops to label while R12 counts down.
 #define KVQ_NEXT16(label) \
@@ -298,6 +309,12 @@ TEXT ·kvqScoreKeysLo512(SB), NOSPLIT, $0-96
 	JEQ kdone
 
 krow:
+	CMPQ R13, $192
+	JNE krow1
+	CMPQ CX, $2
+	JGE kpair
+
+krow1:
 	// R9 = row p/32 of hi (8·dim bytes), R10 = the vectors of row p%32 (nq·dim·4 bytes)
 	// (KVQLowPositions = 32), R11 = the ranges, R12 = the groups of 16 values.
 	MOVLQSX (R8), AX
@@ -393,3 +410,97 @@ kstored:
 kdone:
 	VZEROUPPER
 	RET
+
+kpair:
+	// Two rows for 3 vectors: row A's codes at SI, its angles at R9 and vectors at R10;
+	// row B's codes R13 bytes on, its angles at AX and vectors at DX. Each row's sums
+	// are reduced by the tree of ksum.
+	MOVLQSX (R8), R9
+	MOVLQSX 4(R8), AX
+	MOVQ R9, R10
+	MOVQ AX, DX
+	SHRQ $5, R9
+	SHRQ $5, AX
+	ANDQ $31, R10
+	ANDQ $31, DX
+	MOVQ dim+48(FP), R12
+	SHLQ $3, R12
+	IMULQ R12, R9
+	IMULQ R12, AX
+	ADDQ hi+88(FP), R9
+	ADDQ hi+88(FP), AX
+	LEAQ (R12)(R12*2), R12
+	SHRQ $1, R12
+	IMULQ R12, R10
+	IMULQ R12, DX
+	ADDQ prep+16(FP), R10
+	ADDQ prep+16(FP), DX
+	MOVQ dim+48(FP), R13
+	IMULQ BX, R13
+	SHRQ $4, R13
+	MOVQ ranges+72(FP), R11
+	MOVQ dim+48(FP), R12
+	SHRQ $4, R12
+	VXORPS X4, X4, X4
+	VXORPS X5, X5, X5
+	VXORPS X6, X6, X6
+	VXORPS X7, X7, X7
+	VXORPS X8, X8, X8
+	VXORPS X9, X9, X9
+
+kpgroup:
+	KVQ_KEY16X((SI), R9, Z0, Z1)
+	KVQ_KEY16X((SI)(R13*1), AX, Z2, Z3)
+	VFMADD231PS (R10), Z1, Z4
+	VFMADD231PS 64(R10), Z1, Z5
+	VFMADD231PS 128(R10), Z1, Z6
+	VFMADD231PS (DX), Z3, Z7
+	VFMADD231PS 64(DX), Z3, Z8
+	VFMADD231PS 128(DX), Z3, Z9
+	ADDQ BX, SI
+	ADDQ $128, R11
+	ADDQ $128, R9
+	ADDQ $128, AX
+	ADDQ $192, R10
+	ADDQ $192, DX
+	DECQ R12
+	JNE kpgroup
+	ADDQ R13, SI
+	// Per vector, row A's 16 lanes folded to 8 beside row B's: Z4-Z6 = [A (8) | B (8)].
+	VSHUFF64X2 $0x44, Z7, Z4, Z0
+	VSHUFF64X2 $0xEE, Z7, Z4, Z1
+	VADDPS Z1, Z0, Z4
+	VSHUFF64X2 $0x44, Z8, Z5, Z0
+	VSHUFF64X2 $0xEE, Z8, Z5, Z1
+	VADDPS Z1, Z0, Z5
+	VSHUFF64X2 $0x44, Z9, Z6, Z0
+	VSHUFF64X2 $0xEE, Z9, Z6, Z1
+	VADDPS Z1, Z0, Z6
+	// Adjacent lanes added (VHADDPS per 128 bits), twice, then the two 128-bit halves of
+	// each row: the sums of row A in lanes 0-2, of row B in lanes 8-10.
+	VSHUFPS $0x88, Z5, Z4, Z0
+	VSHUFPS $0xDD, Z5, Z4, Z1
+	VADDPS Z1, Z0, Z4
+	VSHUFPS $0x88, Z6, Z6, Z0
+	VSHUFPS $0xDD, Z6, Z6, Z1
+	VADDPS Z1, Z0, Z6
+	VSHUFPS $0x88, Z6, Z4, Z0
+	VSHUFPS $0xDD, Z6, Z4, Z1
+	VADDPS Z1, Z0, Z4
+	VSHUFF32X4 $0xB1, Z4, Z4, Z0
+	VADDPS Z0, Z4, Z4
+	MOVQ dstride+8(FP), DX
+	SHLQ $2, DX
+	MOVQ $192, R13
+	VMOVSS X4, (DI)
+	VEXTRACTPS $1, X4, (DI)(DX*1)
+	VEXTRACTPS $2, X4, (DI)(DX*2)
+	VEXTRACTF32X4 $2, Z4, X0
+	VMOVSS X0, 4(DI)
+	VEXTRACTPS $1, X0, 4(DI)(DX*1)
+	VEXTRACTPS $2, X0, 4(DI)(DX*2)
+	ADDQ $8, DI
+	ADDQ $8, R8
+	SUBQ $2, CX
+	JNE krow
+	JMP kdone

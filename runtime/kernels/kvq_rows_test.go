@@ -185,3 +185,82 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 		}
 	}
 }
+
+// BenchmarkKVQRows times the multi-row kernels on 4096 rows of 64 3-bit codes for 3
+// vectors (a GQA group), in calls of 128 rows, and reports ns per row.
+func BenchmarkKVQRows(b *testing.B) {
+	const n, dim, bits, nq, call = 4096, 64, 3, 3, 128
+	rng := rand.New(rand.NewPCG(3, 4))
+	rb := dim * bits / 8
+	src := make([]byte, n*rb+8)
+	for i := range src {
+		src[i] = byte(rng.UintN(256))
+	}
+	base := make([]float32, 1<<bits)
+	for i := range base {
+		base[i] = float32(rng.NormFloat64())
+	}
+	lv := KVQPeriodic(base)
+	half, mid := make([]float32, dim), make([]float32, dim)
+	for j := range half {
+		half[j], mid[j] = float32(rng.Float64()), float32(rng.NormFloat64())
+	}
+	q := make([]float32, nq*dim)
+	for i := range q {
+		q[i] = float32(rng.NormFloat64())
+	}
+	pos := make([]int32, n)
+	for i := range pos {
+		pos[i] = int32(rng.IntN(n))
+	}
+	p := dim / 2
+	cos, sin := make([]float32, p), make([]float32, p)
+	var hi16, loCos, loSin []float32
+	for r := range n / KVQLowPositions {
+		for i := range p {
+			a := float64(r*KVQLowPositions) / float64(i+1)
+			cos[i], sin[i] = float32(math.Cos(a)), float32(math.Sin(a))
+		}
+		hi16 = append(hi16, KVQPairAngles16(cos, sin)...)
+	}
+	for l := range KVQLowPositions {
+		for i := range p {
+			a := float64(l) / float64(i+1)
+			loCos, loSin = append(loCos, float32(math.Cos(a))), append(loSin, float32(math.Sin(a)))
+		}
+	}
+	dst := make([]float32, nq*call)
+	perRow := func(b *testing.B) {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/row")
+	}
+	if KVQQueriesLen(nq, dim) > 0 {
+		prep := make([]float32, KVQQueriesLen(nq, dim))
+		KVQRotateQueries(prep, q, nq, dim, loCos, loSin)
+		r16 := KVQChannelRanges16(half, mid)
+		b.Run("keys", func(b *testing.B) {
+			for b.Loop() {
+				for lo := 0; lo < n; lo += call {
+					KVQScoreKeysLo(dst, call, prep, nq, src[lo*rb:], call, bits, &lv, r16, pos[lo:lo+call], hi16)
+				}
+			}
+			perRow(b)
+		})
+	}
+	w := make([]float32, nq*call)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+	}
+	rh, rm := make([]float32, n), make([]float32, n)
+	for i := range rh {
+		rh[i], rm[i] = float32(rng.Float64()), float32(rng.NormFloat64())
+	}
+	out := make([]float32, nq*dim)
+	b.Run("values", func(b *testing.B) {
+		for b.Loop() {
+			for lo := 0; lo < n; lo += call {
+				KVQAccumulateTokens(out, dim, w, call, nq, rh[lo:lo+call], rm[lo:lo+call], src[lo*rb:], call, dim, bits, &lv)
+			}
+		}
+		perRow(b)
+	})
+}

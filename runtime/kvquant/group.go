@@ -60,6 +60,11 @@ func (r *Rows) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi i
 	if hi <= lo {
 		return
 	}
+	// The corrections' place first, and their records fetched while the kernel runs:
+	// for a short run of rows at a scattered place, each of these reads would otherwise
+	// wait for memory after the kernel.
+	k0, k1 := r.first(lo), r.first(hi)
+	kernels.Prefetch(r.out.keys[k0:k1])
 	rb := r.RowBytes()
 	for v := 0; v < nq; v += kernels.KVQMaxVecs {
 		m := min(kernels.KVQMaxVecs, nq-v)
@@ -70,14 +75,14 @@ func (r *Rows) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi i
 		ph, pl := r.RoPE.pairTables()
 		kernels.KVQScoreKeys(dst[v*dstride:], dstride, q[v*d:], m, r.Codes[lo*rb:], hi-lo, r.Bits, &r.lvp, r.ranges, r.Pos[lo:hi], ph, pl)
 	}
-	r.out.addKeys(r.first(lo), r.first(hi), dst, dstride, q, d, nq, lo, hi)
+	r.out.addKeys(k0, k1, dst, dstride, q, d, nq, lo, hi)
 }
 
 // AccumulateN adds Σ_i w[v*wstride+i]·row(lo+i) to out[v*ostride:][:Dim] for v < nq and
 // i < hi−lo: Accumulate for nq weight vectors, each row's codes decoded once for up to
 // kernels.KVQMaxVecs of them (kernels.KVQAccumulateTokens: levels times the rows' Half,
-// plus their Mids), the outliers' corrections added first. Each
-// vector's sums are those a call for it alone gives.
+// plus their Mids), then the outliers corrected (their records fetched while the kernel
+// runs, as DotsN does). Each vector's sums are those a call for it alone gives.
 func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq, lo, hi int) {
 	d := r.Dim
 	if !r.groupValues() {
@@ -86,27 +91,41 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 		}
 		return
 	}
-	// The outliers first: out was not just stored by the vector kernel, so their scalar
-	// reads and writes do not wait for its wide stores.
-	r.out.addValues(r.first(lo), r.first(hi), out, ostride, w, wstride, d, nq, lo, hi)
+	k0, k1 := r.first(lo), r.first(hi)
+	kernels.Prefetch(r.out.vals[k0:k1])
 	rb := r.RowBytes()
 	for v0 := 0; v0 < nq; v0 += kernels.KVQMaxVecs {
 		m := min(kernels.KVQMaxVecs, nq-v0)
 		kernels.KVQAccumulateTokens(out[v0*ostride:], ostride, w[v0*wstride:], wstride, m, r.halves[lo:hi], r.mids[lo:hi], r.Codes[lo*rb:], hi-lo, d, r.Bits, &r.lvp)
 	}
+	r.out.addValues(k0, k1, out, ostride, w, wstride, d, nq, lo, hi)
 }
 
-// outlierFixes are a Rows' outliers as corrections to its dense decoding, in row order:
-// outlier k of row row[k] changes pair at[k] of a key by (a[k], b[k]), or channel at[k]
-// of a value by a[k].
+// outlierFixes are a Rows' outliers as corrections to its dense decoding, in row order,
+// each in one record (one read from memory for a short run of rows): a key's outlier
+// changes pair at of its row by (a, b), a value's channel at by a.
 type outlierFixes struct {
-	row  []int32
-	at   []uint16
-	a, b []float32
+	keys []keyFix
+	vals []valueFix
+	n    int // the number of corrections
 	// The index of the first correction of row i or later is base[i/fixStep] + off[i]
 	// (two loads that do not wait for each other), for i < the number of rows.
 	base []int32
 	off  []uint16
+}
+
+// keyFix is the correction of a key's outlier: (a, b) added to pair at of row row.
+type keyFix struct {
+	row  int32
+	at   uint16
+	a, b float32
+}
+
+// valueFix is the correction of a value's outlier: a added to channel at of row row.
+type valueFix struct {
+	row int32
+	at  uint16
+	a   float32
 }
 
 // fixStep is the number of rows per entry of outlierFixes.base.
@@ -117,26 +136,25 @@ const fixStep = 256
 // correction. Three vectors (a GQA group of 3) have their own loop, which keeps its
 // slices in registers.
 func (o *outlierFixes) addKeys(k0, k1 int, dst []float32, dstride int, q []float32, d, nq, lo, hi int) {
-	rows := o.row[k0:k1]
-	at, da, db := o.at[k0:k1], o.a[k0:k1], o.b[k0:k1]
+	fixes := o.keys[k0:k1]
 	n := hi - lo
 	if nq == 3 {
 		s0, s1, s2 := dst[:n], dst[dstride:dstride+n], dst[2*dstride:2*dstride+n]
 		q0, q1, q2 := q[:d], q[d:2*d], q[2*d:3*d]
-		for k, row := range rows {
-			i, p, a, b := int(row)-lo, 2*int(at[k]), da[k], db[k]
+		for _, f := range fixes {
+			i, p := int(f.row)-lo, 2*int(f.at)
 			x0, y0, x1, y1, x2, y2 := q0[p], q0[p+1], q1[p], q1[p+1], q2[p], q2[p+1]
-			s0[i] += x0*a + y0*b
-			s1[i] += x1*a + y1*b
-			s2[i] += x2*a + y2*b
+			s0[i] += x0*f.a + y0*f.b
+			s1[i] += x1*f.a + y1*f.b
+			s2[i] += x2*f.a + y2*f.b
 		}
 		return
 	}
-	for k, row := range rows {
-		i, p, a, b := int(row)-lo, 2*int(at[k]), da[k], db[k]
+	for _, f := range fixes {
+		i, p := int(f.row)-lo, 2*int(f.at)
 		for v := range nq {
 			qv := q[v*d+p : v*d+p+2 : v*d+p+2]
-			dst[v*dstride+i] += qv[0]*a + qv[1]*b
+			dst[v*dstride+i] += qv[0]*f.a + qv[1]*f.b
 		}
 	}
 }
@@ -145,24 +163,23 @@ func (o *outlierFixes) addKeys(k0, k1 int, dst []float32, dstride int, q []float
 // w[v*wstride+i] for row lo+i, to out[v*ostride:][:d] for the nq vectors; three have
 // their own loop.
 func (o *outlierFixes) addValues(k0, k1 int, out []float32, ostride int, w []float32, wstride, d, nq, lo, hi int) {
-	rows := o.row[k0:k1]
-	at, da := o.at[k0:k1], o.a[k0:k1]
+	fixes := o.vals[k0:k1]
 	n := hi - lo
 	if nq == 3 {
 		o0, o1, o2 := out[:d], out[ostride:ostride+d], out[2*ostride:2*ostride+d]
 		w0, w1, w2 := w[:n], w[wstride:wstride+n], w[2*wstride:2*wstride+n]
-		for k, row := range rows {
-			i, j, delta := int(row)-lo, int(at[k]), da[k]
-			o0[j] += w0[i] * delta
-			o1[j] += w1[i] * delta
-			o2[j] += w2[i] * delta
+		for _, f := range fixes {
+			i, j := int(f.row)-lo, int(f.at)
+			o0[j] += w0[i] * f.a
+			o1[j] += w1[i] * f.a
+			o2[j] += w2[i] * f.a
 		}
 		return
 	}
-	for k, row := range rows {
-		i, j, delta := int(row)-lo, int(at[k]), da[k]
+	for _, f := range fixes {
+		i, j := int(f.row)-lo, int(f.at)
 		for v := range nq {
-			out[v*ostride+j] += w[v*wstride+i] * delta
+			out[v*ostride+j] += w[v*wstride+i] * f.a
 		}
 	}
 }
@@ -171,7 +188,7 @@ func (o *outlierFixes) addValues(k0, k1 int, out []float32, ostride int, w []flo
 func (r *Rows) first(lo int) int {
 	o := &r.out
 	if lo >= len(o.off) {
-		return len(o.row)
+		return o.n
 	}
 	return int(o.base[lo/fixStep]) + int(o.off[lo])
 }
@@ -180,23 +197,24 @@ func (r *Rows) first(lo int) int {
 // outlier and its dense value at channel j, turned with its pair at the row's position,
 // (Δ·c, Δ·s) for the pair's first value, (−Δ·s, Δ·c) for its second; for values Δ.
 func (r *Rows) outliers() outlierFixes {
-	n := r.Outliers()
-	o := outlierFixes{row: make([]int32, 0, n), at: make([]uint16, 0, n), a: make([]float32, 0, n)}
+	o := outlierFixes{n: r.Outliers()}
 	keys := r.RoPE != nil
 	if keys {
-		o.b = make([]float32, 0, n)
+		o.keys = make([]keyFix, 0, o.n)
+	} else {
+		o.vals = make([]valueFix, 0, o.n)
 	}
+	rows := make([]int32, 0, o.n)
 	rb := r.RowBytes()
 	c := r.seek(0)
 	for c.row < r.n {
 		i := c.row
 		j, val, _ := r.next(&c, i)
 		l := r.lv[kernels.KVQCode(r.Codes[i*rb:(i+1)*rb], r.Bits, j)]
-		o.row = append(o.row, int32(i))
+		rows = append(rows, int32(i))
 		if !keys {
 			mid, half := kernels.F16ToF32(r.Token[2*i]), kernels.F16ToF32(r.Token[2*i+1])
-			o.at = append(o.at, uint16(j))
-			o.a = append(o.a, val-(mid+half*l))
+			o.vals = append(o.vals, valueFix{row: int32(i), at: uint16(j), a: val - (mid + half*l)})
 			continue
 		}
 		delta := val - (r.chMid[j] + r.chHalf[j]*l)
@@ -208,14 +226,13 @@ func (r *Rows) outliers() outlierFixes {
 		if j%2 == 1 {
 			a, b = -delta*sn, delta*cs
 		}
-		o.at = append(o.at, uint16(p))
-		o.a, o.b = append(o.a, a), append(o.b, b)
+		o.keys = append(o.keys, keyFix{row: int32(i), at: uint16(p), a: a, b: b})
 	}
 	o.base = make([]int32, (r.n+fixStep-1)/fixStep)
 	o.off = make([]uint16, r.n)
 	k := 0
 	for i := range o.off {
-		for k < len(o.row) && int(o.row[k]) < i {
+		for k < len(rows) && int(rows[k]) < i {
 			k++
 		}
 		if i%fixStep == 0 {
