@@ -46,9 +46,9 @@ func (sel *Selection) add(j, lo, hi int32) {
 // the largest lookup seen and are then reused, so lookups do not allocate. A Searcher may
 // serve any tree but only one lookup at a time.
 type Searcher struct {
-	a, b      []int32
-	logits, x []float32
-	logZ      []float64
+	a, b               []int32
+	logits, x, lc, thr []float32
+	logZ               []float64
 }
 
 func grow[T any](b []T, n int) []T {
@@ -141,10 +141,11 @@ var lookupRef = false
 //
 // The fast path computes the logits of each run of consecutive candidates (the
 // children of one parent) by kernels.DotRows, every centroid read once for all the
-// query vectors, and each vector's log-denominator by kernels.Softmax in float32; a
-// decode step (one token) then compares each logit with logτ + logZ. The reference,
-// surviveRef, takes one kernels.Dot per centroid and vector and sums in float64: the
-// two select the same clusters except for scores within float32 rounding of logτ.
+// query vectors; a decode step (one token) then takes each vector's log-denominator by
+// kernels.LogSumExp in float32 and compares each logit with logτ + logZ. The
+// reference, surviveRef, takes one kernels.Dot per centroid and vector and sums in
+// float64: the two select the same clusters except for scores within float32 rounding
+// of logτ.
 func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, cand, out []int32) []int32 {
 	if lookupRef {
 		return t.surviveRef(s, l, q, g, logTau, cand, out)
@@ -154,7 +155,9 @@ func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, c
 	nv := len(q) / dim
 	s.logits = grow(s.logits, nv*nc)
 	s.logZ = grow(s.logZ, nv)
-	s.x = grow(s.x, max(nc, g))
+	s.x = grow(s.x, nc)
+	s.lc = grow(s.lc, nc)
+	s.thr = grow(s.thr, g)
 	logits := s.logits
 	// The runs lie at scattered addresses: their first centroids are prefetched
 	// before any is scored, so that the reads from memory overlap.
@@ -171,44 +174,88 @@ func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, c
 		i = j
 	}
 	kernels.Scale(logits, t.scale)
-	// Mask empty clusters and non-finite logits, then logZ per query vector.
 	inf := float32(math.Inf(1))
 	x := s.x[:nc]
+	if nv > g {
+		// Prefill: mask empty clusters and non-finite logits, then logZ per query
+		// vector, and the tokens' scores in float64.
+		for v := range nv {
+			s.logZ[v] = t.maskedLogZ(lv, logits[v*nc:(v+1)*nc], x, cand)
+		}
+		return selectTokens(s, g, nc, logTau, cand, out)
+	}
+	// One token: logZ per vector from a + log n in float32 (empty clusters are −Inf
+	// there and skipped below); a cluster survives if a_j > logτ + logZ for any head.
+	lcs := s.lc[:nc]
+	nonEmpty := false
+	for ci, c := range cand {
+		lcs[ci] = lv.logCount[c]
+		nonEmpty = nonEmpty || lcs[ci] > -inf
+	}
+	// Every logit is finite if the query is and |q|·|c| cannot overflow (centroids are
+	// finite): then no logit needs checking.
+	var qMax float32
+	for _, x := range q {
+		qMax = max(qMax, abs32(x)) // NaN or ±Inf make it NaN or +Inf
+	}
+	safe := qMax*lv.maxAbs < 1e30/float32(dim)
+	thr := s.thr[:g]
 	for v := range nv {
 		row := logits[v*nc : (v+1)*nc]
-		finite := false
-		for ci, c := range cand {
-			a, lc := row[ci], lv.logCount[c]
-			if !(a > -inf && a < inf) || !(lc > -inf) {
-				row[ci], x[ci] = -inf, -inf
-				continue
-			}
-			x[ci] = a + lc
+		finite := safe
+		if !safe {
 			finite = true
-		}
-		if !finite {
-			s.logZ[v] = math.Inf(1) // nothing to score: every score is −Inf
-			continue
-		}
-		s.logZ[v] = float64(kernels.Softmax(x))
-	}
-	if nv == g {
-		// One token: cluster j survives if a_j > logτ + logZ for any head.
-		thr := s.x[:g]
-		for h := range g {
-			thr[h] = logTau + float32(s.logZ[h])
-		}
-		for ci, c := range cand {
-			for h, th := range thr {
-				if logits[h*nc+ci] > th {
-					out = append(out, c)
+			for _, a := range row {
+				if !(a > -inf && a < inf) {
+					finite = false
 					break
 				}
 			}
 		}
-		return out
+		switch {
+		case !nonEmpty:
+			thr[v] = inf // nothing to score: every score is −Inf
+		case finite:
+			copy(x, row)
+			kernels.Add(x, lcs)
+			thr[v] = logTau + kernels.LogSumExp(x)
+		default:
+			thr[v] = logTau + float32(t.maskedLogZ(lv, row, x, cand))
+		}
 	}
-	return selectTokens(s, g, nc, logTau, cand, out)
+	for ci, c := range cand {
+		if !(lcs[ci] > -inf) {
+			continue
+		}
+		for h, th := range thr {
+			if logits[h*nc+ci] > th {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// maskedLogZ sets the logits row of candidates cand that are non-finite or of empty
+// clusters to −Inf and returns the log-denominator over the others (+Inf if there is
+// none), using x as scratch.
+func (t *Tree) maskedLogZ(lv *level, row, x []float32, cand []int32) float64 {
+	inf := float32(math.Inf(1))
+	finite := false
+	for ci, c := range cand {
+		a, lc := row[ci], lv.logCount[c]
+		if !(a > -inf && a < inf) || !(lc > -inf) {
+			row[ci], x[ci] = -inf, -inf
+			continue
+		}
+		x[ci] = a + lc
+		finite = true
+	}
+	if !finite {
+		return math.Inf(1) // nothing to score: every score is −Inf
+	}
+	return float64(kernels.LogSumExp(x))
 }
 
 // prefetchRows is the number of centroids at the start of each run of candidates that

@@ -30,7 +30,10 @@ type level struct {
 	start    []int32   // clusters+1: children (keys for the finest level) of cluster j are [start[j], start[j+1])
 	count    []int32   // keys under each cluster
 	logCount []float32 // log(count), −Inf for empty clusters
+	maxAbs   float32   // the largest |centroid value|
 }
+
+func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
 
 // Level describes one level of a tree for New: Centroids holds len(Start)−1 rows of dim
 // values; the children of cluster j are the clusters [Start[j], Start[j+1]) of the next
@@ -85,12 +88,14 @@ func newTree(dim int, levels []Level, order []int32) (*Tree, error) {
 				return nil, fmt.Errorf("level %d: offset %d decreases", l, j+1)
 			}
 		}
+		var maxAbs float32
 		for i, v := range lv.Centroids {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 				return nil, fmt.Errorf("level %d: centroid %d is not finite", l, i/dim)
 			}
+			maxAbs = max(maxAbs, abs32(v))
 		}
-		t.levels[l] = level{cent: lv.Centroids, start: lv.Start, count: make([]int32, c), logCount: make([]float32, c)}
+		t.levels[l] = level{cent: lv.Centroids, start: lv.Start, count: make([]int32, c), logCount: make([]float32, c), maxAbs: maxAbs}
 	}
 	sorted := slices.Clone(order)
 	slices.Sort(sorted)
