@@ -40,7 +40,9 @@
 // positions 0..31 once per call, so that each key turns by the angles of its position
 // rounded down to a multiple of 32 only. Outliers are added as corrections listed at Init
 // (for keys, their difference from the dense value already rotated to the row's
-// position), and the rows' per-token ranges are kept as floats: in memory, 16
-// bytes per key outlier, 12 per value outlier, 8 per value row and 2 per row plus 4 per
-// 256 rows (where the corrections of a row start) beside the stored form.
+// position) after the kernels, their records fetched while the kernels run; Prefetch
+// lets a reader fetch what a run of rows reads first a little ahead. The rows' per-token
+// ranges are kept as floats: in memory, 16 bytes per key outlier, 12 per value outlier,
+// 8 per value row and 2 per row plus 4 per 256 rows (where the corrections of a row
+// start) beside the stored form.
 package kvquant

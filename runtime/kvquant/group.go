@@ -323,3 +323,41 @@ var (
 	_ sparse.GroupRows = (*Rows)(nil)
 	_ sparse.GroupRows = (*Joined)(nil)
 )
+
+// Prefetch starts loading into the caches what reading rows [lo, hi) reads first: their
+// codes, positions (keys) or ranges (values), and where their outlier corrections start
+// (kernels.Prefetch). A reader about to visit short runs of rows at scattered places (the
+// spans of a squeezed session) calls it a little ahead; it has no other effect, and
+// ranges outside the rows are ignored.
+func (r *Rows) Prefetch(lo, hi int) {
+	if lo < 0 || hi > r.n || lo >= hi {
+		return
+	}
+	rb := r.RowBytes()
+	kernels.Prefetch(r.Codes[lo*rb : hi*rb])
+	if r.Pos != nil {
+		kernels.Prefetch(r.Pos[lo:hi])
+	}
+	if r.halves != nil {
+		kernels.Prefetch(r.halves[lo:hi])
+		kernels.Prefetch(r.mids[lo:hi])
+	}
+	if r.out.off != nil {
+		kernels.Prefetch(r.out.off[lo:hi])
+	}
+}
+
+// Prefetch is Rows.Prefetch part by part (f16 parts: their rows' values).
+func (j *Joined) Prefetch(lo, hi int) {
+	if lo < 0 || hi > j.Len() || lo >= hi {
+		return
+	}
+	j.span(lo, hi, func(p sparse.Rows, plo, phi, _ int) {
+		switch v := p.(type) {
+		case *Rows:
+			v.Prefetch(plo, phi)
+		case *sparse.F16Rows:
+			kernels.Prefetch(v.Data[plo*v.Dim : phi*v.Dim])
+		}
+	})
+}

@@ -193,3 +193,39 @@ func TestSessionExactQuantized(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefetch: Prefetch takes any range, inside the rows or not, and leaves what the
+// rows read unchanged.
+func TestPrefetch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	types := testTypes(t)
+	const d = 64
+	_, k := quantizeCase(t, rng, types, rowsCase{typ: "nf3", axis: PerChannel, rows: 40, dim: d, frac: 0.02, rope: true})
+	_, v := quantizeCase(t, rng, types, rowsCase{typ: "nf3", axis: PerToken, rows: 40, dim: d, frac: 0.02})
+	j, err := Join(sparse.NewF16Rows(d, randRows(rng, 5, d)), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := randVec(rng, d)
+	for _, c := range []struct {
+		name string
+		rows interface {
+			sparse.Rows
+			Prefetch(lo, hi int)
+		}
+	}{{"keys", k}, {"values", v}, {"joined", j}} {
+		n := c.rows.Len()
+		before := make([]float32, n)
+		c.rows.Dots(before, q, 0, n)
+		for _, r := range [][2]int{{0, n}, {0, 0}, {n - 1, n}, {3, 4}, {-1, 3}, {3, n + 5}, {5, 2}, {n, n + 1}} {
+			c.rows.Prefetch(r[0], r[1])
+		}
+		after := make([]float32, n)
+		c.rows.Dots(after, q, 0, n)
+		for i := range after {
+			if after[i] != before[i] {
+				t.Fatalf("%s: row %d scores %v after Prefetch, %v before", c.name, i, after[i], before[i])
+			}
+		}
+	}
+}
