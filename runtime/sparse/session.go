@@ -132,7 +132,7 @@ const chunk = 128
 // and multiplied by all the vectors' weights at once, rather than added row by row.
 const minBatchedVecs = 16
 
-// minPart is the fewest keys worth a unit of their own.
+// minPart is the fewest keys worth a thread's share of their own.
 const minPart = 128
 
 // Session attends to a squeezed context as the prefix of a model's sequence: it
@@ -155,6 +155,7 @@ type Session struct {
 
 	heads []headState
 	units []unit
+	parts []int // thread share p is units[parts[p]:parts[p+1]]
 	// Per unit and query vector: the part's output (hd values), its log-sum-exp, and
 	// chunk scores.
 	partOut, partLse, scores []float32
@@ -175,8 +176,7 @@ type Session struct {
 	exact    bool
 	q        []float32
 	lookupFn func(lo, hi int)
-	unitFn   func(lo, hi int)
-	headFn   func(lo, hi int) // lookupFn then unitFn, with a unit per KV head
+	partFn   func(lo, hi int)
 
 	stats Stats
 }
@@ -220,15 +220,8 @@ func newSession(c *Context, cfg *model.Config, pool *kernels.Pool, budget float6
 			s.lookup(g)
 		}
 	}
-	s.headFn = func(lo, hi int) {
-		for g := lo; g < hi; g++ {
-			s.lookup(g)
-			s.units[g].hi = s.heads[g].keys
-			s.attendUnit(g)
-		}
-	}
-	s.unitFn = func(lo, hi int) {
-		for u := lo; u < hi; u++ {
+	s.partFn = func(lo, hi int) {
+		for u := s.parts[lo]; u < s.parts[hi]; u++ {
 			s.attendUnit(u)
 		}
 	}
@@ -318,32 +311,42 @@ func (s *Session) AttendExact(layer int, q []float32, n int, out, lse []float32)
 func (s *Session) Attend(layer int, q []float32, n int, out, lse []float32) {
 	s.layer, s.n, s.q = layer, n, q
 	s.vecs = n * s.group
-	threads := s.pool.Threads()
-	if threads <= s.kvHeads {
-		// A unit per KV head: one pass over the pool looks each head up and attends
-		// to its selection (one synchronization per layer instead of two).
-		s.units = s.units[:0]
-		for g := range s.heads {
-			s.units = append(s.units, unit{head: g})
-		}
-		s.reserve()
-		s.pool.For(s.kvHeads, 1, s.headFn)
-		s.merge(out, lse)
-		return
-	}
 	s.pool.For(s.kvHeads, 1, s.lookupFn)
-	perHead := (threads + s.kvHeads - 1) / s.kvHeads
-	s.units = s.units[:0]
-	for g := range s.heads {
-		h := &s.heads[g]
-		parts := max(1, min(perHead, h.keys/minPart))
-		for p := range parts {
-			s.units = append(s.units, unit{head: g, lo: h.keys * p / parts, hi: h.keys * (p + 1) / parts})
-		}
-	}
+	s.split(s.pool.Threads())
 	s.reserve()
-	s.pool.For(len(s.units), 1, s.unitFn)
+	s.pool.For(len(s.parts)-1, 1, s.partFn)
 	s.merge(out, lse)
+}
+
+// split divides the KV heads' selected keys, taken head after head, into one share per
+// thread (fewer if a share would have fewer than minPart keys) of equal numbers of keys:
+// the heads select different numbers of keys, so a thread per head would wait for the
+// largest. A share is one or more units, each within one head; units stay in head
+// order, as merge needs. The split depends only on the heads' numbers of keys, so
+// every call with the same selection sizes (a dense session's) splits alike.
+func (s *Session) split(threads int) {
+	total := 0
+	for g := range s.heads {
+		total += s.heads[g].keys
+	}
+	parts := max(1, min(threads, total/minPart))
+	s.units = s.units[:0]
+	s.parts = append(s.parts[:0], 0)
+	g, base := 0, 0 // the head of key `at` in the concatenation, and its first key there
+	at := 0
+	for p := range parts {
+		end := total * (p + 1) / parts
+		for at < end {
+			for base+s.heads[g].keys <= at {
+				base += s.heads[g].keys
+				g++
+			}
+			hi := min(end, base+s.heads[g].keys)
+			s.units = append(s.units, unit{head: g, lo: at - base, hi: hi - base})
+			at = hi
+		}
+		s.parts = append(s.parts, len(s.units))
+	}
 }
 
 // reserve sizes the per-unit scratch space for the current call's units.
