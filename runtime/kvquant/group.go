@@ -45,7 +45,7 @@ func (r *Rows) PrepareQueries(dst, q []float32, nq int) {
 
 // DotsN sets dst[v*dstride+i] = q[v*Dim:(v+1)*Dim] · row(lo+i) for v < nq and i < hi−lo:
 // Dots for nq query vectors (a GQA group), each key decoded once for up to
-// kernels.KVQMaxVecs of them, then the outliers added as rotated differences (outliers).
+// kernels.KVQMaxVecs of them, then the outliers added as rotated differences (outliers, kernels.KVQAddKeyFixes).
 // With prep (PrepareQueries' form of q) keys turn by their coarse angles only
 // (kernels.KVQScoreKeysLo); without, by their whole angles (kernels.KVQScoreKeys). Each
 // vector's scores are those a call for it alone gives.
@@ -75,7 +75,7 @@ func (r *Rows) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi i
 		ph, pl := r.RoPE.pairTables()
 		kernels.KVQScoreKeys(dst[v*dstride:], dstride, q[v*d:], m, r.Codes[lo*rb:], hi-lo, r.Bits, &r.lvp, r.ranges, r.Pos[lo:hi], ph, pl)
 	}
-	r.out.addKeys(k0, k1, dst, dstride, q, d, nq, lo, hi)
+	kernels.KVQAddKeyFixes(dst, dstride, hi-lo, q, nq, d, r.out.keys[k0:k1], lo)
 }
 
 // AccumulateN adds Σ_i w[v*wstride+i]·row(lo+i) to out[v*ostride:][:Dim] for v < nq and
@@ -98,27 +98,20 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 		m := min(kernels.KVQMaxVecs, nq-v0)
 		kernels.KVQAccumulateTokens(out[v0*ostride:], ostride, w[v0*wstride:], wstride, m, r.halves[lo:hi], r.mids[lo:hi], r.Codes[lo*rb:], hi-lo, d, r.Bits, &r.lvp)
 	}
-	r.out.addValues(k0, k1, out, ostride, w, wstride, d, nq, lo, hi)
+	addValues(r.out.vals[k0:k1], out, ostride, w, wstride, d, nq, lo, hi)
 }
 
 // outlierFixes are a Rows' outliers as corrections to its dense decoding, in row order,
 // each in one record (one read from memory for a short run of rows): a key's outlier
-// changes pair at of its row by (a, b), a value's channel at by a.
+// changes a pair of its row, a value's one channel.
 type outlierFixes struct {
-	keys []keyFix
+	keys []kernels.KVQKeyFix
 	vals []valueFix
 	n    int // the number of corrections
 	// The index of the first correction of row i or later is base[i/fixStep] + off[i]
 	// (two loads that do not wait for each other), for i < the number of rows.
 	base []int32
 	off  []uint16
-}
-
-// keyFix is the correction of a key's outlier: (a, b) added to pair at of row row.
-type keyFix struct {
-	row  int32
-	at   uint16
-	a, b float32
 }
 
 // valueFix is the correction of a value's outlier: a added to channel at of row row.
@@ -131,39 +124,10 @@ type valueFix struct {
 // fixStep is the number of rows per entry of outlierFixes.base.
 const fixStep = 256
 
-// addKeys adds the key corrections k0..k1−1 (those of rows lo..hi−1) to the scores
-// dst[v*dstride+i] of the nq vectors q (rows of d) for row lo+i: q's pair dotted with the
-// correction. Three vectors (a GQA group of 3) have their own loop, which keeps its
-// slices in registers.
-func (o *outlierFixes) addKeys(k0, k1 int, dst []float32, dstride int, q []float32, d, nq, lo, hi int) {
-	fixes := o.keys[k0:k1]
-	n := hi - lo
-	if nq == 3 {
-		s0, s1, s2 := dst[:n], dst[dstride:dstride+n], dst[2*dstride:2*dstride+n]
-		q0, q1, q2 := q[:d], q[d:2*d], q[2*d:3*d]
-		for _, f := range fixes {
-			i, p := int(f.row)-lo, 2*int(f.at)
-			x0, y0, x1, y1, x2, y2 := q0[p], q0[p+1], q1[p], q1[p+1], q2[p], q2[p+1]
-			s0[i] += x0*f.a + y0*f.b
-			s1[i] += x1*f.a + y1*f.b
-			s2[i] += x2*f.a + y2*f.b
-		}
-		return
-	}
-	for _, f := range fixes {
-		i, p := int(f.row)-lo, 2*int(f.at)
-		for v := range nq {
-			qv := q[v*d+p : v*d+p+2 : v*d+p+2]
-			dst[v*dstride+i] += qv[0]*f.a + qv[1]*f.b
-		}
-	}
-}
-
-// addValues adds the value corrections k0..k1−1 (those of rows lo..hi−1), weighted by
+// addValues adds the value corrections fixes (those of rows lo..hi−1), weighted by
 // w[v*wstride+i] for row lo+i, to out[v*ostride:][:d] for the nq vectors; three have
-// their own loop.
-func (o *outlierFixes) addValues(k0, k1 int, out []float32, ostride int, w []float32, wstride, d, nq, lo, hi int) {
-	fixes := o.vals[k0:k1]
+// their own loop, which keeps its slices in registers.
+func addValues(fixes []valueFix, out []float32, ostride int, w []float32, wstride, d, nq, lo, hi int) {
 	n := hi - lo
 	if nq == 3 {
 		o0, o1, o2 := out[:d], out[ostride:ostride+d], out[2*ostride:2*ostride+d]
@@ -200,7 +164,7 @@ func (r *Rows) outliers() outlierFixes {
 	o := outlierFixes{n: r.Outliers()}
 	keys := r.RoPE != nil
 	if keys {
-		o.keys = make([]keyFix, 0, o.n)
+		o.keys = make([]kernels.KVQKeyFix, 0, o.n)
 	} else {
 		o.vals = make([]valueFix, 0, o.n)
 	}
@@ -226,7 +190,7 @@ func (r *Rows) outliers() outlierFixes {
 		if j%2 == 1 {
 			a, b = -delta*sn, delta*cs
 		}
-		o.keys = append(o.keys, keyFix{row: int32(i), at: uint16(p), a: a, b: b})
+		o.keys = append(o.keys, kernels.KVQKeyFix{Row: int32(i), Pair: uint16(p), A: a, B: b})
 	}
 	o.base = make([]int32, (r.n+fixStep-1)/fixStep)
 	o.off = make([]uint16, r.n)

@@ -1,0 +1,10 @@
+//go:build amd64 && !purego
+
+package kernels
+
+// kvqAddKeyFixes is KVQAddKeyFixes's loop for n fixes (records of 16 bytes: Row at 0,
+// Pair at 4, A and B at 8 and 12):
+// for each fix f, v < nq: dst[v*dstride+f.Row−lo] += q[v*dim+2f.Pair]·f.A + q[v*dim+2f.Pair+1]·f.B.
+//
+//go:noescape
+func kvqAddKeyFixes(dst *float32, dstride int, q *float32, nq, dim int, fixes *KVQKeyFix, n, lo int)

@@ -1,0 +1,9 @@
+//go:build !amd64 || purego
+
+package kernels
+
+// The correction loop is amd64 assembly; kvqFast is false here, so this is never
+// called (the reference loop of kvq_fix.go serves).
+
+func kvqAddKeyFixes(dst *float32, dstride int, q *float32, nq, dim int, fixes *KVQKeyFix, n, lo int) {
+}

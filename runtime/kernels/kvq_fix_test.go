@@ -1,0 +1,59 @@
+package kernels
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// TestKVQFixes compares the key correction loop at every instruction-set level with the
+// reference loop on random fixes (several on one row and one pair among them), for 1 to
+// 4 vectors, and checks that fixes outside the rows or vectors panic.
+func TestKVQFixes(t *testing.T) {
+	withFeatures(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(9, 10))
+		for _, c := range []struct{ n, dim, fixes int }{{1, 8, 1}, {5, 64, 7}, {130, 64, 90}, {40, 80, 0}} {
+			for nq := 1; nq <= KVQMaxVecs; nq++ {
+				const lo = 17
+				stride := c.n + 3
+				q := randF32(rng, nq*c.dim)
+				kf := make([]KVQKeyFix, c.fixes)
+				for k := range kf {
+					row := int32(lo + rng.IntN(c.n))
+					kf[k] = KVQKeyFix{Row: row, Pair: uint16(rng.IntN(c.dim / 2)), A: float32(rng.NormFloat64()), B: float32(rng.NormFloat64())}
+				}
+				dst := randF32(rng, (nq-1)*stride+c.n+1)
+				want := append([]float32(nil), dst...)
+				KVQAddKeyFixes(dst, stride, c.n, q, nq, c.dim, kf, lo)
+				kvqAddKeyFixesRef(want, stride, q, nq, c.dim, kf, lo)
+				for i := range dst {
+					if dst[i] != want[i] {
+						t.Fatalf("%+v, %d vectors: key score %d = %v, want %v", c, nq, i, dst[i], want[i])
+					}
+				}
+			}
+		}
+		for _, c := range []struct {
+			name string
+			fn   func()
+		}{
+			{"key row below", func() {
+				KVQAddKeyFixes(make([]float32, 8), 8, 8, make([]float32, 8), 1, 8, []KVQKeyFix{{Row: 1}}, 2)
+			}},
+			{"key row above", func() {
+				KVQAddKeyFixes(make([]float32, 8), 8, 8, make([]float32, 8), 1, 8, []KVQKeyFix{{Row: 10}}, 2)
+			}},
+			{"key pair", func() {
+				KVQAddKeyFixes(make([]float32, 8), 8, 8, make([]float32, 8), 1, 8, []KVQKeyFix{{Row: 2, Pair: 4}}, 2)
+			}},
+		} {
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Errorf("%s: no panic", c.name)
+					}
+				}()
+				c.fn()
+			}()
+		}
+	})
+}
