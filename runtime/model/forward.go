@@ -249,29 +249,18 @@ func (m *Model) block(p *kernels.Pool, c *Cache, w *layer, spans []span, n int, 
 		// Every row attends to the cache as a one-token pass would: all of them in one
 		// hand-out to the pool (attentionRows), then each span's prefix.
 		c.attendRows(p, spans, prefix, exact)
-		ws.q, ws.att, ws.attLSE = q0, att0, lse0
-		matMul(p, proj, w.wo, att, n)
-		kernels.Add(x, proj)
-		c.feedForward(p, w, n, matMul)
-		return
-	}
-	for _, s := range spans {
-		ns := s.hi - s.lo
-		c.store(s.layer, s.pos, ns, k[s.lo*kvDim:], v[s.lo*kvDim:])
-		ws.q, ws.att = q0[s.lo*qDim:s.hi*qDim], att0[s.lo*qDim:s.hi*qDim]
-		if prefix != nil {
+	} else {
+		for _, s := range spans {
+			ns := s.hi - s.lo
+			c.store(s.layer, s.pos, ns, k[s.lo*kvDim:], v[s.lo*kvDim:])
+			ws.q, ws.att = q0[s.lo*qDim:s.hi*qDim], att0[s.lo*qDim:s.hi*qDim]
+			if prefix == nil {
+				c.attention(p, s.layer, s.pos, ns, false)
+				continue
+			}
 			ws.attLSE = lse0[s.lo*heads : s.hi*heads]
-		}
-		switch {
-		case exact && ns > 1:
-			c.attentionEach(p, s.layer, s.pos, ns, prefix)
-		case prefix != nil:
 			c.attention(p, s.layer, s.pos, ns, true)
 			prefix.Attend(s.layer, ws.q, ns, ws.pre[:ns*qDim], ws.preLSE[:ns*heads])
-		default:
-			c.attention(p, s.layer, s.pos, ns, false)
-		}
-		if prefix != nil {
 			ws.mergePrefix(ns, heads, hd)
 		}
 	}
