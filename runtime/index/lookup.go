@@ -140,12 +140,15 @@ var lookupRef = false
 // logTau to out.
 //
 // The fast path computes the logits of each run of consecutive candidates (the
-// children of one parent) by kernels.DotRows, every centroid read once for all the
-// query vectors; a decode step (one token) then takes each vector's log-denominator by
-// kernels.LogSumExp in float32 and compares each logit with logτ + logZ. The
-// reference, surviveRef, takes one kernels.Dot per centroid and vector and sums in
-// float64: the two select the same clusters except for scores within float32 rounding
-// of logτ.
+// children of one parent) by kernels.DotRowsF16 on the half-precision copy of the
+// centroids (kernels.DotRows on the f32 ones if a level has none), every centroid read
+// once for all the query vectors; a decode step (one token) then takes each vector's
+// log-denominator by kernels.LogSumExp in float32 and compares each logit with
+// logτ + logZ. The reference, surviveRef, takes one kernels.Dot per f32 centroid and
+// vector and sums in float64. On centroids that half precision holds exactly (a
+// decoded artifact's) the two select the same clusters except for scores within
+// float32 rounding of logτ; on others, the copy's rounding (a relative 2^−11 per
+// value) moves the scores a little more.
 func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, cand, out []int32) []int32 {
 	if lookupRef {
 		return t.surviveRef(s, l, q, g, logTau, cand, out)
@@ -161,16 +164,25 @@ func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, c
 	logits := s.logits
 	// The runs lie at scattered addresses: their first centroids are prefetched
 	// before any is scored, so that the reads from memory overlap.
+	half := lv.cent16 != nil
 	for i := 0; i < nc; {
 		j := runEnd(cand, i)
-		c0 := int(cand[i])
-		kernels.Prefetch(lv.cent[c0*dim : min(int(cand[j-1])+1, c0+prefetchRows)*dim])
+		c0, c1 := int(cand[i]), min(int(cand[j-1])+1, int(cand[i])+prefetchRows)
+		if half {
+			kernels.Prefetch(lv.cent16[c0*dim : c1*dim])
+		} else {
+			kernels.Prefetch(lv.cent[c0*dim : c1*dim])
+		}
 		i = j
 	}
 	for i := 0; i < nc; {
 		j := runEnd(cand, i)
 		c0, c1 := int(cand[i]), int(cand[j-1])+1
-		kernels.DotRows(logits[i:], nc, q, nv, lv.cent[c0*dim:c1*dim], dim)
+		if half {
+			kernels.DotRowsF16(logits[i:], nc, q, nv, lv.cent16[c0*dim:c1*dim], dim)
+		} else {
+			kernels.DotRows(logits[i:], nc, q, nv, lv.cent[c0*dim:c1*dim], dim)
+		}
 		i = j
 	}
 	kernels.Scale(logits, t.scale)

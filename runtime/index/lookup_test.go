@@ -6,10 +6,13 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"squeeze/runtime/kernels"
 )
 
 // randomTree builds a tree of the given levels over n keys with random centroids (of
-// standard deviation sd) and random cluster sizes, some clusters empty.
+// standard deviation sd, rounded to half precision unless sd ≥ 1000, where some are
+// beyond its range) and random cluster sizes, some clusters empty.
 func randomTree(t testing.TB, r *rand.Rand, dim, n int, clusters []int, sd float64) *Tree {
 	t.Helper()
 	levels := make([]Level, len(clusters))
@@ -25,6 +28,10 @@ func randomTree(t testing.TB, r *rand.Rand, dim, n int, clusters []int, sd float
 		cent := make([]float32, c*dim)
 		for i := range cent {
 			cent[i] = float32(r.NormFloat64() * sd)
+			if sd < 1e3 {
+				// Values half precision holds, as a decoded tree's are.
+				cent[i] = kernels.F16ToF32(kernels.F32ToF16(cent[i]))
+			}
 		}
 		levels[l] = Level{Centroids: cent, Start: start}
 		below = c
@@ -94,17 +101,30 @@ func defScores(tr *Tree, l int, q []float32, g int, cand []int32) []float64 {
 func TestSurvive(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	defer func() { lookupRef = false }()
-	decided := 0
+	decided, f32Levels := 0, 0
 	for trial := range 60 {
 		dim := []int{64, 16, 7, 1}[trial%4]
 		g := []int{1, 3, 4}[trial%3]
 		tokens := []int{1, 1, 2, 5}[trial/3%4]
 		n := 200 + r.IntN(2000)
 		clusters := []int{3 + r.IntN(30), 40 + r.IntN(120)}
-		tr := randomTree(t, r, dim, n, clusters, 0.5)
+		sd, qsd := 0.5, 2.0
+		if trial%10 == 9 {
+			// Centroids beyond half precision: the fast path reads the f32 ones.
+			sd, qsd = 3e4, 1e-4
+		}
+		tr := randomTree(t, r, dim, n, clusters, sd)
+		for l, lv := range tr.levels {
+			if (lv.cent16 == nil) != (lv.maxAbs > maxHalf) {
+				t.Fatalf("trial %d level %d: half-precision copy %v with centroids up to %v", trial, l, lv.cent16 != nil, lv.maxAbs)
+			}
+			if lv.cent16 == nil {
+				f32Levels++
+			}
+		}
 		q := make([]float32, tokens*g*dim)
 		for i := range q {
-			q[i] = float32(r.NormFloat64() * 2)
+			q[i] = float32(r.NormFloat64() * qsd)
 		}
 		for l := range tr.Levels() {
 			cand := make([]int32, 0, tr.Clusters(l))
@@ -151,8 +171,8 @@ func TestSurvive(t *testing.T) {
 			}
 		}
 	}
-	if decided < 1000 {
-		t.Fatalf("only %d clear decisions checked", decided)
+	if decided < 1000 || f32Levels == 0 {
+		t.Fatalf("only %d clear decisions checked, %d levels without a half-precision copy", decided, f32Levels)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"squeeze/runtime/kernels"
 )
 
 // Errors. Decoding wraps ErrCorrupt; bad arguments to Build, New or Calibrate wrap
@@ -31,7 +33,14 @@ type level struct {
 	count    []int32   // keys under each cluster
 	logCount []float32 // log(count), −Inf for empty clusters
 	maxAbs   float32   // the largest |centroid value|
+	// cent16 holds the centroids in half precision for the lookup's fast path (half
+	// the memory reads; exact for trees decoded from an artifact, which stores them so),
+	// or nil if one is beyond the half-precision range.
+	cent16 []uint16
 }
+
+// maxHalf is the largest finite half-precision value.
+const maxHalf = 65504
 
 func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
 
@@ -96,6 +105,10 @@ func newTree(dim int, levels []Level, order []int32) (*Tree, error) {
 			maxAbs = max(maxAbs, abs32(v))
 		}
 		t.levels[l] = level{cent: lv.Centroids, start: lv.Start, count: make([]int32, c), logCount: make([]float32, c), maxAbs: maxAbs}
+		if maxAbs <= maxHalf {
+			t.levels[l].cent16 = make([]uint16, len(lv.Centroids))
+			kernels.F32ToF16Slice(t.levels[l].cent16, lv.Centroids)
+		}
 	}
 	sorted := slices.Clone(order)
 	slices.Sort(sorted)
