@@ -39,3 +39,37 @@ func LogSumExp(x []float32) float32 {
 	}
 	return m + float32(math.Log(float64(sum)))
 }
+
+// MaxF32 returns the largest x[i], −Inf for an empty x (x must hold no NaN).
+func MaxF32(x []float32) float32 {
+	m := float32(math.Inf(-1))
+	k := opsK
+	nv := 0
+	if k != nil && len(x) >= 8 {
+		nv = len(x) &^ 7
+		m = k.max(unsafe.SliceData(x), nv)
+	}
+	for _, v := range x[nv:] {
+		m = max(m, v)
+	}
+	return m
+}
+
+// ExpSum sets x[i] = exp(x[i] − m) and returns their sum, for m at least every x[i]
+// and finite: the weights of one block of an online softmax against its running
+// maximum. The SIMD exp has a relative error of about 2e-7.
+func ExpSum(x []float32, m float32) float32 {
+	k := opsK
+	nv := 0
+	var sum float32
+	if k != nil && len(x) >= 8 {
+		nv = len(x) &^ 7
+		sum = k.expSubSum(unsafe.SliceData(x), nv, m)
+	}
+	for i := nv; i < len(x); i++ {
+		e := float32(math.Exp(float64(x[i] - m)))
+		x[i] = e
+		sum += e
+	}
+	return sum
+}

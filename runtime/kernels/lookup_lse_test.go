@@ -60,3 +60,46 @@ func TestLogSumExp(t *testing.T) {
 		}
 	})
 }
+
+// TestMaxExpSum checks MaxF32 and ExpSum against plain loops at every instruction-set
+// level, for lengths around the SIMD width and maxima from the block's own to far above.
+func TestMaxExpSum(t *testing.T) {
+	withFeatures(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(11, 12))
+		if m := MaxF32(nil); !math.IsInf(float64(m), -1) {
+			t.Fatalf("MaxF32(nil) = %v", m)
+		}
+		for _, n := range []int{1, 5, 8, 9, 16, 31, 128, 1003} {
+			for _, above := range []float32{0, 0.5, 30} {
+				name := fmt.Sprintf("n=%d above=%v", n, above)
+				x := make([]float32, n)
+				for i := range x {
+					x[i] = float32(r.NormFloat64() * 4)
+				}
+				want := float32(math.Inf(-1))
+				for _, v := range x {
+					want = max(want, v)
+				}
+				if got := MaxF32(x); got != want {
+					t.Fatalf("%s: MaxF32 %v, want %v", name, got, want)
+				}
+				m := want + above
+				var wantSum float64
+				wantExp := make([]float64, n)
+				for i, v := range x {
+					wantExp[i] = math.Exp(float64(v - m))
+					wantSum += wantExp[i]
+				}
+				got := ExpSum(x, m)
+				if math.Abs(float64(got)-wantSum) > 1e-5*wantSum { // float32 sums of up to 1003 terms
+					t.Fatalf("%s: sum %v, want %v", name, got, wantSum)
+				}
+				for i, e := range wantExp {
+					if math.Abs(float64(x[i])-e) > 1e-6*e+1e-37 {
+						t.Fatalf("%s: x[%d] = %v, want %v", name, i, x[i], e)
+					}
+				}
+			}
+		}
+	})
+}

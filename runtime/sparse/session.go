@@ -159,7 +159,8 @@ type Session struct {
 	// Per unit and query vector: the part's output (hd values), its log-sum-exp, and
 	// chunk scores.
 	partOut, partLse, scores []float32
-	vecs                     int // query vectors per KV head in the current call
+	partSum                  []float32 // per unit and query vector: the online softmax's sum
+	vecs                     int       // query vectors per KV head in the current call
 	// Per unit: a one-thread pool and a matrix header for the score products.
 	pools []*kernels.Pool
 	mats  []kernels.Matrix
@@ -354,6 +355,7 @@ func (s *Session) reserve() {
 	nu, hd := len(s.units), s.hd
 	s.partOut = grow(s.partOut, nu*s.vecs*hd)
 	s.partLse = grow(s.partLse, nu*s.vecs)
+	s.partSum = grow(s.partSum, nu*s.vecs)
 	s.scores = grow(s.scores, nu*s.vecs*chunk)
 	for len(s.pools) < nu {
 		s.pools = append(s.pools, kernels.NewPool(1))
@@ -455,7 +457,9 @@ func (s *Session) attendUnit(u int) {
 	h := &s.heads[un.head]
 	out := s.partOut[u*s.vecs*s.hd : (u+1)*s.vecs*s.hd]
 	lse := s.partLse[u*s.vecs : (u+1)*s.vecs]
+	sum := s.partSum[u*s.vecs : (u+1)*s.vecs]
 	clear(out)
+	clear(sum)
 	for v := range lse {
 		lse[v] = float32(math.Inf(-1))
 	}
@@ -476,14 +480,21 @@ func (s *Session) attendUnit(u int) {
 			c += take
 			if fill == chunk {
 				pf.upTo(c + prefetchLead)
-				s.attendChunk(u, pieces, fill, out, lse)
+				s.attendChunk(u, pieces, fill, out, lse, sum)
 				pieces, fill = pieces[:0], 0
 			}
 		}
 		at += n
 	}
 	if fill > 0 {
-		s.attendChunk(u, pieces, fill, out, lse)
+		s.attendChunk(u, pieces, fill, out, lse, sum)
+	}
+	hd := s.hd
+	for v, l := range sum {
+		if l > 0 {
+			kernels.Scale(out[v*hd:(v+1)*hd], 1/l)
+			lse[v] += float32(math.Log(float64(l)))
+		}
 	}
 }
 
@@ -534,8 +545,10 @@ func (s *Session) prefetch(sg *segment, lo, hi int) {
 	}
 }
 
-// attendChunk folds the k keys of pieces into unit u's online softmax (out, lse).
-func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse []float32) {
+// attendChunk folds the k keys of pieces into unit u's online softmax: out holds the
+// weighted sums of values, lse the running maxima of the scores, and sum the sums of the
+// weights, per vector (attendUnit normalizes them at the end).
+func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []float32) {
 	hd, vecs := s.hd, s.vecs
 	qs := s.heads[s.units[u].head].qs
 	scores := s.scores[u*vecs*chunk : (u+1)*vecs*chunk][:vecs*k]
@@ -606,20 +619,19 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse []float32) 
 	// kernels.AccumulateF16 when they are f16 (bitwise what Accumulate gives).
 	fused := allF16V && !batched
 	for v := range vecs {
+		// Online softmax: the weights are exp(score − running maximum); the output
+		// and the sum so far are rescaled when the maximum grows.
 		sc := scores[v*k : (v+1)*k]
-		lc := kernels.Softmax(sc)
 		o := out[v*hd : (v+1)*hd]
-		if l := lse[v]; math.IsInf(float64(l), -1) {
-			lse[v] = lc
-		} else {
-			m := max(l, lc)
-			a := float32(math.Exp(float64(l - m)))
-			b := float32(math.Exp(float64(lc - m)))
-			t := a + b
-			kernels.Scale(o, a/t)
-			kernels.Scale(sc, b/t)
-			lse[v] = m + float32(math.Log(float64(t)))
+		if mc := kernels.MaxF32(sc); mc > lse[v] {
+			if l := lse[v]; !math.IsInf(float64(l), -1) {
+				a := float32(math.Exp(float64(l - mc)))
+				kernels.Scale(o, a)
+				sum[v] *= a
+			}
+			lse[v] = mc
 		}
+		sum[v] += kernels.ExpSum(sc, lse[v])
 		if !batched && !fused {
 			for _, p := range pieces {
 				if _, ok := p.seg.v.(GroupRows); !ok {
