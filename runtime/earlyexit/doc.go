@@ -9,7 +9,12 @@
 //     in flight and the tokens speculated from its early exits run through the same
 //     block in one batched step, so every weight read serves all of them; a
 //     mis-speculation flushes the younger tokens (their cached keys and values are
-//     overwritten later). This is the paper's pipelined form.
+//     overwritten later). This is the paper's pipelined form. A speculate.Drafter
+//     (n-gram drafts) may extend each token the pipeline launches with a draft that
+//     rides along and completes in the same step; a deeper exit that disagrees with a
+//     speculated token replaces it at once, and drafted tokens go in only while their
+//     chance of being confirmed pays for their rows by the step costs the pipeline
+//     measures.
 //
 // Both are exact: every token they emit is the argmax of a full-depth pass computed as
 // plain greedy decoding computes it (model.Options.Exact), so the output is plain greedy
