@@ -57,3 +57,32 @@ func TestKVQFixes(t *testing.T) {
 		}
 	})
 }
+
+// TestKVQAccumulateLongRows: rows longer than the kernels' padded copy of a last row
+// (384 values of 3 bits) add what the reference adds, for codes that end exactly at the
+// last row and blocks of rows that end with one row.
+func TestKVQAccumulateLongRows(t *testing.T) {
+	withFeatures(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(11, 12))
+		const dim, bits = 384, 3
+		lv := KVQPeriodic([]float32{-1, -0.6, -0.3, -0.1, 0.1, 0.3, 0.6, 1})
+		for _, n := range []int{1, 2, 129, 130} {
+			for nq := 1; nq <= KVQMaxVecs; nq++ {
+				src := make([]byte, n*dim*bits/8)
+				for i := range src {
+					src[i] = byte(rng.UintN(256))
+				}
+				w, half, mid := randF32(rng, nq*n), randF32(rng, n), randF32(rng, n)
+				out := randF32(rng, nq*dim)
+				want := append([]float32(nil), out...)
+				KVQAccumulateTokens(out, dim, w, n, nq, half, mid, src, n, dim, bits, &lv)
+				kvqAccumRef(want, dim, w, n, nq, half, mid, src, n, dim, bits, &lv)
+				for i := range out {
+					if d := float64(out[i] - want[i]); d > 1e-3 || d < -1e-3 {
+						t.Fatalf("%d rows, %d vectors: value %d = %v, want %v", n, nq, i, out[i], want[i])
+					}
+				}
+			}
+		}
+	})
+}

@@ -172,7 +172,9 @@ func KVQAccumulateTokens(out []float32, ostride int, w []float32, wstride, nq in
 					kvqAccumTokenRows512(unsafe.SliceData(out), ostride, &ab[m-lo], nq, &off[0], &last[0], 1, dim, bits, &levels[0])
 					continue
 				}
-				kvqAccumRef(out, ostride, w[m:], wstride, nq, half[m:], mid[m:], src[m*rb:], 1, dim, bits, levels)
+				// The row's Mid is in off unless the kernel added off already (then 0).
+				var zero [1]float32
+				kvqAccumRef(out, ostride, w[m:], wstride, nq, half[m:], zero[:], src[m*rb:], 1, dim, bits, levels)
 				for v := range nq {
 					o := out[v*ostride : v*ostride+dim]
 					for j := range o {

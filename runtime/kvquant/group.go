@@ -45,7 +45,8 @@ func (r *Rows) PrepareQueries(dst, q []float32, nq int) {
 
 // DotsN sets dst[v*dstride+i] = q[v*Dim:(v+1)*Dim] · row(lo+i) for v < nq and i < hi−lo:
 // Dots for nq query vectors (a GQA group), each key decoded once for up to
-// kernels.KVQMaxVecs of them, then the outliers added as rotated differences (outliers, kernels.KVQAddKeyFixes).
+// kernels.KVQMaxVecs of them, then the outliers added as rotated differences (outliers,
+// kernels.KVQAddKeyFixes).
 // With prep (PrepareQueries' form of q) keys turn by their coarse angles only
 // (kernels.KVQScoreKeysLo); without, by their whole angles (kernels.KVQScoreKeys). Each
 // vector's scores are those a call for it alone gives.
@@ -89,6 +90,9 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 		for v := range nq {
 			r.Accumulate(out[v*ostride:v*ostride+d], w[v*wstride:v*wstride+hi-lo], lo, hi)
 		}
+		return
+	}
+	if hi <= lo {
 		return
 	}
 	k0, k1 := r.first(lo), r.first(hi)
