@@ -15,6 +15,7 @@ type kvQuantFlags struct {
 	Outliers  float64
 	QNorm     bool
 	PostRoPE  bool
+	TokenKeys bool
 	Weighting string
 	ExactWin  bool
 }
@@ -24,6 +25,7 @@ func (k *kvQuantFlags) add(f *pflag.FlagSet) {
 	f.Float64Var(&k.Outliers, "outliers", kvquant.DefaultOutliers, "fraction of each quantized vector kept exact, half at each end, in [0, 0.5)")
 	f.BoolVar(&k.QNorm, "qnorm", false, "correct the quantized levels by Q-Norm (meant for 2 bits)")
 	f.BoolVar(&k.PostRoPE, "post-rope", false, "quantize keys after RoPE (ablation of pre-RoPE keys)")
+	f.BoolVar(&k.TokenKeys, "per-token-keys", false, "quantize keys per token like values (ablation of per-channel keys)")
 	f.StringVar(&k.Weighting, "kv-weighting", "fisher-scale", "nuq datatype fit: fisher-scale, fisher or none")
 	f.BoolVar(&k.ExactWin, "kv-exact-window", false, "with a quantized --kv: keep the last --window tokens in f16 like the sink")
 }
@@ -45,7 +47,7 @@ func (k *kvQuantFlags) options(enc string) (precompute.KVOptions, error) {
 		return precompute.KVOptions{Encoding: enc}, nil
 	}
 	return precompute.KVOptions{Encoding: enc, Outliers: k.Outliers, QNorm: k.QNorm, PostRoPE: k.PostRoPE,
-		Weighting: weighting, ExactWindow: k.ExactWin}, nil
+		PerTokenKeys: k.TokenKeys, Weighting: weighting, ExactWindow: k.ExactWin}, nil
 }
 
 // parseWeighting reads --kv-weighting.

@@ -125,10 +125,11 @@ a chat template of a known family.
 values with KVQuant: keys before RoPE with one range per channel, values one per
 token, per-layer datatypes fitted by 1-D k-means (nuq), --outliers of each
 vector kept exactly, the attention sink in f16; --qnorm corrects the levels
-(meant for 2 bits), --post-rope quantizes keys after RoPE (an ablation). The
-nuq k-means weighs each value by its Fisher information (a backward pass over
-the context, or over the --calib text) times its range squared; --kv-weighting
-fisher drops the range, none weighs all values alike.
+(meant for 2 bits); --post-rope quantizes keys after RoPE and --per-token-keys
+keys per token like values (ablations). The nuq k-means weighs each value by
+its Fisher information (a backward pass over the context, or over the --calib
+text) times its range squared; --kv-weighting fisher drops the range, none
+weighs all values alike.
 
 The same inputs and flags give a byte-identical artifact. The artifact is
 written to a temporary file and renamed into place: a failed or interrupted

@@ -35,6 +35,11 @@ type KVOptions struct {
 	QNorm bool
 	// PostRoPE quantizes keys after RoPE (the ablation of KVQuant's pre-RoPE keys).
 	PostRoPE bool
+	// PerTokenKeys quantizes keys per token as values are (one range per key row,
+	// outliers per row), the ablation of KVQuant's per-channel keys. The rows record
+	// their axis, so artifacts read them as they read any other rows; attention reads
+	// such keys row by row (Rows.Dots), without the multi-row key kernels.
+	PerTokenKeys bool
 	// Weighting weighs the normalized values in the nuq datatypes' k-means
 	// (calibrate.FitDatatype): calibrate.FisherScale (the zero value) and FisherOnly use
 	// the Fisher information of the keys and values (calibrate.Fisher, a backward pass
@@ -166,7 +171,8 @@ type kvInput struct {
 
 // quantizeKV replaces the rows of c (f16, from Squeeze) with quantized ones as o says and
 // returns the kv section's description. The first sink positions stay f16; the keys'
-// per-channel ranges and the datatypes come from every other position. m and pool run
+// per-channel ranges (per-token with o.PerTokenKeys) and the datatypes come from every
+// other position. m and pool run
 // the sensitivities' backward pass when the datatype fit needs it.
 func quantizeKV(ctx context.Context, c *sparse.Context, m *model.Model, pool *kernels.Pool, in *kvInput, sink int, o KVOptions, report func(Progress)) (*format.KVInfo, error) {
 	cfg := &m.Config
@@ -246,10 +252,11 @@ func quantizeLayer(ctx context.Context, c *sparse.Context, cfg *model.Config, in
 	vr := make([][]kvquant.Range, kvh)
 	var ks, vs []calibrate.Sample
 	var ku, vu []float32 // normalized dense values, for Q-Norm
+	keyAxis := o.keyAxis()
 	for h, hr := range heads {
 		var kout, vout []bool
 		var err error
-		if kr[h], kout, err = kvquant.Ranges(hr.keys, d, kvquant.PerChannel, o.Outliers); err != nil {
+		if kr[h], kout, err = kvquant.Ranges(hr.keys, d, keyAxis, o.Outliers); err != nil {
 			return nil, err
 		}
 		if vr[h], vout, err = kvquant.Ranges(hr.vals, d, kvquant.PerToken, o.Outliers); err != nil {
@@ -258,11 +265,11 @@ func quantizeLayer(ctx context.Context, c *sparse.Context, cfg *model.Config, in
 		ks = append(ks, calibrate.Sample{X: hr.keys, Dim: d, Fisher: headSensitivity(sk, h, kvh, d, sink), Ranges: kr[h]})
 		vs = append(vs, calibrate.Sample{X: hr.vals, Dim: d, Fisher: headSensitivity(sv, h, kvh, d, sink), Ranges: vr[h]})
 		if o.QNorm {
-			ku = appendNormalized(ku, hr.keys, kout, kvquant.PerChannel, kr[h], d)
+			ku = appendNormalized(ku, hr.keys, kout, keyAxis, kr[h], d)
 			vu = appendNormalized(vu, hr.vals, vout, kvquant.PerToken, vr[h], d)
 		}
 	}
-	kt, err := fitDatatype(ctx, family, bits, ks, kvquant.PerChannel, o)
+	kt, err := fitDatatype(ctx, family, bits, ks, keyAxis, o)
 	if err != nil {
 		return nil, fmt.Errorf("key datatype: %w", err)
 	}
@@ -282,18 +289,14 @@ func quantizeLayer(ctx context.Context, c *sparse.Context, cfg *model.Config, in
 		order := hd.Tree.Order()
 		window := hd.Always[sink:]
 		keyParams := func(pos []int32) kvquant.Params {
-			p := kvquant.Params{Type: kt, Axis: kvquant.PerChannel, Ranges: kr[h]}
+			p := kvquant.Params{Type: kt, Axis: keyAxis, Ranges: rangesAt(keyAxis, kr[h], pos, sink)}
 			if !o.PostRoPE {
 				p.Pos, p.RoPE = pos, in.rope
 			}
 			return p
 		}
 		valParams := func(pos []int32) kvquant.Params {
-			rg := make([]kvquant.Range, len(pos))
-			for i, p := range pos {
-				rg[i] = vr[h][int(p)-sink]
-			}
-			return kvquant.Params{Type: vt, Axis: kvquant.PerToken, Ranges: rg}
+			return kvquant.Params{Type: vt, Axis: kvquant.PerToken, Ranges: rangesAt(kvquant.PerToken, vr[h], pos, sink)}
 		}
 		keys, err := kvquant.Quantize(gatherRows(hr.keys, order, sink, d), d, keyParams(order))
 		if err != nil {
@@ -349,6 +352,28 @@ func quantizeLayer(ctx context.Context, c *sparse.Context, cfg *model.Config, in
 	out.KeyError = relative(kerr, knorm)
 	out.ValueError = relative(verr, vnorm)
 	return out, nil
+}
+
+// keyAxis is the axis of o's key ranges: per channel, or per token with PerTokenKeys.
+func (o KVOptions) keyAxis() kvquant.Axis {
+	if o.PerTokenKeys {
+		return kvquant.PerToken
+	}
+	return kvquant.PerChannel
+}
+
+// rangesAt returns the ranges Quantize takes for the rows at positions pos, from ranges
+// along axis over the positions sink.. by position: all of them per channel, each row's
+// own per token.
+func rangesAt(axis kvquant.Axis, ranges []kvquant.Range, pos []int32, sink int) []kvquant.Range {
+	if axis == kvquant.PerChannel {
+		return ranges
+	}
+	out := make([]kvquant.Range, len(pos))
+	for i, p := range pos {
+		out[i] = ranges[int(p)-sink]
+	}
+	return out
 }
 
 func relative(e, n float64) float64 {

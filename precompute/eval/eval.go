@@ -114,13 +114,14 @@ type Progress struct {
 // Row is the result of one configuration (mode and budget) over all the windows. The
 // JSON names are what squeeze eval --json prints: add fields, never rename one.
 type Row struct {
-	// KV is the context's key and value encoding ("f16", "nuq3", ...); Outliers, QNorm
-	// and PostRoPE its quantization settings (zero for f16); BitsPerElement the storage
+	// KV is the context's key and value encoding ("f16", "nuq3", ...); Outliers, QNorm,
+	// PostRoPE and PerTokenKeys its quantization settings (zero for f16); BitsPerElement the storage
 	// per key or value element, overheads included (16 for f16).
 	KV             string  `json:"kv"`
 	Outliers       float64 `json:"outliers"`
 	QNorm          bool    `json:"qnorm"`
 	PostRoPE       bool    `json:"post_rope"`
+	PerTokenKeys   bool    `json:"per_token_keys"`
 	BitsPerElement float64 `json:"bits_per_element"`
 	// Mode is how the query went through the session.
 	Mode Mode `json:"mode"`
@@ -345,7 +346,7 @@ func Run(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Pool, 
 			r.AttentionMass = c.mass / float64(c.massN)
 		}
 		if r.KV != format.KVEncodingF16 {
-			r.Outliers, r.QNorm, r.PostRoPE = kv.Outliers, kv.QNorm, kv.PostRoPE
+			r.Outliers, r.QNorm, r.PostRoPE, r.PerTokenKeys = kv.Outliers, kv.QNorm, kv.PostRoPE, kv.PerTokenKeys
 		}
 		rows[i] = r
 	}
