@@ -15,7 +15,9 @@ const DefaultOutliers = 0.01
 type Params struct {
 	// Type is the datatype (one per layer for keys and one for values in KVQuant).
 	Type Datatype
-	// Axis is PerChannel (keys) or PerToken (values).
+	// Axis is PerChannel (keys) or PerToken (values; also keys, as an ablation of
+	// KVQuant's per-channel keys: they are then read row by row, Rows.Dots, and with
+	// Pos and RoPE rotated after decoding).
 	Axis Axis
 	// Outliers is the fraction of values kept exactly, half at each end (see Ranges).
 	Outliers float64
