@@ -244,6 +244,12 @@ func decodeRows(d *Decoder, dim, n int, pos []int32, rope *kvquant.RoPE, nested 
 		r := &kvquant.Rows{Dim: dim, Bits: int(d.Uint8()), Axis: kvquant.Axis(d.Uint8())}
 		rotated := d.Bool()
 		r.Levels = d.Float32s()
+		if err := d.Err(); err != nil {
+			return nil, err
+		}
+		if r.Axis != kvquant.PerChannel && r.Axis != kvquant.PerToken {
+			return nil, bad("rows along axis %d", r.Axis)
+		}
 		var base int64
 		var ranges []byte
 		form := uint8(rangesHalf)

@@ -16,9 +16,10 @@ import (
 )
 
 // quantizedTestArtifact is testArtifact with its rows quantized as precompute stores
-// them: keys before RoPE per channel (rotated when read), values per token, the sink in
-// f16 and the window quantized; postRoPE stores keys as they are.
-func quantizedTestArtifact(t testing.TB, layers, kvHeads, dim, n int, seed uint64, enc string, postRoPE bool) *Artifact {
+// them: keys before RoPE along keyAxis (per channel by default; rotated when read),
+// values per token, the sink in f16 and the window quantized; postRoPE stores keys as
+// they are.
+func quantizedTestArtifact(t testing.TB, layers, kvHeads, dim, n int, seed uint64, enc string, postRoPE bool, keyAxis kvquant.Axis) *Artifact {
 	t.Helper()
 	a := testArtifact(t, layers, kvHeads, dim, n, seed)
 	m := &a.Header.Model
@@ -49,7 +50,7 @@ func quantizedTestArtifact(t testing.TB, layers, kvHeads, dim, n int, seed uint6
 	}
 	quant := func(x []float32, axis kvquant.Axis, pos []int32) *kvquant.Rows {
 		p := kvquant.Params{Type: dt, Axis: axis, Outliers: kv.Outliers}
-		if axis == kvquant.PerChannel && rope != nil {
+		if pos != nil && rope != nil {
 			p.Pos, p.RoPE = pos, rope
 		}
 		r, err := kvquant.Quantize(x, dim, p)
@@ -66,10 +67,10 @@ func quantizedTestArtifact(t testing.TB, layers, kvHeads, dim, n int, seed uint6
 			ak, av := f32(hd.AlwaysK), f32(hd.AlwaysV)
 			sinkK := &sparse.F16Rows{Dim: dim, Data: hd.AlwaysK.(*sparse.F16Rows).Data[:dim]}
 			sinkV := &sparse.F16Rows{Dim: dim, Data: hd.AlwaysV.(*sparse.F16Rows).Data[:dim]}
-			hd.Keys = quant(f32(hd.Keys), kvquant.PerChannel, order)
-			hd.Values = quant(f32(hd.Values), kvquant.PerToken, order)
-			wk := quant(ak[dim:], kvquant.PerChannel, hd.Always[1:])
-			wv := quant(av[dim:], kvquant.PerToken, hd.Always[1:])
+			hd.Keys = quant(f32(hd.Keys), keyAxis, order)
+			hd.Values = quant(f32(hd.Values), kvquant.PerToken, nil)
+			wk := quant(ak[dim:], keyAxis, hd.Always[1:])
+			wv := quant(av[dim:], kvquant.PerToken, nil)
 			if hd.AlwaysK, err = kvquant.Join(sinkK, wk); err != nil {
 				t.Fatal(err)
 			}
@@ -107,13 +108,16 @@ func TestQuantizedArtifactRoundTrip(t *testing.T) {
 		layers, kv, dim, toks int
 		enc                   string
 		post                  bool
+		keyAxis               kvquant.Axis
 	}{
-		{"nuq3", 2, 2, 16, 60, "nuq3", false},
-		{"int2 post-rope", 1, 1, 8, 30, "int2", true},
-		{"nf4 odd dim", 2, 3, 6, 25, "nf4", false},
+		{"nuq3", 2, 2, 16, 60, "nuq3", false, kvquant.PerChannel},
+		{"int2 post-rope", 1, 1, 8, 30, "int2", true, kvquant.PerChannel},
+		{"nf4 odd dim", 2, 3, 6, 25, "nf4", false, kvquant.PerChannel},
+		{"nuq3 per-token keys", 2, 2, 16, 60, "nuq3", false, kvquant.PerToken},
+		{"int3 per-token keys post-rope", 1, 2, 8, 30, "int3", true, kvquant.PerToken},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := quantizedTestArtifact(t, tc.layers, tc.kv, tc.dim, tc.toks, 3, tc.enc, tc.post)
+			a := quantizedTestArtifact(t, tc.layers, tc.kv, tc.dim, tc.toks, 3, tc.enc, tc.post, tc.keyAxis)
 			path, data := writeTestArtifact(t, a)
 			b, err := ReadArtifact(path)
 			if err != nil {
@@ -137,6 +141,9 @@ func TestQuantizedArtifactRoundTrip(t *testing.T) {
 							t.Fatalf("layer %d head %d rows %d decode differently", l, h, i)
 						}
 					}
+					if k := y.Keys.(*kvquant.Rows); k.Axis != tc.keyAxis || (k.RoPE == nil) != tc.post {
+						t.Fatalf("layer %d head %d: keys along %v, RoPE %v", l, h, k.Axis, k.RoPE != nil)
+					}
 				}
 			}
 			if _, err := ParseArtifact(data); err != nil {
@@ -151,7 +158,7 @@ func TestQuantizedArtifactRoundTrip(t *testing.T) {
 }
 
 func TestQuantizedArtifactRefused(t *testing.T) {
-	a := quantizedTestArtifact(t, 1, 1, 8, 20, 4, "nuq3", false)
+	a := quantizedTestArtifact(t, 1, 1, 8, 20, 4, "nuq3", false, kvquant.PerChannel)
 	path := filepath.Join(t.TempDir(), "a.sqz")
 	noKV := *a
 	noKV.KV = nil
@@ -164,7 +171,7 @@ func TestQuantizedArtifactRefused(t *testing.T) {
 		t.Error("KV encoding nuq5 was written")
 	}
 	// Keys whose positions are not their rows' are refused.
-	shifted := quantizedTestArtifact(t, 1, 1, 8, 20, 4, "nuq3", false)
+	shifted := quantizedTestArtifact(t, 1, 1, 8, 20, 4, "nuq3", false, kvquant.PerChannel)
 	k := shifted.Context.Layers[0][0].Keys.(*kvquant.Rows)
 	k.Pos = slices.Clone(k.Pos)
 	k.Pos[0], k.Pos[1] = k.Pos[1], k.Pos[0]
@@ -196,7 +203,7 @@ func TestParseKVEncoding(t *testing.T) {
 
 // FuzzQuantizedLayer feeds the kv and layer payload decoders of a quantized artifact.
 func FuzzQuantizedLayer(f *testing.F) {
-	a := quantizedTestArtifact(f, 1, 2, 8, 24, 5, "nuq3", false)
+	a := quantizedTestArtifact(f, 1, 2, 8, 24, 5, "nuq3", false, kvquant.PerChannel)
 	h := a.Header
 	var e Encoder
 	encodeKV(&e, a.KV)
@@ -314,6 +321,12 @@ func TestQuantizedRowsForms(t *testing.T) {
 			}
 			if len(b) > tc.r.Bytes()+64+32 { // arrays' counts and alignment
 				t.Errorf("%d bytes stored, Bytes says %d", len(b), tc.r.Bytes())
+			}
+			// An axis this package does not know is refused.
+			b = slices.Clone(b)
+			b[2] = 2
+			if _, err := decodeRows(NewDecoder("rows", b), dim, tc.r.Len(), nil, nil, false, bad); err == nil {
+				t.Fatal("rows along axis 2 decoded")
 			}
 		})
 	}
