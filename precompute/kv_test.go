@@ -47,8 +47,14 @@ func TestRunQuantized(t *testing.T) {
 		{KVOptions{Encoding: "nuq3", Outliers: 0.01}, 0.25},
 		{KVOptions{Encoding: "nf2", Outliers: 0.02, QNorm: true}, 0.6},
 		{KVOptions{Encoding: "int4", PostRoPE: true}, 0.15},
+		{KVOptions{Encoding: "nuq3", Outliers: 0.01, PerTokenKeys: true}, 0.25},
+		{KVOptions{Encoding: "int4", PostRoPE: true, PerTokenKeys: true}, 0.15},
 	} {
-		t.Run(tc.kv.Encoding, func(t *testing.T) {
+		name := tc.kv.Encoding
+		if tc.kv.PerTokenKeys {
+			name += "/per-token-keys"
+		}
+		t.Run(name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "ctx.sqz")
 			opts := runOptions(mp, out, in)
 			opts.Squeeze.KV = tc.kv
@@ -116,6 +122,9 @@ func TestRunQuantized(t *testing.T) {
 					}
 					check(hd.Keys, hd.Tree.Order())
 					check(hd.AlwaysK, hd.Always)
+					if k := hd.Keys.(*kvquant.Rows); (k.Axis == kvquant.PerToken) != tc.kv.PerTokenKeys {
+						t.Fatalf("layer %d head %d: keys quantized along %v", l, h, k.Axis)
+					}
 					if r := math.Sqrt(e / n); r > tc.maxError {
 						t.Fatalf("layer %d head %d: keys' relative error %v", l, h, r)
 					}
@@ -153,7 +162,7 @@ func TestQuantizeAfterSqueeze(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, kv := range []KVOptions{{Encoding: "nuq3", Outliers: 0.01}, {Encoding: "int2", PostRoPE: true, QNorm: true}} {
+	for _, kv := range []KVOptions{{Encoding: "nuq3", Outliers: 0.01}, {Encoding: "int2", PostRoPE: true, QNorm: true}, {Encoding: "nf3", Outliers: 0.01, PerTokenKeys: true}} {
 		c, info, err := Quantize(context.Background(), sq, m, f, pool, kv)
 		if err != nil {
 			t.Fatal(err)
