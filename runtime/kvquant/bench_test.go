@@ -125,7 +125,7 @@ func f16Bytes(x []uint16) []byte {
 // every layer, one thread) over a context of 32768 positions with gocode-22m's attention
 // shape (10 layers, 6 query heads over 2 KV heads of 64), from nuq3-1% storage and from
 // the same rows decoded into f16, dense and at budget 0.125; the "both" runs take a step
-// of each in turns and report f16's time over nuq3's.
+// of each in turns and report f16's time over nuq3's, with one thread and with two.
 func BenchmarkSessionDecode(b *testing.B) {
 	const S = 32768
 	m, err := model.Load(modeltest.Open(b, modeltest.Spec{Layers: 10, Dim: 384, Heads: 6, KVHeads: 2, Vocab: 300, Context: S}))
@@ -192,22 +192,40 @@ func BenchmarkSessionDecode(b *testing.B) {
 			})
 		}
 		// Both storages step by step in turns, so that both see the same machine: the
-		// ratio is f16's time over nuq3's (above 1: nuq3 is faster).
-		b.Run(fmt.Sprintf("budget=%g/both", budget), func(b *testing.B) {
-			var t16, tq time.Duration
-			i := 0
-			for b.Loop() {
-				t0 := time.Now()
-				step(sessions["f16"], i)
-				t1 := time.Now()
-				step(sessions["nuq3"], i)
-				t16, tq = t16+t1.Sub(t0), tq+time.Since(t1)
-				i++
+		// ratio is f16's time over nuq3's (above 1: nuq3 is faster). Also with a pool of
+		// 2 threads (each KV head on its own).
+		pool2 := kernels.NewPool(2)
+		defer pool2.Close()
+		for _, p := range []*kernels.Pool{pool, pool2} {
+			name := fmt.Sprintf("budget=%g/both", budget)
+			ss := sessions
+			if p != pool {
+				name += "/threads=2"
+				ss = map[string]*sparse.Session{}
+				for n, ctx := range map[string]*sparse.Context{"f16": c16, "nuq3": qc} {
+					s, err := sparse.NewSession(ctx, m, p, budget)
+					if err != nil {
+						b.Fatal(err)
+					}
+					ss[n] = s
+				}
 			}
-			b.ReportMetric(float64(t16.Nanoseconds())/float64(b.N), "f16-ns/op")
-			b.ReportMetric(float64(tq.Nanoseconds())/float64(b.N), "nuq3-ns/op")
-			b.ReportMetric(float64(t16)/float64(tq), "f16/nuq3")
-		})
+			b.Run(name, func(b *testing.B) {
+				var t16, tq time.Duration
+				i := 0
+				for b.Loop() {
+					t0 := time.Now()
+					step(ss["f16"], i)
+					t1 := time.Now()
+					step(ss["nuq3"], i)
+					t16, tq = t16+t1.Sub(t0), tq+time.Since(t1)
+					i++
+				}
+				b.ReportMetric(float64(t16.Nanoseconds())/float64(b.N), "f16-ns/op")
+				b.ReportMetric(float64(tq.Nanoseconds())/float64(b.N), "nuq3-ns/op")
+				b.ReportMetric(float64(t16)/float64(tq), "f16/nuq3")
+			})
+		}
 	}
 }
 
