@@ -1,0 +1,111 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"path/filepath"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"squeeze/format"
+	"squeeze/runtime/kvquant"
+)
+
+// TestKVQuantFlags: the shared quantization flags give the KV options precompute and eval
+// use (--per-token-keys among them, for quantized encodings only), and bad values are
+// errors.
+func TestKVQuantFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		enc       string
+		tokenKeys bool
+		postRoPE  bool
+		parseErr  bool // pflag refuses the arguments
+		usage     bool // options refuses them
+	}{
+		{name: "default", enc: "nuq3"},
+		{name: "per-token keys", args: []string{"--per-token-keys"}, enc: "nuq3", tokenKeys: true},
+		{name: "per-token keys after RoPE", args: []string{"--per-token-keys", "--post-rope"}, enc: "int2", tokenKeys: true, postRoPE: true},
+		{name: "explicitly off", args: []string{"--per-token-keys=false"}, enc: "nf4"},
+		{name: "f16 takes none", args: []string{"--per-token-keys", "--post-rope"}, enc: "f16"},
+		{name: "not a boolean", args: []string{"--per-token-keys=maybe"}, parseErr: true},
+		{name: "with a bad encoding", args: []string{"--per-token-keys"}, enc: "nuq9", usage: true},
+		{name: "with bad outliers", args: []string{"--per-token-keys", "--outliers", "0.5"}, enc: "nuq3", usage: true},
+		{name: "with a bad weighting", args: []string{"--per-token-keys", "--kv-weighting", "x"}, enc: "nuq3", usage: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var k kvQuantFlags
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			k.add(fs)
+			if err := fs.Parse(tc.args); (err != nil) != tc.parseErr {
+				t.Fatalf("parse %v: %v", tc.args, err)
+			}
+			if tc.parseErr {
+				return
+			}
+			o, err := k.options(tc.enc)
+			var ue *usageError
+			if tc.usage {
+				if !errors.As(err, &ue) {
+					t.Fatalf("options(%q) with %v: %v, want a usage error", tc.enc, tc.args, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Encoding != tc.enc || o.PerTokenKeys != tc.tokenKeys || o.PostRoPE != tc.postRoPE {
+				t.Fatalf("options(%q) with %v: %+v", tc.enc, tc.args, o)
+			}
+		})
+	}
+}
+
+// TestPerTokenKeysArtifact: precompute --per-token-keys writes an artifact whose keys
+// have a range per row, which ask answers from, densely and squeezed; a bad value is a
+// usage error of both commands.
+func TestPerTokenKeysArtifact(t *testing.T) {
+	isolate(t)
+	model, in := tinyModel(t), inputDir(t)
+	out := filepath.Join(t.TempDir(), "ctx.sqz")
+	r := runCLI(t, context.Background(), "", false, "precompute", "--json", "--model", model, "-o", out,
+		"--window", "8", "--threads", "1", "--kv", "nuq3", "--per-token-keys", in)
+	if r.code != 0 {
+		t.Fatalf("precompute exit %d: %s", r.code, r.stderr)
+	}
+	a, err := format.ReadArtifact(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l, heads := range a.Context.Layers {
+		for h, hd := range heads {
+			if k, ok := hd.Keys.(*kvquant.Rows); !ok || k.Axis != kvquant.PerToken || k.RoPE == nil {
+				t.Fatalf("layer %d head %d: keys %T, want per-token rows stored before RoPE", l, h, hd.Keys)
+			}
+		}
+	}
+	a.Close()
+	for _, budget := range []string{"1", "0.25"} {
+		r = runCLI(t, context.Background(), "", false, "ask", "--json", "--model", model, "--temp", "0", "-n", "4", "--budget", budget, out, "what does A return")
+		if r.code != 0 {
+			t.Fatalf("ask --budget %s: exit %d: %s", budget, r.code, r.stderr)
+		}
+		var ar askReport
+		if err := json.Unmarshal([]byte(r.stdout), &ar); err != nil || len(ar.Tokens) != 4 {
+			t.Fatalf("ask --budget %s: %v: %s", budget, err, r.stdout)
+		}
+	}
+	for _, args := range [][]string{
+		{"precompute", "--model", model, "-o", out, "--kv", "nuq3", "--per-token-keys=2", in},
+		{"eval", "--model", model, "--text", filepath.Join(in, "a.go"), "--kv", "nuq3", "--per-token-keys=yes"},
+	} {
+		if r := runCLI(t, context.Background(), "", false, args...); r.code != exitUsage {
+			t.Errorf("%v: exit %d, want %d: %s", args, r.code, exitUsage, r.stderr)
+		}
+	}
+}
