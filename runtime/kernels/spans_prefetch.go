@@ -14,3 +14,14 @@ func Prefetch[T any](x []T) {
 	var e T
 	prefetchLines(unsafe.Pointer(unsafe.SliceData(x)), len(x)*int(unsafe.Sizeof(e)))
 }
+
+// PrefetchL2 is Prefetch into the second-level cache only (PREFETCHT1): for data read
+// a while later, in larger amounts than the first-level cache's outstanding misses
+// allow.
+func PrefetchL2[T any](x []T) {
+	if len(x) == 0 {
+		return
+	}
+	var e T
+	prefetchLinesL2(unsafe.Pointer(unsafe.SliceData(x)), len(x)*int(unsafe.Sizeof(e)))
+}

@@ -9,3 +9,8 @@ import "unsafe"
 //
 //go:noescape
 func prefetchLines(p unsafe.Pointer, n int)
+
+// prefetchLinesL2 is prefetchLines with PREFETCHT1 (into the second-level cache).
+//
+//go:noescape
+func prefetchLinesL2(p unsafe.Pointer, n int)

@@ -449,9 +449,10 @@ type piece struct {
 // to chunk keys from consecutive spans, so that short spans (clusters of a few tens of
 // keys) still make long matrix products.
 //
-// The spans lie at scattered addresses: each would start with a few reads from memory
-// one after the other before the hardware prefetchers follow it. So the first rows of
-// the spans prefetchLead keys ahead are prefetched while a chunk is computed.
+// The spans lie at scattered addresses, each a short stream that the hardware
+// prefetchers pick up late and follow one at a time. So the spans prefetchLead keys
+// ahead are prefetched into the second-level cache while a chunk is computed, many
+// streams at once (the first-level cache's few outstanding misses would stall them).
 func (s *Session) attendUnit(u int) {
 	un := s.units[u]
 	h := &s.heads[un.head]
@@ -498,13 +499,11 @@ func (s *Session) attendUnit(u int) {
 	}
 }
 
-// prefetchLead is how far ahead of the chunk being computed, in keys, the spans' first
-// rows are prefetched; prefetchRows is how many rows of each (a few cache lines: the
-// hardware prefetchers follow the rest).
-const prefetchLead, prefetchRows = 256, 4
+// prefetchLead is how far ahead of the chunk being computed, in keys, the spans are
+// prefetched.
+const prefetchLead = 512
 
-// prefetcher walks a unit's segments ahead of its chunks, prefetching the first rows of
-// each.
+// prefetcher walks a unit's segments ahead of its chunks, prefetching each.
 type prefetcher struct {
 	s      *Session
 	h      *headState
@@ -513,8 +512,7 @@ type prefetcher struct {
 	at     int // index of its first key in the head's order
 }
 
-// upTo prefetches the first rows of the segments (or their parts within the unit) that
-// start before key end.
+// upTo prefetches the segments (their parts within the unit) that start before key end.
 func (p *prefetcher) upTo(end int) {
 	end = min(end, p.hi)
 	for p.seg < len(p.h.segs) && p.at < end {
@@ -522,26 +520,26 @@ func (p *prefetcher) upTo(end int) {
 		n := sg.hi - sg.lo
 		if p.at+n > p.lo {
 			r := sg.lo + max(0, p.lo-p.at)
-			p.s.prefetch(sg, r, min(sg.hi, r+prefetchRows))
+			p.s.prefetch(sg, r, min(sg.hi, sg.lo+p.hi-p.at))
 		}
 		p.at += n
 		p.seg++
 	}
 }
 
-// prefetch starts loading rows [lo, hi) of sg's keys and values into the caches, where
-// they are plain f16 rows of a squeezed session (a dense one reads each row store from
-// its start to its end, which the hardware prefetchers follow).
+// prefetch starts loading rows [lo, hi) of sg's keys and values into the second-level
+// cache, where they are plain f16 rows of a squeezed session (a dense one reads each
+// row store from its start to its end, which the hardware prefetchers follow).
 func (s *Session) prefetch(sg *segment, lo, hi int) {
 	if s.dense {
 		return
 	}
 	hd := s.hd
 	if k, ok := sg.k.(*F16Rows); ok {
-		kernels.Prefetch(k.Data[lo*hd : hi*hd])
+		kernels.PrefetchL2(k.Data[lo*hd : hi*hd])
 	}
 	if v, ok := sg.v.(*F16Rows); ok {
-		kernels.Prefetch(v.Data[lo*hd : hi*hd])
+		kernels.PrefetchL2(v.Data[lo*hd : hi*hd])
 	}
 }
 
