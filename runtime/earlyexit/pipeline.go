@@ -369,8 +369,14 @@ func (pl *Pipeline) worthLaunching(n int, afterGuess bool) int {
 	return n
 }
 
-// drop flushes the flights from i on.
+// drop flushes the flights from i on. A draft cut short keeps its first tokens, whose
+// last then settles the draft when it is confirmed.
 func (pl *Pipeline) drop(i int) {
+	if i > 0 && i < len(pl.flights) {
+		if f := &pl.flights[i-1]; f.src == srcDraft {
+			f.draftLen = f.draftAt + 1
+		}
+	}
 	pl.stats.Flushed += len(pl.flights) - i
 	pl.flights = pl.flights[:i]
 }
