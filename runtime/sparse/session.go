@@ -139,8 +139,8 @@ const minPart = 128
 // is a model.Prefix (model.Options.Prefix, decode.Options.Prefix). Every Attend call selects, per layer and KV head, the
 // clusters the queries need (one lookup for a batch of several tokens, one per token when
 // decoding), then computes exact attention over the selected keys and the Always rows,
-// split across the pool's threads by KV head and by ranges of keys, with the parts merged
-// by log-sum-exp. Its scratch memory grows to the largest batch seen and is reused, so a
+// split across the pool's threads in shares of equal numbers of keys (ranges of one or
+// two KV heads' keys), with the parts merged by log-sum-exp. Its scratch memory grows to the largest batch seen and is reused, so a
 // decode step allocates nothing. A Session is used by one goroutine at a time, with the
 // pool of the Forward calls it serves.
 type Session struct {
