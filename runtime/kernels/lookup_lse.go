@@ -11,48 +11,19 @@ import (
 // empty x, or one of −Inf only, gives −Inf. x must hold no NaN or +Inf. The SIMD exp has
 // a relative error of about 2e-7.
 func LogSumExp(x []float32) float32 {
-	inf := float32(math.Inf(-1))
-	if len(x) == 0 {
-		return inf
+	m := MaxF32(x)
+	if math.IsInf(float64(m), -1) {
+		return m
 	}
-	k := opsK
-	nv := 0
-	m := inf
-	if k != nil && len(x) >= 8 {
-		nv = len(x) &^ 7
-		m = k.max(unsafe.SliceData(x), nv)
-	}
-	for _, v := range x[nv:] {
-		m = max(m, v)
-	}
-	if m == inf {
-		return inf
-	}
-	var sum float32
-	if nv > 0 {
-		sum = k.expSubSum(unsafe.SliceData(x), nv, m)
-	}
-	for i := nv; i < len(x); i++ {
-		e := float32(math.Exp(float64(x[i] - m)))
-		x[i] = e
-		sum += e
-	}
-	return m + float32(math.Log(float64(sum)))
+	return m + float32(math.Log(float64(ExpSum(x, m))))
 }
 
 // MaxF32 returns the largest x[i], −Inf for an empty x (x must hold no NaN).
 func MaxF32(x []float32) float32 {
-	m := float32(math.Inf(-1))
-	k := opsK
-	nv := 0
-	if k != nil && len(x) >= 8 {
-		nv = len(x) &^ 7
-		m = k.max(unsafe.SliceData(x), nv)
+	if len(x) == 0 {
+		return float32(math.Inf(-1))
 	}
-	for _, v := range x[nv:] {
-		m = max(m, v)
-	}
-	return m
+	return rowMax(x)
 }
 
 // ExpSum sets x[i] = exp(x[i] − m) and returns their sum, for m at least every x[i]

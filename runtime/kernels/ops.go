@@ -89,25 +89,8 @@ func Softmax(x []float32) float32 {
 	if len(x) == 0 {
 		return float32(math.Inf(-1))
 	}
-	k := opsK
-	nv := 0
-	m := x[0]
-	if k != nil && len(x) >= 8 {
-		nv = len(x) &^ 7
-		m = k.max(unsafe.SliceData(x), nv)
-	}
-	for _, v := range x[nv:] {
-		m = max(m, v)
-	}
-	var sum float32
-	if nv > 0 {
-		sum = k.expSubSum(unsafe.SliceData(x), nv, m)
-	}
-	for i := nv; i < len(x); i++ {
-		e := float32(math.Exp(float64(x[i] - m)))
-		x[i] = e
-		sum += e
-	}
+	m := rowMax(x)
+	sum := ExpSum(x, m)
 	Scale(x, 1/sum)
 	return m + float32(math.Log(float64(sum)))
 }
