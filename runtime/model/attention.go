@@ -60,6 +60,7 @@ type attnWorker struct {
 	pool    *kernels.Pool
 	q, out  []float32 // block x group query and output vectors, HeadDim each
 	scores  []float32 // block x group rows of up to Cap() scores
+	lse     []float32 // block x group log normalizers (attendKeys)
 	keys    kernels.Matrix
 	valuesT kernels.Matrix
 
@@ -105,6 +106,7 @@ func (ws *workspace) ensure(c *Cache, n, threads int) {
 				q:       make([]float32, vecs*cfg.HeadDim),
 				out:     make([]float32, vecs*cfg.HeadDim),
 				scores:  make([]float32, vecs*c.cap),
+				lse:     make([]float32, vecs),
 				keys:    kernels.Matrix{Type: typ},
 				valuesT: kernels.Matrix{Type: typ},
 			}
@@ -290,54 +292,67 @@ func (c *Cache) attendWorker(w int) {
 		span := ws.pos + i1
 		chunk := (span + ws.split - 1) / ws.split
 		lo, hi := min(span, part*chunk), min(span, (part+1)*chunk)
-		keys := hi - lo
 		vecs := (i1 - i0) * group
 		for i := i0; i < i1; i++ {
 			at := i*qDim + g*group*hd
 			copy(wk.q[(i-i0)*group*hd:(i-i0+1)*group*hd], ws.q[at:at+group*hd])
 		}
 		stride := ws.block * group // vectors reserved per unit in ws.part and ws.lse
-		out := wk.out[:vecs*hd]
+		out, lse := wk.out[:vecs*hd], wk.lse[:vecs]
 		if ws.split > 1 {
 			out = ws.part[u*stride*hd : (u*stride+vecs)*hd]
+			lse = ws.lse[u*stride : u*stride+vecs]
 		}
-		if keys == 0 {
-			clear(out)
-			for v := range vecs {
-				ws.lse[u*stride+v] = float32(math.Inf(-1))
-			}
-			continue
-		}
-		base := c.offset(ws.layer, g, 0) * c.elem
-		wk.keys.Rows, wk.keys.Cols, wk.keys.RowBytes = keys, hd, hd*c.elem
-		wk.keys.Data = c.kb[base+lo*hd*c.elem : base+hi*hd*c.elem]
-		scores := wk.scores[:vecs*keys]
-		kernels.MatMul(wk.pool, scores, &wk.keys, wk.q, vecs)
-		for v := range vecs {
-			row := scores[v*keys : (v+1)*keys]
-			keep := min(keys, max(0, ws.pos+i0+v/group+1-lo))
-			lse := float32(math.Inf(-1))
-			if keep > 0 {
-				lse = kernels.Softmax(row[:keep])
-			}
-			clear(row[keep:])
-			if ws.split > 1 {
-				ws.lse[u*stride+v] = lse
-			} else if ws.wantLSE {
-				ws.attLSE[(i0+v/group)*cfg.Heads+g*group+v%group] = lse
-			}
-		}
-		// V^T is HeadDim rows of Cap() positions; the product reads columns [lo, hi).
-		wk.valuesT.Rows, wk.valuesT.Cols, wk.valuesT.RowBytes = hd, keys, c.cap*c.elem
-		wk.valuesT.Data = c.vb[base+lo*c.elem : base+lo*c.elem+hd*c.cap*c.elem]
-		kernels.MatMul(wk.pool, out, &wk.valuesT, scores, vecs)
+		c.attendKeys(wk, ws.layer, g, ws.pos+i0, lo, hi, vecs, out, lse)
 		if ws.split == 1 {
 			for i := i0; i < i1; i++ {
 				at := i*qDim + g*group*hd
 				copy(ws.att[at:at+group*hd], out[(i-i0)*group*hd:(i-i0+1)*group*hd])
+				if ws.wantLSE {
+					at = i*cfg.Heads + g*group
+					copy(ws.attLSE[at:at+group], lse[(i-i0)*group:(i-i0+1)*group])
+				}
 			}
 		}
 	}
+}
+
+// attendKeys computes the attention of the vecs query vectors in wk.q (a block of
+// consecutive tokens' query heads of KV head g, group vectors per token, the first
+// token at position first) to keys [lo, hi) of layer's cache, as attendWorker
+// describes: the scores by one matrix product, each vector's softmax over the keys its
+// token sees (positions up to its own; zero weight beyond), and the values' weighted sum
+// into out. lse[v] gets the log of vector v's normalizer, −Inf where it sees no key.
+func (c *Cache) attendKeys(wk *attnWorker, layer, g, first, lo, hi, vecs int, out, lse []float32) {
+	cfg := &c.m.Config
+	hd := cfg.HeadDim
+	group := cfg.Heads / cfg.KVHeads
+	keys := hi - lo
+	if keys == 0 {
+		clear(out)
+		for v := range vecs {
+			lse[v] = float32(math.Inf(-1))
+		}
+		return
+	}
+	base := c.offset(layer, g, 0) * c.elem
+	wk.keys.Rows, wk.keys.Cols, wk.keys.RowBytes = keys, hd, hd*c.elem
+	wk.keys.Data = c.kb[base+lo*hd*c.elem : base+hi*hd*c.elem]
+	scores := wk.scores[:vecs*keys]
+	kernels.MatMul(wk.pool, scores, &wk.keys, wk.q, vecs)
+	for v := range vecs {
+		row := scores[v*keys : (v+1)*keys]
+		keep := min(keys, max(0, first+v/group+1-lo))
+		lse[v] = float32(math.Inf(-1))
+		if keep > 0 {
+			lse[v] = kernels.Softmax(row[:keep])
+		}
+		clear(row[keep:])
+	}
+	// V^T is HeadDim rows of Cap() positions; the product reads columns [lo, hi).
+	wk.valuesT.Rows, wk.valuesT.Cols, wk.valuesT.RowBytes = hd, keys, c.cap*c.elem
+	wk.valuesT.Data = c.vb[base+lo*c.elem : base+lo*c.elem+hd*c.cap*c.elem]
+	kernels.MatMul(wk.pool, out, &wk.valuesT, scores, vecs)
 }
 
 // mergeParts combines the parts of a split attention call: each part's output is

@@ -101,37 +101,17 @@ func (c *Cache) attendRowUnit(w, u int) {
 	span := r.pos + 1
 	chunk := (span + un.split - 1) / un.split
 	lo, hi := min(span, un.part*chunk), min(span, (un.part+1)*chunk)
-	keys := hi - lo
 	at := r.row*qDim + g*group*hd
 	copy(wk.q[:group*hd], ws.q[at:at+group*hd])
-	out := wk.out[:group*hd]
+	out, lse := wk.out[:group*hd], wk.lse[:group]
 	if un.split > 1 {
 		out = ra.part[u*group*hd : (u+1)*group*hd]
+		lse = ra.lse[u*group : (u+1)*group]
 	}
-	if keys == 0 {
-		clear(out)
-		for v := range group {
-			ra.lse[u*group+v] = float32(math.Inf(-1))
-		}
-		return
+	c.attendKeys(wk, r.layer, g, r.pos, lo, hi, group, out, lse)
+	if un.split == 1 && ra.wantLSE {
+		copy(ws.attLSE[r.row*cfg.Heads+g*group:r.row*cfg.Heads+(g+1)*group], lse)
 	}
-	base := c.offset(r.layer, g, 0) * c.elem
-	wk.keys.Rows, wk.keys.Cols, wk.keys.RowBytes = keys, hd, hd*c.elem
-	wk.keys.Data = c.kb[base+lo*hd*c.elem : base+hi*hd*c.elem]
-	scores := wk.scores[:group*keys]
-	kernels.MatMul(wk.pool, scores, &wk.keys, wk.q, group)
-	for v := range group {
-		lse := kernels.Softmax(scores[v*keys : (v+1)*keys])
-		switch {
-		case un.split > 1:
-			ra.lse[u*group+v] = lse
-		case ra.wantLSE:
-			ws.attLSE[r.row*cfg.Heads+g*group+v] = lse
-		}
-	}
-	wk.valuesT.Rows, wk.valuesT.Cols, wk.valuesT.RowBytes = hd, keys, c.cap*c.elem
-	wk.valuesT.Data = c.vb[base+lo*c.elem : base+lo*c.elem+hd*c.cap*c.elem]
-	kernels.MatMul(wk.pool, out, &wk.valuesT, scores, group)
 	if un.split == 1 {
 		copy(ws.att[at:at+group*hd], out)
 	}
@@ -192,8 +172,8 @@ func allSingle(spans []span) bool {
 // attendRows is block's attention when every row attends as a one-token pass would
 // (Options.Exact, or spans of one row each): it stores every span's keys and values,
 // computes all rows' attention to the cache in one attentionRows call, then each span's
-// attention to the prefix and the merge, as attentionEach (exact spans of several rows)
-// or a one-token pass do. The workspace's query, output and log-sum-exp buffers are
+// attention to the prefix (in one ExactPrefix.AttendExact call per span where the prefix
+// offers it) and the merge, as a one-token pass does for its token. The workspace's query, output and log-sum-exp buffers are
 // left shifted to the last span: block restores them.
 func (c *Cache) attendRows(p *kernels.Pool, spans []span, prefix Prefix, exact bool) {
 	ws := &c.ws
