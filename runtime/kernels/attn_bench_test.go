@@ -6,13 +6,15 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"squeeze/runtime/internal/threadcpu"
 )
 
 // reportFlops reports flop/s against wall time and, on a machine shared with other
-// work, against the thread's CPU time since cpu0 (see threadCPU).
+// work, against the thread's CPU time since cpu0 (see threadcpu.Now).
 func reportFlops(b *testing.B, flop float64, cpu0 time.Duration) {
 	b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-	if cpu := threadCPU() - cpu0; cpu > 100*time.Millisecond {
+	if cpu := threadcpu.Now() - cpu0; cpu > 100*time.Millisecond {
 		b.ReportMetric(flop/cpu.Seconds()/1e9, "GFLOP/s-cpu")
 	}
 }
@@ -43,7 +45,7 @@ func BenchmarkAttend(b *testing.B) {
 				var s AttnScratch
 				runtime.LockOSThread()
 				defer runtime.UnlockOSThread()
-				cpu0 := threadCPU()
+				cpu0 := threadcpu.Now()
 				for b.Loop() {
 					s.Attend(&kv, q, tokens*per, per, depth+1, out, nil)
 				}
@@ -80,7 +82,7 @@ func BenchmarkGemmPeak(b *testing.B) {
 	c := make([]float32, 12*attnPanel)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu0 := threadCPU()
+	cpu0 := threadcpu.Now()
 	for b.Loop() {
 		for range 100 {
 			for h := 0; h < attnPanel; h += g.nr {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"squeeze/runtime/gguf"
+
+	"squeeze/runtime/internal/threadcpu"
 )
 
 // benchRef runs bench once with the fastest kernels and once with the pure-Go
@@ -109,13 +111,13 @@ func benchCold(b *testing.B, typ gguf.Type, n, threads int) {
 	b.ReportAllocs()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu0 := threadCPU()
+	cpu0 := threadcpu.Now()
 	i := 0
 	for b.Loop() {
 		MatMul(p, dst, ms[i], x, n)
 		i = (i + 1) % len(ms)
 	}
-	if cpu := threadCPU() - cpu0; cpu > 100*time.Millisecond && threads == 1 {
+	if cpu := threadcpu.Now() - cpu0; cpu > 100*time.Millisecond && threads == 1 {
 		b.ReportMetric(float64(len(one.Data))*float64(b.N)/cpu.Seconds()/1e9, "GB/s-cpu")
 	}
 }
@@ -185,13 +187,13 @@ func benchMatMul(b *testing.B, typ gguf.Type, rows, cols, n, threads int) {
 	b.ReportAllocs()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu0 := threadCPU()
+	cpu0 := threadcpu.Now()
 	for b.Loop() {
 		MatMul(p, dst, m, x, n)
 	}
 	flop := 2 * float64(rows*cols*n) * float64(b.N)
 	b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-	if cpu := threadCPU() - cpu0; cpu > 100*time.Millisecond && threads == 1 {
+	if cpu := threadcpu.Now() - cpu0; cpu > 100*time.Millisecond && threads == 1 {
 		b.ReportMetric(flop/cpu.Seconds()/1e9, "GFLOP/s-cpu")
 	}
 }

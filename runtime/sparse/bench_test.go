@@ -10,6 +10,8 @@ import (
 
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
+
+	"squeeze/runtime/internal/threadcpu"
 )
 
 // benchConfig has gocode-22m's attention shape: 10 layers, 6 query heads sharing 2 KV
@@ -63,10 +65,10 @@ func calibrate(b *testing.B, c *Context, pool *kernels.Pool, qs [][]float32, bud
 	return th
 }
 
-// reportCPU reports the thread's CPU time per operation since cpu0 (where threadCPU
+// reportCPU reports the thread's CPU time per operation since cpu0 (where threadcpu.Now
 // measures it): on a shared machine it varies less than the wall time.
 func reportCPU(b *testing.B, cpu0 time.Duration) {
-	if cpu := threadCPU(); cpu0 > 0 && cpu > cpu0 {
+	if cpu := threadcpu.Now(); cpu0 > 0 && cpu > cpu0 {
 		b.ReportMetric(float64(cpu-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 	}
 }
@@ -96,7 +98,7 @@ func BenchmarkDecodeAttention(b *testing.B) {
 				runtime.LockOSThread()
 				defer runtime.UnlockOSThread()
 				i := 0
-				cpu0 := threadCPU()
+				cpu0 := threadcpu.Now()
 				for b.Loop() {
 					q := qs[i%len(qs)]
 					i++
