@@ -315,7 +315,7 @@ func (r *Rows) Prefetch(lo, hi int) {
 	}
 }
 
-// Prefetch is Rows.Prefetch part by part (f16 parts: their rows' values).
+// Prefetch is Rows.Prefetch part by part (f16 parts: F16Rows.Prefetch).
 func (j *Joined) Prefetch(lo, hi int) {
 	if lo < 0 || hi > j.Len() || lo >= hi {
 		return
@@ -325,7 +325,7 @@ func (j *Joined) Prefetch(lo, hi int) {
 		case *Rows:
 			v.Prefetch(plo, phi)
 		case *sparse.F16Rows:
-			kernels.Prefetch(v.Data[plo*v.Dim : phi*v.Dim])
+			v.Prefetch(plo, phi)
 		}
 	})
 }

@@ -211,9 +211,9 @@ func TestPrefetch(t *testing.T) {
 		name string
 		rows interface {
 			sparse.Rows
-			Prefetch(lo, hi int)
+			sparse.Prefetcher
 		}
-	}{{"keys", k}, {"values", v}, {"joined", j}} {
+	}{{"keys", k}, {"values", v}, {"joined", j}, {"f16", sparse.NewF16Rows(d, randRows(rng, 7, d))}} {
 		n := c.rows.Len()
 		before := make([]float32, n)
 		c.rows.Dots(before, q, 0, n)

@@ -70,7 +70,10 @@ func (j *Joined) Accumulate(out, w []float32, lo, hi int) {
 	j.span(lo, hi, func(p sparse.Rows, plo, phi, off int) { p.Accumulate(out, w[off:off+phi-plo], plo, phi) })
 }
 
-var _ sparse.Rows = (*Joined)(nil)
+var (
+	_ sparse.Rows       = (*Joined)(nil)
+	_ sparse.Prefetcher = (*Joined)(nil)
+)
 
 // Bytes returns the storage rows take: Rows.Bytes for quantized rows, 2 bytes per value
 // for sparse.F16Rows, the sum of the parts for Joined, and 0 for other types.

@@ -33,6 +33,15 @@ func (r *F16Rows) Accumulate(out, w []float32, lo, hi int) {
 	}
 }
 
+// Prefetch starts loading rows [lo, hi) into the L2 cache (kernels.PrefetchL2): a
+// selected span is read whole, and many spans' loads in flight at once beat one span's.
+func (r *F16Rows) Prefetch(lo, hi int) {
+	if lo < 0 || hi*r.Dim > len(r.Data) || lo >= hi {
+		return
+	}
+	kernels.PrefetchL2(r.Data[lo*r.Dim : hi*r.Dim])
+}
+
 // NewF16Rows converts rows of dim float32 values to an F16Rows.
 func NewF16Rows(dim int, rows []float32) *F16Rows {
 	data := make([]uint16, len(rows))

@@ -78,6 +78,14 @@ func (s Stats) CentroidsFraction() float64 {
 	return float64(s.Centroids) / float64(s.Keys)
 }
 
+// Prefetcher is Rows that can start loading what reading rows [lo, hi) reads first,
+// for a reader that visits short runs of rows at scattered places, as a session does
+// with its selected spans (the hardware prefetchers do not foresee the next span). It
+// has no other effect; ranges outside the rows are ignored.
+type Prefetcher interface {
+	Prefetch(lo, hi int)
+}
+
 // GroupRows are Rows that serve several query vectors in one pass over their rows, as
 // quantized rows do (each row decoded once for all of them). A session scores and adds
 // such keys and values this way. For every vector, the results must be those of its own
@@ -534,12 +542,11 @@ func (s *Session) prefetch(sg *segment, lo, hi int) {
 	if s.dense {
 		return
 	}
-	hd := s.hd
-	if k, ok := sg.k.(*F16Rows); ok {
-		kernels.PrefetchL2(k.Data[lo*hd : hi*hd])
+	if k, ok := sg.k.(Prefetcher); ok {
+		k.Prefetch(lo, hi)
 	}
-	if v, ok := sg.v.(*F16Rows); ok {
-		kernels.PrefetchL2(v.Data[lo*hd : hi*hd])
+	if v, ok := sg.v.(Prefetcher); ok {
+		v.Prefetch(lo, hi)
 	}
 }
 
