@@ -355,6 +355,32 @@ func (c *Cache) attendKeys(wk *attnWorker, layer, g, first, lo, hi, vecs int, ou
 	kernels.MatMul(wk.pool, out, &wk.valuesT, scores, vecs)
 }
 
+// mergeSplit sets dst to the merge of n parts of one vector's attention, part s at index
+// at = base + s·stride of lse (its log normalizer) and of part (its output, len(dst)
+// values from at·len(dst)): the average of the outputs weighted by each part's share
+// exp(lse_s − lse_all) of the whole normalizer. It returns lse_all. Parts that saw no
+// key (lse −Inf) count for nothing.
+func mergeSplit(dst, part, lse []float32, base, stride, n int) float32 {
+	hd := len(dst)
+	m := float32(math.Inf(-1))
+	for s := range n {
+		m = max(m, lse[base+s*stride])
+	}
+	clear(dst)
+	var total float32
+	for s := range n {
+		at := base + s*stride
+		if math.IsInf(float64(lse[at]), -1) {
+			continue
+		}
+		wgt := float32(math.Exp(float64(lse[at] - m)))
+		total += wgt
+		kernels.Axpy(wgt, part[at*hd:(at+1)*hd], dst)
+	}
+	kernels.Scale(dst, 1/total)
+	return m + float32(math.Log(float64(total)))
+}
+
 // mergeParts combines the parts of a split attention call: each part's output is
 // normalized over its own keys, so the whole is their average weighted by each part's
 // share exp(lse_part - lse_all) of the softmax normalizer.
@@ -372,25 +398,10 @@ func (c *Cache) mergeParts() {
 		first := bg * ws.split // the unit of part 0
 		for v := range vecs {
 			i, h := i0+v/group, g*group+v%group
-			m := float32(math.Inf(-1))
-			for s := range ws.split {
-				m = max(m, ws.lse[(first+s)*stride+v])
-			}
 			dst := ws.att[i*qDim+h*hd : i*qDim+(h+1)*hd]
-			clear(dst)
-			var total float32
-			for s := range ws.split {
-				at := (first+s)*stride + v
-				if math.IsInf(float64(ws.lse[at]), -1) {
-					continue
-				}
-				wgt := float32(math.Exp(float64(ws.lse[at] - m)))
-				total += wgt
-				kernels.Axpy(wgt, ws.part[at*hd:(at+1)*hd], dst)
-			}
-			kernels.Scale(dst, 1/total)
+			lse := mergeSplit(dst, ws.part, ws.lse, first*stride+v, stride, ws.split)
 			if ws.wantLSE {
-				ws.attLSE[i*cfg.Heads+h] = m + float32(math.Log(float64(total)))
+				ws.attLSE[i*cfg.Heads+h] = lse
 			}
 		}
 	}

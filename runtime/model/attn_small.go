@@ -1,10 +1,6 @@
 package model
 
-import (
-	"math"
-
-	"squeeze/runtime/kernels"
-)
+import "squeeze/runtime/kernels"
 
 // attnRow is one token of a pass whose attention to the cache rowAttention computes: its
 // row in the workspace's query and output buffers, and the layer and position it attends
@@ -134,25 +130,10 @@ func (c *Cache) mergeRowParts() {
 		r := ra.rows[un.row]
 		for v := range group {
 			h := un.head*group + v
-			m := float32(math.Inf(-1))
-			for s := range un.split {
-				m = max(m, ra.lse[(first+s)*group+v])
-			}
 			dst := ws.att[r.row*qDim+h*hd : r.row*qDim+(h+1)*hd]
-			clear(dst)
-			var total float32
-			for s := range un.split {
-				at := (first+s)*group + v
-				if math.IsInf(float64(ra.lse[at]), -1) {
-					continue
-				}
-				wgt := float32(math.Exp(float64(ra.lse[at] - m)))
-				total += wgt
-				kernels.Axpy(wgt, ra.part[at*hd:(at+1)*hd], dst)
-			}
-			kernels.Scale(dst, 1/total)
+			lse := mergeSplit(dst, ra.part, ra.lse, first*group+v, group, un.split)
 			if ra.wantLSE {
-				ws.attLSE[r.row*cfg.Heads+h] = m + float32(math.Log(float64(total)))
+				ws.attLSE[r.row*cfg.Heads+h] = lse
 			}
 		}
 	}
