@@ -142,12 +142,16 @@ func parseModes(s string) ([]eval.Mode, error) {
 // parseKV reads --kv and the quantization flags.
 func parseKV(opts *evalOptions) ([]precompute.KVOptions, error) {
 	var out []precompute.KVOptions
-	for part := range strings.SplitSeq(opts.KV, ",") {
+	encs := strings.Split(opts.KV, ",")
+	for _, part := range encs {
 		kv, err := opts.options(strings.TrimSpace(part))
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, kv)
+	}
+	if err := opts.checkQuantized(encs...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

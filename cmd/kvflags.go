@@ -1,6 +1,8 @@
 package cmd
 
 import (
+	"strings"
+
 	"github.com/spf13/pflag"
 
 	"squeeze/calibrate"
@@ -48,6 +50,37 @@ func (k *kvQuantFlags) options(enc string) (precompute.KVOptions, error) {
 	}
 	return precompute.KVOptions{Encoding: enc, Outliers: k.Outliers, QNorm: k.QNorm, PostRoPE: k.PostRoPE,
 		PerTokenKeys: k.TokenKeys, Weighting: weighting, ExactWindow: k.ExactWin}, nil
+}
+
+// checkQuantized refuses quantization settings away from their defaults when none of
+// the encodings encs is quantized: f16 storage ignores them, and a run that silently
+// ignored, say, --qnorm would answer a question the user did not ask.
+func (k *kvQuantFlags) checkQuantized(encs ...string) error {
+	for _, e := range encs {
+		if strings.TrimSpace(e) != format.KVEncodingF16 {
+			return nil
+		}
+	}
+	var set []string
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"--outliers", k.Outliers != kvquant.DefaultOutliers},
+		{"--qnorm", k.QNorm},
+		{"--post-rope", k.PostRoPE},
+		{"--per-token-keys", k.TokenKeys},
+		{"--kv-weighting", k.Weighting != calibrate.FisherScale.String()},
+		{"--kv-exact-window", k.ExactWin},
+	} {
+		if f.set {
+			set = append(set, f.name)
+		}
+	}
+	if len(set) > 0 {
+		return usageErrorf("%s: only for a quantized --kv (nuq2-4, nf2-4, int2-4), not f16", strings.Join(set, ", "))
+	}
+	return nil
 }
 
 // parseWeighting reads --kv-weighting.

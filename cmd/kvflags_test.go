@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -13,6 +14,46 @@ import (
 	"squeeze/format"
 	"squeeze/runtime/kvquant"
 )
+
+// TestCheckQuantized: quantization settings away from their defaults are refused when
+// no encoding is quantized, and accepted when one is.
+func TestCheckQuantized(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		encs  []string
+		usage string // a flag name the error must name; "" for no error
+	}{
+		{name: "defaults with f16", encs: []string{"f16"}},
+		{name: "defaults spelled out with f16", args: []string{"--outliers", "0.01", "--kv-weighting", "fisher-scale", "--qnorm=false"}, encs: []string{"f16"}},
+		{name: "qnorm with f16", args: []string{"--qnorm"}, encs: []string{"f16"}, usage: "--qnorm"},
+		{name: "outliers with f16", args: []string{"--outliers", "0.02"}, encs: []string{"f16"}, usage: "--outliers"},
+		{name: "several with f16", args: []string{"--post-rope", "--per-token-keys", "--kv-exact-window"}, encs: []string{"f16"}, usage: "--per-token-keys"},
+		{name: "weighting with f16 twice", args: []string{"--kv-weighting", "none"}, encs: []string{"f16", " f16"}, usage: "--kv-weighting"},
+		{name: "qnorm with a quantized encoding among f16", args: []string{"--qnorm"}, encs: []string{"f16", " nuq2"}},
+		{name: "qnorm with nuq2", args: []string{"--qnorm"}, encs: []string{"nuq2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var k kvQuantFlags
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			k.add(fs)
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			err := k.checkQuantized(tc.encs...)
+			if tc.usage == "" {
+				if err != nil {
+					t.Fatalf("checkQuantized(%q) with %v: %v", tc.encs, tc.args, err)
+				}
+				return
+			}
+			var ue *usageError
+			if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.usage) {
+				t.Fatalf("checkQuantized(%q) with %v: %v, want a usage error naming %s", tc.encs, tc.args, err, tc.usage)
+			}
+		})
+	}
+}
 
 // TestKVQuantFlags: the shared quantization flags give the KV options precompute and eval
 // use (--per-token-keys among them, for quantized encodings only), and bad values are

@@ -234,6 +234,9 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 	if err != nil {
 		return err
 	}
+	if err := opts.checkQuantized(opts.KV); err != nil {
+		return err
+	}
 	header := strings.NewReplacer(`\\`, `\`, `\n`, "\n", `\t`, "\t").Replace(opts.Header)
 	sink := opts.Sink
 	if sink == 0 {
