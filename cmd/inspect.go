@@ -57,10 +57,13 @@ type scoreEntry struct {
 
 // kvQuantStats describe a quantized artifact's KV storage.
 type kvQuantStats struct {
-	Outliers    float64 `json:"outliers"`
-	QNorm       bool    `json:"qnorm"`
-	PostRoPE    bool    `json:"post_rope"`
-	Calibration string  `json:"calibration"`
+	Outliers float64 `json:"outliers"`
+	QNorm    bool    `json:"qnorm"`
+	PostRoPE bool    `json:"post_rope"`
+	// PerTokenKeys reports keys quantized per token (the --per-token-keys ablation)
+	// rather than per channel.
+	PerTokenKeys bool   `json:"per_token_keys"`
+	Calibration  string `json:"calibration"`
 	// OutlierFraction is the fraction of elements stored as outliers.
 	OutlierFraction float64 `json:"outlier_fraction"`
 }
@@ -136,7 +139,7 @@ compression, stored_bytes, raw_bytes), calibration (budget, fraction,
 key_fraction, centroid_fraction, log_thresholds), layers (layer, levels:
 clusters, empty, mean_size, max_size; kv_bytes, bits_per_element, key_error,
 value_error), kv, kv_bytes, bits_per_element, kv_quant (outliers, qnorm,
-post_rope, calibration, outlier_fraction; null for f16) and predictor (layer,
+post_rope, per_token_keys, calibration, outlier_fraction; null for f16) and predictor (layer,
 rank, scores: layer, acceptance, raw; null without one).`,
 		Example: `  $ squeeze inspect repo.sqz
   $ squeeze inspect --json repo.sqz | jq '.calibration[] | [.budget, .fraction]'`,
@@ -211,7 +214,8 @@ func runInspect(_ context.Context, path string, asJSON bool, s streams) error {
 		rep.BitsPerElement = round4(float64(8*rep.KVBytes) / float64(n))
 		if a.KV != nil {
 			rep.KVQuant = &kvQuantStats{Outliers: a.KV.Outliers, QNorm: a.KV.QNorm, PostRoPE: a.KV.PostRoPE,
-				Calibration: a.KV.Calibration, OutlierFraction: round4(float64(outliers) / float64(n))}
+				PerTokenKeys: perTokenKeys(a.Context), Calibration: a.KV.Calibration,
+				OutlierFraction: round4(float64(outliers) / float64(n))}
 		}
 	}
 	if p := a.Predictor; p != nil {
@@ -245,7 +249,8 @@ func printInspect(out io.Writer, r *inspectReport) error {
 		st.KV, strings.Join(levels, ","), st.Seed, st.Sink, st.Window, st.Budget, st.CentroidCost, st.Batch, st.Cache)
 	kv := fmt.Sprintf("%s, %.2f MB, %.3f bits per element", r.KV, float64(r.KVBytes)/1e6, r.BitsPerElement)
 	if q := r.KVQuant; q != nil {
-		kv += fmt.Sprintf(" (outliers %g, %.4f stored; qnorm %v, post-RoPE keys %v, datatypes %q)", q.Outliers, q.OutlierFraction, q.QNorm, q.PostRoPE, q.Calibration)
+		kv += fmt.Sprintf(" (outliers %g, %.4f stored; qnorm %v, post-RoPE keys %v, per-token keys %v, datatypes %q)",
+			q.Outliers, q.OutlierFraction, q.QNorm, q.PostRoPE, q.PerTokenKeys, q.Calibration)
 	}
 	fmt.Fprintf(w, "kv\t%s\n", kv)
 	if p := r.Predictor; p != nil {
@@ -318,4 +323,17 @@ func printInspect(out io.Writer, r *inspectReport) error {
 		fmt.Fprintln(w, line)
 	}
 	return w.Flush()
+}
+
+// perTokenKeys reports whether a quantized context's keys are stored with a range per
+// key row (the --per-token-keys ablation) rather than per channel.
+func perTokenKeys(c *sparse.Context) bool {
+	for _, heads := range c.Layers {
+		for _, hd := range heads {
+			if k, ok := hd.Keys.(*kvquant.Rows); ok {
+				return k.Axis == kvquant.PerToken
+			}
+		}
+	}
+	return false
 }

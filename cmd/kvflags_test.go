@@ -131,6 +131,15 @@ func TestPerTokenKeysArtifact(t *testing.T) {
 		}
 	}
 	a.Close()
+	r = runCLI(t, context.Background(), "", false, "inspect", "--json", out)
+	var rep struct {
+		KVQuant *struct {
+			PerTokenKeys bool `json:"per_token_keys"`
+		} `json:"kv_quant"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); r.code != 0 || err != nil || rep.KVQuant == nil || !rep.KVQuant.PerTokenKeys {
+		t.Fatalf("inspect --json (exit %d, %v): kv_quant does not say per_token_keys: %s", r.code, err, r.stdout)
+	}
 	for _, budget := range []string{"1", "0.25"} {
 		r = runCLI(t, context.Background(), "", false, "ask", "--json", "--model", model, "--temp", "0", "-n", "4", "--budget", budget, out, "what does A return")
 		if r.code != 0 {
