@@ -8,21 +8,25 @@
 // normalized values (package calibrate). Each vector is normalized by its Range before it
 // is rounded to the nearest signpost: u = (x − Mid)/Half. Keys get one Range per channel
 // over the context's tokens (pre-RoPE keys have fixed outlier channels); values one per
-// token. Ranges computes the ranges from the data after cutting off the outliers, a
-// fraction of the values at each end of every vector, which are kept exactly (in half
-// precision) beside the dense codes: dense-and-sparse quantization. Q-Norm
-// (Datatype.WithQNorm) shifts the decoded levels to the data's mean and spread.
+// token (keys may take one per token too, an ablation: they are then read row by row,
+// without the grouped key kernels). Ranges computes the ranges from the data after
+// cutting off the outliers, a fraction of the values at each end of every vector, which
+// are kept exactly (in half precision) beside the dense codes: dense-and-sparse
+// quantization. Q-Norm (Datatype.WithQNorm) shifts the decoded levels to the data's mean
+// and spread.
 //
 // # Storage
 //
-// Rows (Quantize) holds one (layer, KV head)'s keys or values: the b-bit codes of each row
-// packed little-endian (Pack), the ranges, and the outliers as (index, half float) pairs
-// sorted by element, in blocks of rows with 16-bit offsets. Keys are stored before rotary
-// position embedding (RoPE), with each row's position; a RoPE table rotates them when they
-// are read (its angles are composed from two small tables, one for multiples of 64
-// positions and one for the remainder, so it stays in cache at any context length).
-// Joined puts rows of several kinds one after another (the attention sink in f16, then
-// quantized rows).
+// Rows (Quantize) holds one (layer, KV head)'s keys or values: the b-bit codes of each
+// row packed little-endian (Pack), the ranges, and the outliers as (index, half float)
+// pairs sorted by element, in blocks of rows with 16-bit offsets. In an artifact
+// (store.go) the per-token ranges take two bytes a row on a fixed grid
+// (EncodeTokenRanges) and the outliers' places one byte each as gaps (EncodeOutliers);
+// both are decoded at load. Keys are stored before rotary position embedding (RoPE), with
+// each row's position; a RoPE table rotates them when they are read (its angles are
+// composed from two small tables, one for multiples of 64 positions and one for the
+// remainder, so it stays in cache at any context length). Joined puts rows of several
+// kinds one after another (the attention sink in f16, then quantized rows).
 //
 // # Reading
 //
