@@ -320,7 +320,7 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 			if g < m.Config.Layers {
 				dopts.Pipeline = func(t speculate.Target) (decode.Stepper, error) {
 					var err error
-					pipe, err = earlyexit.NewPipeline(t, earlyexit.PipelineOptions{Vocab: a.Context.Tokens, Drafter: ngram.Clone(), MinAccept: pipelineMinAccept})
+					pipe, err = earlyexit.NewPipeline(t, earlyexit.PipelineOptions{Vocab: a.Context.Tokens, Drafter: ngram.Clone(), MinAccept: earlyexit.DefaultMinAccept})
 					return pipe, err
 				}
 				log.Info("parameter-shared model: greedy decoding runs the pipelined form", "blocks", g, "layers", m.Config.Layers)
@@ -343,8 +343,7 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 		specName = "pipeline"
 		pipeStats = &pipelineReport{Period: pipe.Period(), Steps: ps.Steps, Rows: ps.Rows, Tokens: ps.Tokens,
 			Launched: ps.Launched, Accepted: ps.Accepted, Drafted: ps.Drafted, DraftAccepted: ps.DraftAccepted, Flushed: ps.Flushed}
-		spec = speculate.Stats{Passes: ps.Steps, Verifications: ps.Steps,
-			Drafted: ps.Launched + ps.Drafted, Accepted: ps.Accepted + ps.DraftAccepted}
+		spec = ps.Speculation()
 	}
 	st := sess.Stats()
 	log.Info("answered", "prompt_tokens", res.PromptTokens, "ttft_ms", res.PrefillDuration.Milliseconds(),
@@ -408,11 +407,6 @@ func chatQuery(path string, a *format.Artifact, f *gguf.File, query string) (str
 	}
 	return after, tmpl.Stop(), nil
 }
-
-// pipelineMinAccept is the acceptance rate below which ask's pipeline stops launching
-// exit guesses or drafts (earlyexit.PipelineOptions.MinAccept): on gocode-shared, prompts
-// whose guesses were accepted less than half the time decoded slower than plain.
-const pipelineMinAccept = 0.5
 
 // ms is a duration in milliseconds, to the microsecond.
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

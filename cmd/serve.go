@@ -16,6 +16,7 @@ import (
 
 	"squeeze/format"
 	"squeeze/runtime/chat"
+	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/server"
 	"squeeze/runtime/speculate"
@@ -284,6 +285,11 @@ func loadServed(ctx context.Context, opts *serveOptions, ids []string, log *slog
 			budget = a.Header.Settings.Budget
 		}
 		m := &server.Model{ID: ids[i], Model: lm.Model, Tokenizer: lm.Tokenizer, Context: a.Context, Budget: budget, Predictor: a.Predictor}
+		// squeeze.block_share in the GGUF, or byte-identical layers: greedy requests
+		// then decode with the pipelined form, as ask does.
+		if m.BlockShare, err = earlyexit.BlockShare(lm.File, lm.Model); err != nil {
+			return l, &modelError{modelPath, err}
+		}
 		if !strings.HasSuffix(a.Text, "\n") {
 			m.ChatJoin = "\n"
 		}

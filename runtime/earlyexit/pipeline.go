@@ -59,7 +59,7 @@ type PipelineOptions struct {
 	// rate can recover. With a speculate.Confident Drafter, each drafted token goes in
 	// only while its own chance of being confirmed pays for its rows, by the costs the
 	// pipeline measures of its steps (MinAccept until it has timed enough of them).
-	// 0 always speculates.
+	// 0 always speculates; DefaultMinAccept is what ask and serve use.
 	MinAccept float64
 }
 
@@ -103,6 +103,19 @@ type PipelineStats struct {
 	// deeper exit's guess.
 	Launched, Accepted, Drafted, DraftAccepted, Flushed int
 }
+
+// Speculation returns the pipeline's counts as a draft-then-verify policy reports them
+// (speculate.Stats): every step a pass and a verification, the exits' guesses and the
+// Drafter's tokens drafted, those confirmed accepted.
+func (s PipelineStats) Speculation() speculate.Stats {
+	return speculate.Stats{Passes: s.Steps, Verifications: s.Steps,
+		Drafted: s.Launched + s.Drafted, Accepted: s.Accepted + s.DraftAccepted}
+}
+
+// DefaultMinAccept is the PipelineOptions.MinAccept of ask and serve: on gocode-shared,
+// prompts whose guesses were accepted less than half the time decoded slower than
+// plain decoding when the pipeline kept launching them.
+const DefaultMinAccept = 0.5
 
 // Pipeline decodes greedily on a parameter-shared model (layer i uses the weights of
 // layer i mod G, G = model.BlockPeriod() < Layers) with SPEED's pipeline: the exits at

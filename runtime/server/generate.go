@@ -123,13 +123,14 @@ type job struct {
 
 // outcome is what a generation did, for the response, the log and the metrics.
 type outcome struct {
-	res      decode.Result
-	stats    sparse.Stats
-	budget   float64 // the calibrated budget used (1 when dense)
-	dense    bool
-	queue    time.Duration // waiting for a slot
-	ttft     time.Duration // arrival to first token
-	generate time.Duration // holding the slot
+	res       decode.Result
+	stats     sparse.Stats
+	budget    float64 // the calibrated budget used (1 when dense)
+	dense     bool
+	queue     time.Duration // waiting for a slot
+	ttft      time.Duration // arrival to first token
+	generate  time.Duration // holding the slot
+	pipelined bool          // decoded by the pipelined form (earlyexit.Pipeline)
 }
 
 // realized is the realized budget: 1 for a dense session.
@@ -138,6 +139,15 @@ func (o *outcome) realized() float64 {
 		return 1
 	}
 	return o.stats.RealizedBudget()
+}
+
+// speculation names how the answer was decoded: "pipeline" for the pipelined form,
+// else the speculation mode in effect.
+func (o *outcome) speculation(mode speculate.Mode) string {
+	if o.pipelined {
+		return "pipeline"
+	}
+	return mode.String()
 }
 
 // newJob checks a request's prompt against the limits and fills in max_tokens.
@@ -226,10 +236,24 @@ func (s *Server) run(ctx context.Context, j *job, arrival time.Time, started fun
 		OnText:     onText,
 		Prefix:     sess,
 	}
+	var pipe *earlyexit.Pipeline
 	if j.spec != speculate.ModeOff {
 		opts.Speculate = sl.policy(j.m, j.spec, s.policy)
+		if j.spec.Allows(earlyexit.DrafterName) && j.m.BlockShare < j.m.Model.Config.Layers {
+			// A parameter-shared model decodes with the pipelined form (decode falls back
+			// to the policy where the sampling rules it out).
+			opts.Pipeline = func(t speculate.Target) (decode.Stepper, error) {
+				var err error
+				pipe, err = earlyexit.NewPipeline(t, earlyexit.PipelineOptions{Vocab: j.m.Context.Tokens,
+					Drafter: j.m.ngram.Clone(), MinAccept: earlyexit.DefaultMinAccept})
+				return pipe, err
+			}
+		}
 	}
 	o.res, err = engine.GenerateTokens(ctx, j.prompt, opts)
+	if pipe != nil {
+		o.res.Speculation, o.pipelined = pipe.Stats().Speculation(), true
+	}
 	o.generate = time.Since(begin)
 	o.ttft = begin.Sub(arrival) + o.res.PrefillDuration
 	o.stats = sess.Stats()

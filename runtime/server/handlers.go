@@ -269,7 +269,7 @@ func (s *Server) respond(w *responseWriter, r *http.Request, info *reqInfo, j *j
 	ext := &squeezeInfo{
 		ContextTokens: len(j.m.Context.Tokens), Budget: o.budget, Dense: o.dense, RealizedBudget: round3(o.realized()),
 		StopReason: string(o.res.StopReason), QueueMS: ms(o.queue), TTFTMS: ms(o.ttft),
-		DecodeTokensPerS: round3(o.res.DecodeTokensPerSecond()), Speculate: j.spec.String(),
+		DecodeTokensPerS: round3(o.res.DecodeTokensPerSecond()), Speculate: o.speculation(j.spec),
 		Drafted: o.res.Speculation.Drafted, Accepted: o.res.Speculation.Accepted,
 	}
 	finish := finishReason(o.res.StopReason)

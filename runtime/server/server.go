@@ -67,6 +67,12 @@ type Model struct {
 	// drafts (auto, early) draft from an early layer with it, beside the context's
 	// n-grams. SetModels checks it against Model.
 	Predictor *earlyexit.Predictor
+	// BlockShare is the number of distinct blocks the model's layers cycle through
+	// (earlyexit.BlockShare, which also reads the GGUF's squeeze.block_share); below the
+	// model's layer count, greedy requests whose speculation mode allows early drafts
+	// (auto, early) decode with SPEED's pipelined form (earlyexit.Pipeline). 0: SetModels
+	// detects byte-identical layers (earlyexit.BlockShare without the file).
+	BlockShare int
 
 	ngram *speculate.NGram // the context's n-gram index, for speculation
 }
@@ -208,6 +214,11 @@ func (s *Server) SetModels(models []*Model) error {
 			return fmt.Errorf("server: model %s: %w", m.ID, err)
 		}
 		m.ngram = speculate.NewNGram(m.Context.Tokens, 0, 0)
+		if m.BlockShare == 0 {
+			if m.BlockShare, err = earlyexit.BlockShare(nil, m.Model); err != nil {
+				return fmt.Errorf("server: model %s: %w", m.ID, err)
+			}
+		}
 		if m.Created.IsZero() {
 			m.Created = time.Now()
 		}

@@ -1,15 +1,23 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"testing"
 
+	"squeeze/precompute"
 	"squeeze/runtime/earlyexit"
+	"squeeze/runtime/gguf"
+	"squeeze/runtime/kernels"
+	"squeeze/runtime/model"
+	"squeeze/runtime/model/modeltest"
 	"squeeze/runtime/speculate"
+	"squeeze/runtime/tokenizer"
 )
 
 // TestSpeculateEarly serves a model with an early-exit predictor: greedy requests that
@@ -76,5 +84,75 @@ func TestPredictorRefused(t *testing.T) {
 	defer s.Close()
 	if err := s.SetModels([]*Model{&m}); !errors.Is(err, earlyexit.ErrPredictor) {
 		t.Fatalf("SetModels: %v, want earlyexit.ErrPredictor", err)
+	}
+}
+
+// TestSpeculatePipeline serves a parameter-shared model (4 layers cycling through 2
+// blocks): greedy requests that allow early drafts decode with the pipelined form and
+// answer exactly what plain decoding answers; "off", sampling and "ngram" do not use it.
+func TestSpeculatePipeline(t *testing.T) {
+	loadFixture(t)
+	spec := testSpec
+	spec.Layers, spec.BlockShare = 4, 2
+	path := filepath.Join(t.TempDir(), "shared.gguf")
+	if err := modeltest.Write(path, spec); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := model.Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(2)
+	sq, err := precompute.Squeeze(context.Background(), m, f, pool, tok.Encode(contextText, true),
+		precompute.SqueezeOptions{Fractions: []float64{0.1, 0.3}, Window: 8, Budget: 0.3, Budgets: []float64{0.2, 0.5}, Seed: 1})
+	pool.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := &Model{ID: "shared", Model: m, Tokenizer: tok, Context: sq.Context, Budget: 0.3}
+	s := newServer(t, Config{Threads: 2, Parallel: 1}, served)
+	if served.BlockShare != 2 {
+		t.Fatalf("SetModels found %d blocks, want 2", served.BlockShare)
+	}
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	const prompt = " the quick brown fox jumps over the lazy"
+	answer := func(mode, sampling string) completionResponse {
+		t.Helper()
+		status, _, body := post(t, ts, "/v1/completions",
+			`{"model":"shared","prompt":"`+prompt+`","max_tokens":24,`+sampling+`,"speculate":"`+mode+`"}`)
+		var r completionResponse
+		if err := json.Unmarshal(body, &r); status != http.StatusOK || err != nil {
+			t.Fatalf("%s: status %d: %s", mode, status, body)
+		}
+		return r
+	}
+	plain := answer("off", `"temperature":0`)
+	if plain.Squeeze.Speculate != "off" {
+		t.Errorf("off: decoded by %q", plain.Squeeze.Speculate)
+	}
+	for _, mode := range []string{"auto", "early", "auto"} {
+		r := answer(mode, `"temperature":0`)
+		if r.Squeeze.Speculate != "pipeline" {
+			t.Errorf("%s: decoded by %q, want the pipelined form", mode, r.Squeeze.Speculate)
+		}
+		if r.Choices[0].Text != plain.Choices[0].Text {
+			t.Fatalf("%s: %q, want plain decoding's %q", mode, r.Choices[0].Text, plain.Choices[0].Text)
+		}
+	}
+	if r := answer("ngram", `"temperature":0`); r.Squeeze.Speculate != "ngram" {
+		t.Errorf("ngram: decoded by %q, want the n-gram policy", r.Squeeze.Speculate)
+	}
+	if r := answer("auto", `"temperature":0.8,"seed":7`); r.Squeeze.Speculate == "pipeline" {
+		t.Errorf("sampling: decoded by the pipelined form, which is greedy only")
 	}
 }
