@@ -23,6 +23,7 @@ import (
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
 	"squeeze/runtime/model/modeltest"
+	"squeeze/runtime/sparse"
 	"squeeze/runtime/tokenizer"
 )
 
@@ -98,16 +99,26 @@ func buildFixture() error {
 	if fixture.tmpl, err = chat.FromGGUF(f); err != nil {
 		return err
 	}
-	pool := kernels.NewPool(2)
-	defer pool.Close()
-	sq, err := precompute.Squeeze(context.Background(), fixture.m, f, pool, fixture.tok.Encode(contextText, true),
-		precompute.SqueezeOptions{Fractions: []float64{0.1, 0.3}, Window: 8, Budget: 0.3, Budgets: []float64{0.2, 0.5}, Seed: 1})
+	ctx, err := squeezeContext(fixture.m, f, fixture.tok)
 	if err != nil {
 		return err
 	}
-	fixture.model = &Model{ID: "tiny", Model: fixture.m, Tokenizer: fixture.tok, Context: sq.Context, Budget: 0.3,
+	fixture.model = &Model{ID: "tiny", Model: fixture.m, Tokenizer: fixture.tok, Context: ctx, Budget: 0.3,
 		Chat: fixture.tmpl, ChatJoin: ""}
 	return nil
+}
+
+// squeezeContext squeezes contextText for model m (file f, tokenizer tok) as the
+// fixture's context is built: two tree levels, a window of 8, budget 0.3.
+func squeezeContext(m *model.Model, f *gguf.File, tok *tokenizer.Tokenizer) (*sparse.Context, error) {
+	pool := kernels.NewPool(2)
+	defer pool.Close()
+	sq, err := precompute.Squeeze(context.Background(), m, f, pool, tok.Encode(contextText, true),
+		precompute.SqueezeOptions{Fractions: []float64{0.1, 0.3}, Window: 8, Budget: 0.3, Budgets: []float64{0.2, 0.5}, Seed: 1})
+	if err != nil {
+		return nil, err
+	}
+	return sq.Context, nil
 }
 
 // newTestServer starts a server over the fixture (and a copy without a chat template,

@@ -1,23 +1,16 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"testing"
 
-	"squeeze/precompute"
 	"squeeze/runtime/earlyexit"
-	"squeeze/runtime/gguf"
-	"squeeze/runtime/kernels"
-	"squeeze/runtime/model"
-	"squeeze/runtime/model/modeltest"
+	"squeeze/runtime/model/modeltest/testmodel"
 	"squeeze/runtime/speculate"
-	"squeeze/runtime/tokenizer"
 )
 
 // TestSpeculateEarly serves a model with an early-exit predictor: greedy requests that
@@ -94,31 +87,12 @@ func TestSpeculatePipeline(t *testing.T) {
 	loadFixture(t)
 	spec := testSpec
 	spec.Layers, spec.BlockShare = 4, 2
-	path := filepath.Join(t.TempDir(), "shared.gguf")
-	if err := modeltest.Write(path, spec); err != nil {
-		t.Fatal(err)
-	}
-	f, err := gguf.Open(path)
+	m, f, tok := testmodel.Spec(t, spec)
+	ctx, err := squeezeContext(m, f, tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	m, err := model.Load(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := kernels.NewPool(2)
-	sq, err := precompute.Squeeze(context.Background(), m, f, pool, tok.Encode(contextText, true),
-		precompute.SqueezeOptions{Fractions: []float64{0.1, 0.3}, Window: 8, Budget: 0.3, Budgets: []float64{0.2, 0.5}, Seed: 1})
-	pool.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := &Model{ID: "shared", Model: m, Tokenizer: tok, Context: sq.Context, Budget: 0.3}
+	served := &Model{ID: "shared", Model: m, Tokenizer: tok, Context: ctx, Budget: 0.3}
 	s := newServer(t, Config{Threads: 2, Parallel: 1}, served)
 	if served.BlockShare != 2 {
 		t.Fatalf("SetModels found %d blocks, want 2", served.BlockShare)
