@@ -42,21 +42,28 @@ func TestQuantizedArtifact(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "bits per element") || !strings.Contains(r.stdout, "K error") {
 		t.Errorf("inspect: exit %d\n%s", r.code, r.stdout)
 	}
+	askAtBudgets(t, model, out)
+	// Bad settings are usage errors.
+	for _, args := range [][]string{{"--kv", "nuq5"}, {"--kv", "nuq3", "--outliers", "0.6"}, {"--kv", "nuq3", "--kv-weighting", "x"}} {
+		r = runCLI(t, context.Background(), "", false, append(append([]string{"precompute", "--model", model, "-o", out}, args...), in)...)
+		if r.code != exitUsage {
+			t.Errorf("%v: exit %d, want %d: %s", args, r.code, exitUsage, r.stderr)
+		}
+	}
+}
+
+// askAtBudgets checks that ask answers 4 tokens from the artifact out, densely (budget
+// 1) and squeezed (0.25).
+func askAtBudgets(t *testing.T, model, out string) {
+	t.Helper()
 	for _, budget := range []string{"1", "0.25"} {
-		r = runCLI(t, context.Background(), "", false, "ask", "--json", "--model", model, "--temp", "0", "-n", "4", "--budget", budget, out, "what does A return")
+		r := runCLI(t, context.Background(), "", false, "ask", "--json", "--model", model, "--temp", "0", "-n", "4", "--budget", budget, out, "what does A return")
 		if r.code != 0 {
 			t.Fatalf("ask --budget %s: exit %d: %s", budget, r.code, r.stderr)
 		}
 		var ar askReport
 		if err := json.Unmarshal([]byte(r.stdout), &ar); err != nil || len(ar.Tokens) != 4 {
 			t.Fatalf("ask --budget %s: %v: %s", budget, err, r.stdout)
-		}
-	}
-	// Bad settings are usage errors.
-	for _, args := range [][]string{{"--kv", "nuq5"}, {"--kv", "nuq3", "--outliers", "0.6"}, {"--kv", "nuq3", "--kv-weighting", "x"}} {
-		r = runCLI(t, context.Background(), "", false, append(append([]string{"precompute", "--model", model, "-o", out}, args...), in)...)
-		if r.code != exitUsage {
-			t.Errorf("%v: exit %d, want %d: %s", args, r.code, exitUsage, r.stderr)
 		}
 	}
 }

@@ -140,16 +140,7 @@ func TestPerTokenKeysArtifact(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); r.code != 0 || err != nil || rep.KVQuant == nil || !rep.KVQuant.PerTokenKeys {
 		t.Fatalf("inspect --json (exit %d, %v): kv_quant does not say per_token_keys: %s", r.code, err, r.stdout)
 	}
-	for _, budget := range []string{"1", "0.25"} {
-		r = runCLI(t, context.Background(), "", false, "ask", "--json", "--model", model, "--temp", "0", "-n", "4", "--budget", budget, out, "what does A return")
-		if r.code != 0 {
-			t.Fatalf("ask --budget %s: exit %d: %s", budget, r.code, r.stderr)
-		}
-		var ar askReport
-		if err := json.Unmarshal([]byte(r.stdout), &ar); err != nil || len(ar.Tokens) != 4 {
-			t.Fatalf("ask --budget %s: %v: %s", budget, err, r.stdout)
-		}
-	}
+	askAtBudgets(t, model, out)
 	for _, args := range [][]string{
 		{"precompute", "--model", model, "-o", out, "--kv", "nuq3", "--per-token-keys=2", in},
 		{"eval", "--model", model, "--text", filepath.Join(in, "a.go"), "--kv", "nuq3", "--per-token-keys=yes"},
