@@ -12,10 +12,12 @@ import (
 
 // Calibration defaults for zero CalibrateConfig fields.
 const (
-	// DefaultCentroidCost counts a scored centroid like a selected key: with float32
-	// centroids and float16 keys and values both are 4·d bytes read. The paper counts
-	// 0.5 (a centroid is one key row, a selected key a key row and a value row of the
-	// same type); pass CentroidCost 0.5 to reproduce its budgets.
+	// DefaultCentroidCost counts a scored centroid like a selected key. By bytes it
+	// costs half as much (the lookup reads a half-precision centroid, 2·d bytes, a
+	// selected key its f16 key and value, 4·d), as the paper counts it (0.5); but a
+	// centroid is scored against every query vector of its KV head and its scores go
+	// through the log-sum-exp of its level, so counting it whole keeps the budget an
+	// upper bound on the work. Pass CentroidCost 0.5 to reproduce the paper's budgets.
 	DefaultCentroidCost = 1
 	// DefaultCoarseSlack makes the level above the finest keep 4 times the budget's
 	// worth of keys (at budget 0.125 it prunes half the keys, as the paper's
