@@ -26,21 +26,28 @@ func TestKVQRows(t *testing.T) {
 	})
 }
 
-func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
-	rb := dim * bits / 8
-	src := make([]byte, n*rb+extra)
+// randomKVQRows returns n random rows of dim bits-bit codes (and extra bytes past
+// them), random levels (2^bits of them) and random channel ranges (Half, Mid).
+func randomKVQRows(rng *rand.Rand, bits, dim, n, extra int) (src []byte, base, half, mid []float32) {
+	src = make([]byte, n*dim*bits/8+extra)
 	for i := range src {
 		src[i] = byte(rng.UintN(256))
 	}
-	base := make([]float32, 1<<bits)
+	base = make([]float32, 1<<bits)
 	for i := range base {
 		base[i] = float32(rng.NormFloat64())
 	}
-	lv := KVQPeriodic(base)
-	half, mid := make([]float32, dim), make([]float32, dim)
+	half, mid = make([]float32, dim), make([]float32, dim)
 	for j := range half {
 		half[j], mid[j] = float32(rng.Float64()), float32(rng.NormFloat64())
 	}
+	return src, base, half, mid
+}
+
+func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
+	rb := dim * bits / 8
+	src, base, half, mid := randomKVQRows(rng, bits, dim, n, extra)
+	lv := KVQPeriodic(base)
 	ranges := KVQChannelRanges(half, mid)
 	const hiRows = 5
 	p := dim / 2
@@ -192,19 +199,8 @@ func BenchmarkKVQRows(b *testing.B) {
 	const n, dim, bits, nq, call = 4096, 64, 3, 3, 128
 	rng := rand.New(rand.NewPCG(3, 4))
 	rb := dim * bits / 8
-	src := make([]byte, n*rb+8)
-	for i := range src {
-		src[i] = byte(rng.UintN(256))
-	}
-	base := make([]float32, 1<<bits)
-	for i := range base {
-		base[i] = float32(rng.NormFloat64())
-	}
+	src, base, half, mid := randomKVQRows(rng, bits, dim, n, 8)
 	lv := KVQPeriodic(base)
-	half, mid := make([]float32, dim), make([]float32, dim)
-	for j := range half {
-		half[j], mid[j] = float32(rng.Float64()), float32(rng.NormFloat64())
-	}
 	q := make([]float32, nq*dim)
 	for i := range q {
 		q[i] = float32(rng.NormFloat64())
