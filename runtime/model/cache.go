@@ -110,6 +110,42 @@ func (c *Cache) Truncate(n int) error {
 	return nil
 }
 
+// DropFront removes the first n positions, moving the others to the front: position
+// i+n becomes position i, and Len() shrinks by n. It is for a caller that moves the
+// oldest tokens elsewhere (a Prefix that attends to them, whose Len() grows by n, so that
+// every remaining token keeps its absolute position Prefix.Len()+cache position and the
+// keys cached after RoPE stay valid). n must be in [0, Len()].
+func (c *Cache) DropFront(n int) error {
+	if n < 0 || n > c.n {
+		return fmt.Errorf("model: drop %d positions from the front of a cache of %d", n, c.n)
+	}
+	if n == 0 {
+		return nil
+	}
+	cfg := &c.m.Config
+	hd, rest := cfg.HeadDim, c.n-n
+	for l := range cfg.Layers {
+		for h := range cfg.KVHeads {
+			base := c.offset(l, h, 0)
+			if c.kind == CacheF32 {
+				copy(c.k32[base:base+rest*hd], c.k32[base+n*hd:base+c.n*hd])
+			} else {
+				copy(c.k16[base:base+rest*hd], c.k16[base+n*hd:base+c.n*hd])
+			}
+			for d := range hd {
+				row := base + d*c.cap
+				if c.kind == CacheF32 {
+					copy(c.v32[row:row+rest], c.v32[row+n:row+c.n])
+				} else {
+					copy(c.v16[row:row+rest], c.v16[row+n:row+c.n])
+				}
+			}
+		}
+	}
+	c.n = rest
+	return nil
+}
+
 // Reset empties the cache, keeping its memory.
 func (c *Cache) Reset() { c.n = 0 }
 
