@@ -127,9 +127,10 @@ type headState struct {
 	qs     []float32 // the group's queries as Attend gets them (scaled), token-major
 	q      []float32 // the same unscaled, for the lookup
 	segs   []segment
-	keys   int // keys in segs
-	// The queries prepared for the keys and the always-attended keys (GroupRows).
-	prepK, prepA []float32
+	keys   int // keys in segs, the tail's included
+	// The queries prepared for the keys, the always-attended keys and the tail's keys
+	// (GroupRows).
+	prepK, prepA, prepT []float32
 }
 
 // chunk is the most keys scored at once per query vector (a block of keys stays in the
@@ -148,9 +149,11 @@ const minPart = 128
 // clusters the queries need (one lookup for a batch of several tokens, one per token when
 // decoding), then computes exact attention over the selected keys and the Always rows,
 // split across the pool's threads in shares of equal numbers of keys (ranges of one or
-// two KV heads' keys), with the parts merged by log-sum-exp. Its scratch memory grows to the largest batch seen and is reused, so a
-// decode step allocates nothing. A Session is used by one goroutine at a time, with the
-// pool of the Forward calls it serves.
+// two KV heads' keys), with the parts merged by log-sum-exp. Rows appended after the
+// context (SetTail) are attended by every call, as one more always-attended segment. Its
+// scratch memory grows to the largest batch seen and is reused, so a decode step
+// allocates nothing. A Session is used by one goroutine at a time, with the pool of the
+// Forward calls it serves.
 type Session struct {
 	ctx   *Context
 	pool  *kernels.Pool
@@ -188,6 +191,10 @@ type Session struct {
 	partFn   func(lo, hi int)
 
 	stats Stats
+
+	// Rows after the context (SetTail), per layer and KV head, and their number.
+	tail    [][]tailHead
+	tailLen int
 }
 
 // NewSession prepares attention to c for m's sequences with the given budget (see
@@ -276,8 +283,9 @@ func (c *Context) check(cfg *model.Config) error {
 	return nil
 }
 
-// Len is the number of context positions: the session's own tokens start there.
-func (s *Session) Len() int { return s.total }
+// Len is the number of context positions and tail rows (SetTail): the session's own
+// tokens start there.
+func (s *Session) Len() int { return s.total + s.tailLen }
 
 // Dense reports whether the session reads every key without lookups.
 func (s *Session) Dense() bool { return s.dense }
@@ -426,6 +434,11 @@ func (s *Session) lookup(g int) {
 		h.segs = append(h.segs, segment{head.AlwaysK, head.AlwaysV, 0, a, s.prepare(&h.prepA, head.AlwaysK, h.qs)})
 	}
 	h.keys = keys + len(head.Always)
+	if s.tailLen > 0 {
+		t := &s.tail[s.layer][g]
+		h.segs = append(h.segs, segment{t.k, t.v, 0, s.tailLen, s.prepare(&h.prepT, t.k, h.qs)})
+		h.keys += s.tailLen
+	}
 	// Each KV head is counted by its own goroutine; fold the counts in merge.
 }
 
@@ -767,7 +780,7 @@ func (s *Session) merge(out, lse []float32) {
 			per = s.n
 		}
 		s.stats.Lookups += per
-		s.stats.KeysRead += int64(per * h.keys)
+		s.stats.KeysRead += int64(per * (h.keys - s.tailLen))
 		s.stats.Keys += int64(per * s.total)
 		if !s.dense {
 			s.stats.Centroids += int64(h.sel.Centroids)
