@@ -64,16 +64,28 @@ func (e *Engine) GenerateTokens(ctx context.Context, prompt []int32, opts Option
 	if opts.MaxTokens > 0 && len(prompt) > 0 {
 		capacity = min(capacity, len(prompt)+opts.MaxTokens)
 	}
-	cache, err := e.Model.NewCache(capacity, opts.Cache)
+	pipelined := opts.Pipeline != nil && opts.Sampling.Greedy() && !penalized(opts.Sampling.RepeatPenalty)
+	// Spills keep the cache to After+Block tokens (or the prompt); the pipeline keeps
+	// tokens in flight at several cache positions, so it runs without them.
+	spill, room := opts.Spill, capacity
+	if spill != nil && !pipelined {
+		if err := spill.check(opts.Prefix); err != nil {
+			return Result{PromptTokens: len(prompt)}, err
+		}
+		room = min(capacity, max(len(prompt), spill.After+spill.Block))
+	} else {
+		spill = nil
+	}
+	cache, err := e.Model.NewCache(room, opts.Cache)
 	if err != nil {
 		return Result{PromptTokens: len(prompt)}, err
 	}
-	m := &modelLM{m: e.Model, c: cache, p: pool, opt: model.Options{Prefix: opts.Prefix}}
+	m := &modelLM{m: e.Model, c: cache, p: pool, opt: model.Options{Prefix: opts.Prefix}, spill: spill, limit: capacity}
 	target := speculate.Target{Model: e.Model, Cache: cache, Pool: pool, Prefix: opts.Prefix}
 	var policy *speculate.Policy
 	var pipe Stepper
 	switch {
-	case opts.Pipeline != nil && opts.Sampling.Greedy() && !penalized(opts.Sampling.RepeatPenalty):
+	case pipelined:
 		if pipe, err = opts.Pipeline(target); err != nil {
 			return Result{PromptTokens: len(prompt)}, fmt.Errorf("decode: pipeline: %w", err)
 		}
@@ -98,6 +110,13 @@ type modelLM struct {
 	observers []speculate.Observer
 	pass      model.Options // a decoding pass's options: opt, observed, maybe Exact
 	one       [1]int32
+
+	// Spills (Options.Spill), or nil; moved counts the tokens they took out of c, so
+	// that a token's place in the generation is moved + its cache position. limit is
+	// the generation's capacity, c's own or more when spills keep c small.
+	spill *Spill
+	moved int
+	limit int
 }
 
 // observe makes the decoding passes call the Observers among ds.
@@ -127,6 +146,9 @@ func (l *modelLM) step(id int32, logits []float32) error {
 		l.pass.Observe = l.onLayer
 	}
 	l.one[0] = id
+	if err := l.settle(); err != nil {
+		return err
+	}
 	return l.m.Forward(l.p, l.c, l.one[:], logits, &l.pass)
 }
 
@@ -136,14 +158,22 @@ func (l *modelLM) verify(tokens []int32, logits []float32) error {
 	if len(l.observers) > 0 {
 		l.pass.Observe = l.onLayer
 	}
+	if l.spill != nil {
+		return l.verifySpilling(tokens, logits)
+	}
 	return l.m.Forward(l.p, l.c, tokens, logits, &l.pass)
 }
 
-func (l *modelLM) truncate(n int) error { return l.c.Truncate(n) }
-func (l *modelLM) used() int            { return l.c.Len() }
-func (l *modelLM) capacity() int        { return l.c.Cap() }
-func (l *modelLM) vocab() int           { return l.m.Config.Vocab }
-func (l *modelLM) maxBatch() int        { return model.MaxBatch }
+func (l *modelLM) truncate(n int) error {
+	if n < l.moved {
+		return fmt.Errorf("decode: roll back to token %d, before the %d moved out of the cache", n, l.moved)
+	}
+	return l.c.Truncate(n - l.moved)
+}
+func (l *modelLM) used() int     { return l.moved + l.c.Len() }
+func (l *modelLM) capacity() int { return l.limit }
+func (l *modelLM) vocab() int    { return l.m.Config.Vocab }
+func (l *modelLM) maxBatch() int { return model.MaxBatch }
 
 // tokenizerCodec adapts a Tokenizer to the generation loop.
 type tokenizerCodec struct{ t *tokenizer.Tokenizer }

@@ -88,6 +88,10 @@ type Options struct {
 	// tokens: ContextLen counts those, and its default is the model's context length
 	// minus Prefix.Len() (at least one position).
 	Prefix model.Prefix
+	// Spill, if set (with a Prefix that takes the tokens), moves the oldest tokens of a
+	// long generation out of the KV cache into the Prefix, a block at a time, so that the
+	// cache keeps only the recent ones (see Spill). It does not apply with Pipeline.
+	Spill *Spill
 }
 
 // Stepper generates greedy tokens on its own (Options.Pipeline).

@@ -128,9 +128,10 @@ type headState struct {
 	q      []float32 // the same unscaled, for the lookup
 	segs   []segment
 	keys   int // keys in segs, the tail's included
-	// The queries prepared for the keys, the always-attended keys and the tail's keys
-	// (GroupRows).
-	prepK, prepA, prepT []float32
+	// The queries prepared for the keys, the always-attended keys and each block of the
+	// tail's keys (GroupRows).
+	prepK, prepA []float32
+	prepT        [][]float32
 }
 
 // chunk is the most keys scored at once per query vector (a block of keys stays in the
@@ -150,8 +151,8 @@ const minPart = 128
 // decoding), then computes exact attention over the selected keys and the Always rows,
 // split across the pool's threads in shares of equal numbers of keys (ranges of one or
 // two KV heads' keys), with the parts merged by log-sum-exp. Rows appended after the
-// context (SetTail) are attended by every call, as one more always-attended segment. Its
-// scratch memory grows to the largest batch seen and is reused, so a decode step
+// context (AppendTail) are attended by every call, as more always-attended segments.
+// Its scratch memory grows to the largest batch seen and is reused, so a decode step
 // allocates nothing. A Session is used by one goroutine at a time, with the pool of the
 // Forward calls it serves.
 type Session struct {
@@ -192,8 +193,8 @@ type Session struct {
 
 	stats Stats
 
-	// Rows after the context (SetTail), per layer and KV head, and their number.
-	tail    [][]tailHead
+	// Rows after the context (AppendTail), per layer and KV head, and their number.
+	tail    [][][]tailBlock
 	tailLen int
 }
 
@@ -283,7 +284,7 @@ func (c *Context) check(cfg *model.Config) error {
 	return nil
 }
 
-// Len is the number of context positions and tail rows (SetTail): the session's own
+// Len is the number of context positions and tail rows (AppendTail): the session's own
 // tokens start there.
 func (s *Session) Len() int { return s.total + s.tailLen }
 
@@ -434,11 +435,7 @@ func (s *Session) lookup(g int) {
 		h.segs = append(h.segs, segment{head.AlwaysK, head.AlwaysV, 0, a, s.prepare(&h.prepA, head.AlwaysK, h.qs)})
 	}
 	h.keys = keys + len(head.Always)
-	if s.tailLen > 0 {
-		t := &s.tail[s.layer][g]
-		h.segs = append(h.segs, segment{t.k, t.v, 0, s.tailLen, s.prepare(&h.prepT, t.k, h.qs)})
-		h.keys += s.tailLen
-	}
+	s.appendTail(h, g)
 	// Each KV head is counted by its own goroutine; fold the counts in merge.
 }
 

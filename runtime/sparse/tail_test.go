@@ -9,7 +9,7 @@ import (
 	"squeeze/runtime/kernels"
 )
 
-// TestTail: a session with rows after its context (SetTail) attends to the context as
+// TestTail: a session with rows after its context (AppendTail, in two blocks) attends to the context as
 // without them and to every tail row: its output is the log-sum-exp merge of the
 // context's attention and the float64 reference's over the tail, dense and sparse, for
 // one token and a batch, with f16 and generic tail rows; Len grows by the tail and the
@@ -58,8 +58,32 @@ func TestTail(t *testing.T) {
 				if wrap {
 					tk, tv = generic(keys), generic(values)
 				}
-				if err := s.SetTail(tk, tv); err != nil {
-					t.Fatal(err)
+				// Two blocks: rows [0, 20) and [20, T).
+				cut := func(rs [][]Rows, lo, hi int) [][]Rows {
+					out := make([][]Rows, len(rs))
+					for l := range rs {
+						for _, r := range rs[l] {
+							var f *F16Rows
+							switch v := r.(type) {
+							case *F16Rows:
+								f = v
+							case genericRows:
+								f = v.r
+							}
+							part := &F16Rows{Dim: hd, Data: f.Data[lo*hd : hi*hd]}
+							if _, ok := r.(genericRows); ok {
+								out[l] = append(out[l], genericRows{part})
+							} else {
+								out[l] = append(out[l], part)
+							}
+						}
+					}
+					return out
+				}
+				for _, b := range [][2]int{{0, 20}, {20, T}} {
+					if err := s.AppendTail(cut(tk, b[0], b[1]), cut(tv, b[0], b[1])); err != nil {
+						t.Fatal(err)
+					}
 				}
 				if s.Len() != S+T || s.Tail() != T {
 					t.Fatalf("Len %d, Tail %d; want %d, %d", s.Len(), s.Tail(), S+T, T)
@@ -97,9 +121,9 @@ func TestTail(t *testing.T) {
 	}
 }
 
-// TestSetTailErrors: a tail of the wrong shape is refused with ErrMismatch and leaves the
-// session as it was; nil clears the tail.
-func TestSetTailErrors(t *testing.T) {
+// TestAppendTailErrors: a tail of the wrong shape is refused with ErrMismatch and leaves
+// the session as it was; ClearTail clears the tail.
+func TestAppendTailErrors(t *testing.T) {
 	m := tinyModel(t)
 	cfg := &m.Config
 	hd := cfg.HeadDim
@@ -119,8 +143,8 @@ func TestSetTailErrors(t *testing.T) {
 		}
 		return out
 	}
-	if err := s.SetTail(rows(4, hd), rows(4, hd)); err != nil || s.Len() != 105 {
-		t.Fatalf("SetTail: %v, Len %d", err, s.Len())
+	if err := s.AppendTail(rows(4, hd), rows(4, hd)); err != nil || s.Len() != 105 {
+		t.Fatalf("AppendTail: %v, Len %d", err, s.Len())
 	}
 	uneven := rows(4, hd)
 	uneven[1][1] = NewF16Rows(hd, make([]float32, 3*hd))
@@ -133,14 +157,18 @@ func TestSetTailErrors(t *testing.T) {
 		"dim":     {wide, wide},
 		"nil row": {{{nil, nil}, {nil, nil}}, rows(4, hd)},
 	} {
-		if err := s.SetTail(tc[0], tc[1]); !errors.Is(err, ErrMismatch) {
+		if err := s.AppendTail(tc[0], tc[1]); !errors.Is(err, ErrMismatch) {
 			t.Errorf("%s: %v, want ErrMismatch", name, err)
 		}
 		if s.Len() != 105 {
 			t.Errorf("%s: a refused tail changed Len to %d", name, s.Len())
 		}
 	}
-	if err := s.SetTail(nil, nil); err != nil || s.Len() != 101 || s.Tail() != 0 {
-		t.Fatalf("clear: %v, Len %d", err, s.Len())
+	if err := s.AppendTail(rows(3, hd), rows(3, hd)); err != nil || s.Len() != 108 {
+		t.Fatalf("second AppendTail: %v, Len %d", err, s.Len())
+	}
+	s.ClearTail()
+	if s.Len() != 101 || s.Tail() != 0 {
+		t.Fatalf("cleared: Len %d, Tail %d", s.Len(), s.Tail())
 	}
 }
