@@ -18,6 +18,7 @@ import (
 	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
+	"squeeze/runtime/kvquant"
 	"squeeze/runtime/sparse"
 	"squeeze/runtime/speculate"
 )
@@ -34,6 +35,8 @@ type askOptions struct {
 	TemplateSet   bool            // --query-template was given
 	Speculate     string          // --speculate: a speculate.Modes name
 	Gen           generateOptions // --max-tokens, sampling flags, --stop, --kv-cache
+	KVAppend      bool            // --kv-append: quantize the values of old user tokens
+	KVAppendAfter int             // --kv-append-after: recent tokens kept in f16
 
 	// From the global options.
 	Threads int
@@ -70,6 +73,20 @@ type askReport struct {
 	DecodePasses      int     `json:"decode_passes"`
 	// Pipeline is what the pipelined form did, when it decoded (null otherwise).
 	Pipeline *pipelineReport `json:"pipeline"`
+	// KVAppend is null unless the query's and answer's values were quantized on append.
+	KVAppend *kvAppendReport `json:"kv_append"`
+}
+
+// kvAppendReport is "kv_append" in the JSON of ask: the user tokens whose values were
+// quantized on append (kvquant.Appender) and the memory they take.
+type kvAppendReport struct {
+	After            int `json:"after"`
+	Block            int `json:"block"`
+	Tokens           int `json:"quantized_tokens"`
+	Bytes            int `json:"bytes"`
+	F16Bytes         int `json:"f16_bytes"`
+	BytesPerToken    int `json:"bytes_per_token"`
+	F16BytesPerToken int `json:"f16_bytes_per_token"`
 }
 
 // pipelineReport is earlyexit.PipelineStats in ask's JSON report.
@@ -138,7 +155,21 @@ fields text, tokens, generated_tokens, prompt_tokens (the query's tokens),
 context_tokens, stop_reason, load_ms, ttft_ms (the query's prefill, which yields
 the first token), decode_ms, decode_tokens_per_s, budget, dense,
 realized_budget, keys_fraction, centroids_fraction, seed, threads, artifact,
-model, speculate, drafted, accepted, verify_passes, decode_passes and pipeline.`,
+model, speculate, drafted, accepted, verify_passes, decode_passes, pipeline and
+kv_append.
+
+On an artifact with a quantized KV cache (precompute --kv nuq3, ...), a long
+answer's values are quantized as they are appended, as KVQuant does: once the
+cache of the query and the answer holds --kv-append-after + 256 tokens, the
+oldest 256 move out of it, their keys kept in f16 and their values quantized per
+token with the artifact's value datatype of their layer and 1% outliers (the
+artifact's fraction), and are attended with the context from then on. The last
+--kv-append-after tokens (at least 16) always stay in f16, so speculation rolls
+back as before and gives the same tokens as plain greedy decoding.
+--kv-append=false keeps every user token in f16. "kv_append" in the JSON
+reports after, block, quantized_tokens, bytes and f16_bytes (the memory of the
+quantized tokens, and what f16 would take) and their per-token values (null
+when off). The pipelined form above keeps every token in f16.`,
 		Example: `  # Ask the repository's artifact a question, greedily
   $ squeeze ask --temp 0 repo.sqz "Where is the KV cache allocated?"
 
@@ -172,6 +203,8 @@ model, speculate, drafted, accepted, verify_passes, decode_passes and pipeline.`
 	f.Int64Var(&g2.Seed, "seed", -1, "random seed (-1 = pick one at random)")
 	f.StringArrayVar(&g2.Stop, "stop", nil, "stop before this `string` (repeatable)")
 	f.StringVar(&g2.KVCache, "kv-cache", "f16", "storage type of the query's and answer's KV cache: f16 or f32")
+	f.BoolVar(&opts.KVAppend, "kv-append", true, "quantize the values of a long answer's older tokens on append (artifacts with a quantized KV cache)")
+	f.IntVar(&opts.KVAppendAfter, "kv-append-after", decode.DefaultSpillAfter, "with --kv-append: the number of recent tokens that stay in f16 (at least 16)")
 	return cmd
 }
 
@@ -200,6 +233,8 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 		return usageErrorf("--budget %g: want a fraction > 0 (1 or more = dense)", opts.Budget)
 	case !strings.Contains(opts.QueryTemplate, "{query}"):
 		return usageErrorf("--query-template %q has no {query}", opts.QueryTemplate)
+	case opts.KVAppend && opts.KVAppendAfter < decode.MinSpillAfter:
+		return usageErrorf("--kv-append-after %d: want at least %d", opts.KVAppendAfter, decode.MinSpillAfter)
 	}
 	mode, err := speculate.ParseMode(opts.Speculate)
 	if err != nil {
@@ -292,6 +327,18 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 		ContextLen: ctxLen,
 		Prefix:     sess,
 	}
+	var appender *kvquant.Appender
+	if opts.KVAppend && a.KV != nil {
+		// Values are quantized on append with the artifact's datatypes.
+		types := make([]kvquant.Datatype, len(a.KV.Layers))
+		for l, layer := range a.KV.Layers {
+			types[l] = layer.Value
+		}
+		if appender, err = kvquant.NewAppender(sess, m, types, a.KV.Outliers); err != nil {
+			return &artifactError{opts.Artifact, err}
+		}
+		dopts.Spill = &decode.Spill{To: appender, After: opts.KVAppendAfter, Block: decode.DefaultSpillBlock}
+	}
 	out := &textOutput{out: s.Out, json: opts.JSON}
 	dopts.OnText = out.onText()
 	var pipe *earlyexit.Pipeline
@@ -381,6 +428,14 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 		}
 		if report.Tokens == nil {
 			report.Tokens = []int32{}
+		}
+		if appender != nil {
+			r := &kvAppendReport{After: opts.KVAppendAfter, Block: decode.DefaultSpillBlock,
+				Tokens: appender.Tokens(), Bytes: appender.Bytes(), F16Bytes: appender.F16Bytes()}
+			if r.Tokens > 0 {
+				r.BytesPerToken, r.F16BytesPerToken = r.Bytes/r.Tokens, r.F16Bytes/r.Tokens
+			}
+			report.KVAppend = r
 		}
 		return report
 	})

@@ -16,6 +16,7 @@ import (
 
 	"squeeze/format"
 	"squeeze/runtime/chat"
+	"squeeze/runtime/decode"
 	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/server"
@@ -37,6 +38,8 @@ type serveOptions struct {
 	ShutdownTimeout time.Duration
 	KVCache         string
 	Speculate       string // default speculation mode of greedy requests
+	KVAppend        bool   // --kv-append: quantize the values of old request tokens
+	KVAppendAfter   int    // --kv-append-after: recent tokens kept in f16
 
 	// From the global options.
 	Threads int
@@ -125,6 +128,8 @@ stderr at level info.`,
 	f.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish before they are cancelled")
 	f.StringVar(&opts.KVCache, "kv-cache", "f16", "storage type of each request's KV cache: f16 or f32")
 	f.StringVar(&opts.Speculate, "speculate", "auto", "speculative decoding of greedy requests that name no mode: auto, off, early or ngram")
+	f.BoolVar(&opts.KVAppend, "kv-append", true, "quantize the values of a long request's older tokens on append (artifacts with a quantized KV cache)")
+	f.IntVar(&opts.KVAppendAfter, "kv-append-after", decode.DefaultSpillAfter, "with --kv-append: the number of recent tokens of a request that stay in f16 (at least 16)")
 	return cmd
 }
 
@@ -164,6 +169,12 @@ func runServe(ctx context.Context, opts *serveOptions, s streams) error {
 		return usageErrorf("--shutdown-timeout %v: want 0 or more", opts.ShutdownTimeout)
 	case opts.Threads < 0:
 		return usageErrorf("--threads %d: want >= 0", opts.Threads)
+	case opts.KVAppend && opts.KVAppendAfter < decode.MinSpillAfter:
+		return usageErrorf("--kv-append-after %d: want at least %d", opts.KVAppendAfter, decode.MinSpillAfter)
+	}
+	appendAfter := 0
+	if opts.KVAppend {
+		appendAfter = opts.KVAppendAfter
 	}
 	ids := make([]string, len(opts.Artifacts))
 	seen := map[string]string{}
@@ -185,6 +196,7 @@ func runServe(ctx context.Context, opts *serveOptions, s streams) error {
 	srv, err := server.New(server.Config{
 		Parallel: opts.Parallel, Queue: opts.Queue, Threads: opts.Threads, MaxBodyBytes: opts.MaxBodyBytes,
 		MaxTokens: opts.MaxTokensLimit, RequestTokens: opts.RequestTokens, Cache: cacheType, Speculate: spec, Logger: log,
+		KVAppendAfter: appendAfter,
 	})
 	if err != nil {
 		return &usageError{err}
@@ -285,6 +297,12 @@ func loadServed(ctx context.Context, opts *serveOptions, ids []string, log *slog
 			budget = a.Header.Settings.Budget
 		}
 		m := &server.Model{ID: ids[i], Model: lm.Model, Tokenizer: lm.Tokenizer, Context: a.Context, Budget: budget, Predictor: a.Predictor}
+		if a.KV != nil { // values of long requests are quantized on append with these
+			m.ValueOutliers = a.KV.Outliers
+			for _, layer := range a.KV.Layers {
+				m.ValueTypes = append(m.ValueTypes, layer.Value)
+			}
+		}
 		// squeeze.block_share in the GGUF, or byte-identical layers: greedy requests
 		// then decode with the pipelined form, as ask does.
 		if m.BlockShare, err = earlyexit.BlockShare(lm.File, lm.Model); err != nil {

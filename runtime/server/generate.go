@@ -12,6 +12,7 @@ import (
 	"squeeze/runtime/decode"
 	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/kernels"
+	"squeeze/runtime/kvquant"
 	"squeeze/runtime/sparse"
 	"squeeze/runtime/speculate"
 )
@@ -131,6 +132,7 @@ type outcome struct {
 	ttft      time.Duration // arrival to first token
 	generate  time.Duration // holding the slot
 	pipelined bool          // decoded by the pipelined form (earlyexit.Pipeline)
+	appended  int           // tokens whose values were quantized on append
 }
 
 // realized is the realized budget: 1 for a dense session.
@@ -250,7 +252,17 @@ func (s *Server) run(ctx context.Context, j *job, arrival time.Time, started fun
 			}
 		}
 	}
+	var app *kvquant.Appender
+	if s.cfg.KVAppendAfter > 0 && j.m.ValueTypes != nil {
+		if app, err = kvquant.NewAppender(sess, j.m.Model, j.m.ValueTypes, j.m.ValueOutliers); err != nil {
+			return o, fmt.Errorf("kv append: %w", err)
+		}
+		opts.Spill = &decode.Spill{To: app, After: s.cfg.KVAppendAfter, Block: decode.DefaultSpillBlock}
+	}
 	o.res, err = engine.GenerateTokens(ctx, j.prompt, opts)
+	if app != nil {
+		o.appended = app.Tokens()
+	}
 	if pipe != nil {
 		o.res.Speculation, o.pipelined = pipe.Stats().Speculation(), true
 	}

@@ -35,6 +35,7 @@ type (
 		Speculate        string  `json:"speculate"`
 		Drafted          int     `json:"drafted"`
 		Accepted         int     `json:"accepted"`
+		KVAppended       int     `json:"kv_appended_tokens"`
 	}
 
 	completionResponse struct {
@@ -271,6 +272,7 @@ func (s *Server) respond(w *responseWriter, r *http.Request, info *reqInfo, j *j
 		StopReason: string(o.res.StopReason), QueueMS: ms(o.queue), TTFTMS: ms(o.ttft),
 		DecodeTokensPerS: round3(o.res.DecodeTokensPerSecond()), Speculate: o.speculation(j.spec),
 		Drafted: o.res.Speculation.Drafted, Accepted: o.res.Speculation.Accepted,
+		KVAppended: o.appended,
 	}
 	finish := finishReason(o.res.StopReason)
 	if sse == nil {

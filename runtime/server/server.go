@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"squeeze/runtime/chat"
+	"squeeze/runtime/decode"
 	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/kernels"
+	"squeeze/runtime/kvquant"
 	"squeeze/runtime/model"
 	"squeeze/runtime/sparse"
 	"squeeze/runtime/speculate"
@@ -73,6 +75,12 @@ type Model struct {
 	// (auto, early) decode with SPEED's pipelined form (earlyexit.Pipeline). 0: SetModels
 	// detects byte-identical layers (earlyexit.BlockShare without the file).
 	BlockShare int
+	// ValueTypes, if set, are the datatypes of the fixed context's values per layer (a
+	// quantized artifact's, format.KVLayer.Value), and ValueOutliers its outlier
+	// fraction: with Config.KVAppendAfter, a request's values are quantized with them on
+	// append (kvquant.Appender). Nil for a context stored in f16. SetModels checks them.
+	ValueTypes    []kvquant.Datatype
+	ValueOutliers float64
 
 	ngram *speculate.NGram // the context's n-gram index, for speculation
 }
@@ -101,6 +109,13 @@ type Config struct {
 	// Speculate is the speculation mode of greedy requests that name none (the zero
 	// value is speculate.ModeOff).
 	Speculate speculate.Mode
+	// KVAppendAfter, if not 0, quantizes the values of a request's older tokens on
+	// append, on models with ValueTypes: once its KV cache holds KVAppendAfter +
+	// decode.DefaultSpillBlock tokens, the oldest decode.DefaultSpillBlock move to its
+	// session's tail with their values quantized, and the last KVAppendAfter (at least
+	// decode.MinSpillAfter) always stay in the cache (decode.Spill). 0 keeps every token
+	// of a request in its cache.
+	KVAppendAfter int
 	// Logger receives one line per request and the errors (nil: discard).
 	Logger *slog.Logger
 }
@@ -147,6 +162,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: threads %d: want 0 (all cores) or more", cfg.Threads)
 	case cfg.MaxBodyBytes < 0 || cfg.MaxTokens < 0 || cfg.RequestTokens < 0:
 		return nil, errors.New("server: limits must not be negative")
+	case cfg.KVAppendAfter != 0 && cfg.KVAppendAfter < decode.MinSpillAfter:
+		return nil, fmt.Errorf("server: kv append after %d tokens: want 0 (off) or at least %d", cfg.KVAppendAfter, decode.MinSpillAfter)
 	}
 	if cfg.Parallel == 0 {
 		cfg.Parallel = DefaultParallel
@@ -208,10 +225,15 @@ func (s *Server) SetModels(models []*Model) error {
 		}
 		// A session checks the context against the model and the default budget.
 		pool := kernels.NewPool(1)
-		_, err := sparse.NewSession(m.Context, m.Model, pool, m.defaultBudget())
+		sess, err := sparse.NewSession(m.Context, m.Model, pool, m.defaultBudget())
 		pool.Close()
 		if err != nil {
 			return fmt.Errorf("server: model %s: %w", m.ID, err)
+		}
+		if m.ValueTypes != nil {
+			if _, err := kvquant.NewAppender(sess, m.Model, m.ValueTypes, m.ValueOutliers); err != nil {
+				return fmt.Errorf("server: model %s: value datatypes: %w", m.ID, err)
+			}
 		}
 		m.ngram = speculate.NewNGram(m.Context.Tokens, 0, 0)
 		if m.BlockShare == 0 {
