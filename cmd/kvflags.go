@@ -15,7 +15,7 @@ import (
 // flags besides --kv itself, which each command reads its own way).
 type kvQuantFlags struct {
 	Outliers  float64
-	QNorm     bool
+	QNorm     string
 	PostRoPE  bool
 	TokenKeys bool
 	Weighting string
@@ -25,7 +25,8 @@ type kvQuantFlags struct {
 // add defines the flags on f.
 func (k *kvQuantFlags) add(f *pflag.FlagSet) {
 	f.Float64Var(&k.Outliers, "outliers", kvquant.DefaultOutliers, "fraction of each quantized vector kept exact, half at each end, in [0, 0.5)")
-	f.BoolVar(&k.QNorm, "qnorm", false, "correct the quantized levels by Q-Norm (meant for 2 bits)")
+	f.StringVar(&k.QNorm, "qnorm", "auto", "correct the quantized levels by Q-Norm: auto (at 2 bits), on or off (--qnorm alone: on)")
+	f.Lookup("qnorm").NoOptDefVal = "on"
 	f.BoolVar(&k.PostRoPE, "post-rope", false, "quantize keys after RoPE (ablation of pre-RoPE keys)")
 	f.BoolVar(&k.TokenKeys, "per-token-keys", false, "quantize keys per token like values (ablation of per-channel keys)")
 	f.StringVar(&k.Weighting, "kv-weighting", "fisher-scale", "nuq datatype fit: fisher-scale, fisher or none")
@@ -45,10 +46,14 @@ func (k *kvQuantFlags) options(enc string) (precompute.KVOptions, error) {
 	if err != nil {
 		return precompute.KVOptions{}, err
 	}
+	qnorm, err := parseQNorm(k.QNorm)
+	if err != nil {
+		return precompute.KVOptions{}, err
+	}
 	if enc == format.KVEncodingF16 {
 		return precompute.KVOptions{Encoding: enc}, nil
 	}
-	return precompute.KVOptions{Encoding: enc, Outliers: k.Outliers, QNorm: k.QNorm, PostRoPE: k.PostRoPE,
+	return precompute.KVOptions{Encoding: enc, Outliers: k.Outliers, QNorm: qnorm, PostRoPE: k.PostRoPE,
 		PerTokenKeys: k.TokenKeys, Weighting: weighting, ExactWindow: k.ExactWin}, nil
 }
 
@@ -67,7 +72,7 @@ func (k *kvQuantFlags) checkQuantized(encs ...string) error {
 		set  bool
 	}{
 		{"--outliers", k.Outliers != kvquant.DefaultOutliers},
-		{"--qnorm", k.QNorm},
+		{"--qnorm", k.QNorm != precompute.QNormAuto.String()},
 		{"--post-rope", k.PostRoPE},
 		{"--per-token-keys", k.TokenKeys},
 		{"--kv-weighting", k.Weighting != calibrate.FisherScale.String()},
@@ -91,4 +96,21 @@ func parseWeighting(s string) (calibrate.Weighting, error) {
 		}
 	}
 	return 0, usageErrorf("--kv-weighting %q: want fisher-scale, fisher or none", s)
+}
+
+// parseQNorm reads --qnorm: auto, on or off, with true and false (the flag's old boolean
+// spelling) for on and off.
+func parseQNorm(s string) (precompute.QNormMode, error) {
+	switch s {
+	case "true":
+		return precompute.QNormOn, nil
+	case "false":
+		return precompute.QNormOff, nil
+	}
+	for _, m := range []precompute.QNormMode{precompute.QNormAuto, precompute.QNormOn, precompute.QNormOff} {
+		if s == m.String() {
+			return m, nil
+		}
+	}
+	return 0, usageErrorf("--qnorm %q: want auto, on or off", s)
 }

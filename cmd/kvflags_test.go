@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"squeeze/format"
+	"squeeze/precompute"
 	"squeeze/runtime/kvquant"
 )
 
@@ -25,8 +26,9 @@ func TestCheckQuantized(t *testing.T) {
 		usage string // a flag name the error must name; "" for no error
 	}{
 		{name: "defaults with f16", encs: []string{"f16"}},
-		{name: "defaults spelled out with f16", args: []string{"--outliers", "0.01", "--kv-weighting", "fisher-scale", "--qnorm=false"}, encs: []string{"f16"}},
+		{name: "defaults spelled out with f16", args: []string{"--outliers", "0.01", "--kv-weighting", "fisher-scale", "--qnorm=auto"}, encs: []string{"f16"}},
 		{name: "qnorm with f16", args: []string{"--qnorm"}, encs: []string{"f16"}, usage: "--qnorm"},
+		{name: "qnorm off with f16", args: []string{"--qnorm=off"}, encs: []string{"f16"}, usage: "--qnorm"},
 		{name: "outliers with f16", args: []string{"--outliers", "0.02"}, encs: []string{"f16"}, usage: "--outliers"},
 		{name: "several with f16", args: []string{"--post-rope", "--per-token-keys", "--kv-exact-window"}, encs: []string{"f16"}, usage: "--per-token-keys"},
 		{name: "weighting with f16 twice", args: []string{"--kv-weighting", "none"}, encs: []string{"f16", " f16"}, usage: "--kv-weighting"},
@@ -65,6 +67,7 @@ func TestKVQuantFlags(t *testing.T) {
 		enc       string
 		tokenKeys bool
 		postRoPE  bool
+		qnorm     precompute.QNormMode
 		parseErr  bool // pflag refuses the arguments
 		usage     bool // options refuses them
 	}{
@@ -76,6 +79,12 @@ func TestKVQuantFlags(t *testing.T) {
 		{name: "not a boolean", args: []string{"--per-token-keys=maybe"}, parseErr: true},
 		{name: "with a bad encoding", args: []string{"--per-token-keys"}, enc: "nuq9", usage: true},
 		{name: "with bad outliers", args: []string{"--per-token-keys", "--outliers", "0.5"}, enc: "nuq3", usage: true},
+		{name: "qnorm alone is on", args: []string{"--qnorm"}, enc: "nuq3", qnorm: precompute.QNormOn},
+		{name: "qnorm off", args: []string{"--qnorm=off"}, enc: "nuq2", qnorm: precompute.QNormOff},
+		{name: "qnorm false", args: []string{"--qnorm=false"}, enc: "nuq2", qnorm: precompute.QNormOff},
+		{name: "qnorm true", args: []string{"--qnorm=true"}, enc: "nuq4", qnorm: precompute.QNormOn},
+		{name: "qnorm auto", args: []string{"--qnorm=auto"}, enc: "nuq2"},
+		{name: "bad qnorm", args: []string{"--qnorm=maybe"}, enc: "nuq2", usage: true},
 		{name: "with a bad weighting", args: []string{"--per-token-keys", "--kv-weighting", "x"}, enc: "nuq3", usage: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,7 +109,7 @@ func TestKVQuantFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if o.Encoding != tc.enc || o.PerTokenKeys != tc.tokenKeys || o.PostRoPE != tc.postRoPE {
+			if o.Encoding != tc.enc || o.PerTokenKeys != tc.tokenKeys || o.PostRoPE != tc.postRoPE || o.QNorm != tc.qnorm {
 				t.Fatalf("options(%q) with %v: %+v", tc.enc, tc.args, o)
 			}
 		})

@@ -125,7 +125,7 @@ a chat template of a known family.
 values with KVQuant: keys before RoPE with one range per channel, values one per
 token, per-layer datatypes fitted by 1-D k-means (nuq), --outliers of each
 vector kept exactly, the attention sink in f16; --qnorm corrects the levels
-(meant for 2 bits); --post-rope quantizes keys after RoPE and --per-token-keys
+(default auto: at 2 bits; --qnorm=on, --qnorm=off); --post-rope quantizes keys after RoPE and --per-token-keys
 keys per token like values (ablations). The nuq k-means weighs each value by
 its Fisher information (a backward pass over the context, or over the --calib
 text) times its range squared; --kv-weighting fisher drops the range, none

@@ -2,6 +2,7 @@ package precompute
 
 import (
 	"context"
+	"errors"
 	"math"
 	"path/filepath"
 	"slices"
@@ -41,14 +42,15 @@ func TestRunQuantized(t *testing.T) {
 	mp := syntheticModel(t)
 	in := corpus(t)
 	for _, tc := range []struct {
-		kv       KVOptions
-		maxError float64
+		kv        KVOptions
+		maxError  float64
+		wantQNorm bool
 	}{
-		{KVOptions{Encoding: "nuq3", Outliers: 0.01}, 0.25},
-		{KVOptions{Encoding: "nf2", Outliers: 0.02, QNorm: true}, 0.6},
-		{KVOptions{Encoding: "int4", PostRoPE: true}, 0.15},
-		{KVOptions{Encoding: "nuq3", Outliers: 0.01, PerTokenKeys: true}, 0.25},
-		{KVOptions{Encoding: "int4", PostRoPE: true, PerTokenKeys: true}, 0.15},
+		{KVOptions{Encoding: "nuq3", Outliers: 0.01}, 0.25, false},
+		{KVOptions{Encoding: "nf2", Outliers: 0.02}, 0.6, true},
+		{KVOptions{Encoding: "int4", PostRoPE: true, QNorm: QNormOn}, 0.15, true},
+		{KVOptions{Encoding: "nuq3", Outliers: 0.01, PerTokenKeys: true, ClipRanges: true}, 0.25, false},
+		{KVOptions{Encoding: "int4", PostRoPE: true, PerTokenKeys: true}, 0.15, false},
 	} {
 		name := tc.kv.Encoding
 		if tc.kv.PerTokenKeys {
@@ -75,7 +77,7 @@ func TestRunQuantized(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			if a.Header.Settings.KV != tc.kv.Encoding || a.KV == nil || a.KV.QNorm != tc.kv.QNorm || a.KV.PostRoPE != tc.kv.PostRoPE {
+			if a.Header.Settings.KV != tc.kv.Encoding || a.KV == nil || a.KV.QNorm != tc.wantQNorm || a.KV.PostRoPE != tc.kv.PostRoPE {
 				t.Fatalf("kv %q %+v", a.Header.Settings.KV, a.KV)
 			}
 			for l, ly := range a.KV.Layers {
@@ -162,7 +164,7 @@ func TestQuantizeAfterSqueeze(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, kv := range []KVOptions{{Encoding: "nuq3", Outliers: 0.01}, {Encoding: "int2", PostRoPE: true, QNorm: true}, {Encoding: "nf3", Outliers: 0.01, PerTokenKeys: true}} {
+	for _, kv := range []KVOptions{{Encoding: "nuq3", Outliers: 0.01}, {Encoding: "int2", PostRoPE: true, QNorm: QNormOff}, {Encoding: "nf3", Outliers: 0.01, PerTokenKeys: true}} {
 		c, info, err := Quantize(context.Background(), sq, m, f, pool, kv)
 		if err != nil {
 			t.Fatal(err)
@@ -260,5 +262,28 @@ func TestQuantizeWeighting(t *testing.T) {
 	}
 	if _, _, err := Quantize(context.Background(), sq, m, f, pool, KVOptions{Encoding: "nuq3", Weighting: 7}); err == nil {
 		t.Error("weighting 7 accepted")
+	}
+}
+
+func TestUsesQNorm(t *testing.T) {
+	for _, tc := range []struct {
+		kv   KVOptions
+		want bool
+	}{
+		{KVOptions{Encoding: "nuq2"}, true},
+		{KVOptions{Encoding: "int2"}, true},
+		{KVOptions{Encoding: "nuq3"}, false},
+		{KVOptions{Encoding: "nuq4"}, false},
+		{KVOptions{Encoding: "nuq2", QNorm: QNormOff}, false},
+		{KVOptions{Encoding: "nuq4", QNorm: QNormOn}, true},
+		{KVOptions{Encoding: "f16", QNorm: QNormOn}, false},
+		{KVOptions{}, false},
+	} {
+		if got := tc.kv.UsesQNorm(); got != tc.want {
+			t.Errorf("%q with Q-Norm %v: UsesQNorm %v, want %v", tc.kv.Encoding, tc.kv.QNorm, got, tc.want)
+		}
+	}
+	if err := (KVOptions{Encoding: "nuq2", QNorm: 9}).check(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Q-Norm mode 9: %v, want ErrInvalid", err)
 	}
 }

@@ -346,7 +346,7 @@ func Run(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Pool, 
 			r.AttentionMass = c.mass / float64(c.massN)
 		}
 		if r.KV != format.KVEncodingF16 {
-			r.Outliers, r.QNorm, r.PostRoPE, r.PerTokenKeys = kv.Outliers, kv.QNorm, kv.PostRoPE, kv.PerTokenKeys
+			r.Outliers, r.QNorm, r.PostRoPE, r.PerTokenKeys = kv.Outliers, kv.UsesQNorm(), kv.PostRoPE, kv.PerTokenKeys
 		}
 		rows[i] = r
 	}

@@ -172,7 +172,7 @@ func TestRunKV(t *testing.T) {
 	const c, q = 256, 16
 	rows, err := Run(context.Background(), m, f, pool, modeltest.Tokens(c+q, m.Config.Vocab, 5), 1, Options{
 		Context: c, Query: q, Budgets: []float64{1, 0.5},
-		KV: []precompute.KVOptions{{Encoding: "f16"}, {Encoding: "nuq4", Outliers: 0.01}, {Encoding: "int2", QNorm: true, PostRoPE: true}},
+		KV: []precompute.KVOptions{{Encoding: "f16"}, {Encoding: "nuq4", Outliers: 0.01}, {Encoding: "int2", QNorm: precompute.QNormOn, PostRoPE: true}},
 	})
 	if err != nil {
 		t.Fatal(err)

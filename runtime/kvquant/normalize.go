@@ -226,3 +226,105 @@ func halfRange(lo, hi float32) Range {
 
 // f16Round rounds x to the nearest half float.
 func f16Round(x float32) float32 { return kernels.F16ToF32(kernels.F32ToF16(x)) }
+
+// clipShrinks are the fractions of a vector's Half that ClipRanges tries besides the
+// given range itself.
+var clipShrinks = [...]float32{0.95, 0.9, 0.85, 0.8, 0.75, 0.7}
+
+// ClipRanges returns, per vector along axis (each channel PerChannel, each row
+// PerToken), the range that codes the vector's dense values (out[i] false) with the
+// least squared error Σ w·(x − x̂)² under datatype t, where x̂ = Mid + Half·Levels[c]
+// and values beyond the range clamp to the end codes: the given range or one narrowed
+// to a fraction of its Half (clipShrinks), centred where it was or against either of
+// its ends. w is weight[i] (sensitivities), or 1 with weight nil. ranges are the ones
+// Ranges returned for x and out; narrowing a range never adds outliers, so Quantize
+// must be given out with the result (Params.Outlier). PerToken ranges stay on the grid
+// they are stored on (gridRange, steps within gridSpan of the given ranges' largest);
+// a vector's range changes only where the error strictly falls. Errors wrap ErrInvalid.
+func ClipRanges(x []float32, dim int, axis Axis, ranges []Range, out []bool, t Datatype, weight []float32) ([]Range, error) {
+	if err := t.Check(); err != nil {
+		return nil, err
+	}
+	if err := checkShape(x, dim); err != nil {
+		return nil, err
+	}
+	rows := len(x) / dim
+	n := dim
+	if axis == PerToken {
+		n = rows
+	} else if axis != PerChannel {
+		return nil, fmt.Errorf("%w: axis %d", ErrInvalid, axis)
+	}
+	if len(ranges) != n || len(out) != len(x) || (weight != nil && len(weight) != len(x)) {
+		return nil, fmt.Errorf("%w: %d ranges, %d outlier flags and %d weights for %d rows of %d along the %v axis",
+			ErrInvalid, len(ranges), len(out), len(weight), rows, dim, axis)
+	}
+	floor := gridMinJ
+	if axis == PerToken {
+		top := gridMinJ
+		for _, r := range ranges {
+			if r.Half > 0 {
+				top = max(top, min(gridStep(r.Half), gridMaxJ))
+			}
+		}
+		floor = max(gridMinJ, top-(gridSpan-1))
+	}
+	clipped := make([]Range, n)
+	var vals, ws []float32
+	for v := range n {
+		vals, ws = vals[:0], ws[:0]
+		first, stride, count := v, dim, rows // PerChannel: channel v
+		if axis == PerToken {
+			first, stride, count = v*dim, 1, dim
+		}
+		for k := range count {
+			i := first + k*stride
+			if out[i] {
+				continue
+			}
+			vals = append(vals, x[i])
+			w := float32(1)
+			if weight != nil {
+				w = weight[i]
+			}
+			ws = append(ws, w)
+		}
+		clipped[v] = clipRange(vals, ws, ranges[v], axis, floor, t)
+	}
+	return clipped, nil
+}
+
+// clipRange returns the candidate range of ClipRanges with the least error for the dense
+// values vals weighed by ws (r itself unless one is strictly better).
+func clipRange(vals, ws []float32, r Range, axis Axis, floor int, t Datatype) Range {
+	if r.Half == 0 || len(vals) == 0 {
+		return r
+	}
+	best, bestErr := r, codingError(vals, ws, r, t)
+	for _, s := range clipShrinks {
+		h := r.Half * s
+		for _, off := range [3]float32{0, r.Half - h, h - r.Half} {
+			c := Range{Mid: r.Mid + off, Half: h}
+			if axis == PerToken {
+				var ok bool
+				if c, _, ok = gridRange(c.Mid-h, c.Mid+h, floor); !ok || c.Half == 0 {
+					continue
+				}
+			}
+			if e := codingError(vals, ws, c, t); e < bestErr {
+				best, bestErr = c, e
+			}
+		}
+	}
+	return best
+}
+
+// codingError returns Σ ws·(vals − decoded)² for vals coded with range r and datatype t.
+func codingError(vals, ws []float32, r Range, t Datatype) float64 {
+	var e float64
+	for i, x := range vals {
+		d := float64(x - r.Restore(t.Levels[t.Code(r.Normalize(x))]))
+		e += float64(ws[i]) * d * d
+	}
+	return e
+}
