@@ -337,6 +337,7 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 		if appender, err = kvquant.NewAppender(sess, m, types, a.KV.Outliers); err != nil {
 			return &artifactError{opts.Artifact, err}
 		}
+		appender.Pool = pool
 		dopts.Spill = &decode.Spill{To: appender, After: opts.KVAppendAfter, Block: decode.DefaultSpillBlock}
 	}
 	out := &textOutput{out: s.Out, json: opts.JSON}

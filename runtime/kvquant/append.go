@@ -1,6 +1,7 @@
 package kvquant
 
 import (
+	"errors"
 	"fmt"
 	"unsafe"
 
@@ -30,6 +31,10 @@ import (
 // An Appender serves one session and one generation's cache at a time, from one
 // goroutine, between forward passes (decode.Options.Spill calls it).
 type Appender struct {
+	// Pool, if set, quantizes a move's KV heads in parallel (the pool of the generation's
+	// forward passes, idle during a move); nil quantizes them one after another.
+	Pool *kernels.Pool
+
 	s        *sparse.Session
 	cfg      model.Config
 	types    []Datatype // per layer; nil: values stay f16
@@ -97,34 +102,31 @@ func (a *Appender) Spill(c *model.Cache, n int) error {
 	if n == 0 {
 		return nil
 	}
-	hd := a.cfg.HeadDim
-	if len(a.buf) < n*hd {
-		a.buf = make([]float32, n*hd)
+	hd, kvh := a.cfg.HeadDim, a.cfg.KVHeads
+	units := a.cfg.Layers * kvh
+	if len(a.buf) < units*n*hd {
+		a.buf = make([]float32, units*n*hd)
 	}
-	buf := a.buf[:n*hd]
 	keys := make([][]sparse.Rows, a.cfg.Layers)
 	values := make([][]sparse.Rows, a.cfg.Layers)
 	for l := range a.cfg.Layers {
-		keys[l] = make([]sparse.Rows, a.cfg.KVHeads)
-		values[l] = make([]sparse.Rows, a.cfg.KVHeads)
-		for h := range a.cfg.KVHeads {
-			if _, err := c.Keys(l, h, 0, n, buf); err != nil {
-				return err
-			}
-			keys[l][h] = sparse.NewF16Rows(hd, buf)
-			if _, err := c.Values(l, h, 0, n, buf); err != nil {
-				return err
-			}
-			if a.types == nil {
-				values[l][h] = sparse.NewF16Rows(hd, buf)
-				continue
-			}
-			r, err := Quantize(buf, hd, Params{Type: a.types[l], Axis: PerToken, Outliers: a.outliers})
-			if err != nil {
-				return fmt.Errorf("quantize layer %d head %d: %w", l, h, err)
-			}
-			values[l][h] = r
+		keys[l] = make([]sparse.Rows, kvh)
+		values[l] = make([]sparse.Rows, kvh)
+	}
+	errs := make([]error, units)
+	move := func(lo, hi int) {
+		for u := lo; u < hi; u++ {
+			l, h := u/kvh, u%kvh
+			errs[u] = a.moveHead(c, l, h, n, a.buf[u*n*hd:(u+1)*n*hd], &keys[l][h], &values[l][h])
 		}
+	}
+	if a.Pool != nil {
+		a.Pool.For(units, 1, move)
+	} else {
+		move(0, units)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if err := a.s.AppendTail(keys, values); err != nil {
 		return err
@@ -139,6 +141,29 @@ func (a *Appender) Spill(c *model.Cache, n int) error {
 		}
 	}
 	a.n += n
+	return nil
+}
+
+// moveHead reads the first n positions of layer l's KV head h from c (buf: scratch of
+// n rows) and sets k and v to the rows the tail gets.
+func (a *Appender) moveHead(c *model.Cache, l, h, n int, buf []float32, k, v *sparse.Rows) error {
+	hd := a.cfg.HeadDim
+	if _, err := c.Keys(l, h, 0, n, buf); err != nil {
+		return err
+	}
+	*k = sparse.NewF16Rows(hd, buf)
+	if _, err := c.Values(l, h, 0, n, buf); err != nil {
+		return err
+	}
+	if a.types == nil {
+		*v = sparse.NewF16Rows(hd, buf)
+		return nil
+	}
+	r, err := Quantize(buf, hd, Params{Type: a.types[l], Axis: PerToken, Outliers: a.outliers})
+	if err != nil {
+		return fmt.Errorf("quantize layer %d head %d: %w", l, h, err)
+	}
+	*v = r
 	return nil
 }
 

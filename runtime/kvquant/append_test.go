@@ -3,6 +3,7 @@ package kvquant
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -23,7 +24,7 @@ var appendSpec = modeltest.Spec{Layers: 2, Dim: 64, Heads: 4, KVHeads: 2, Vocab:
 
 // appendFixture is a quantized context of S positions for the append tests' model, and
 // the value datatypes of its layers.
-func appendFixture(t *testing.T, S int) (*model.Model, *sparse.Context, []Datatype) {
+func appendFixture(t testing.TB, S int) (*model.Model, *sparse.Context, []Datatype) {
 	t.Helper()
 	m, _, _ := testmodel.Spec(t, appendSpec)
 	nf3, _ := NormalFloat(3)
@@ -33,7 +34,7 @@ func appendFixture(t *testing.T, S int) (*model.Model, *sparse.Context, []Dataty
 
 // prefilled returns a session on c at budget and an f16 cache of 256 positions holding
 // the given tokens after it.
-func prefilled(t *testing.T, m *model.Model, c *sparse.Context, pool *kernels.Pool, budget float64, tokens []int32) (*sparse.Session, *model.Cache) {
+func prefilled(t testing.TB, m *model.Model, c *sparse.Context, pool *kernels.Pool, budget float64, tokens []int32) (*sparse.Session, *model.Cache) {
 	t.Helper()
 	s, err := sparse.NewSession(c, m, pool, budget)
 	if err != nil {
@@ -271,9 +272,6 @@ func (r *spillLog) Spill(c *model.Cache, n int) error {
 // same blocks at the same tokens when decoded speculatively (drafts verified in passes
 // that cross the moves) as when decoded one token at a time; the tail saves memory.
 func TestAppenderGreedyIdentity(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a 300-token generation, twice")
-	}
 	m, qc, types := appendFixture(t, 100)
 	_, _, tok := testmodel.Spec(t, appendSpec)
 	pool := kernels.NewPool(2)
@@ -320,8 +318,41 @@ func TestAppenderGreedyIdentity(t *testing.T) {
 	if !slices.Equal(slog.log, plog.log) {
 		t.Fatalf("speculative decoding spilled before tokens %v, plain %v", slog.log, plog.log)
 	}
-	t.Logf("plain %d tokens, %d spills; speculation %+v", len(plain.Tokens), len(plog.log), spec.Speculation)
 	if st := spec.Speculation; st.Verifications == 0 || st.Accepted < len(plain.Tokens)/2 {
 		t.Fatalf("speculation: %+v; the test needs long accepted drafts", st)
+	}
+}
+
+// BenchmarkAppenderSpill moves 256 tokens of a model of gocode-22m's attention shape (10
+// layers, 2 KV heads of 64) out of a cache: what a move costs, once per 256 decoded
+// tokens.
+func BenchmarkAppenderSpill(b *testing.B) {
+	spec := modeltest.Spec{Layers: 10, Dim: 384, FFN: 256, Heads: 6, KVHeads: 2, Vocab: 300, Context: 2048, Tokenizer: true, Seed: 1}
+	m, _, _ := testmodel.Spec(b, spec)
+	nf3, _ := NormalFloat(3)
+	qc, _, _ := quantizedContext(b, rand.New(rand.NewPCG(1, 2)), m, 64, 1, 8, 8, nf3, nf3)
+	types := make([]Datatype, m.Config.Layers)
+	for l := range types {
+		types[l] = nf3
+	}
+	tokens := modeltest.Tokens(256, m.Config.Vocab, 1)
+	for _, threads := range []int{1, 2} {
+		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
+			pool := kernels.NewPool(threads)
+			defer pool.Close()
+			for range b.N {
+				b.StopTimer()
+				s, c := prefilled(b, m, qc, pool, 1, tokens)
+				a, err := NewAppender(s, m, types, DefaultOutliers)
+				if err != nil {
+					b.Fatal(err)
+				}
+				a.Pool = pool
+				b.StartTimer()
+				if err := a.Spill(c, 256); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -257,6 +257,7 @@ func (s *Server) run(ctx context.Context, j *job, arrival time.Time, started fun
 		if app, err = kvquant.NewAppender(sess, j.m.Model, j.m.ValueTypes, j.m.ValueOutliers); err != nil {
 			return o, fmt.Errorf("kv append: %w", err)
 		}
+		app.Pool = pool
 		opts.Spill = &decode.Spill{To: app, After: s.cfg.KVAppendAfter, Block: decode.DefaultSpillBlock}
 	}
 	o.res, err = engine.GenerateTokens(ctx, j.prompt, opts)
