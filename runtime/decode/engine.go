@@ -34,7 +34,7 @@ func (e *Engine) Generate(ctx context.Context, prompt string, opts Options) (Res
 // GenerateTokens continues the prompt ids: one batched prefill, then one forward pass per
 // generated token, until a StopReason applies. Text streams through opts.OnText. The KV
 // cache holds opts.ContextLen positions, or fewer when the prompt and opts.MaxTokens
-// need fewer.
+// need fewer, or, with opts.Spill, Spill.After+Spill.Block (or the prompt, if longer).
 //
 // The Result is filled in on every return: when ctx is cancelled Generate emits the text
 // completed so far, and returns the Result with StopCancelled and ctx.Err(). Other errors
