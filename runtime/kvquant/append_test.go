@@ -270,7 +270,8 @@ func (r *spillLog) Spill(c *model.Cache, n int) error {
 // TestAppenderGreedyIdentity: a long greedy generation after a quantized context, with
 // its values quantized on append every few tokens, gives the same tokens and moves the
 // same blocks at the same tokens when decoded speculatively (drafts verified in passes
-// that cross the moves) as when decoded one token at a time; the tail saves memory.
+// that cross the moves) as when decoded one token at a time; the tail saves memory. With
+// f16 values, the moves leave greedy decoding's tokens as they are without moves.
 func TestAppenderGreedyIdentity(t *testing.T) {
 	m, qc, types := appendFixture(t, 100)
 	_, _, tok := testmodel.Spec(t, appendSpec)
@@ -279,7 +280,7 @@ func TestAppenderGreedyIdentity(t *testing.T) {
 	e := decode.Engine{Model: m, Tokenizer: tok, Pool: pool}
 	prompt := tok.Encode("the quick brown fox", false)
 	const after, block = 16, 24
-	run := func(policy *speculate.Policy) (decode.Result, *spillLog) {
+	run := func(policy *speculate.Policy, types []Datatype) (decode.Result, *spillLog) {
 		s, err := sparse.NewSession(qc, m, pool, 1)
 		if err != nil {
 			t.Fatal(err)
@@ -296,12 +297,12 @@ func TestAppenderGreedyIdentity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a.Tokens() != len(rec.log)*block || a.Bytes() >= a.F16Bytes() {
+		if a.Tokens() != len(rec.log)*block || (a.Bytes() >= a.F16Bytes()) == a.Quantized() {
 			t.Fatalf("tail of %d tokens after %d spills: %d bytes, %d in f16", a.Tokens(), len(rec.log), a.Bytes(), a.F16Bytes())
 		}
 		return res, rec
 	}
-	plain, plog := run(nil)
+	plain, plog := run(nil, types)
 	if len(plain.Tokens) < 250 || len(plog.log) < 8 {
 		t.Fatalf("%d tokens, %d spills: too short a test", len(plain.Tokens), len(plog.log))
 	}
@@ -311,7 +312,7 @@ func TestAppenderGreedyIdentity(t *testing.T) {
 		}
 	}
 	ngram := speculate.NewNGram(append(slices.Clone(prompt), plain.Tokens...), 0, 0)
-	spec, slog := run(speculate.NewPolicy(speculate.ModeNGram, []speculate.Drafter{ngram}, speculate.PolicyOptions{}))
+	spec, slog := run(speculate.NewPolicy(speculate.ModeNGram, []speculate.Drafter{ngram}, speculate.PolicyOptions{}), types)
 	if !slices.Equal(spec.Tokens, plain.Tokens) {
 		t.Fatalf("speculative tokens differ from plain greedy's:\n%v\n%v", spec.Tokens, plain.Tokens)
 	}
@@ -320,6 +321,20 @@ func TestAppenderGreedyIdentity(t *testing.T) {
 	}
 	if st := spec.Speculation; st.Verifications == 0 || st.Accepted < len(plain.Tokens)/2 {
 		t.Fatalf("speculation: %+v; the test needs long accepted drafts", st)
+	}
+	// With the values kept in f16, moving tokens changes nothing but where they are
+	// attended: greedy decoding's tokens stay those of a generation without moves.
+	f16, _ := run(nil, nil)
+	s, err := sparse.NewSession(qc, m, pool, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unmoved, err := e.GenerateTokens(context.Background(), prompt, decode.Options{MaxTokens: 300, Cache: model.CacheF16, Prefix: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(f16.Tokens, unmoved.Tokens) {
+		t.Fatalf("f16 tail: tokens differ from a generation without moves:\n%v\n%v", f16.Tokens, unmoved.Tokens)
 	}
 }
 
