@@ -176,7 +176,7 @@ func (j *rowsJob) run(worker, lo, hi int) {
 		return
 	}
 	if j.mode == modeMulti {
-		j.runMulti(lo, hi)
+		j.runMulti(worker, lo, hi)
 		return
 	}
 	if j.mode == modeExactFloat {
@@ -227,7 +227,7 @@ func (j *rowsJob) runExact(worker, lo, hi int) {
 	rb, cols := j.w.RowBytes, j.w.Cols
 	multi := exactMultiFor(j.kind) // at call time: tests switch the kernel sets
 	if multi != nil || j.kind == kindF32 {
-		j.exactRows(j.w.Data[lo*rb:hi*rb], lo, hi-lo, rb, j.kind, multi, max(1, j.block/4))
+		j.exactRows(worker, j.w.Data[lo*rb:hi*rb], lo, hi-lo, rb, j.kind, multi, max(1, j.block/4))
 		return
 	}
 	s := j.p.scratch[worker]
@@ -237,7 +237,7 @@ func (j *rowsJob) runExact(worker, lo, hi int) {
 		for i := range m {
 			j.f.dequant(s.rows[i*cols:(i+1)*cols], j.w.Data[(r+i)*rb:(r+i+1)*rb])
 		}
-		j.exactRows(f32Bytes(s.rows[:m*cols]), r, m, 4*cols, kindF32, exactMultiFor(kindF32), m)
+		j.exactRows(worker, f32Bytes(s.rows[:m*cols]), r, m, 4*cols, kindF32, exactMultiFor(kindF32), m)
 	}
 }
 
@@ -247,7 +247,7 @@ func (j *rowsJob) runExact(worker, lo, hi int) {
 // several vectors per weight load; multi[V-2] for V vectors) or the 4-row kernel, sub
 // of each quarter at a time for all vectors, then the last m%4 rows through the 1-row
 // kernel.
-func (j *rowsJob) exactRows(wb []byte, r, m, rb, kind int, multi []dotMultiFunc, sub int) {
+func (j *rowsJob) exactRows(worker int, wb []byte, r, m, rb, kind int, multi []dotMultiFunc, sub int) {
 	rows, cols := j.w.Rows, j.w.Cols
 	q := m / 4
 	nk := cols &^ (fk.width - 1)
@@ -261,21 +261,10 @@ func (j *rowsJob) exactRows(wb []byte, r, m, rb, kind int, multi []dotMultiFunc,
 				} else {
 					multi[nv-2](wp, q*rb, &j.x[v*cols], cols, nk, &j.dst[v*rows+r+i], rows, q)
 				}
-				if nk == cols {
-					continue
-				}
-				// The scalar tail, added as dotRowsFloat adds it.
-				for k := range 4 {
-					row := wb[(i+k*q)*rb : (i+k*q+1)*rb]
-					for u := v; u < v+nv; u++ {
-						x := j.x[u*cols : (u+1)*cols]
-						s := j.dst[u*rows+r+i+k*q]
-						for c := nk; c < cols; c++ {
-							s += x[c] * elemAt(row, c, kind)
-						}
-						j.dst[u*rows+r+i+k*q] = s
-					}
-				}
+			}
+			if nk < cols {
+				cnt := min(q, i0+sub) - i0
+				tailDots(j.tail(worker), j.dst[v*rows+r+i0:], rows, wb[i0*rb:], rb, cnt, q, j.x[v*cols:], cols, nk, cols, nv, kind)
 			}
 			v += nv
 		}
@@ -291,10 +280,13 @@ func (j *rowsJob) exactRows(wb []byte, r, m, rb, kind int, multi []dotMultiFunc,
 // through the kernels together (four long streams from memory), a block of them at a
 // time so that every vector reuses the block from L1; the vectors come a chunk at a
 // time, so that the chunk stays in L2 while the rows pass by.
-func (j *rowsJob) runMulti(lo, hi int) {
+func (j *rowsJob) runMulti(worker, lo, hi int) {
 	rb, rows, cols := j.w.RowBytes, j.w.Rows, j.w.Cols
 	q := (hi - lo) / 4
 	sub := max(1, j.block/4)
+	// The kernels take each row's first nk elements; tailDots adds the rest as
+	// dotRowsMulti would, with each row's tail widened once for all vectors.
+	nk := cols &^ (fk.width - 1)
 	for v0 := 0; v0 < j.n; v0 += j.vchunk {
 		v1 := min(j.n, v0+j.vchunk)
 		for i0 := 0; i0 < q; i0 += sub {
@@ -302,7 +294,14 @@ func (j *rowsJob) runMulti(lo, hi int) {
 			r := lo + i0
 			for v := v0; v < v1; v += fk.multiMax {
 				nv := min(fk.multiMax, v1-v)
-				dotRowsMulti(j.dst[v*rows+r:], rows, j.w.Data[r*rb:], rb, cnt, q, j.x[v*cols:], cols, cols, nv, j.kind)
+				if nk > 0 {
+					dotRowsMulti(j.dst[v*rows+r:], rows, j.w.Data[r*rb:], rb, cnt, q, j.x[v*cols:], cols, nk, nv, j.kind)
+				} else {
+					clearQuarters(j.dst[v*rows+r:], rows, cnt, q, nv)
+				}
+				if nk < cols {
+					tailDots(j.tail(worker), j.dst[v*rows+r:], rows, j.w.Data[r*rb:], rb, cnt, q, j.x[v*cols:], cols, nk, cols, nv, j.kind)
+				}
 			}
 		}
 		for r := lo + 4*q; r < hi; r++ {
@@ -311,6 +310,93 @@ func (j *rowsJob) runMulti(lo, hi int) {
 			}
 		}
 	}
+}
+
+// tailDots adds to dst[v*dstStride+r], for the rows r = i+j*q (i < cnt, j < 4) of w
+// (rowBytes apart, of element kind) and the vectors v < nv (x[v*xStride:]), the
+// products of the row's elements [nk, cols) with the vector's, in order, each product
+// and each sum rounded, as dotRowsFloat and dotRowsMulti finish a row past the SIMD
+// kernels' multiple of the vector width: the same results, but each row's tail is
+// widened once for all the vectors, whose sums run side by side. cols-nk is less than
+// the kernel set's width.
+// scratch holds 2*16 values (its worker's workerScratch.tail).
+func tailDots(scratch, dst []float32, dstStride int, w []byte, rowBytes, cnt, q int, x []float32, xStride, nk, cols, nv, kind int) {
+	t := cols - nk
+	wt, wide := scratch[:t], scratch[16:32]
+	for i := range cnt {
+		for k := range 4 {
+			r := i + k*q
+			widenTail(wt, wide, w[r*rowBytes:(r+1)*rowBytes], nk, kind)
+			for v := 0; v < nv; v += 3 {
+				switch min(3, nv-v) {
+				case 1:
+					a := x[v*xStride+nk : v*xStride+cols]
+					s0 := dst[v*dstStride+r]
+					for c, e := range wt {
+						s0 += a[c] * e
+					}
+					dst[v*dstStride+r] = s0
+				case 2:
+					a, b := x[v*xStride+nk:v*xStride+cols], x[(v+1)*xStride+nk:(v+1)*xStride+cols]
+					s0, s1 := dst[v*dstStride+r], dst[(v+1)*dstStride+r]
+					for c, e := range wt {
+						s0 += a[c] * e
+						s1 += b[c] * e
+					}
+					dst[v*dstStride+r], dst[(v+1)*dstStride+r] = s0, s1
+				default:
+					a, b, d := x[v*xStride+nk:v*xStride+cols], x[(v+1)*xStride+nk:(v+1)*xStride+cols], x[(v+2)*xStride+nk:(v+2)*xStride+cols]
+					s0, s1, s2 := dst[v*dstStride+r], dst[(v+1)*dstStride+r], dst[(v+2)*dstStride+r]
+					for c, e := range wt {
+						s0 += a[c] * e
+						s1 += b[c] * e
+						s2 += d[c] * e
+					}
+					dst[v*dstStride+r], dst[(v+1)*dstStride+r], dst[(v+2)*dstStride+r] = s0, s1, s2
+				}
+			}
+		}
+	}
+}
+
+// widenTail sets dst[c] to element nk+c of row (of element kind), for c < len(dst);
+// wide is scratch for 16 values.
+func widenTail(dst, wide []float32, row []byte, nk, kind int) {
+	if kind == kindF16 {
+		// A whole vector's width from nk through the SIMD converter where the row
+		// holds it (a cache's row usually does), else one element at a time.
+		if k := fk; k != nil && len(dst) < k.width && len(row) >= 2*(nk+k.width) {
+			k.widenF16(&wide[0], unsafe.Pointer(&row[2*nk]), k.width)
+			copy(dst, wide)
+			return
+		}
+		for c := range dst {
+			dst[c] = F16ToF32(uint16(row[2*(nk+c)]) | uint16(row[2*(nk+c)+1])<<8)
+		}
+		return
+	}
+	for c := range dst {
+		dst[c] = elemAt(row, nk+c, kind)
+	}
+}
+
+// clearQuarters zeroes dst[v*dstStride+i+j*q] for i < cnt, j < 4, v < nv: the kernels'
+// result for rows of no whole vector width.
+func clearQuarters(dst []float32, dstStride, cnt, q, nv int) {
+	for v := range nv {
+		for k := range 4 {
+			clear(dst[v*dstStride+k*q : v*dstStride+k*q+cnt])
+		}
+	}
+}
+
+// tail returns worker's scratch for tailDots.
+func (j *rowsJob) tail(worker int) []float32 {
+	s := j.p.scratch[worker]
+	if len(s.tail) < 32 {
+		s.tail = make([]float32, 32)
+	}
+	return s.tail
 }
 
 // f32Bytes views f32 data as its little-endian bytes (only used with SIMD kernels, on
@@ -347,6 +433,7 @@ func init() { addReinit(func() { gk = gemmKernelFor() }) }
 type workerScratch struct {
 	rows []float32 // a block of dequantized weight rows, padded to whole tiles
 	tile []float32 // mr x gemmPanel outputs, weight-row-major
+	tail []float32 // tailDots' 2 x 16 values
 }
 
 func growF32(s []float32, n int) []float32 {

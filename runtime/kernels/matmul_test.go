@@ -212,3 +212,95 @@ func TestPoolStress(t *testing.T) {
 		p.Close()
 	}
 }
+
+// BenchmarkMatMulAttention runs, on one thread, the two products of a decoding token's
+// attention to an f16 cache at the depths of gocode-shared's pipeline benchmark (a
+// 512-token prompt, caches of 656 positions): the keys (depth x 64) times a KV head's 3
+// query vectors, and the transposed values (64 x depth, rows a cache's length apart)
+// times the 3 probability vectors, whose last depth%16 columns take the scalar tail. It
+// reports the multiply-adds per second.
+func BenchmarkMatMulAttention(b *testing.B) {
+	const hd, group, capacity = 64, 3, 656
+	r := rand.New(rand.NewPCG(5, 7))
+	p := NewPool(1)
+	defer p.Close()
+	vals, err := Quantize(gguf.TypeF16, randF32(r, hd*capacity))
+	if err != nil {
+		b.Fatal(err)
+	}
+	keyData, err := Quantize(gguf.TypeF16, randF32(r, hd*capacity))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, depth := range []int{528, 541} {
+		keys := &Matrix{Type: gguf.TypeF16, Rows: depth, Cols: hd, RowBytes: 2 * hd, Data: keyData[:2*hd*depth]}
+		valuesT := &Matrix{Type: gguf.TypeF16, Rows: hd, Cols: depth, RowBytes: 2 * capacity, Data: vals}
+		q := randF32(r, group*hd)
+		scores := randF32(r, group*depth)
+		out := make([]float32, group*hd)
+		flops := func(b *testing.B) {
+			b.ReportMetric(float64(depth*hd*group)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFMA/s")
+		}
+		b.Run(fmt.Sprintf("depth=%d/keys", depth), func(b *testing.B) {
+			for b.Loop() {
+				MatMul(p, scores, keys, q, group)
+			}
+			flops(b)
+		})
+		b.Run(fmt.Sprintf("depth=%d/values", depth), func(b *testing.B) {
+			for b.Loop() {
+				MatMul(p, out, valuesT, scores, group)
+			}
+			flops(b)
+		})
+	}
+}
+
+// TestTailDots checks tailDots bitwise against the scalar tail it replaces (each
+// element decoded alone, one product and one sum at a time per row and vector), for
+// every float kind, tail length and vector count, with rows that end at their tail (no
+// room for a whole-width conversion) and rows with some or ample room past it.
+func TestTailDots(t *testing.T) {
+	withFeatures(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(41, 42))
+		scratch := make([]float32, 32)
+		for _, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16} {
+			kind, _ := floatKind(typ)
+			for _, tl := range []int{1, 5, 7, 15} {
+				for _, room := range []int{0, 3, 40} {
+					for _, nv := range []int{1, 2, 3, 4, 7} {
+						const nk, cnt, q = 32, 3, 5
+						cols := nk + tl
+						rowElems := cols + room
+						enc, err := Quantize(typ, randF32(r, 4*q*rowElems))
+						if err != nil {
+							t.Fatal(err)
+						}
+						rb := len(enc) / (4 * q)
+						x := randF32(r, nv*cols)
+						got := randF32(r, nv*4*q)
+						want := slices.Clone(got)
+						tailDots(scratch, got, 4*q, enc, rb, cnt, q, x, cols, nk, cols, nv, kind)
+						for i := range cnt {
+							for k := range 4 {
+								row := enc[(i+k*q)*rb : (i+k*q+1)*rb]
+								for v := range nv {
+									s := want[v*4*q+i+k*q]
+									for c := nk; c < cols; c++ {
+										s += x[v*cols+c] * elemAt(row, c, kind)
+									}
+									want[v*4*q+i+k*q] = s
+								}
+							}
+						}
+						for i := range got {
+							if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+								t.Fatalf("%v tail %d room %d nv %d: dst[%d] = %v, want %v", typ, tl, room, nv, i, got[i], want[i])
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
