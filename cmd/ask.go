@@ -328,12 +328,7 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 		Prefix:     sess,
 	}
 	var appender *kvquant.Appender
-	if opts.KVAppend && a.KV != nil {
-		// Values are quantized on append with the artifact's datatypes.
-		types := make([]kvquant.Datatype, len(a.KV.Layers))
-		for l, layer := range a.KV.Layers {
-			types[l] = layer.Value
-		}
+	if types := valueTypes(a); opts.KVAppend && types != nil {
 		if appender, err = kvquant.NewAppender(sess, m, types, a.KV.Outliers); err != nil {
 			return &artifactError{opts.Artifact, err}
 		}

@@ -297,11 +297,8 @@ func loadServed(ctx context.Context, opts *serveOptions, ids []string, log *slog
 			budget = a.Header.Settings.Budget
 		}
 		m := &server.Model{ID: ids[i], Model: lm.Model, Tokenizer: lm.Tokenizer, Context: a.Context, Budget: budget, Predictor: a.Predictor}
-		if a.KV != nil { // values of long requests are quantized on append with these
+		if m.ValueTypes = valueTypes(a); m.ValueTypes != nil { // long requests quantize values on append
 			m.ValueOutliers = a.KV.Outliers
-			for _, layer := range a.KV.Layers {
-				m.ValueTypes = append(m.ValueTypes, layer.Value)
-			}
 		}
 		// squeeze.block_share in the GGUF, or byte-identical layers: greedy requests
 		// then decode with the pipelined form, as ask does.
