@@ -85,3 +85,36 @@ func BenchmarkSharedStepCost(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSharedStep runs one exact block period (4 layers) of ForwardLayers on
+// gocode-shared after a 512-token prompt for rows=1, 3 and 6 rows at one depth, over and
+// over: a step to profile (-cpuprofile) with nothing else in the loop.
+func BenchmarkSharedStep(b *testing.B) {
+	m, _, tok := testmodel.Shared(b, "gocode-shared")
+	prompt := devPrompts(b, tok, 1, 512)[0]
+	p := kernels.NewPool(2)
+	defer p.Close()
+	c, err := m.NewCache(len(prompt)+32, model.CacheF16)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := m.Forward(p, c, prompt, nil, nil); err != nil {
+		b.Fatal(err)
+	}
+	dim, period, n := m.Config.Dim, m.BlockPeriod(), c.Len()
+	x := make([]float32, 27*dim)
+	for _, rows := range []int{1, 3, 6, 27} {
+		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
+			opt := &model.Options{Exact: true}
+			stages := []model.Stage{{Layer: 0, Pos: n, Rows: rows}}
+			for b.Loop() {
+				if err := m.Embed(x, prompt[100:100+rows]); err != nil {
+					b.Fatal(err)
+				}
+				if err := m.ForwardLayers(p, c, x[:rows*dim], stages, period, opt); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
