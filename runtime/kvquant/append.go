@@ -14,12 +14,12 @@ import (
 // Appender quantizes a generation's own tokens on append, as KVQuant does for the tokens
 // a model adds after its prompt: it moves the oldest tokens of the generation's
 // model.Cache (the query's and the answer's) to the tail of the squeezed-attention
-// session (sparse.Session.AppendTail) that attends to the fixed context, and drops them from
-// the cache (model.Cache.DropFront), so that every token keeps its position. Keys stay
-// as the cache holds them, after RoPE, in half precision; values are quantized per token
-// with the layer's value datatype of the artifact (format.KVLayer.Value), the range of
-// each row from the row itself (Ranges, per token: computed online, nothing calibrated),
-// and dense-and-sparse outliers.
+// session (sparse.Session.AppendTail) that attends to the fixed context, and drops them
+// from the cache (model.Cache.DropFront), so that every token keeps its position. Keys
+// stay as the cache holds them, after RoPE, in half precision; values are quantized per
+// token with the layer's value datatype of the artifact (format.KVLayer.Value), the
+// range of each row from the row itself (Ranges, per token: computed online, nothing
+// calibrated), and dense-and-sparse outliers.
 //
 // Outliers are chosen over each moved block, one KV head's rows of the tokens one Spill
 // call moves, by the rule precompute applies over the whole context (Ranges along
