@@ -282,6 +282,12 @@ func (j *rowsJob) exactRows(worker int, wb []byte, r, m, rb, kind int, multi []d
 // time, so that the chunk stays in L2 while the rows pass by.
 func (j *rowsJob) runMulti(worker, lo, hi int) {
 	rb, rows, cols := j.w.RowBytes, j.w.Rows, j.w.Cols
+	if cols <= loopMaxCols && cols%fk.width == 0 {
+		if loop := dotLoopFor(j.kind); loop != nil {
+			j.runLoop(loop, lo, hi)
+			return
+		}
+	}
 	q := (hi - lo) / 4
 	sub := max(1, j.block/4)
 	// The kernels take each row's first nk elements; tailDots adds the rest as
@@ -308,6 +314,37 @@ func (j *rowsJob) runMulti(worker, lo, hi int) {
 			for v := v0; v < v1; v++ {
 				dotRowsFloat(j.dst[v*rows+r:v*rows+r+1], j.w.Data[r*rb:(r+1)*rb], rb, j.x[v*cols:(v+1)*cols], j.kind)
 			}
+		}
+	}
+}
+
+// loopMaxCols is the widest row runMulti hands to the looped kernels (dotLoopFor):
+// short rows, such as attention's keys, are many kernel calls of little work each, and
+// their block stays in cache, so four long streams buy nothing. Tests set it to 0 to
+// compare with the other path.
+var loopMaxCols = 128
+
+// runLoop is runMulti for short rows without a scalar tail: the looped kernels take
+// every group of 4 consecutive rows of [lo, hi) in one call per chunk of vectors (each
+// output bitwise dot4xV's, as runMulti's kernels give it), and the last (hi-lo)%4 rows
+// go through dotRowsFloat one vector at a time, as in runMulti.
+func (j *rowsJob) runLoop(loop []dotLoopFunc, lo, hi int) {
+	rb, rows, cols := j.w.RowBytes, j.w.Rows, j.w.Cols
+	groups := (hi - lo) / 4
+	for v := 0; v < j.n; v += fk.multiMax {
+		nv := min(fk.multiMax, j.n-v)
+		if groups == 0 {
+			break
+		}
+		if nv == 1 {
+			dotRowsFloat(j.dst[v*rows+lo:v*rows+lo+4*groups], j.w.Data[lo*rb:(lo+4*groups)*rb], rb, j.x[v*cols:(v+1)*cols], j.kind)
+			continue
+		}
+		loop[nv-2](unsafe.Pointer(&j.w.Data[lo*rb]), rb, &j.x[v*cols], cols, cols, &j.dst[v*rows+lo], rows, groups)
+	}
+	for r := lo + 4*groups; r < hi; r++ {
+		for v := range j.n {
+			dotRowsFloat(j.dst[v*rows+r:v*rows+r+1], j.w.Data[r*rb:(r+1)*rb], rb, j.x[v*cols:(v+1)*cols], j.kind)
 		}
 	}
 }
@@ -513,4 +550,70 @@ func (j *gemmJob) run(worker, lo, hi int) {
 			}
 		}
 	}
+}
+
+// MatVecRows sets dst[k] to the output of row rows[k] of MatVec(p, out, w, x): bitwise
+// the value MatVec computes for that row on the same pool (the same kernel: the 4-row
+// one or, for the last Rows%4 rows of a worker's share, the 1-row one; the same
+// scalar tail), each listed row computed alone. It covers the plain float weight types
+// (F32, F16, BF16) and reports false, computing nothing, for the others. A caller that
+// needs a few rows of a product, such as the largest logits, reads only those rows.
+func MatVecRows(p *Pool, dst []float32, w *Matrix, x []float32, rows []int) bool {
+	kind, isFloat := floatKind(w.Type)
+	if !isFloat {
+		return false
+	}
+	if len(x) < w.Cols || len(dst) < len(rows) {
+		panic(fmt.Sprintf("kernels: MatVecRows %dx%d: x has %d, dst %d for %d rows", w.Rows, w.Cols, len(x), len(dst), len(rows)))
+	}
+	f := formats[w.Type]
+	x = x[:w.Cols]
+	rb := w.RowBytes
+	for k, r := range rows {
+		if r < 0 || r >= w.Rows {
+			panic(fmt.Sprintf("kernels: MatVecRows: row %d of %d", r, w.Rows))
+		}
+		row := w.Data[r*rb : (r+1)*rb]
+		if fk == nil || w.Cols == 0 {
+			// The reference dotRows and an empty row do not depend on the rows around.
+			var a Activation
+			a.F32 = x
+			f.dotRows(dst[k:k+1], row, rb, &a)
+			continue
+		}
+		lo, hi := p.share(w.Rows, 16, r)
+		nk := w.Cols &^ (fk.width - 1)
+		var s float32
+		if r-lo < (hi-lo)/4*4 {
+			// The 4-row kernel's arithmetic for one row does not depend on the other
+			// three: run it on four copies of the row.
+			var out [4]float32
+			fk.dot4[kind](unsafe.Pointer(&row[0]), 0, &x[0], nk, &out[0], 1)
+			s = out[0]
+		} else {
+			s = fk.dot[kind](&x[0], unsafe.Pointer(&row[0]), nk)
+		}
+		for c := nk; c < w.Cols; c++ {
+			s += x[c] * elemAt(row, c, kind)
+		}
+		dst[k] = s
+	}
+	return true
+}
+
+// share returns the chunk [lo, hi) of [0, n) that contains i when forRange(n, grain,
+// ...) splits [0, n) across p's threads.
+func (p *Pool) share(n, grain, i int) (lo, hi int) {
+	units := (n + grain - 1) / grain
+	parts := min(p.threads, units)
+	if parts <= 1 {
+		return 0, n
+	}
+	bound := func(k int) int { return min(n, units*k/parts*grain) }
+	for k := range parts {
+		if lo, hi := bound(k), bound(k+1); i < hi {
+			return lo, hi
+		}
+	}
+	return bound(parts - 1), n
 }

@@ -217,8 +217,9 @@ func TestPoolStress(t *testing.T) {
 // attention to an f16 cache at the depths of gocode-shared's pipeline benchmark (a
 // 512-token prompt, caches of 656 positions): the keys (depth x 64) times a KV head's 3
 // query vectors, and the transposed values (64 x depth, rows a cache's length apart)
-// times the 3 probability vectors, whose last depth%16 columns take the scalar tail. It
-// reports the multiply-adds per second.
+// times the 3 probability vectors, whose last depth%16 columns take the scalar tail;
+// the keys also through the per-4-row kernels that the looped ones replace. It reports
+// the multiply-adds per second.
 func BenchmarkMatMulAttention(b *testing.B) {
 	const hd, group, capacity = 64, 3, 656
 	r := rand.New(rand.NewPCG(5, 7))
@@ -242,6 +243,15 @@ func BenchmarkMatMulAttention(b *testing.B) {
 			b.ReportMetric(float64(depth*hd*group)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFMA/s")
 		}
 		b.Run(fmt.Sprintf("depth=%d/keys", depth), func(b *testing.B) {
+			for b.Loop() {
+				MatMul(p, scores, keys, q, group)
+			}
+			flops(b)
+		})
+		b.Run(fmt.Sprintf("depth=%d/keys-per-4-rows", depth), func(b *testing.B) {
+			saved := loopMaxCols
+			loopMaxCols = 0
+			defer func() { loopMaxCols = saved }()
 			for b.Loop() {
 				MatMul(p, scores, keys, q, group)
 			}
@@ -296,6 +306,173 @@ func TestTailDots(t *testing.T) {
 						for i := range got {
 							if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 								t.Fatalf("%v tail %d room %d nv %d: dst[%d] = %v, want %v", typ, tl, room, nv, i, got[i], want[i])
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestMatVecRows checks that MatVecRows gives every requested row bitwise the value of
+// MatVec on the same pool, for the plain float types at every instruction-set level and
+// several pool sizes, on shapes whose rows split unevenly across the workers and into
+// 4-row groups and whose columns leave a scalar tail; and that it declines other types.
+func TestMatVecRows(t *testing.T) {
+	withFeatures(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(43, 44))
+		for _, threads := range []int{1, 2, 3, 5} {
+			p := NewPool(threads)
+			defer p.Close()
+			for _, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16} {
+				for _, sh := range []struct{ rows, cols int }{{1, 7}, {7, 16}, {38, 45}, {131, 64}, {517, 97}} {
+					enc, err := Quantize(typ, randF32(r, sh.rows*sh.cols))
+					if err != nil {
+						t.Fatal(err)
+					}
+					m, err := NewMatrix(typ, sh.rows, sh.cols, enc)
+					if err != nil {
+						t.Fatal(err)
+					}
+					x := randF32(r, sh.cols)
+					want := make([]float32, sh.rows)
+					MatVec(p, want, m, x)
+					rows := make([]int, sh.rows)
+					for i := range rows {
+						rows[i] = sh.rows - 1 - i
+					}
+					got := make([]float32, len(rows))
+					if !MatVecRows(p, got, m, x, rows) {
+						t.Fatalf("%v: MatVecRows declined a float type", typ)
+					}
+					for k, row := range rows {
+						if math.Float32bits(got[k]) != math.Float32bits(want[row]) {
+							t.Fatalf("%v %dx%d threads=%d: row %d = %v, MatVec %v", typ, sh.rows, sh.cols, threads, row, got[k], want[row])
+						}
+					}
+				}
+			}
+		}
+		enc, err := Quantize(gguf.TypeQ8_0, randF32(r, 4*32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := NewMatrix(gguf.TypeQ8_0, 4, 32, enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := NewPool(1)
+		defer p.Close()
+		if MatVecRows(p, make([]float32, 1), q, randF32(r, 32), []int{0}) {
+			t.Error("MatVecRows computed rows of a Q8_0 matrix")
+		}
+	})
+}
+
+// TestI8Dots checks I8Matrix.Dots against the reference loop on random rows of int8
+// (extreme values included) and bytes, at every level and pool size, with row counts
+// that leave rows outside the 4-row kernel and widths that leave a tail past 64.
+func TestI8Dots(t *testing.T) {
+	withFeatures(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(45, 46))
+		for _, threads := range []int{1, 2, 3} {
+			p := NewPool(threads)
+			defer p.Close()
+			for _, sh := range []struct{ rows, cols int }{{0, 64}, {1, 5}, {5, 64}, {37, 130}, {300, 384}, {9, 0}} {
+				data := make([]int8, sh.rows*sh.cols)
+				for i := range data {
+					data[i] = int8(r.IntN(256) - 128)
+					if i%7 == 0 {
+						data[i] = -128
+					}
+				}
+				for _, n := range []int{1, 3} {
+					x := make([]uint8, n*sh.cols)
+					for i := range x {
+						x[i] = uint8(r.IntN(256))
+						if i%5 == 0 {
+							x[i] = 255
+						}
+					}
+					m, err := NewI8Matrix(data, sh.rows, sh.cols)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got := make([]int32, n*sh.rows+1)
+					got[n*sh.rows] = -7
+					m.Dots(p, got, x, n)
+					want := make([]int32, n*sh.rows)
+					for v := range n {
+						dotRowsI8Ref(want[v*sh.rows:(v+1)*sh.rows], data, sh.cols, x[v*sh.cols:(v+1)*sh.cols])
+					}
+					if !slices.Equal(got[:n*sh.rows], want) || got[n*sh.rows] != -7 {
+						t.Fatalf("%dx%d n=%d threads=%d: Dots %v, want %v", sh.rows, sh.cols, n, threads, got, want)
+					}
+				}
+			}
+		}
+		if _, err := NewI8Matrix(make([]int8, 5), 2, 3); err == nil {
+			t.Error("NewI8Matrix accepted 5 values for 2 x 3")
+		}
+	})
+}
+
+// BenchmarkI8Dots times I8Matrix.Dots on an 8192 x 384 matrix (an LM head's shape) on
+// two threads; throughput is matrix bytes per second.
+func BenchmarkI8Dots(b *testing.B) {
+	r := rand.New(rand.NewPCG(47, 48))
+	const rows, cols = 8192, 384
+	data := make([]int8, rows*cols)
+	for i := range data {
+		data[i] = int8(r.IntN(255) - 127)
+	}
+	m, err := NewI8Matrix(data, rows, cols)
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := make([]uint8, cols)
+	dst := make([]int32, rows)
+	p := NewPool(2)
+	defer p.Close()
+	b.SetBytes(rows * cols)
+	for b.Loop() {
+		m.Dots(p, dst, x, 1)
+	}
+}
+
+// TestMatMulLoop checks that MatMul's looped kernels for short rows (runLoop) give
+// bitwise the outputs of the per-4-row multi-vector kernels they replace, for every
+// float type, level, pool size and vector count, on row counts that leave rows outside
+// the groups of 4.
+func TestMatMulLoop(t *testing.T) {
+	withFeatures(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(49, 50))
+		for _, threads := range []int{1, 2, 3} {
+			p := NewPool(threads)
+			defer p.Close()
+			for _, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16} {
+				for _, sh := range []struct{ rows, cols int }{{3, 64}, {45, 16}, {541, 64}, {130, 128}} {
+					enc, err := Quantize(typ, randF32(r, sh.rows*sh.cols))
+					if err != nil {
+						t.Fatal(err)
+					}
+					m, err := NewMatrix(typ, sh.rows, sh.cols, enc)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, n := range []int{1, 2, 3, 5, 9} {
+						x := randF32(r, n*sh.cols)
+						got, want := make([]float32, n*sh.rows), make([]float32, n*sh.rows)
+						matMulForce = modeMulti
+						MatMul(p, got, m, x, n)
+						saved := loopMaxCols
+						loopMaxCols = 0
+						MatMul(p, want, m, x, n)
+						loopMaxCols, matMulForce = saved, -1
+						for i := range got {
+							if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+								t.Fatalf("%v %dx%d n=%d threads=%d: output %d = %v, per-4-row kernels %v", typ, sh.rows, sh.cols, n, threads, i, got[i], want[i])
 							}
 						}
 					}

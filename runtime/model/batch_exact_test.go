@@ -2,6 +2,9 @@ package model
 
 import (
 	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"squeeze/runtime/gguf"
@@ -189,4 +192,124 @@ func sameCache(t *testing.T, a, b *Cache) bool {
 		}
 	}
 	return true
+}
+
+// greedyRef is the greedy token of each of the n hidden states by HeadExact: the first
+// index of the largest logit.
+func greedyRef(m *Model, p *kernels.Pool, hidden []float32, n int) []int32 {
+	vocab := m.Config.Vocab
+	logits := make([]float32, n*vocab)
+	m.HeadExact(p, slices.Clone(hidden), n, logits)
+	out := make([]int32, n)
+	for v := range n {
+		best := float32(math.Inf(-1))
+		for i, x := range logits[v*vocab : (v+1)*vocab] {
+			if x > best {
+				out[v], best = int32(i), x
+			}
+		}
+	}
+	return out
+}
+
+// TestGreedyHead checks GreedyHead.Argmax against the argmax of HeadExact's logits on
+// random hidden states (of several scales, one with an outlier dimension, one of
+// zeros), for f16 and f32 heads, tied or not, several pool sizes and batch sizes; then
+// on heads crafted for ties (a duplicated row: the first index must win) and near-ties
+// (rows one half-precision step apart), where the 8-bit estimates cannot decide and
+// the exact logits must.
+func TestGreedyHead(t *testing.T) {
+	if !kernels.FastI8Dots() {
+		m := loadSpec(t, modeltest.Spec{Arch: "llama", Weights: gguf.TypeF16, Dim: 64, Heads: 2, KVHeads: 1, FFN: 64, Vocab: 300, Context: 64, Seed: 1})
+		if m.GreedyHead() != nil {
+			t.Fatal("GreedyHead without fast int8 dot products")
+		}
+		t.Skip("no fast int8 dot products: GreedyHead is nil, as it should be")
+	}
+	specs := []modeltest.Spec{
+		{Arch: "llama", Weights: gguf.TypeF16, Dim: 128, Heads: 4, KVHeads: 2, FFN: 256, Vocab: 1000, Context: 64, Seed: 3},
+		{Arch: "llama", Dim: 96, Heads: 6, KVHeads: 2, FFN: 160, Vocab: 517, Context: 64, Seed: 4},
+		{Arch: "llama", Weights: gguf.TypeF16, Dim: 64, Heads: 2, KVHeads: 1, FFN: 64, Vocab: 300, Context: 64, Tied: true, Seed: 5},
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	check := func(t *testing.T, m *Model, hidden []float32, n int) {
+		t.Helper()
+		for _, threads := range []int{1, 2, 3} {
+			p := kernels.NewPool(threads)
+			want := greedyRef(m, p, hidden, n)
+			got := make([]int32, n)
+			m.GreedyHead().Argmax(p, slices.Clone(hidden), n, got)
+			p.Close()
+			if !slices.Equal(got, want) {
+				t.Fatalf("threads=%d: Argmax %v, HeadExact's argmax %v", threads, got, want)
+			}
+		}
+	}
+	for _, spec := range specs {
+		t.Run(fmt.Sprintf("%v/dim=%d/tied=%v", spec.Weights, spec.Dim, spec.Tied), func(t *testing.T) {
+			m := loadSpec(t, spec)
+			dim := m.Config.Dim
+			for _, n := range []int{1, 3, 9} {
+				hidden := make([]float32, n*dim)
+				for i := range hidden {
+					hidden[i] = float32(r.NormFloat64()) * float32(1+i/dim)
+				}
+				if n > 1 {
+					hidden[dim+5] = 40 // an outlier dimension
+					clear(hidden[2*dim : 3*dim])
+				}
+				check(t, m, hidden, n)
+			}
+		})
+	}
+	t.Run("ties", func(t *testing.T) {
+		base := loadSpec(t, specs[0])
+		cfg := base.Config
+		rows := make([]float32, cfg.Vocab*cfg.Dim)
+		for i := range rows {
+			rows[i] = float32(r.NormFloat64()) * 0.05
+		}
+		const first, dup, near = 17, 600, 901
+		copy(rows[dup*cfg.Dim:(dup+1)*cfg.Dim], rows[first*cfg.Dim:(first+1)*cfg.Dim])
+		copy(rows[near*cfg.Dim:(near+1)*cfg.Dim], rows[first*cfg.Dim:(first+1)*cfg.Dim])
+		enc, err := kernels.Quantize(gguf.TypeF16, rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Row near: one element one half-precision step larger.
+		at := 2 * (near*cfg.Dim + 3)
+		enc[at]++
+		head, err := kernels.NewMatrix(gguf.TypeF16, cfg.Vocab, cfg.Dim, enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &Model{Config: cfg, outNorm: base.outNorm, output: head}
+		// Hidden states along row first (after the final norm, roughly), with the sign
+		// of element 3 making row near larger or smaller than rows first and dup.
+		hidden := make([]float32, 2*cfg.Dim)
+		for v := range 2 {
+			for j := range cfg.Dim {
+				hidden[v*cfg.Dim+j] = rows[first*cfg.Dim+j] / base.outNorm[j] * 20
+			}
+		}
+		hidden[3] = 5
+		hidden[cfg.Dim+3] = -5
+		check(t, m, hidden, 2)
+		got := make([]int32, 2)
+		p := kernels.NewPool(2)
+		defer p.Close()
+		m.GreedyHead().Argmax(p, slices.Clone(hidden), 2, got)
+		t.Logf("tokens %v (first %d, duplicate %d, near %d)", got, first, dup, near)
+		// One hidden state ranks row near above the tied rows first and dup, the other
+		// below them, where the tie must go to first.
+		if !(got[0] == first && got[1] == near || got[0] == near && got[1] == first) {
+			t.Errorf("tokens %v, want %d and %d in some order", got, first, near)
+		}
+	})
+	t.Run("quantized head", func(t *testing.T) {
+		m := loadSpec(t, modeltest.Spec{Arch: "llama", Weights: gguf.TypeQ8_0, Dim: 64, Heads: 2, KVHeads: 1, FFN: 64, Vocab: 300, Context: 64, Seed: 6})
+		if m.GreedyHead() != nil {
+			t.Error("GreedyHead on a Q8_0 head")
+		}
+	})
 }

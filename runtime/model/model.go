@@ -45,6 +45,8 @@ type Model struct {
 	ropeFactors []float32
 	// period is BlockPeriod: layer i's weights are those of layer i mod period.
 	period int
+	// greedy holds GreedyHead's 8-bit copy of the LM head, built on first use.
+	greedy greedyTables
 }
 
 // layer is one transformer block's weights.

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"sync"
 
+	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 )
 
@@ -229,4 +232,245 @@ func (h *SubHead) IDs() []int32 { return h.ids }
 func (h *SubHead) Logits(p *kernels.Pool, hidden []float32, n int, logits []float32) {
 	h.m.finalNorm(hidden, n)
 	kernels.MatMul(p, logits, &h.w, hidden, n)
+}
+
+// GreedyHead finds the greedy tokens of hidden states: for each, the first index of the
+// largest of the logits HeadExact computes, bitwise the token argmax of HeadExact's row
+// gives, while reading an 8-bit copy of the LM head and the exact rows of only the few
+// tokens that copy cannot rule out. Each row i of the head is stored as int8 values q_i
+// with a scale s_i (w_i ≈ s_i q_i) and the hidden state h as bytes (h ≈ t r), so that
+// s_i t (q_i · r) estimates logit i within a bound that follows from the rounding of
+// both (|w_ij − s_i q_ij|, |h_j − t r_j|) and of the exact logit's float arithmetic.
+// Every token whose estimate plus its bound falls below the best estimate minus its
+// bound has an exact logit below the best token's, so the exact logits of the rest
+// (usually one to a few tokens) decide. A GreedyHead serves one caller at a time; the
+// 8-bit copy is built once per Model and shared.
+type GreedyHead struct {
+	m     *Model
+	t     *greedyTables
+	q     kernels.I8Matrix
+	xq    []uint8
+	dots  []int32
+	quant []greedyQuant
+	list  []int
+	cand  []int
+	vals  []float32
+	exact []float32 // the whole head's logits, where the bounds do not decide
+}
+
+// greedyTables is GreedyHead's read-only data, built once per Model.
+type greedyTables struct {
+	once   sync.Once
+	ok     bool
+	q      []int8
+	errMax []float64 // max_j |w_ij − s_i q_ij|
+	abs1   []float64 // sum_j |s_i q_ij|
+	// s_i and 128·s_i·sum_j q_ij as float64: the estimate s_i·(q_i·r) is, exactly but
+	// for one rounding, s64_i·(q_i·(r+128)) − off_i (both products are exact in
+	// float64).
+	s64, off []float64
+	// The largest errMax and abs1, which bound every row's bound.
+	errTop, absTop float64
+}
+
+// greedyMaxCandidates is the most tokens whose exact logits GreedyHead computes one by
+// one; beyond, it computes the whole head.
+const greedyMaxCandidates = 64
+
+// GreedyHead returns a GreedyHead on m, or nil when its LM head is not a plain float
+// matrix (F32, F16, BF16) or the CPU has no fast int8 dot products
+// (kernels.FastI8Dots), where HeadExact is the faster way to the greedy tokens.
+func (m *Model) GreedyHead() *GreedyHead {
+	t := &m.greedy
+	t.once.Do(func() { t.build(m.output) })
+	if !t.ok {
+		return nil
+	}
+	cfg := &m.Config
+	return &GreedyHead{m: m, t: t, q: kernels.I8Matrix{Data: t.q, Rows: cfg.Vocab, Cols: cfg.Dim}}
+}
+
+// build fills the tables from the head w, or leaves ok false.
+func (t *greedyTables) build(w *kernels.Matrix) {
+	switch w.Type {
+	case gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16:
+	default:
+		return
+	}
+	if !kernels.FastI8Dots() || w.Cols > kernels.MaxI8Cols || w.Cols == 0 {
+		return
+	}
+	rows, cols := w.Rows, w.Cols
+	t.q = make([]int8, rows*cols)
+	t.errMax, t.abs1 = make([]float64, rows), make([]float64, rows)
+	t.s64, t.off = make([]float64, rows), make([]float64, rows)
+	row := make([]float32, cols)
+	for i := range rows {
+		w.Row(row, i)
+		var top float64
+		for _, v := range row {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return
+			}
+			top = max(top, math.Abs(float64(v)))
+		}
+		s := float32(top / 127)
+		q := t.q[i*cols : (i+1)*cols]
+		var sum int32
+		var errMax, abs1 float64
+		for j, v := range row {
+			var r float64
+			if s > 0 {
+				r = max(-127, min(127, math.RoundToEven(float64(v)/float64(s))))
+			}
+			q[j] = int8(r)
+			sum += int32(r)
+			wq := float64(s) * r // exact: a float32 times an integer of 8 bits
+			errMax = max(errMax, math.Abs(float64(v)-wq))
+			abs1 += math.Abs(wq)
+		}
+		t.errMax[i], t.abs1[i] = errMax, abs1
+		t.s64[i], t.off[i] = float64(s), float64(s)*128*float64(sum)
+		t.errTop, t.absTop = max(t.errTop, errMax), max(t.absTop, abs1)
+	}
+	t.ok = true
+}
+
+// Argmax normalizes the n hidden states (n x Dim, in place) with the final norm, as
+// HeadExact does, and writes to out[v] the index of the first largest of the logits
+// HeadExact would compute for hidden state v on the pool p.
+func (g *GreedyHead) Argmax(p *kernels.Pool, hidden []float32, n int, out []int32) {
+	m := g.m
+	dim, vocab := m.Config.Dim, m.Config.Vocab
+	m.finalNorm(hidden, n)
+	if len(g.xq) < n*dim {
+		g.xq, g.dots = make([]uint8, n*dim), make([]int32, n*vocab)
+	}
+	if len(g.quant) < n {
+		g.quant = make([]greedyQuant, n)
+	}
+	// Each hidden state as bytes: r_j = round(h_j / scale) + 128.
+	for v := range n {
+		g.quant[v] = g.quantize(hidden[v*dim:(v+1)*dim], g.xq[v*dim:(v+1)*dim])
+	}
+	g.q.Dots(p, g.dots, g.xq, n)
+	for v, hq := range g.quant[:n] {
+		h := hidden[v*dim : (v+1)*dim]
+		if !hq.ok {
+			out[v] = g.whole(p, h)
+			continue
+		}
+		out[v] = g.pick(p, h, g.dots[v*vocab:(v+1)*vocab], hq)
+	}
+}
+
+// greedyQuant describes a hidden state h quantized to bytes (r_j + 128, r_j =
+// round(h_j/scale)): scale = max|h|/127, h1 = sum_j |h_j|, ex = max_j |h_j − scale·r_j|
+// and amax = max_j |h_j|; ok is false when h is zero or not finite, where the bounds do
+// not apply.
+type greedyQuant struct {
+	scale, h1, ex, amax float64
+	ok                  bool
+}
+
+// quantize writes h as bytes into xq and describes the quantization.
+func (g *GreedyHead) quantize(h []float32, xq []uint8) greedyQuant {
+	var top, sum float64
+	for _, x := range h {
+		a := math.Abs(float64(x))
+		top = max(top, a)
+		sum += a
+	}
+	if !(top > 0) || math.IsInf(sum, 0) || math.IsNaN(sum) {
+		return greedyQuant{}
+	}
+	s := top / 127
+	var e float64
+	for j, x := range h {
+		r := max(-127, min(127, math.RoundToEven(float64(x)/s)))
+		xq[j] = uint8(int(r) + 128)
+		e = max(e, math.Abs(float64(x)-r*s))
+	}
+	return greedyQuant{scale: s, h1: sum, ex: e, amax: top, ok: true}
+}
+
+// pick returns the greedy token of the normalized hidden state h from the byte dot
+// products dots (q_i · (r + 128)) and its quantization hq.
+func (g *GreedyHead) pick(p *kernels.Pool, h []float32, dots []int32, hq greedyQuant) int32 {
+	scale, h1, ex, amax := hq.scale, hq.h1, hq.ex, hq.amax
+	t := g.t
+	cols := float64(g.m.Config.Dim)
+	// The exact logit's float arithmetic (the kernels' sums of at most Dim products,
+	// in chains and reduction trees well under Dim+64 roundings deep) adds at most
+	// gamma·sum_j |w_ij h_j| <= gamma·(abs1_i·amax + errMax_i·h1).
+	gamma := (cols + 64) * 0x1p-24
+	// |logit_i − s_i·scale·(q_i·r)| <= errMax_i·h1 + abs1_i·ex, plus the above; the
+	// factor covers the float64 rounding of the estimates and bounds.
+	wErr, aErr := h1*(1+gamma), ex+gamma*amax
+	const slack = 1 + 1e-9
+	bound := func(i int) float64 { return (t.errMax[i]*wErr + t.abs1[i]*aErr) * slack }
+	// One pass over the estimates E_i = s_i·(q_i·r) (in units of scale) keeps every
+	// row within twice the largest bound of the best so far: the best only grows, so a
+	// row left out is below the final best by more than any two bounds.
+	reach := 2 * (t.errTop*wErr + t.absTop*aErr) * slack / scale
+	best, bestEst := 0, math.Inf(-1)
+	list := g.list[:0]
+	for i, d := range dots {
+		e := t.s64[i]*float64(d) - t.off[i]
+		if e < bestEst-reach {
+			continue
+		}
+		if e > bestEst {
+			best, bestEst = i, e
+		}
+		list = append(list, i)
+	}
+	g.list = list
+	lower := bestEst*scale - bound(best)
+	cand := g.cand[:0]
+	for _, i := range list {
+		e := (t.s64[i]*float64(dots[i]) - t.off[i]) * scale
+		if e+bound(i) >= lower {
+			if cand = append(cand, i); len(cand) > greedyMaxCandidates {
+				g.cand = cand
+				return g.whole(p, h)
+			}
+		}
+	}
+	g.cand = cand
+	if len(g.vals) < len(cand) {
+		g.vals = make([]float32, greedyMaxCandidates+1)
+	}
+	vals := g.vals[:len(cand)]
+	kernels.MatVecRows(p, vals, g.m.output, h, cand)
+	tok, bestV := int32(-1), float32(math.Inf(-1))
+	for k, v := range vals {
+		if math.IsNaN(float64(v)) {
+			return g.whole(p, h)
+		}
+		if v > bestV {
+			tok, bestV = int32(cand[k]), v
+		}
+	}
+	if tok < 0 {
+		return g.whole(p, h)
+	}
+	return tok
+}
+
+// whole computes every logit of the normalized hidden state h and returns the first
+// largest's index: the fallback where the bounds do not decide.
+func (g *GreedyHead) whole(p *kernels.Pool, h []float32) int32 {
+	vocab := g.m.Config.Vocab
+	if len(g.exact) < vocab {
+		g.exact = make([]float32, vocab)
+	}
+	kernels.MatVec(p, g.exact[:vocab], g.m.output, h)
+	best, bestV := int32(0), float32(math.Inf(-1))
+	for i, v := range g.exact[:vocab] {
+		if v > bestV {
+			best, bestV = int32(i), v
+		}
+	}
+	return best
 }
