@@ -128,9 +128,11 @@ const DefaultMinAccept = 0.5
 // wrong one is flushed with every younger token and the right token starts over. With a
 // Drafter, an exit's guess enters together with the tokens drafted after it, and tokens
 // that complete together are verified together, as in draft-then-verify decoding. The
-// rows are computed as plain decoding computes them (model.Options.Exact and HeadExact),
-// so the tokens are exactly plain greedy decoding's (unless PipelineOptions.Fast trades
-// that for speed).
+// rows are computed as plain decoding computes them (model.Options.Exact), and the
+// completed rows' tokens are the argmax of the logits a one-token pass computes
+// (model.GreedyHead, which reads an 8-bit copy of the LM head and the exact logits of
+// the few tokens it cannot rule out, or HeadExact), so the tokens are exactly plain
+// greedy decoding's (unless PipelineOptions.Fast trades that for speed).
 //
 // A Pipeline serves one generation at a time on its Target's cache.
 type Pipeline struct {
@@ -150,7 +152,9 @@ type Pipeline struct {
 	out     []int32 // tokens computed and not yet returned by Next
 	stages  []model.Stage
 	xs, hx  []float32
-	final   []float32 // the completed rows' logits
+	final   []float32 // the completed rows' logits (without a GreedyHead)
+	greedy  *model.GreedyHead
+	doneTok []int32   // the completed rows' greedy tokens
 	logits  []float32 // the exit rows' logits
 	exitRow []int     // per row of the step: its row in logits, or -1
 	draft   []int32
@@ -206,7 +210,6 @@ func NewPipeline(t speculate.Target, o PipelineOptions) (*Pipeline, error) {
 		opt:       model.Options{Prefix: t.Prefix, Exact: !o.Fast},
 		minAccept: o.MinAccept,
 		guesses:   rate{priorAccepted, priorRejected}, drafts: rate{priorAccepted, priorRejected},
-		final: make([]float32, cfg.Vocab),
 	}
 	if o.Drafter == nil {
 		pl.maxDraft = 0
@@ -218,6 +221,9 @@ func NewPipeline(t speculate.Target, o PipelineOptions) (*Pipeline, error) {
 	}
 	if o.Vocab != nil {
 		pl.sub = t.Model.SubHead(o.Vocab)
+	}
+	if pl.exact {
+		pl.greedy = t.Model.GreedyHead()
 	}
 	return pl, nil
 }
@@ -444,7 +450,7 @@ func (pl *Pipeline) advance() error {
 	kept := 0
 	for i := range done {
 		pos := pl.flights[i].pos
-		g := argmax(pl.final[i*pl.vocab : (i+1)*pl.vocab])
+		g := pl.doneTok[i]
 		pl.out = append(pl.out, g)
 		pl.seq = append(pl.seq, g)
 		if pl.sub != nil {
@@ -530,21 +536,32 @@ func (pl *Pipeline) removeFront(k int) {
 	pl.flights = f[:len(f)-k]
 }
 
-// logitsOf computes the logits the step needs: the whole head's, as one-token passes
-// compute them, for the done rows that completed the full depth (the first ones), and
-// the exit guesses' (batched, from the vocabulary if there is one) for the youngest
+// logitsOf computes what the step needs of the LM head: the greedy tokens of the done
+// rows that completed the full depth (the first ones), the argmax of the logits a
+// one-token pass computes (GreedyHead, or HeadExact where the model has none), and the
+// exit guesses' logits (batched, from the vocabulary if there is one) for the youngest
 // flight and for flights whose successor a deeper exit may refine.
 func (pl *Pipeline) logitsOf(done int) {
 	m, dim := pl.t.Model, pl.dim
 	if done > 0 {
-		if len(pl.final) < done*pl.vocab {
-			pl.final = make([]float32, done*pl.vocab)
+		if len(pl.doneTok) < done {
+			pl.doneTok = make([]int32, done)
 		}
 		copy(pl.hx[:done*dim], pl.xs[:done*dim])
-		if pl.exact {
-			m.HeadExact(pl.t.Pool, pl.hx[:done*dim], done, pl.final[:done*pl.vocab])
+		if pl.greedy != nil {
+			pl.greedy.Argmax(pl.t.Pool, pl.hx[:done*dim], done, pl.doneTok[:done])
 		} else {
-			m.Head(pl.t.Pool, pl.hx[:done*dim], done, pl.final[:done*pl.vocab])
+			if len(pl.final) < done*pl.vocab {
+				pl.final = make([]float32, done*pl.vocab)
+			}
+			if pl.exact {
+				m.HeadExact(pl.t.Pool, pl.hx[:done*dim], done, pl.final[:done*pl.vocab])
+			} else {
+				m.Head(pl.t.Pool, pl.hx[:done*dim], done, pl.final[:done*pl.vocab])
+			}
+			for i := range done {
+				pl.doneTok[i] = argmax(pl.final[i*pl.vocab : (i+1)*pl.vocab])
+			}
 		}
 	}
 	k := 0

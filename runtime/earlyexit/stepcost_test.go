@@ -118,3 +118,58 @@ func BenchmarkSharedStep(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSharedHead compares, on gocode-shared's hidden states after a 512-token
+// prompt, the two ways to the greedy tokens of n completed rows that a pipeline step
+// verifies: HeadExact (every logit, exact) and model.GreedyHead (8-bit bounds, then the
+// exact logits of the few candidates); each is timed by its fastest iteration
+// (interleaved), in ms.
+func BenchmarkSharedHead(b *testing.B) {
+	m, _, tok := testmodel.Shared(b, "gocode-shared")
+	prompt := devPrompts(b, tok, 1, 512)[0]
+	p := kernels.NewPool(2)
+	defer p.Close()
+	gh := m.GreedyHead()
+	if gh == nil {
+		b.Skip("no GreedyHead on this CPU")
+	}
+	dim, vocab := m.Config.Dim, m.Config.Vocab
+	const n = 9
+	hidden := make([]float32, n*dim)
+	c, err := m.NewCache(len(prompt), model.CacheF16)
+	if err != nil {
+		b.Fatal(err)
+	}
+	opt := &model.Options{Observe: func(s *model.LayerState) {
+		if s.Layer == m.Config.Layers-1 {
+			copy(hidden, s.Hidden[(s.Tokens-n)*dim:])
+		}
+	}}
+	if err := m.Forward(p, c, prompt, nil, opt); err != nil {
+		b.Fatal(err)
+	}
+	logits := make([]float32, n*vocab)
+	h := make([]float32, n*dim)
+	out := make([]int32, n)
+	for _, rows := range []int{1, 2, 3, 9} {
+		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
+			var exact, greedy time.Duration
+			for b.Loop() {
+				copy(h, hidden)
+				t0 := time.Now()
+				m.HeadExact(p, h[:rows*dim], rows, logits[:rows*vocab])
+				if d := time.Since(t0); exact == 0 || d < exact {
+					exact = d
+				}
+				copy(h, hidden)
+				t0 = time.Now()
+				gh.Argmax(p, h[:rows*dim], rows, out[:rows])
+				if d := time.Since(t0); greedy == 0 || d < greedy {
+					greedy = d
+				}
+			}
+			b.ReportMetric(exact.Seconds()*1e3, "exact-ms")
+			b.ReportMetric(greedy.Seconds()*1e3, "greedy-ms")
+		})
+	}
+}
