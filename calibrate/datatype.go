@@ -85,10 +85,6 @@ type Sample struct {
 	// beyond ±1 are then the outliers. Nil computes them from X as Quantize does
 	// (kvquant.Ranges with DatatypeOptions.Outliers).
 	Ranges []kvquant.Range
-	// Outlier, if set with Ranges, marks the outliers (one flag per value of X) as
-	// kvquant.Params.Outlier does: the other values count at their normalized value
-	// clamped to [−1, 1] (ranges narrowed by kvquant.ClipRanges).
-	Outlier []bool
 }
 
 // FitDatatype fits one layer's keys or values datatype, KVQuant's nuq (§3.2): the 2^Bits
@@ -209,10 +205,6 @@ func (h *Histogram) add(s Sample, axis kvquant.Axis, opt DatatypeOptions) error 
 			}
 		}
 		ranges = s.Ranges
-		if s.Outlier != nil && len(s.Outlier) != len(s.X) {
-			return fmt.Errorf("%w: %d outlier flags for %d values", ErrInvalid, len(s.Outlier), len(s.X))
-		}
-		out = s.Outlier
 	default:
 		var err error
 		if ranges, out, err = kvquant.Ranges(s.X, s.Dim, axis, opt.Outliers); err != nil {
@@ -229,9 +221,7 @@ func (h *Histogram) add(s Sample, axis kvquant.Axis, opt DatatypeOptions) error 
 			continue // a constant vector: decoded exactly whatever the datatype
 		}
 		u := r.Normalize(x)
-		if s.Outlier != nil {
-			u = min(1, max(-1, u)) // clamped to the end codes
-		} else if !(u >= -1 && u <= 1) {
+		if !(u >= -1 && u <= 1) {
 			continue // outside a given range: an outlier
 		}
 		w := 1.0

@@ -297,39 +297,6 @@ func TestFitDatatypeChannelInputs(t *testing.T) {
 	if s := dt.Signposts; s[0] < -0.5 || s[len(s)-1] > 0.5 {
 		t.Errorf("signposts %v for values in [-0.5, 0.5]", s)
 	}
-
-	// Given ranges half as wide with outlier flags: the values beyond them count clamped
-	// to ±1, as if they were the range's ends; without flags they would be outliers.
-	narrow, _, err := kvquant.Ranges(x, 8, kvquant.PerToken, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clamped := make([]float32, len(x))
-	for i := range narrow {
-		narrow[i].Half /= 2
-	}
-	for i, v := range x {
-		r := narrow[i/8]
-		clamped[i] = r.Restore(min(1, max(-1, r.Normalize(v))))
-	}
-	fit := func(s Sample) kvquant.Datatype {
-		dt, err := FitDatatype(context.Background(), []Sample{s}, kvquant.PerToken, DatatypeOptions{Bits: 2, Weighting: Unweighted})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return dt
-	}
-	flagged := fit(Sample{X: x, Dim: 8, Ranges: narrow, Outlier: make([]bool, len(x))})
-	ends := fit(Sample{X: clamped, Dim: 8, Ranges: narrow})
-	dropped := fit(Sample{X: x, Dim: 8, Ranges: narrow})
-	for i, s := range flagged.Signposts {
-		if math.Abs(float64(s-ends.Signposts[i])) > 1e-3 {
-			t.Fatalf("clamped fit %v, fit of the clamped values %v", flagged.Signposts, ends.Signposts)
-		}
-	}
-	if slices.Equal(flagged.Signposts, dropped.Signposts) {
-		t.Errorf("outlier flags ignored: fit %v with and without them", flagged.Signposts)
-	}
 }
 
 // TestHeadSamples checks the per-head cut of a layer's token-major activations.
@@ -384,7 +351,6 @@ func TestFitDatatypeErrors(t *testing.T) {
 		{"fisher length", context.Background(), []Sample{{X: x, Dim: 4, Fisher: fisher[:4]}}, kvquant.PerToken, DatatypeOptions{Bits: 2}, ErrInvalid},
 		{"negative fisher", context.Background(), []Sample{{X: x, Dim: 4, Fisher: bad}}, kvquant.PerToken, DatatypeOptions{Bits: 2}, ErrInvalid},
 		{"ranges per token", context.Background(), []Sample{{X: x, Dim: 4, Ranges: make([]kvquant.Range, 4)}}, kvquant.PerToken, DatatypeOptions{Bits: 2}, ErrInvalid},
-		{"outlier flags", context.Background(), []Sample{{X: x, Dim: 4, Ranges: make([]kvquant.Range, 20), Outlier: make([]bool, 3)}}, kvquant.PerToken, DatatypeOptions{Bits: 2}, ErrInvalid},
 		{"NaN range", context.Background(), []Sample{{X: x, Dim: 4, Ranges: []kvquant.Range{{}, {}, {Mid: float32(math.NaN())}, {}}}}, kvquant.PerChannel, DatatypeOptions{Bits: 2}, ErrInvalid},
 		{"zero fisher", context.Background(), []Sample{{X: x, Dim: 4, Fisher: make([]float32, len(x))}}, kvquant.PerToken, DatatypeOptions{Bits: 2}, ErrNoWeight},
 		{"no samples", context.Background(), nil, kvquant.PerToken, DatatypeOptions{Bits: 2}, ErrNoWeight},

@@ -57,11 +57,6 @@ type KVOptions struct {
 	Sensitivity *calibrate.Sensitivity
 	// Fisher tunes the sensitivities' backward pass (windows, progress).
 	Fisher calibrate.FisherOptions
-	// ClipRanges narrows each vector's range (by default the range of its dense values,
-	// min-max) where that lowers the vector's sensitivity-weighted squared error under
-	// the layer's datatype (kvquant.ClipRanges), clamping the values beyond it, and fits
-	// the datatype again.
-	ClipRanges bool
 	// ExactWindow keeps the context's last window (always attended, next to every
 	// query) in f16 like the attention sink, instead of quantizing it.
 	ExactWindow bool
@@ -297,37 +292,41 @@ func quantizeLayer(ctx context.Context, c *sparse.Context, cfg *model.Config, in
 			sk, sv = in.sens.Keys[l], in.sens.Values[l]
 		}
 	}
-	// Ranges of every head (those Quantize uses) and the layer's datatypes.
+	// Ranges of every head (those Quantize uses), then the layer's datatypes.
 	kr := make([][]kvquant.Range, kvh)
 	vr := make([][]kvquant.Range, kvh)
-	kout := make([][]bool, kvh)
-	vout := make([][]bool, kvh)
 	var ks, vs []calibrate.Sample
+	var ku, vu []float32 // normalized dense values, for Q-Norm
+	qnorm := o.UsesQNorm()
 	keyAxis := o.keyAxis()
 	for h, hr := range heads {
+		var kout, vout []bool
 		var err error
-		if kr[h], kout[h], err = kvquant.Ranges(hr.keys, d, keyAxis, o.Outliers); err != nil {
+		if kr[h], kout, err = kvquant.Ranges(hr.keys, d, keyAxis, o.Outliers); err != nil {
 			return nil, err
 		}
-		if vr[h], vout[h], err = kvquant.Ranges(hr.vals, d, kvquant.PerToken, o.Outliers); err != nil {
+		if vr[h], vout, err = kvquant.Ranges(hr.vals, d, kvquant.PerToken, o.Outliers); err != nil {
 			return nil, err
 		}
-		ks = append(ks, calibrate.Sample{X: hr.keys, Dim: d, Fisher: headSensitivity(sk, h, kvh, d, sink), Ranges: kr[h], Outlier: kout[h]})
-		vs = append(vs, calibrate.Sample{X: hr.vals, Dim: d, Fisher: headSensitivity(sv, h, kvh, d, sink), Ranges: vr[h], Outlier: vout[h]})
+		ks = append(ks, calibrate.Sample{X: hr.keys, Dim: d, Fisher: headSensitivity(sk, h, kvh, d, sink), Ranges: kr[h]})
+		vs = append(vs, calibrate.Sample{X: hr.vals, Dim: d, Fisher: headSensitivity(sv, h, kvh, d, sink), Ranges: vr[h]})
+		if qnorm {
+			ku = appendNormalized(ku, hr.keys, kout, keyAxis, kr[h], d)
+			vu = appendNormalized(vu, hr.vals, vout, kvquant.PerToken, vr[h], d)
+		}
 	}
-	kt, err := layerDatatype(ctx, family, bits, ks, keyAxis, o)
+	kt, err := fitDatatype(ctx, family, bits, ks, keyAxis, o)
 	if err != nil {
 		return nil, fmt.Errorf("key datatype: %w", err)
 	}
-	vt, err := layerDatatype(ctx, family, bits, vs, kvquant.PerToken, o)
+	vt, err := fitDatatype(ctx, family, bits, vs, kvquant.PerToken, o)
 	if err != nil {
 		return nil, fmt.Errorf("value datatype: %w", err)
 	}
-	for h := range heads {
-		kr[h], vr[h] = ks[h].Ranges, vs[h].Ranges
-		kout[h], vout[h] = ks[h].Outlier, vs[h].Outlier
+	if qnorm {
+		kt, vt = kt.WithQNorm(ku), vt.WithQNorm(vu)
 	}
-	ks, vs = nil, nil
+	ks, vs, ku, vu = nil, nil, nil, nil
 
 	out := &format.KVLayer{Key: kt, Value: vt}
 	var kerr, knorm, verr, vnorm float64
@@ -336,14 +335,14 @@ func quantizeLayer(ctx context.Context, c *sparse.Context, cfg *model.Config, in
 		order := hd.Tree.Order()
 		window := hd.Always[sink:]
 		keyParams := func(pos []int32) kvquant.Params {
-			p := kvquant.Params{Type: kt, Axis: keyAxis, Ranges: rangesAt(keyAxis, kr[h], pos, sink), Outlier: gatherRows(kout[h], pos, sink, d)}
+			p := kvquant.Params{Type: kt, Axis: keyAxis, Ranges: rangesAt(keyAxis, kr[h], pos, sink)}
 			if !o.PostRoPE {
 				p.Pos, p.RoPE = pos, in.rope
 			}
 			return p
 		}
 		valParams := func(pos []int32) kvquant.Params {
-			return kvquant.Params{Type: vt, Axis: kvquant.PerToken, Ranges: rangesAt(kvquant.PerToken, vr[h], pos, sink), Outlier: gatherRows(vout[h], pos, sink, d)}
+			return kvquant.Params{Type: vt, Axis: kvquant.PerToken, Ranges: rangesAt(kvquant.PerToken, vr[h], pos, sink)}
 		}
 		keys, err := kvquant.Quantize(gatherRows(hr.keys, order, sink, d), d, keyParams(order))
 		if err != nil {
@@ -469,59 +468,22 @@ func byPosition(rows sparse.Rows, order []int32, arows sparse.Rows, always []int
 }
 
 // gatherRows returns the rows at positions pos from src (positions sink.., by position).
-func gatherRows[T any](src []T, pos []int32, sink, d int) []T {
-	out := make([]T, len(pos)*d)
+func gatherRows(src []float32, pos []int32, sink, d int) []float32 {
+	out := make([]float32, len(pos)*d)
 	for i, p := range pos {
 		copy(out[i*d:(i+1)*d], src[(int(p)-sink)*d:])
 	}
 	return out
 }
 
-// appendNormalized appends the normalized dense values of x (rows of d) to u, clamped
-// to [−1, 1] as they are coded.
+// appendNormalized appends the normalized dense values of x (rows of d) to u.
 func appendNormalized(u, x []float32, out []bool, axis kvquant.Axis, ranges []kvquant.Range, d int) []float32 {
 	for i, v := range x {
 		if !out[i] {
-			u = append(u, min(1, max(-1, axis.Of(ranges, d, i).Normalize(v))))
+			u = append(u, axis.Of(ranges, d, i).Normalize(v))
 		}
 	}
 	return u
-}
-
-// layerDatatype returns the datatype of one layer's keys or values (fitDatatype) for the
-// samples (their Ranges and Outlier set, as kvquant.Ranges gives them). With
-// o.ClipRanges it then narrows every sample's ranges (kvquant.ClipRanges, weighed by
-// the sample's sensitivities unless o.Weighting is calibrate.Unweighted) and fits the
-// datatype again to the values so normalized; the samples' Ranges are updated in place.
-// Where o.UsesQNorm the levels are last corrected by Q-Norm over the samples' dense values.
-func layerDatatype(ctx context.Context, family string, bits int, samples []calibrate.Sample, axis kvquant.Axis, o KVOptions) (kvquant.Datatype, error) {
-	t, err := fitDatatype(ctx, family, bits, samples, axis, o)
-	if err != nil {
-		return kvquant.Datatype{}, err
-	}
-	if o.ClipRanges {
-		for i := range samples {
-			s := &samples[i]
-			var w []float32
-			if o.Weighting != calibrate.Unweighted {
-				w = s.Fisher
-			}
-			if s.Ranges, err = kvquant.ClipRanges(s.X, s.Dim, axis, s.Ranges, s.Outlier, t, w); err != nil {
-				return kvquant.Datatype{}, err
-			}
-		}
-		if t, err = fitDatatype(ctx, family, bits, samples, axis, o); err != nil {
-			return kvquant.Datatype{}, err
-		}
-	}
-	if o.UsesQNorm() {
-		var u []float32
-		for _, s := range samples {
-			u = appendNormalized(u, s.X, s.Outlier, axis, s.Ranges, s.Dim)
-		}
-		t = t.WithQNorm(u)
-	}
-	return t, nil
 }
 
 // headSensitivity returns KV head h's share of a layer's sensitivities (tokens × kvh·d,

@@ -49,7 +49,7 @@ func TestRunQuantized(t *testing.T) {
 		{KVOptions{Encoding: "nuq3", Outliers: 0.01}, 0.25, false},
 		{KVOptions{Encoding: "nf2", Outliers: 0.02}, 0.6, true},
 		{KVOptions{Encoding: "int4", PostRoPE: true, QNorm: QNormOn}, 0.15, true},
-		{KVOptions{Encoding: "nuq3", Outliers: 0.01, PerTokenKeys: true, ClipRanges: true}, 0.25, false},
+		{KVOptions{Encoding: "nuq3", Outliers: 0.01, PerTokenKeys: true}, 0.25, false},
 		{KVOptions{Encoding: "int4", PostRoPE: true, PerTokenKeys: true}, 0.15, false},
 	} {
 		name := tc.kv.Encoding

@@ -26,10 +26,6 @@ type Params struct {
 	// PerToken, one per row. Values normalizing beyond ±1 are then the outliers, and
 	// Outliers is ignored.
 	Ranges []Range
-	// Outlier, if set with Ranges, marks the outliers (one flag per value of x) instead
-	// of the values normalizing beyond ±1: values not marked that normalize beyond ±1 are
-	// coded as the nearest end code (ranges narrowed by ClipRanges).
-	Outlier []bool
 	// Pos and RoPE mark keys given before RoPE: row i belongs at position Pos[i] and is
 	// rotated there when read. Both nil: rows are read as given.
 	Pos  []int32
@@ -65,17 +61,11 @@ func Quantize(x []float32, dim int, p Params) (*Rows, error) {
 			}
 		}
 		ranges = p.Ranges
-		if out = p.Outlier; out == nil {
-			out = make([]bool, len(x))
-			for i, v := range x {
-				u := p.Axis.Of(ranges, dim, i).Normalize(v)
-				out[i] = u > 1 || u < -1
-			}
-		} else if len(out) != len(x) {
-			return nil, fmt.Errorf("%w: %d outlier flags for %d values", ErrInvalid, len(out), len(x))
+		out = make([]bool, len(x))
+		for i, v := range x {
+			u := p.Axis.Of(ranges, dim, i).Normalize(v)
+			out[i] = u > 1 || u < -1
 		}
-	case p.Outlier != nil:
-		return nil, fmt.Errorf("%w: outlier flags without ranges", ErrInvalid)
 	case p.Axis == PerChannel || p.Axis == PerToken:
 		var err error
 		if ranges, out, err = Ranges(x, dim, p.Axis, p.Outliers); err != nil {
