@@ -354,65 +354,50 @@ func (j *rowsJob) runLoop(loop []dotLoopFunc, lo, hi int) {
 // products of the row's elements [nk, cols) with the vector's, in order, each product
 // and each sum rounded, as dotRowsFloat and dotRowsMulti finish a row past the SIMD
 // kernels' multiple of the vector width: the same results, but each row's tail is
-// widened once for all the vectors, whose sums run side by side. cols-nk is less than
-// the kernel set's width.
-// scratch holds 2*16 values (its worker's workerScratch.tail).
+// widened once for all the vectors, and the four rows' sums run side by side. cols-nk
+// is less than the kernel set's width; scratch holds 4 x 16 values (its worker's
+// workerScratch.tail).
 func tailDots(scratch, dst []float32, dstStride int, w []byte, rowBytes, cnt, q int, x []float32, xStride, nk, cols, nv, kind int) {
 	t := cols - nk
-	wt, wide := scratch[:t], scratch[16:32]
+	w0, w1, w2, w3 := scratch[:t], scratch[16:16+t], scratch[32:32+t], scratch[48:48+t]
 	for i := range cnt {
-		for k := range 4 {
-			r := i + k*q
-			widenTail(wt, wide, w[r*rowBytes:(r+1)*rowBytes], nk, kind)
-			for v := 0; v < nv; v += 3 {
-				switch min(3, nv-v) {
-				case 1:
-					a := x[v*xStride+nk : v*xStride+cols]
-					s0 := dst[v*dstStride+r]
-					for c, e := range wt {
-						s0 += a[c] * e
-					}
-					dst[v*dstStride+r] = s0
-				case 2:
-					a, b := x[v*xStride+nk:v*xStride+cols], x[(v+1)*xStride+nk:(v+1)*xStride+cols]
-					s0, s1 := dst[v*dstStride+r], dst[(v+1)*dstStride+r]
-					for c, e := range wt {
-						s0 += a[c] * e
-						s1 += b[c] * e
-					}
-					dst[v*dstStride+r], dst[(v+1)*dstStride+r] = s0, s1
-				default:
-					a, b, d := x[v*xStride+nk:v*xStride+cols], x[(v+1)*xStride+nk:(v+1)*xStride+cols], x[(v+2)*xStride+nk:(v+2)*xStride+cols]
-					s0, s1, s2 := dst[v*dstStride+r], dst[(v+1)*dstStride+r], dst[(v+2)*dstStride+r]
-					for c, e := range wt {
-						s0 += a[c] * e
-						s1 += b[c] * e
-						s2 += d[c] * e
-					}
-					dst[v*dstStride+r], dst[(v+1)*dstStride+r], dst[(v+2)*dstStride+r] = s0, s1, s2
-				}
+		r0, r1, r2, r3 := i, i+q, i+2*q, i+3*q
+		widenTail(scratch[0:16], t, w[r0*rowBytes:(r0+1)*rowBytes], nk, kind)
+		widenTail(scratch[16:32], t, w[r1*rowBytes:(r1+1)*rowBytes], nk, kind)
+		widenTail(scratch[32:48], t, w[r2*rowBytes:(r2+1)*rowBytes], nk, kind)
+		widenTail(scratch[48:64], t, w[r3*rowBytes:(r3+1)*rowBytes], nk, kind)
+		for v := range nv {
+			xv := x[v*xStride+nk : v*xStride+cols]
+			w0, w1, w2, w3 := w0[:len(xv)], w1[:len(xv)], w2[:len(xv)], w3[:len(xv)]
+			o := dst[v*dstStride:]
+			s0, s1, s2, s3 := o[r0], o[r1], o[r2], o[r3]
+			for c, e := range xv {
+				s0 += e * w0[c]
+				s1 += e * w1[c]
+				s2 += e * w2[c]
+				s3 += e * w3[c]
 			}
+			o[r0], o[r1], o[r2], o[r3] = s0, s1, s2, s3
 		}
 	}
 }
 
-// widenTail sets dst[c] to element nk+c of row (of element kind), for c < len(dst);
-// wide is scratch for 16 values.
-func widenTail(dst, wide []float32, row []byte, nk, kind int) {
+// widenTail sets dst[c] to element nk+c of row (of element kind) for c < t; dst holds
+// 16 values, which a whole vector's width of conversion may fill.
+func widenTail(dst []float32, t int, row []byte, nk, kind int) {
 	if kind == kindF16 {
 		// A whole vector's width from nk through the SIMD converter where the row
 		// holds it (a cache's row usually does), else one element at a time.
-		if k := fk; k != nil && len(dst) < k.width && len(row) >= 2*(nk+k.width) {
-			k.widenF16(&wide[0], unsafe.Pointer(&row[2*nk]), k.width)
-			copy(dst, wide)
+		if k := fk; k != nil && t < k.width && len(row) >= 2*(nk+k.width) {
+			k.widenF16(&dst[0], unsafe.Pointer(&row[2*nk]), k.width)
 			return
 		}
-		for c := range dst {
+		for c := range t {
 			dst[c] = F16ToF32(uint16(row[2*(nk+c)]) | uint16(row[2*(nk+c)+1])<<8)
 		}
 		return
 	}
-	for c := range dst {
+	for c := range t {
 		dst[c] = elemAt(row, nk+c, kind)
 	}
 }
@@ -430,8 +415,8 @@ func clearQuarters(dst []float32, dstStride, cnt, q, nv int) {
 // tail returns worker's scratch for tailDots.
 func (j *rowsJob) tail(worker int) []float32 {
 	s := j.p.scratch[worker]
-	if len(s.tail) < 32 {
-		s.tail = make([]float32, 32)
+	if len(s.tail) < 64 {
+		s.tail = make([]float32, 64)
 	}
 	return s.tail
 }
@@ -470,7 +455,7 @@ func init() { addReinit(func() { gk = gemmKernelFor() }) }
 type workerScratch struct {
 	rows []float32 // a block of dequantized weight rows, padded to whole tiles
 	tile []float32 // mr x gemmPanel outputs, weight-row-major
-	tail []float32 // tailDots' 2 x 16 values
+	tail []float32 // tailDots' 4 x 16 values
 }
 
 func growF32(s []float32, n int) []float32 {

@@ -273,7 +273,7 @@ func BenchmarkMatMulAttention(b *testing.B) {
 func TestTailDots(t *testing.T) {
 	withFeatures(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(41, 42))
-		scratch := make([]float32, 32)
+		scratch := make([]float32, 64)
 		for _, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16} {
 			kind, _ := floatKind(typ)
 			for _, tl := range []int{1, 5, 7, 15} {
