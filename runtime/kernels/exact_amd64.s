@@ -6,9 +6,12 @@
 
 #include "textflag.h"
 
-// func dot4x2F32ExactAVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
-TEXT ·dot4x2F32ExactAVX512(SB), NOSPLIT, $0-64
+// func dot4x2F32ExactAVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int, count int, step int)
+TEXT ·dot4x2F32ExactAVX512(SB), NOSPLIT, $0-80
 	MOVQ w+0(FP), SI
+	CMPQ count+64(FP), $0
+	JLE end
+group:
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
 	MOVQ xstride+24(FP), DI
@@ -138,12 +141,20 @@ done:
 	LEAQ (DI)(R8*2), R9
 	VEXTRACTPS $2, X1, (R9)
 	VEXTRACTPS $3, X1, (R9)(R8*1)
+	ADDQ step+72(FP), SI
+	ADDQ $4, out+40(FP)
+	DECQ count+64(FP)
+	JNZ group
+end:
 	VZEROUPPER
 	RET
 
-// func dot4x3F32ExactAVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
-TEXT ·dot4x3F32ExactAVX512(SB), NOSPLIT, $0-64
+// func dot4x3F32ExactAVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int, count int, step int)
+TEXT ·dot4x3F32ExactAVX512(SB), NOSPLIT, $0-80
 	MOVQ w+0(FP), SI
+	CMPQ count+64(FP), $0
+	JLE end
+group:
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
 	MOVQ xstride+24(FP), DI
@@ -320,12 +331,20 @@ done:
 	LEAQ (DI)(R8*2), R9
 	VEXTRACTPS $2, X2, (R9)
 	VEXTRACTPS $3, X2, (R9)(R8*1)
+	ADDQ step+72(FP), SI
+	ADDQ $4, out+40(FP)
+	DECQ count+64(FP)
+	JNZ group
+end:
 	VZEROUPPER
 	RET
 
-// func dot4x2F16ExactAVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
-TEXT ·dot4x2F16ExactAVX512(SB), NOSPLIT, $0-64
+// func dot4x2F16ExactAVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int, count int, step int)
+TEXT ·dot4x2F16ExactAVX512(SB), NOSPLIT, $0-80
 	MOVQ w+0(FP), SI
+	CMPQ count+64(FP), $0
+	JLE end
+group:
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
 	MOVQ xstride+24(FP), DI
@@ -455,12 +474,20 @@ done:
 	LEAQ (DI)(R8*2), R9
 	VEXTRACTPS $2, X1, (R9)
 	VEXTRACTPS $3, X1, (R9)(R8*1)
+	ADDQ step+72(FP), SI
+	ADDQ $4, out+40(FP)
+	DECQ count+64(FP)
+	JNZ group
+end:
 	VZEROUPPER
 	RET
 
-// func dot4x3F16ExactAVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)
-TEXT ·dot4x3F16ExactAVX512(SB), NOSPLIT, $0-64
+// func dot4x3F16ExactAVX512(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int, count int, step int)
+TEXT ·dot4x3F16ExactAVX512(SB), NOSPLIT, $0-80
 	MOVQ w+0(FP), SI
+	CMPQ count+64(FP), $0
+	JLE end
+group:
 	MOVQ stride+8(FP), DX
 	MOVQ x+16(FP), R8
 	MOVQ xstride+24(FP), DI
@@ -637,6 +664,11 @@ done:
 	LEAQ (DI)(R8*2), R9
 	VEXTRACTPS $2, X2, (R9)
 	VEXTRACTPS $3, X2, (R9)(R8*1)
+	ADDQ step+72(FP), SI
+	ADDQ $4, out+40(FP)
+	DECQ count+64(FP)
+	JNZ group
+end:
 	VZEROUPPER
 	RET
 

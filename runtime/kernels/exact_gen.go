@@ -43,7 +43,8 @@ func main() {
 }
 
 // kernel writes dot4x{V}F32ExactAVX512 or, for f16 rows, dot4x{V}F16ExactAVX512
-// (which widens each row chunk as it loads it). Registers: accumulators of the even halves
+// (which widens each row chunk as it loads it), over count groups of 4 rows, each group
+// step bytes after the one before and its outputs one after. Registers: accumulators of the even halves
 // Z0..Z(4V-1) and of the odd halves Z(4V)..Z(8V-1), (row r, vector v) at index r*V+v;
 // rows in Z24..Z27, vectors in Z28..Z30; row pointers SI, R12, R13, BX; vector
 // pointers R8, R9, R10; AX the element index, CX the length, R11 its multiple of 32.
@@ -57,9 +58,13 @@ func kernel(p func(string, ...any), V int, f16 bool) {
 	even := func(r, v int) int { return r*V + v }
 	odd := func(r, v int) int { return 4*V + r*V + v }
 	p("")
-	p("// func %s(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
+	p("// func %s(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int, count int, step int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-80", name)
 	p("\tMOVQ w+0(FP), SI")
+	p("\tCMPQ count+64(FP), $0")
+	p("\tJLE end")
+	// Each group of 4 rows reloads the arguments its epilogue overwrites.
+	p("group:")
 	p("\tMOVQ stride+8(FP), DX")
 	p("\tMOVQ x+16(FP), R8")
 	p("\tMOVQ xstride+24(FP), DI")
@@ -137,6 +142,12 @@ func kernel(p func(string, ...any), V int, f16 bool) {
 			p("\tADDQ DX, DI")
 		}
 	}
+	// The next group: rows step bytes on, outputs one on.
+	p("\tADDQ step+72(FP), SI")
+	p("\tADDQ $4, out+40(FP)")
+	p("\tDECQ count+64(FP)")
+	p("\tJNZ group")
+	p("end:")
 	p("\tVZEROUPPER")
 	p("\tRET")
 }

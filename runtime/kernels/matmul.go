@@ -241,29 +241,33 @@ func (j *rowsJob) runExact(worker, lo, hi int) {
 	}
 }
 
+// exactMultiFunc is an exact multi-vector kernel (see exact_amd64.go): for count groups
+// of 4 rows (group g's row r at g*step + r*stride bytes after w) and V vectors,
+// out[v*ostride+g+r*rstride] = the dot of the row with x[v*xstride:][:n].
+type exactMultiFunc func(w unsafe.Pointer, stride int, x *float32, xstride int, n int, out *float32, ostride int, rstride int, count int, step int)
+
 // exactRows computes every vector's dots with the m rows from row r (in wb, rb bytes
 // apart, of element kind) as dotRowsFloat computes one vector's: rows a quarter of the
 // range apart through the exact multi-vector kernels (the 4-row kernel's accumulation,
-// several vectors per weight load; multi[V-2] for V vectors) or the 4-row kernel, sub
-// of each quarter at a time for all vectors, then the last m%4 rows through the 1-row
-// kernel.
-func (j *rowsJob) exactRows(worker int, wb []byte, r, m, rb, kind int, multi []dotMultiFunc, sub int) {
+// several vectors per weight load; multi[V-2] for V vectors, one call for a block of
+// sub groups) or the 4-row kernel, sub of each quarter at a time for all vectors, then
+// the last m%4 rows through the 1-row kernel.
+func (j *rowsJob) exactRows(worker int, wb []byte, r, m, rb, kind int, multi []exactMultiFunc, sub int) {
 	rows, cols := j.w.Rows, j.w.Cols
 	q := m / 4
 	nk := cols &^ (fk.width - 1)
 	for i0 := 0; i0 < q; i0 += sub {
+		cnt := min(q, i0+sub) - i0
 		for v := 0; v < j.n; {
 			nv := min(len(multi)+1, j.n-v)
-			for i := i0; i < min(q, i0+sub); i++ {
-				wp := unsafe.Pointer(&wb[i*rb])
-				if nv == 1 {
-					fk.dot4[kind](wp, q*rb, &j.x[v*cols], nk, &j.dst[v*rows+r+i], q)
-				} else {
-					multi[nv-2](wp, q*rb, &j.x[v*cols], cols, nk, &j.dst[v*rows+r+i], rows, q)
+			if nv == 1 {
+				for i := i0; i < i0+cnt; i++ {
+					fk.dot4[kind](unsafe.Pointer(&wb[i*rb]), q*rb, &j.x[v*cols], nk, &j.dst[v*rows+r+i], q)
 				}
+			} else {
+				multi[nv-2](unsafe.Pointer(&wb[i0*rb]), q*rb, &j.x[v*cols], cols, nk, &j.dst[v*rows+r+i0], rows, q, cnt, rb)
 			}
 			if nk < cols {
-				cnt := min(q, i0+sub) - i0
 				tailDots(j.tail(worker), j.dst[v*rows+r+i0:], rows, wb[i0*rb:], rb, cnt, q, j.x[v*cols:], cols, nk, cols, nv, kind)
 			}
 			v += nv

@@ -3,10 +3,12 @@ package kernels
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 
 	"squeeze/runtime/gguf"
+	"squeeze/runtime/internal/threadcpu"
 )
 
 // TestMatMulExact checks that MatMulExact gives every vector of a batch bitwise the
@@ -101,8 +103,9 @@ func BenchmarkMatMulExact(b *testing.B) {
 
 // BenchmarkMatMulExactHot times MatMulExact on one thread for f16 matrices of a
 // gocode block's shapes that stay in L2 across iterations, n = 1..8 vectors, and reports
-// the multiply-adds per second (the FMA peak of an AVX-512 core that executes 512-bit
-// operations as two 256-bit halves is 16 per cycle).
+// the flops per second, also per second of the thread's CPU time (the FMA peak of an
+// AVX-512 core that executes 512-bit operations as two 256-bit halves is 16
+// multiply-adds, 32 flops, per cycle).
 func BenchmarkMatMulExactHot(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, sh := range []struct{ rows, cols int }{{384, 384}, {1024, 384}, {384, 1024}} {
@@ -116,14 +119,18 @@ func BenchmarkMatMulExactHot(b *testing.B) {
 		}
 		p := NewPool(1)
 		defer p.Close()
-		for n := 1; n <= 8; n++ {
+		for _, n := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 27} {
 			x := randF32(r, n*sh.cols)
 			dst := make([]float32, n*sh.rows)
 			b.Run(fmt.Sprintf("%dx%d/n=%d", sh.rows, sh.cols, n), func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				cpu0 := threadcpu.Now()
 				for b.Loop() {
 					MatMulExact(p, dst, m, x, n)
 				}
-				b.ReportMetric(float64(sh.rows*sh.cols*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFMA/s")
+				// reportFlops counts two flops per multiply-add.
+				reportFlops(b, 2*float64(sh.rows*sh.cols*n)*float64(b.N), cpu0)
 			})
 		}
 	}
