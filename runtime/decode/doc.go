@@ -5,7 +5,10 @@
 // would also have produced; the tokens are the same, only fewer passes run. With
 // Options.Pipeline (greedy, no repetition penalty), a Stepper chooses every token after
 // the first: earlyexit's pipelined form on a parameter-shared model, again greedy
-// decoding's tokens.
+// decoding's tokens. With Options.Spill, a long generation moves its oldest tokens out of
+// the KV cache into the Prefix, a block at a time (kvquant.Appender quantizes their
+// values as it takes them), at the same tokens whether it decodes plainly or
+// speculatively, so the cache stays small and the tokens are still greedy decoding's.
 //
 // Generation stops at the first of: an end-of-generation token (EOS, <|eot_id|>, ...), a
 // stop string, the token limit, a full KV cache, or the cancellation of the context. The
