@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"squeeze/runtime/gguf"
+	"squeeze/runtime/internal/threadcpu"
 )
 
 // TestMatMul checks MatMul for every registered format, on the dotRows path and the
@@ -219,7 +220,7 @@ func TestPoolStress(t *testing.T) {
 // query vectors, and the transposed values (64 x depth, rows a cache's length apart)
 // times the 3 probability vectors, whose last depth%16 columns take the scalar tail;
 // the keys also through the per-4-row kernels that the looped ones replace. It reports
-// the multiply-adds per second.
+// the flops per second, also per second of the thread's CPU time.
 func BenchmarkMatMulAttention(b *testing.B) {
 	const hd, group, capacity = 64, 3, 656
 	r := rand.New(rand.NewPCG(5, 7))
@@ -239,10 +240,18 @@ func BenchmarkMatMulAttention(b *testing.B) {
 		q := randF32(r, group*hd)
 		scores := randF32(r, group*depth)
 		out := make([]float32, group*hd)
+		// Each case runs on this thread (a pool of one), timed by its CPU time too.
+		var cpu0 time.Duration
+		start := func(b *testing.B) {
+			runtime.LockOSThread()
+			cpu0 = threadcpu.Now()
+		}
 		flops := func(b *testing.B) {
-			b.ReportMetric(float64(depth*hd*group)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFMA/s")
+			reportFlops(b, 2*float64(depth*hd*group)*float64(b.N), cpu0)
+			runtime.UnlockOSThread()
 		}
 		b.Run(fmt.Sprintf("depth=%d/keys", depth), func(b *testing.B) {
+			start(b)
 			for b.Loop() {
 				MatMul(p, scores, keys, q, group)
 			}
@@ -252,12 +261,14 @@ func BenchmarkMatMulAttention(b *testing.B) {
 			saved := loopMaxCols
 			loopMaxCols = 0
 			defer func() { loopMaxCols = saved }()
+			start(b)
 			for b.Loop() {
 				MatMul(p, scores, keys, q, group)
 			}
 			flops(b)
 		})
 		b.Run(fmt.Sprintf("depth=%d/values", depth), func(b *testing.B) {
+			start(b)
 			for b.Loop() {
 				MatMul(p, out, valuesT, scores, group)
 			}
