@@ -430,7 +430,8 @@ func TestI8Dots(t *testing.T) {
 }
 
 // BenchmarkI8Dots times I8Matrix.Dots on an 8192 x 384 matrix (an LM head's shape) on
-// two threads; throughput is matrix bytes per second.
+// one thread, for 1 and 3 vectors; throughput is matrix bytes per second, and integer
+// multiply-adds (as two operations) per second of the thread's CPU time.
 func BenchmarkI8Dots(b *testing.B) {
 	r := rand.New(rand.NewPCG(47, 48))
 	const rows, cols = 8192, 384
@@ -442,13 +443,22 @@ func BenchmarkI8Dots(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	x := make([]uint8, cols)
-	dst := make([]int32, rows)
-	p := NewPool(2)
-	defer p.Close()
-	b.SetBytes(rows * cols)
-	for b.Loop() {
-		m.Dots(p, dst, x, 1)
+	for _, n := range []int{1, 3} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			x := make([]uint8, n*cols)
+			dst := make([]int32, n*rows)
+			p := NewPool(1)
+			defer p.Close()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			cpu0 := threadcpu.Now()
+			b.SetBytes(rows * cols)
+			for b.Loop() {
+				m.Dots(p, dst, x, n)
+			}
+			// Two "flops" per multiply-add, as reportFlops counts them.
+			reportFlops(b, 2*float64(rows*cols*n)*float64(b.N), cpu0)
+		})
 	}
 }
 
