@@ -326,6 +326,20 @@ func TestTailDots(t *testing.T) {
 	})
 }
 
+// randMatrix returns a rows x cols matrix of type typ with random weights from r.
+func randMatrix(tb testing.TB, r *rand.Rand, typ gguf.Type, rows, cols int) *Matrix {
+	tb.Helper()
+	enc, err := Quantize(typ, randF32(r, rows*cols))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := NewMatrix(typ, rows, cols, enc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
 // TestMatVecRows checks that MatVecRows gives every requested row bitwise the value of
 // MatVec on the same pool, for the plain float types at every instruction-set level and
 // several pool sizes, on shapes whose rows split unevenly across the workers and into
@@ -338,14 +352,7 @@ func TestMatVecRows(t *testing.T) {
 			defer p.Close()
 			for _, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16} {
 				for _, sh := range []struct{ rows, cols int }{{1, 7}, {7, 16}, {38, 45}, {131, 64}, {517, 97}} {
-					enc, err := Quantize(typ, randF32(r, sh.rows*sh.cols))
-					if err != nil {
-						t.Fatal(err)
-					}
-					m, err := NewMatrix(typ, sh.rows, sh.cols, enc)
-					if err != nil {
-						t.Fatal(err)
-					}
+					m := randMatrix(t, r, typ, sh.rows, sh.cols)
 					x := randF32(r, sh.cols)
 					want := make([]float32, sh.rows)
 					MatVec(p, want, m, x)
@@ -365,14 +372,7 @@ func TestMatVecRows(t *testing.T) {
 				}
 			}
 		}
-		enc, err := Quantize(gguf.TypeQ8_0, randF32(r, 4*32))
-		if err != nil {
-			t.Fatal(err)
-		}
-		q, err := NewMatrix(gguf.TypeQ8_0, 4, 32, enc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := randMatrix(t, r, gguf.TypeQ8_0, 4, 32)
 		p := NewPool(1)
 		defer p.Close()
 		if MatVecRows(p, make([]float32, 1), q, randF32(r, 32), []int{0}) {
@@ -474,14 +474,7 @@ func TestMatMulLoop(t *testing.T) {
 			defer p.Close()
 			for _, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16} {
 				for _, sh := range []struct{ rows, cols int }{{3, 64}, {45, 16}, {541, 64}, {130, 128}} {
-					enc, err := Quantize(typ, randF32(r, sh.rows*sh.cols))
-					if err != nil {
-						t.Fatal(err)
-					}
-					m, err := NewMatrix(typ, sh.rows, sh.cols, enc)
-					if err != nil {
-						t.Fatal(err)
-					}
+					m := randMatrix(t, r, typ, sh.rows, sh.cols)
 					for _, n := range []int{1, 2, 3, 5, 9} {
 						x := randF32(r, n*sh.cols)
 						got, want := make([]float32, n*sh.rows), make([]float32, n*sh.rows)
