@@ -46,7 +46,7 @@ func (m *I8Matrix) Dots(p *Pool, dst []int32, x []uint8, n int) {
 		panic(fmt.Sprintf("kernels: I8Matrix.Dots %dx%d by %d vectors: x has %d, dst %d", m.Rows, m.Cols, n, len(x), len(dst)))
 	}
 	j := &m.job
-	*j = i8Job{m: m, dst: dst, x: x, n: n, kernel: dotI8Kernel()}
+	*j = i8Job{m: m, dst: dst, x: x, n: n}
 	p.forRange(m.Rows, 16, j)
 	*j = i8Job{}
 }
@@ -57,11 +57,10 @@ const i8BlockBytes = 64 << 10
 
 // i8Job is one Dots call, handed to the pool without allocating.
 type i8Job struct {
-	m      *I8Matrix
-	dst    []int32
-	x      []uint8
-	n      int
-	kernel *dotI8Kernels
+	m   *I8Matrix
+	dst []int32
+	x   []uint8
+	n   int
 }
 
 // dotI8Kernels are the SIMD int8 dot products: four sets out[r] = sum_{j<n}
@@ -72,39 +71,47 @@ type dotI8Kernels struct {
 	eight func(w *int8, stride int, x *uint8, n int, out *int32, groups int)
 }
 
-func (j *i8Job) run(_, lo, hi int) {
-	rows, cols := j.m.Rows, j.m.Cols
+func (j *i8Job) run(_, lo, hi int) { j.m.DotsRange(j.dst, j.x, j.n, lo, hi) }
+
+// DotsRange is Dots for rows [lo, hi) only, on the calling goroutine: for callers that
+// split the rows across threads themselves (and work on each share's results there).
+func (m *I8Matrix) DotsRange(dst []int32, x []uint8, n, lo, hi int) {
+	rows, cols := m.Rows, m.Cols
+	if lo < 0 || hi > rows || len(dst) < n*rows || len(x) < n*cols {
+		panic(fmt.Sprintf("kernels: I8Matrix.DotsRange [%d, %d) of %dx%d by %d vectors: x has %d, dst %d", lo, hi, rows, cols, n, len(x), len(dst)))
+	}
+	kernel := dotI8Kernel()
 	block := max(4, i8BlockBytes/max(1, cols)&^3)
 	for b := lo; b < hi; b += block {
 		e := min(hi, b+block)
-		for v := range j.n {
-			j.rowsOf(j.dst[v*rows+b:v*rows+e], b, e, j.x[v*cols:(v+1)*cols])
+		for v := range n {
+			m.rowsOf(kernel, dst[v*rows+b:v*rows+e], b, e, x[v*cols:(v+1)*cols])
 		}
 	}
 }
 
 // rowsOf sets dst[i-lo] to row i's dot with x for rows [lo, hi).
-func (j *i8Job) rowsOf(dst []int32, lo, hi int, x []uint8) {
-	cols := j.m.Cols
+func (m *I8Matrix) rowsOf(kernel *dotI8Kernels, dst []int32, lo, hi int, x []uint8) {
+	cols := m.Cols
 	r := lo
-	if nk := cols &^ 63; j.kernel != nil && nk > 0 {
+	if nk := cols &^ 63; kernel != nil && nk > 0 {
 		if groups := (hi - r) / 8; nk == cols && groups > 0 {
-			j.kernel.eight(&j.m.Data[r*cols], cols, unsafe.SliceData(x), nk, &dst[r-lo], groups)
+			kernel.eight(&m.Data[r*cols], cols, unsafe.SliceData(x), nk, &dst[r-lo], groups)
 			r += 8 * groups
 		}
 		for ; r+4 <= hi; r += 4 {
 			out := dst[r-lo : r-lo+4]
-			j.kernel.four(&j.m.Data[r*cols], cols, unsafe.SliceData(x), nk, &out[0])
+			kernel.four(&m.Data[r*cols], cols, unsafe.SliceData(x), nk, &out[0])
 			for k := range out {
 				s := out[k]
 				for c := nk; c < cols; c++ {
-					s += int32(j.m.Data[(r+k)*cols+c]) * int32(x[c])
+					s += int32(m.Data[(r+k)*cols+c]) * int32(x[c])
 				}
 				out[k] = s
 			}
 		}
 	}
-	dotRowsI8Ref(dst[r-lo:], j.m.Data[r*cols:hi*cols], cols, x)
+	dotRowsI8Ref(dst[r-lo:], m.Data[r*cols:hi*cols], cols, x)
 }
 
 // dotRowsI8Ref is the reference: dst[i] = sum_j int32(w[i*cols+j]) * int32(x[j]).

@@ -381,9 +381,10 @@ func TestMatVecRows(t *testing.T) {
 	})
 }
 
-// TestI8Dots checks I8Matrix.Dots against the reference loop on random rows of int8
-// (extreme values included) and bytes, at every level and pool size, with row counts
-// that leave rows outside the 4-row kernel and widths that leave a tail past 64.
+// TestI8Dots checks I8Matrix.Dots (and DotsRange, on part of the rows) against the
+// reference loop on random rows of int8 (extreme values included) and bytes, at every
+// level and pool size, with row counts that leave rows outside the 4-row kernel and
+// widths that leave a tail past 64.
 func TestI8Dots(t *testing.T) {
 	withFeatures(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(45, 46))
@@ -419,6 +420,24 @@ func TestI8Dots(t *testing.T) {
 					}
 					if !slices.Equal(got[:n*sh.rows], want) || got[n*sh.rows] != -7 {
 						t.Fatalf("%dx%d n=%d threads=%d: Dots %v, want %v", sh.rows, sh.cols, n, threads, got, want)
+					}
+					// DotsRange writes its rows of every vector and nothing else.
+					lo, hi := sh.rows/3, sh.rows-sh.rows/4
+					part := make([]int32, n*sh.rows)
+					for i := range part {
+						part[i] = -7
+					}
+					m.DotsRange(part, x, n, lo, hi)
+					for v := range n {
+						for i := range sh.rows {
+							w := int32(-7)
+							if i >= lo && i < hi {
+								w = want[v*sh.rows+i]
+							}
+							if part[v*sh.rows+i] != w {
+								t.Fatalf("%dx%d n=%d: DotsRange [%d, %d) vector %d row %d = %d, want %d", sh.rows, sh.cols, n, lo, hi, v, i, part[v*sh.rows+i], w)
+							}
+						}
 					}
 				}
 			}

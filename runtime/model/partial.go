@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
@@ -252,10 +253,25 @@ type GreedyHead struct {
 	xq    []uint8
 	dots  []int32
 	quant []greedyQuant
-	list  []int
-	cand  []int
-	vals  []float32
-	exact []float32 // the whole head's logits, where the bounds do not decide
+	n     int // the current call's hidden states
+	// The current call's shares of the rows (one per pool thread that took one, in
+	// slot order): their byte products and estimates are computed where the share
+	// runs (scan).
+	parts  []greedyPart
+	slot   atomic.Int32
+	scanFn func(lo, hi int)
+	cand   []int
+	vals   []float32
+	exact  []float32 // the whole head's logits, where the bounds do not decide
+}
+
+// greedyPart is what one share of the rows found for each hidden state v: the row of
+// the best estimate so far and that estimate, and every row within reach of it (the
+// possible candidates).
+type greedyPart struct {
+	best  []int
+	est   []float64
+	lists [][]int
 }
 
 // greedyTables is GreedyHead's read-only data, built once per Model.
@@ -287,7 +303,9 @@ func (m *Model) GreedyHead() *GreedyHead {
 		return nil
 	}
 	cfg := &m.Config
-	return &GreedyHead{m: m, t: t, q: kernels.I8Matrix{Data: t.q, Rows: cfg.Vocab, Cols: cfg.Dim}}
+	g := &GreedyHead{m: m, t: t, q: kernels.I8Matrix{Data: t.q, Rows: cfg.Vocab, Cols: cfg.Dim}}
+	g.scanFn = g.scan
+	return g
 }
 
 // build fills the tables from the head w, or leaves ok false.
@@ -353,14 +371,55 @@ func (g *GreedyHead) Argmax(p *kernels.Pool, hidden []float32, n int, out []int3
 	for v := range n {
 		g.quant[v] = g.quantize(hidden[v*dim:(v+1)*dim], g.xq[v*dim:(v+1)*dim])
 	}
-	g.q.Dots(p, g.dots, g.xq, n)
+	for len(g.parts) < p.Threads() {
+		g.parts = append(g.parts, greedyPart{})
+	}
+	for k := range g.parts {
+		pt := &g.parts[k]
+		for len(pt.best) < n {
+			pt.best, pt.est, pt.lists = append(pt.best, 0), append(pt.est, 0), append(pt.lists, nil)
+		}
+	}
+	g.n = n
+	g.slot.Store(0)
+	p.For(vocab, 64, g.scanFn)
 	for v, hq := range g.quant[:n] {
 		h := hidden[v*dim : (v+1)*dim]
 		if !hq.ok {
 			out[v] = g.whole(p, h)
 			continue
 		}
-		out[v] = g.pick(p, h, g.dots[v*vocab:(v+1)*vocab], hq)
+		out[v] = g.pick(p, h, v)
+	}
+}
+
+// scan computes the byte products of rows [lo, hi) for every hidden state of the call
+// and, for each, keeps in its share of g.parts the rows whose estimates
+// E_i = s_i·(q_i·r) (in units of the state's scale) come within the state's reach of
+// the best so far: the best only grows, so a row left out is below the final best by
+// more than any two bounds.
+func (g *GreedyHead) scan(lo, hi int) {
+	pt := &g.parts[g.slot.Add(1)-1]
+	g.q.DotsRange(g.dots, g.xq, g.n, lo, hi)
+	t, vocab := g.t, g.m.Config.Vocab
+	for v, hq := range g.quant[:g.n] {
+		if !hq.ok {
+			continue
+		}
+		best, bestEst := lo, math.Inf(-1)
+		list := pt.lists[v][:0]
+		for k, d := range g.dots[v*vocab+lo : v*vocab+hi] {
+			i := lo + k
+			e := t.s64[i]*float64(d) - t.off[i]
+			if e < bestEst-hq.reach {
+				continue
+			}
+			if e > bestEst {
+				best, bestEst = i, e
+			}
+			list = append(list, i)
+		}
+		pt.best[v], pt.est[v], pt.lists[v] = best, bestEst, list
 	}
 }
 
@@ -370,7 +429,10 @@ func (g *GreedyHead) Argmax(p *kernels.Pool, hidden []float32, n int, out []int3
 // not apply.
 type greedyQuant struct {
 	scale, h1, ex, amax float64
-	ok                  bool
+	// A row's bound is (errMax_i·wErr + abs1_i·aErr)·greedySlack; reach is twice the
+	// largest, in units of scale.
+	wErr, aErr, reach float64
+	ok                bool
 }
 
 // quantize writes h as bytes into xq and describes the quantization.
@@ -391,65 +453,63 @@ func (g *GreedyHead) quantize(h []float32, xq []uint8) greedyQuant {
 		xq[j] = uint8(int(r) + 128)
 		e = max(e, math.Abs(float64(x)-r*s))
 	}
-	return greedyQuant{scale: s, h1: sum, ex: e, amax: top, ok: true}
-}
-
-// pick returns the greedy token of the normalized hidden state h from the byte dot
-// products dots (q_i · (r + 128)) and its quantization hq.
-func (g *GreedyHead) pick(p *kernels.Pool, h []float32, dots []int32, hq greedyQuant) int32 {
-	scale, h1, ex, amax := hq.scale, hq.h1, hq.ex, hq.amax
-	t := g.t
-	cols := float64(g.m.Config.Dim)
 	// The exact logit's float arithmetic (the kernels' sums of at most Dim products,
 	// in chains and reduction trees well under Dim+64 roundings deep) adds at most
-	// gamma·sum_j |w_ij h_j| <= gamma·(abs1_i·amax + errMax_i·h1).
-	gamma := (cols + 64) * 0x1p-24
-	// |logit_i − s_i·scale·(q_i·r)| <= errMax_i·h1 + abs1_i·ex, plus the above; the
-	// factor covers the float64 rounding of the estimates and bounds.
-	wErr, aErr := h1*(1+gamma), ex+gamma*amax
-	const slack = 1 + 1e-9
-	bound := func(i int) float64 { return (t.errMax[i]*wErr + t.abs1[i]*aErr) * slack }
-	// One pass over the estimates E_i = s_i·(q_i·r) (in units of scale) keeps every
-	// row within twice the largest bound of the best so far: the best only grows, so a
-	// row left out is below the final best by more than any two bounds.
-	reach := 2 * (t.errTop*wErr + t.absTop*aErr) * slack / scale
-	best, bestEst := 0, math.Inf(-1)
-	list := g.list[:0]
-	for i, d := range dots {
-		e := t.s64[i]*float64(d) - t.off[i]
-		if e < bestEst-reach {
-			continue
+	// gamma·sum_j |w_ij h_j| <= gamma·(abs1_i·amax + errMax_i·h1) to
+	// |logit_i − s_i·scale·(q_i·r)| <= errMax_i·h1 + abs1_i·ex.
+	gamma := float64(len(h)+64) * 0x1p-24
+	hq := greedyQuant{scale: s, h1: sum, ex: e, amax: top, ok: true, wErr: sum * (1 + gamma), aErr: e + gamma*top}
+	hq.reach = 2 * (g.t.errTop*hq.wErr + g.t.absTop*hq.aErr) * greedySlack / s
+	return hq
+}
+
+// greedySlack covers the float64 rounding of the estimates and bounds.
+const greedySlack = 1 + 1e-9
+
+// pick returns the greedy token of the normalized hidden state h, hidden state v of the
+// call, from what scan kept of it.
+func (g *GreedyHead) pick(p *kernels.Pool, h []float32, v int) int32 {
+	t, hq := g.t, g.quant[v]
+	vocab := g.m.Config.Vocab
+	dots := g.dots[v*vocab : (v+1)*vocab]
+	bound := func(i int) float64 { return (t.errMax[i]*hq.wErr + t.abs1[i]*hq.aErr) * greedySlack }
+	parts := g.parts[:g.slot.Load()]
+	best, bestEst := -1, math.Inf(-1)
+	for k := range parts {
+		if parts[k].est[v] > bestEst {
+			best, bestEst = parts[k].best[v], parts[k].est[v]
 		}
-		if e > bestEst {
-			best, bestEst = i, e
-		}
-		list = append(list, i)
 	}
-	g.list = list
-	lower := bestEst*scale - bound(best)
+	if best < 0 {
+		return g.whole(p, h)
+	}
+	lower := bestEst*hq.scale - bound(best)
 	cand := g.cand[:0]
-	for _, i := range list {
-		e := (t.s64[i]*float64(dots[i]) - t.off[i]) * scale
-		if e+bound(i) >= lower {
-			if cand = append(cand, i); len(cand) > greedyMaxCandidates {
-				g.cand = cand
-				return g.whole(p, h)
+	for k := range parts {
+		for _, i := range parts[k].lists[v] {
+			e := (t.s64[i]*float64(dots[i]) - t.off[i]) * hq.scale
+			if e+bound(i) >= lower {
+				if cand = append(cand, i); len(cand) > greedyMaxCandidates {
+					g.cand = cand
+					return g.whole(p, h)
+				}
 			}
 		}
 	}
 	g.cand = cand
+	slices.Sort(cand) // the first of equal logits wins
 	if len(g.vals) < len(cand) {
 		g.vals = make([]float32, greedyMaxCandidates+1)
 	}
 	vals := g.vals[:len(cand)]
 	kernels.MatVecRows(p, vals, g.m.output, h, cand)
 	tok, bestV := int32(-1), float32(math.Inf(-1))
-	for k, v := range vals {
-		if math.IsNaN(float64(v)) {
+	for k, x := range vals {
+		if math.IsNaN(float64(x)) {
 			return g.whole(p, h)
 		}
-		if v > bestV {
-			tok, bestV = int32(cand[k]), v
+		if x > bestV {
+			tok, bestV = int32(cand[k]), x
 		}
 	}
 	if tok < 0 {
