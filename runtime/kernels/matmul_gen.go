@@ -5,7 +5,9 @@
 // dot4xV: one accumulator per row and vector, fed 16 elements at a time, then the same
 // reduction) over groups of 4 consecutive rows in one call, storing each group's 4
 // outputs per vector together. Every output is bitwise dot4xV's; short rows (attention's
-// keys, 64 values) no longer pay a call from Go per 4 rows.
+// keys, 64 values) no longer pay a call from Go per 4 rows. For V = 1..4 and f16 rows,
+// dot4x{V}PadF16AVX512 is the same loop for any n: its last chunk of n%16 elements is
+// loaded under a mask (zeros beyond, nothing read past n), for DotRowsPadded.
 // Run it with go generate (see matmul_loop_amd64.go) after changing it.
 package main
 
@@ -42,21 +44,28 @@ func main() {
 	p(`#include "textflag.h"`)
 	for _, f := range formats {
 		for v := 2; v <= 4; v++ {
-			kernel(p, f, v)
+			kernel(p, f, v, false)
 		}
+	}
+	for v := 1; v <= 4; v++ {
+		kernel(p, formats[1], v, true)
 	}
 	if err := os.WriteFile("matmul_loop_amd64.s", []byte(b.String()), 0o644); err != nil {
 		log.Fatal(err)
 	}
 }
 
-// kernel writes dot4x{V}Loop{F}AVX512. Registers as in dot4xV: accumulators
+// kernel writes dot4x{V}Loop{F}AVX512, or with padded dot4x{V}Pad{F}AVX512 (n any,
+// the last n%16 elements under the mask K1, kept in R14 as bits; R12 holds n meanwhile). Registers as in dot4xV: accumulators
 // Z0..Z(4V-1) (vector v, row r in Z(4v+r)), rows in Z20..Z23, vectors in Z16..;
 // row pointers SI, R12, R13, BX (rowBytes DX apart); vector pointers R8..R11; AX the
 // element index, CX the length; DI the group's outputs. The group count is kept in its
 // argument slot.
-func kernel(p func(string, ...any), f format, V int) {
+func kernel(p func(string, ...any), f format, V int, padded bool) {
 	name := fmt.Sprintf("dot4x%dLoop%sAVX512", V, f.name)
+	if padded {
+		name = fmt.Sprintf("dot4x%dPad%sAVX512", V, f.name)
+	}
 	xs := []string{"R8", "R9", "R10", "R11"}[:V]
 	rows := []string{"SI", "R12", "R13", "BX"}
 	p("")
@@ -71,6 +80,16 @@ func kernel(p func(string, ...any), f format, V int) {
 		p("\tLEAQ (%s)(DI*1), %s", xs[v-1], xs[v])
 	}
 	p("\tMOVQ n+32(FP), CX")
+	if padded {
+		p("\tMOVQ CX, R12")
+		p("\tANDQ $15, CX")
+		p("\tMOVL $1, R14")
+		p("\tSHLL CX, R14")
+		p("\tDECL R14")
+		p("\tKMOVW R14, K1")
+		p("\tMOVQ R12, CX")
+		p("\tANDQ $-16, CX")
+	}
 	p("\tMOVQ out+40(FP), DI")
 	p("\tCMPQ groups+56(FP), $0")
 	p("\tJLE end")
@@ -82,21 +101,49 @@ func kernel(p func(string, ...any), f format, V int) {
 		p("\tVXORPS Z%d, Z%d, Z%d", k, k, k)
 	}
 	p("\tXORQ AX, AX")
-	p("loop:")
-	for r, ptr := range rows {
-		for _, ins := range f.load(fmt.Sprintf("(%s)(AX*%d)", ptr, f.esz), fmt.Sprintf("Z%d", 20+r)) {
-			p("\t%s", ins)
+	// body loads a chunk of the rows and vectors (under K1 when masked) and adds their
+	// products.
+	body := func(masked bool) {
+		suffix, mask := "", ""
+		if masked {
+			suffix, mask = ".Z", " K1,"
+		}
+		for r, ptr := range rows {
+			for _, ins := range f.load(fmt.Sprintf("(%s)(AX*%d)", ptr, f.esz), fmt.Sprintf("Z%d", 20+r)) {
+				if masked {
+					op, args, _ := strings.Cut(ins, " ")
+					mem, reg, _ := strings.Cut(args, ", ")
+					ins = fmt.Sprintf("%s%s %s,%s %s", op, suffix, mem, mask, reg)
+				}
+				p("\t%s", ins)
+			}
+		}
+		for v, x := range xs {
+			p("\tVMOVUPS%s (%s)(AX*4),%s Z%d", suffix, x, mask, 16+v)
+			for r := range 4 {
+				p("\tVFMADD231PS Z%d, Z%d, Z%d", 16+v, 20+r, 4*v+r)
+			}
 		}
 	}
-	for v, x := range xs {
-		p("\tVMOVUPS (%s)(AX*4), Z%d", x, 16+v)
-		for r := range 4 {
-			p("\tVFMADD231PS Z%d, Z%d, Z%d", 16+v, 20+r, 4*v+r)
-		}
+	if padded {
+		p("loop:")
+		p("\tCMPQ AX, CX")
+		p("\tJGE tail")
+		body(false)
+		p("\tADDQ $16, AX")
+		p("\tJMP loop")
+		p("tail:")
+		p("\tTESTL R14, R14")
+		p("\tJZ reduce")
+		body(true)
+		p("reduce:")
+	} else {
+		p("loop:")
+		body(false)
+		p("\tADDQ $16, AX")
+		p("\tCMPQ AX, CX")
+		p("\tJLT loop")
 	}
-	p("\tADDQ $16, AX")
-	p("\tCMPQ AX, CX")
-	p("\tJLT loop")
 	// dot4xV's reduction; the 4 sums of vector v land in X(4v) in row order.
 	for v := range V {
 		a := 4 * v

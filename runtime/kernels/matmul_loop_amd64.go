@@ -59,6 +59,34 @@ func dot4x3LoopBF16AVX512(w unsafe.Pointer, rowBytes int, x *float32, xstride in
 //go:noescape
 func dot4x4LoopBF16AVX512(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)
 
+// dot4x1PadF16AVX512 is dot4x2LoopF16AVX512's loop for one vector for any n >= 0: the last n%16
+// elements come in one chunk loaded under a mask (zeros beyond, nothing read past n).
+// Each output is bitwise what the kernel gives it for any other V.
+//
+//go:noescape
+func dot4x1PadF16AVX512(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)
+
+// dot4x2PadF16AVX512 is dot4x2LoopF16AVX512's loop for any n >= 0: the last n%16
+// elements come in one chunk loaded under a mask (zeros beyond, nothing read past n).
+// Each output is bitwise what the kernel gives it for any other V.
+//
+//go:noescape
+func dot4x2PadF16AVX512(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)
+
+// dot4x3PadF16AVX512 is dot4x3LoopF16AVX512's loop for any n >= 0: the last n%16
+// elements come in one chunk loaded under a mask (zeros beyond, nothing read past n).
+// Each output is bitwise what the kernel gives it for any other V.
+//
+//go:noescape
+func dot4x3PadF16AVX512(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)
+
+// dot4x4PadF16AVX512 is dot4x4LoopF16AVX512's loop for any n >= 0: the last n%16
+// elements come in one chunk loaded under a mask (zeros beyond, nothing read past n).
+// Each output is bitwise what the kernel gives it for any other V.
+//
+//go:noescape
+func dot4x4PadF16AVX512(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)
+
 // dotLoopFunc is the type of the kernels above.
 type dotLoopFunc func(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)
 
@@ -76,4 +104,22 @@ func dotLoopFor(kind int) []dotLoopFunc {
 		return nil
 	}
 	return dotLoopAVX512[kind]
+}
+
+// dotPadOK reports whether cpuHas allows the padded F16 kernels.
+func dotPadOK() bool { return cpuHas.AVX512 }
+
+// dotPad runs dot4x{nv}PadF16AVX512 (nv = 1..4), called directly so that its pointers
+// do not escape.
+func dotPad(nv int, w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int) {
+	switch nv {
+	case 1:
+		dot4x1PadF16AVX512(w, rowBytes, x, xstride, n, out, ostride, groups)
+	case 2:
+		dot4x2PadF16AVX512(w, rowBytes, x, xstride, n, out, ostride, groups)
+	case 3:
+		dot4x3PadF16AVX512(w, rowBytes, x, xstride, n, out, ostride, groups)
+	default:
+		dot4x4PadF16AVX512(w, rowBytes, x, xstride, n, out, ostride, groups)
+	}
 }

@@ -339,7 +339,11 @@ func (c *Cache) attendKeys(wk *attnWorker, layer, g, first, lo, hi, vecs int, ou
 	wk.keys.Rows, wk.keys.Cols, wk.keys.RowBytes = keys, hd, hd*c.elem
 	wk.keys.Data = c.kb[base+lo*hd*c.elem : base+hi*hd*c.elem]
 	scores := wk.scores[:vecs*keys]
-	kernels.MatMul(wk.pool, scores, &wk.keys, wk.q, vecs)
+	// Both products go through DotRowsPadded where it has a kernel (the choice depends
+	// on the cache's type and the CPU alone, so every pass computes alike).
+	if !kernels.DotRowsPadded(scores, &wk.keys, wk.q, vecs) {
+		kernels.MatMul(wk.pool, scores, &wk.keys, wk.q, vecs)
+	}
 	for v := range vecs {
 		row := scores[v*keys : (v+1)*keys]
 		keep := min(keys, max(0, first+v/group+1-lo))
@@ -352,7 +356,9 @@ func (c *Cache) attendKeys(wk *attnWorker, layer, g, first, lo, hi, vecs int, ou
 	// V^T is HeadDim rows of Cap() positions; the product reads columns [lo, hi).
 	wk.valuesT.Rows, wk.valuesT.Cols, wk.valuesT.RowBytes = hd, keys, c.cap*c.elem
 	wk.valuesT.Data = c.vb[base+lo*c.elem : base+lo*c.elem+hd*c.cap*c.elem]
-	kernels.MatMul(wk.pool, out, &wk.valuesT, scores, vecs)
+	if !kernels.DotRowsPadded(out, &wk.valuesT, scores, vecs) {
+		kernels.MatMul(wk.pool, out, &wk.valuesT, scores, vecs)
+	}
 }
 
 // mergeSplit sets dst to the merge of n parts of one vector's attention, part s at index
