@@ -126,12 +126,13 @@ func kernel(p func(string, ...any), f format, V int, padded bool) {
 		}
 	}
 	if padded {
+		p("\tTESTQ CX, CX")
+		p("\tJZ tail")
 		p("loop:")
-		p("\tCMPQ AX, CX")
-		p("\tJGE tail")
 		body(false)
 		p("\tADDQ $16, AX")
-		p("\tJMP loop")
+		p("\tCMPQ AX, CX")
+		p("\tJLT loop")
 		p("tail:")
 		p("\tTESTL R14, R14")
 		p("\tJZ reduce")

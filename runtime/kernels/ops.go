@@ -50,7 +50,11 @@ type opsKernels struct {
 // opsK is the element-wise kernel set in use, nil when only the reference is allowed.
 var opsK *opsKernels
 
-func init() { addReinit(func() { opsK = opsKernelsFor() }) }
+// softmaxExp is Softmax's exp-and-sum step over a whole row (any length), nil where
+// Softmax uses ExpSum.
+var softmaxExp func(x *float32, n int, m float32) float32
+
+func init() { addReinit(func() { opsK, softmaxExp = opsKernelsFor(), softmaxExpFor() }) }
 
 // Scale sets x[i] *= a.
 func Scale(x []float32, a float32) {
@@ -90,7 +94,12 @@ func Softmax(x []float32) float32 {
 		return float32(math.Inf(-1))
 	}
 	m := rowMax(x)
-	sum := ExpSum(x, m)
+	var sum float32
+	if softmaxExp != nil {
+		sum = softmaxExp(unsafe.SliceData(x), len(x), m)
+	} else {
+		sum = ExpSum(x, m)
+	}
 	Scale(x, 1/sum)
 	return m + float32(math.Log(float64(sum)))
 }

@@ -31,6 +31,22 @@ func maxAVX2(x *float32, n int) float32
 //go:noescape
 func scaleAVX2(x *float32, n int, a float32)
 
+// expSubSumAVX512 sets x[i] = exp(x[i]-m) for i < n (any n >= 0; the last n%16
+// elements under a mask, nothing touched past n) and returns their sum, accumulated in
+// 16 lanes: expSubSumAVX2's exp, in another order of addition.
+//
+//go:noescape
+func expSubSumAVX512(x *float32, n int, m float32) float32
+
+// softmaxExpFor returns Softmax's exp-and-sum step that cpuHas allows, nil where
+// Softmax uses ExpSum.
+func softmaxExpFor() func(x *float32, n int, m float32) float32 {
+	if cpuHas.AVX512 {
+		return expSubSumAVX512
+	}
+	return nil
+}
+
 var opsAVX2 = opsKernels{expSubSum: expSubSumAVX2, siluMul: siluMulAVX2, exp: expAVX2, max: maxAVX2, scale: scaleAVX2}
 
 // opsKernelsFor returns the element-wise kernels cpuHas allows, nil for the reference.
