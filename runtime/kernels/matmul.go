@@ -260,6 +260,11 @@ func (j *rowsJob) exactRows(worker int, wb []byte, r, m, rb, kind int, multi []e
 		cnt := min(q, i0+sub) - i0
 		for v := 0; v < j.n; {
 			nv := min(len(multi)+1, j.n-v)
+			if len(multi) > 0 && j.n-v == len(multi)+2 {
+				// One vector past the widest kernel: two narrower calls share the
+				// weights better than the widest and the 1-vector kernel.
+				nv = (j.n - v + 1) / 2
+			}
 			if nv == 1 {
 				for i := i0; i < i0+cnt; i++ {
 					fk.dot4[kind](unsafe.Pointer(&wb[i*rb]), q*rb, &j.x[v*cols], nk, &j.dst[v*rows+r+i], q)
@@ -593,12 +598,11 @@ func MatVecRows(p *Pool, dst []float32, w *Matrix, x []float32, rows []int) bool
 // share returns the chunk [lo, hi) of [0, n) that contains i when forRange(n, grain,
 // ...) splits [0, n) across p's threads.
 func (p *Pool) share(n, grain, i int) (lo, hi int) {
-	units := (n + grain - 1) / grain
-	parts := min(p.threads, units)
+	c := p.chunks(n, max(1, grain))
+	parts, bound := c.parts, c.bound
 	if parts <= 1 {
 		return 0, n
 	}
-	bound := func(k int) int { return min(n, units*k/parts*grain) }
 	for k := range parts {
 		if lo, hi := bound(k), bound(k+1); i < hi {
 			return lo, hi

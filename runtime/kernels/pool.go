@@ -196,6 +196,19 @@ func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
 	p.forRange(n, grain, funcRanger(fn))
 }
 
+// chunking is how forRange cuts [0, n) for a grain: parts chunks (at most one per
+// thread), each a whole number of grains but the last.
+type chunking struct{ n, grain, units, parts int }
+
+// chunks returns forRange's cut of [0, n) (n >= 1, grain >= 1) on p.
+func (p *Pool) chunks(n, grain int) chunking {
+	units := (n + grain - 1) / grain
+	return chunking{n: n, grain: grain, units: units, parts: min(p.threads, units)}
+}
+
+// bound returns where chunk k begins (k = parts: n).
+func (c chunking) bound(k int) int { return min(c.n, c.units*k/c.parts*c.grain) }
+
 // forRange is For for a ranger, which also learns which worker runs each chunk (for
 // per-worker scratch space).
 func (p *Pool) forRange(n, grain int, job ranger) {
@@ -205,13 +218,12 @@ func (p *Pool) forRange(n, grain int, job ranger) {
 	if grain < 1 {
 		grain = 1
 	}
-	units := (n + grain - 1) / grain
-	parts := min(p.threads, units)
+	c := p.chunks(n, grain)
+	parts, bound := c.parts, c.bound
 	if parts <= 1 {
 		job.run(0, 0, n)
 		return
 	}
-	bound := func(i int) int { return min(n, units*i/parts*grain) }
 	p.gen++
 	p.pending.Store(int32(parts - 1))
 	for i := 1; i < parts; i++ {
