@@ -7,7 +7,9 @@
 // outputs per vector together. Every output is bitwise dot4xV's; short rows (attention's
 // keys, 64 values) no longer pay a call from Go per 4 rows. For V = 1..4 and f16 rows,
 // dot4x{V}PadF16AVX512 is the same loop for any n: its last chunk of n%16 elements is
-// loaded under a mask (zeros beyond, nothing read past n), for DotRowsPadded.
+// loaded under a mask (zeros beyond, nothing read past n), for DotRowsPadded; and
+// dot4x{V}Short8F16AVX512, the loop on 8 lanes (Y registers) for n a multiple of 8, for
+// DotRows8.
 // Run it with go generate (see matmul_loop_amd64.go) after changing it.
 package main
 
@@ -49,6 +51,9 @@ func main() {
 	}
 	for v := 1; v <= 4; v++ {
 		kernel(p, formats[1], v, true)
+	}
+	for v := 1; v <= 4; v++ {
+		kernel8(p, v)
 	}
 	if err := os.WriteFile("matmul_loop_amd64.s", []byte(b.String()), 0o644); err != nil {
 		log.Fatal(err)
@@ -152,6 +157,78 @@ func kernel(p func(string, ...any), f format, V int, padded bool) {
 			p("\tVEXTRACTF64X4 $1, Z%d, Y16", a+r)
 			p("\tVADDPS Y16, Y%d, Y%d", a+r, a+r)
 		}
+		p("\tVHADDPS Y%d, Y%d, Y%d", a+1, a, a)
+		p("\tVHADDPS Y%d, Y%d, Y%d", a+3, a+2, a+2)
+		p("\tVHADDPS Y%d, Y%d, Y%d", a+2, a, a)
+		p("\tVEXTRACTF32X4 $1, Y%d, X16", a)
+		p("\tVADDPS X16, X%d, X%d", a, a)
+	}
+	p("\tMOVQ ostride+48(FP), R12")
+	p("\tSHLQ $2, R12")
+	p("\tMOVQ DI, R13")
+	for v := range V {
+		p("\tVMOVUPS X%d, (R13)", 4*v)
+		if v < V-1 {
+			p("\tADDQ R12, R13")
+		}
+	}
+	p("\tADDQ $16, DI")
+	p("\tLEAQ (SI)(DX*4), SI")
+	p("\tDECQ groups+56(FP)")
+	p("\tJNZ group")
+	p("end:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// kernel8 writes dot4x{V}Short8F16AVX512: kernel's loop for f16 rows on 8 lanes, n a
+// multiple of 8, each output's lanes added as dot4xV adds a Y register's. Accumulators
+// Y0..Y(4V-1) (VHADDPS takes only the first 16), rows in Y16..Y19, vectors in Y20...
+func kernel8(p func(string, ...any), V int) {
+	name := fmt.Sprintf("dot4x%dShort8F16AVX512", V)
+	xs := []string{"R8", "R9", "R10", "R11"}[:V]
+	rows := []string{"SI", "R12", "R13", "BX"}
+	p("")
+	p("// func %s(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
+	p("\tMOVQ w+0(FP), SI")
+	p("\tMOVQ rowBytes+8(FP), DX")
+	p("\tMOVQ x+16(FP), R8")
+	p("\tMOVQ xstride+24(FP), DI")
+	p("\tSHLQ $2, DI")
+	for v := 1; v < V; v++ {
+		p("\tLEAQ (%s)(DI*1), %s", xs[v-1], xs[v])
+	}
+	p("\tMOVQ n+32(FP), CX")
+	p("\tMOVQ out+40(FP), DI")
+	p("\tCMPQ groups+56(FP), $0")
+	p("\tJLE end")
+	p("group:")
+	p("\tLEAQ (SI)(DX*1), R12")
+	p("\tLEAQ (SI)(DX*2), R13")
+	p("\tLEAQ (R12)(DX*2), BX")
+	for k := range 4 * V {
+		p("\tVXORPS Y%d, Y%d, Y%d", k, k, k)
+	}
+	p("\tXORQ AX, AX")
+	p("\tTESTQ CX, CX")
+	p("\tJZ reduce")
+	p("loop:")
+	for r, ptr := range rows {
+		p("\tVCVTPH2PS (%s)(AX*2), Y%d", ptr, 16+r)
+	}
+	for v, x := range xs {
+		p("\tVMOVUPS (%s)(AX*4), Y%d", x, 20+v)
+		for r := range 4 {
+			p("\tVFMADD231PS Y%d, Y%d, Y%d", 20+v, 16+r, 4*v+r)
+		}
+	}
+	p("\tADDQ $8, AX")
+	p("\tCMPQ AX, CX")
+	p("\tJLT loop")
+	p("reduce:")
+	for v := range V {
+		a := 4 * v
 		p("\tVHADDPS Y%d, Y%d, Y%d", a+1, a, a)
 		p("\tVHADDPS Y%d, Y%d, Y%d", a+3, a+2, a+2)
 		p("\tVHADDPS Y%d, Y%d, Y%d", a+2, a, a)

@@ -87,6 +87,30 @@ func dot4x3PadF16AVX512(w unsafe.Pointer, rowBytes int, x *float32, xstride int,
 //go:noescape
 func dot4x4PadF16AVX512(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)
 
+// dot4x1Short8F16AVX512 is dot4x1PadF16AVX512 on 8 lanes (Y registers) for n a
+// multiple of 8. Each output is bitwise what the kernel gives it for any other V.
+//
+//go:noescape
+func dot4x1Short8F16AVX512(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)
+
+// dot4x2Short8F16AVX512 is dot4x2PadF16AVX512 on 8 lanes (Y registers) for n a
+// multiple of 8. Each output is bitwise what the kernel gives it for any other V.
+//
+//go:noescape
+func dot4x2Short8F16AVX512(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)
+
+// dot4x3Short8F16AVX512 is dot4x3PadF16AVX512 on 8 lanes (Y registers) for n a
+// multiple of 8. Each output is bitwise what the kernel gives it for any other V.
+//
+//go:noescape
+func dot4x3Short8F16AVX512(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)
+
+// dot4x4Short8F16AVX512 is dot4x4PadF16AVX512 on 8 lanes (Y registers) for n a
+// multiple of 8. Each output is bitwise what the kernel gives it for any other V.
+//
+//go:noescape
+func dot4x4Short8F16AVX512(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)
+
 // dotLoopFunc is the type of the kernels above.
 type dotLoopFunc func(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)
 
@@ -109,15 +133,23 @@ func dotLoopFor(kind int) []dotLoopFunc {
 // dotPadOK reports whether cpuHas allows the padded F16 kernels.
 func dotPadOK() bool { return cpuHas.AVX512 }
 
-// dotPad runs dot4x{nv}PadF16AVX512 (nv = 1..4), called directly so that its pointers
-// do not escape.
-func dotPad(nv int, w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int) {
-	switch nv {
-	case 1:
+// dotPad runs dot4x{nv}PadF16AVX512 (nv = 1..4), or with lanes 8
+// dot4x{nv}Short8F16AVX512, called directly so that its pointers do not escape.
+func dotPad(lanes, nv int, w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int) {
+	switch {
+	case lanes == 8 && nv == 1:
+		dot4x1Short8F16AVX512(w, rowBytes, x, xstride, n, out, ostride, groups)
+	case lanes == 8 && nv == 2:
+		dot4x2Short8F16AVX512(w, rowBytes, x, xstride, n, out, ostride, groups)
+	case lanes == 8 && nv == 3:
+		dot4x3Short8F16AVX512(w, rowBytes, x, xstride, n, out, ostride, groups)
+	case lanes == 8:
+		dot4x4Short8F16AVX512(w, rowBytes, x, xstride, n, out, ostride, groups)
+	case nv == 1:
 		dot4x1PadF16AVX512(w, rowBytes, x, xstride, n, out, ostride, groups)
-	case 2:
+	case nv == 2:
 		dot4x2PadF16AVX512(w, rowBytes, x, xstride, n, out, ostride, groups)
-	case 3:
+	case nv == 3:
 		dot4x3PadF16AVX512(w, rowBytes, x, xstride, n, out, ostride, groups)
 	default:
 		dot4x4PadF16AVX512(w, rowBytes, x, xstride, n, out, ostride, groups)

@@ -339,9 +339,10 @@ func (c *Cache) attendKeys(wk *attnWorker, layer, g, first, lo, hi, vecs int, ou
 	wk.keys.Rows, wk.keys.Cols, wk.keys.RowBytes = keys, hd, hd*c.elem
 	wk.keys.Data = c.kb[base+lo*hd*c.elem : base+hi*hd*c.elem]
 	scores := wk.scores[:vecs*keys]
-	// Both products go through DotRowsPadded where it has a kernel (the choice depends
-	// on the cache's type and the CPU alone, so every pass computes alike).
-	if !kernels.DotRowsPadded(scores, &wk.keys, wk.q, vecs) {
+	// Both products go through DotRows8 (keys) and DotRowsPadded (values) where they
+	// have a kernel (the choice depends on the cache's type, HeadDim and the CPU
+	// alone, so every pass computes alike).
+	if !kernels.DotRows8(scores, &wk.keys, wk.q, vecs) {
 		kernels.MatMul(wk.pool, scores, &wk.keys, wk.q, vecs)
 	}
 	for v := range vecs {
