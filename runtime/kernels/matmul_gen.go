@@ -150,12 +150,21 @@ func kernel(p func(string, ...any), f format, V int, padded bool) {
 		p("\tCMPQ AX, CX")
 		p("\tJLT loop")
 	}
-	// dot4xV's reduction; the 4 sums of vector v land in X(4v) in row order.
+	groupEnd(p, V, true)
+}
+
+// groupEnd writes the end of a group of 4 rows: each vector's 4 accumulators reduced to
+// their sums in row order in X(4v) (dot4xV's reduction tree; zmm adds each Z register's
+// upper half into its Y register first), the sums stored at out + v·ostride, and the
+// loop to the next group.
+func groupEnd(p func(string, ...any), V int, zmm bool) {
 	for v := range V {
 		a := 4 * v
-		for r := range 4 {
-			p("\tVEXTRACTF64X4 $1, Z%d, Y16", a+r)
-			p("\tVADDPS Y16, Y%d, Y%d", a+r, a+r)
+		if zmm {
+			for r := range 4 {
+				p("\tVEXTRACTF64X4 $1, Z%d, Y16", a+r)
+				p("\tVADDPS Y16, Y%d, Y%d", a+r, a+r)
+			}
 		}
 		p("\tVHADDPS Y%d, Y%d, Y%d", a+1, a, a)
 		p("\tVHADDPS Y%d, Y%d, Y%d", a+3, a+2, a+2)
@@ -227,28 +236,5 @@ func kernel8(p func(string, ...any), V int) {
 	p("\tCMPQ AX, CX")
 	p("\tJLT loop")
 	p("reduce:")
-	for v := range V {
-		a := 4 * v
-		p("\tVHADDPS Y%d, Y%d, Y%d", a+1, a, a)
-		p("\tVHADDPS Y%d, Y%d, Y%d", a+3, a+2, a+2)
-		p("\tVHADDPS Y%d, Y%d, Y%d", a+2, a, a)
-		p("\tVEXTRACTF32X4 $1, Y%d, X16", a)
-		p("\tVADDPS X16, X%d, X%d", a, a)
-	}
-	p("\tMOVQ ostride+48(FP), R12")
-	p("\tSHLQ $2, R12")
-	p("\tMOVQ DI, R13")
-	for v := range V {
-		p("\tVMOVUPS X%d, (R13)", 4*v)
-		if v < V-1 {
-			p("\tADDQ R12, R13")
-		}
-	}
-	p("\tADDQ $16, DI")
-	p("\tLEAQ (SI)(DX*4), SI")
-	p("\tDECQ groups+56(FP)")
-	p("\tJNZ group")
-	p("end:")
-	p("\tVZEROUPPER")
-	p("\tRET")
+	groupEnd(p, V, false)
 }
