@@ -196,10 +196,13 @@ func TestGeneratePipelineGocodeShared(t *testing.T) {
 // gocode-shared, 127 tokens after each of 4 prompts of 512 tokens of held-out code
 // (prefill excluded), on 2 threads: plain greedy decoding and Options.Pipeline
 // (earlyexit's pipeline with the prompt as its vocabulary, with and without n-gram
-// drafts, and with MinAccept 0.5 as squeeze ask runs it). Each iteration decodes every prompt in every mode, interleaved, so that the
-// modes share the machine's conditions; the metrics are each mode's tokens per second,
-// the pipeline's speed-up over plain decoding and its tokens per step (a step reads the
-// 4 shared blocks once; plain decoding reads them 3 times per token).
+// drafts, and with MinAccept 0.5 as squeeze ask runs it). Each iteration decodes every
+// prompt in every mode, interleaved, so that the modes share the machine's conditions;
+// the metrics are each mode's tokens per second, the pipeline's speed-up over plain
+// decoding and its tokens per step (a step reads the 4 shared blocks once; plain
+// decoding reads them 3 times per token), and for what ask uses the rows and depths
+// (earlyexit.PipelineStats) per token, the counts that earlyexit's
+// BenchmarkSharedStepCost prices.
 func BenchmarkGeneratePipelineGocodeShared(b *testing.B) {
 	m, _, tok := testmodel.Shared(b, "gocode-shared")
 	all := tok.Encode(testmodel.DevText(b), false)
@@ -213,7 +216,7 @@ func BenchmarkGeneratePipelineGocodeShared(b *testing.B) {
 	e := &Engine{Model: m, Tokenizer: tok, Pool: pool}
 	modes := []string{"plain", "pipeline", "pipeline-ngram", "pipeline-ngram-min"}
 	var dur [4]time.Duration
-	var tokens, steps [4]int
+	var tokens, steps, rows, depths [4]int
 	for b.Loop() {
 		for _, prompt := range prompts {
 			for k, mode := range modes {
@@ -240,7 +243,10 @@ func BenchmarkGeneratePipelineGocodeShared(b *testing.B) {
 				dur[k] += res.DecodeDuration
 				tokens[k] += len(res.Tokens) - 1
 				if pl != nil {
-					steps[k] += pl.Stats().Steps
+					st := pl.Stats()
+					steps[k] += st.Steps
+					rows[k] += st.Rows
+					depths[k] += st.Depths
 				}
 			}
 		}
@@ -250,6 +256,10 @@ func BenchmarkGeneratePipelineGocodeShared(b *testing.B) {
 		if k > 0 {
 			b.ReportMetric(float64(tokens[k])/dur[k].Seconds()/(float64(tokens[0])/dur[0].Seconds()), mode+"-x")
 			b.ReportMetric(float64(tokens[k])/float64(steps[k]), mode+"-tok/step")
+		}
+		if mode == "pipeline-ngram-min" {
+			b.ReportMetric(float64(rows[k])/float64(tokens[k]), mode+"-rows/tok")
+			b.ReportMetric(float64(depths[k])/float64(tokens[k]), mode+"-depths/tok")
 		}
 	}
 }

@@ -93,8 +93,10 @@ func (r *rate) value() float64 { return r.accepted / (r.accepted + r.rejected) }
 // PipelineStats count what a Pipeline did.
 type PipelineStats struct {
 	// Steps is the number of batched steps (each reads one block period of weights and
-	// the LM head once); Rows the token rows they ran, summed.
-	Steps, Rows int
+	// the LM head once); Rows the token rows they ran, summed; Depths the depths they ran
+	// rows at, summed (a step's rows at one depth share that depth's layers of the KV
+	// cache, so each further depth reads another copy of the keys and values).
+	Steps, Rows, Depths int
 	// Tokens is the number of tokens Next returned.
 	Tokens int
 	// Launched counts tokens guessed by early exits and started; Accepted those that
@@ -445,6 +447,7 @@ func (pl *Pipeline) advance() error {
 	pl.logitsOf(done)
 	pl.stats.Steps++
 	pl.stats.Rows += n
+	pl.stats.Depths += len(pl.stages)
 
 	// Verify the completed flights in order.
 	kept := 0

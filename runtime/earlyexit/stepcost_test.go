@@ -18,6 +18,13 @@ import (
 // depths of a full pipeline (mixed3-x), exact and batched, and the exact full LM head
 // for one row (head-ms). Rolling back speculated tokens costs nothing to time: it
 // moves the cache's length (Cache.SetLen).
+//
+// Rows at one depth share that depth's keys and values (the first row brings them into
+// cache for the others); each further depth in a step reads its own layers of the KV
+// cache: depth-ms, (mixed3 - r3)/2, is what a step pays for each depth past its first.
+// A pipelined token then costs about steps x (r1 - row) + rows x row + (depths - steps)
+// x depth-ms + the head, per token, with row = (r9 - r1)/8 and the counts of
+// runtime/decode's BenchmarkGeneratePipelineGocodeShared (rows/tok, depths/tok).
 func BenchmarkSharedStepCost(b *testing.B) {
 	m, _, tok := testmodel.Shared(b, "gocode-shared")
 	prompt := devPrompts(b, tok, 1, 512)[0]
@@ -82,6 +89,7 @@ func BenchmarkSharedStepCost(b *testing.B) {
 				b.ReportMetric(float64(best[r])/float64(best[1]), fmt.Sprintf("r%d-x", r))
 			}
 			b.ReportMetric(float64(best[11])/float64(best[1]), "mixed3-x")
+			b.ReportMetric(float64((best[11]-best[3]).Microseconds())/2000, "depth-ms")
 		})
 	}
 }
