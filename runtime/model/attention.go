@@ -16,7 +16,7 @@ type workspace struct {
 	x, xb, q, k, v, att, proj, gate, up []float32
 	input, kPre                         []float32 // copies kept for Options.Observe
 	cos, sin                            []float32 // RoPE angles, batch x RopeDim/2
-	col                                 []float32 // one value dimension of the batch
+	half                                []uint16  // the batch's values in half precision (CacheF16)
 	state                               LayerState
 
 	workers []*attnWorker // one per pool thread
@@ -89,7 +89,7 @@ func (ws *workspace) ensure(c *Cache, n, threads int) {
 		ws.up = make([]float32, n*cfg.FFN)
 		ws.cos = make([]float32, n*cfg.RopeDim/2)
 		ws.sin = make([]float32, n*cfg.RopeDim/2)
-		ws.col = make([]float32, n)
+		ws.half = make([]uint16, n*cfg.KVDim())
 	}
 	if threads != len(ws.workers) {
 		group := cfg.Heads / cfg.KVHeads

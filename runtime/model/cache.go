@@ -160,6 +160,13 @@ func (c *Cache) offset(layer, head, pos int) int {
 func (c *Cache) store(layer, pos, n int, k, v []float32) {
 	cfg := &c.m.Config
 	hd, kvDim := cfg.HeadDim, cfg.KVDim()
+	var half []uint16
+	if c.kind == CacheF16 {
+		// All values narrowed in one call, then scattered: a column of a few tokens is
+		// too short for a call per dimension.
+		half = c.ws.half[:n*kvDim]
+		kernels.F32ToF16Slice(half, v[:n*kvDim])
+	}
 	for h := range cfg.KVHeads {
 		base := c.offset(layer, h, 0)
 		for i := range n {
@@ -172,16 +179,18 @@ func (c *Cache) store(layer, pos, n int, k, v []float32) {
 			}
 		}
 		// Values go to column pos+i of the head's HeadDim rows.
-		col := c.ws.col[:n]
 		for d := range hd {
-			for i := range n {
-				col[i] = v[i*kvDim+h*hd+d]
-			}
 			row := base + d*c.cap + pos
 			if c.kind == CacheF32 {
-				copy(c.v32[row:row+n], col)
-			} else {
-				kernels.F32ToF16Slice(c.v16[row:row+n], col)
+				col := c.v32[row : row+n]
+				for i := range col {
+					col[i] = v[i*kvDim+h*hd+d]
+				}
+				continue
+			}
+			col := c.v16[row : row+n]
+			for i := range col {
+				col[i] = half[i*kvDim+h*hd+d]
 			}
 		}
 	}
