@@ -49,4 +49,12 @@
 // ranges are kept as floats: in memory, 16 bytes per key outlier, 12 per value outlier,
 // 8 per value row and 2 per row plus 4 per 256 rows (where the corrections of a row
 // start) beside the stored form.
+//
+// # Tokens added after the context
+//
+// The tokens a user adds (a query, an answer) start in the generation's f16 model.Cache.
+// An Appender quantizes a long answer's oldest tokens on append, as KVQuant does: it moves
+// them in blocks to the squeezed-attention session's tail, keys in half precision, values
+// per token with the artifact's value datatype of their layer (decode.Options.Spill says
+// when; docs/kv-append.md has the user's side).
 package kvquant
