@@ -73,18 +73,7 @@ func kernel(p func(string, ...any), f format, V int, padded bool) {
 	}
 	xs := []string{"R8", "R9", "R10", "R11"}[:V]
 	rows := []string{"SI", "R12", "R13", "BX"}
-	p("")
-	p("// func %s(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
-	p("\tMOVQ w+0(FP), SI")
-	p("\tMOVQ rowBytes+8(FP), DX")
-	p("\tMOVQ x+16(FP), R8")
-	p("\tMOVQ xstride+24(FP), DI")
-	p("\tSHLQ $2, DI")
-	for v := 1; v < V; v++ {
-		p("\tLEAQ (%s)(DI*1), %s", xs[v-1], xs[v])
-	}
-	p("\tMOVQ n+32(FP), CX")
+	prologue(p, name, xs)
 	if padded {
 		p("\tMOVQ CX, R12")
 		p("\tANDQ $15, CX")
@@ -153,6 +142,24 @@ func kernel(p func(string, ...any), f format, V int, padded bool) {
 	groupEnd(p, V, true)
 }
 
+// prologue writes a kernel's header and the loads of its arguments: the first row to SI,
+// the row stride to DX, the V vector pointers to xs (xstride·4 bytes apart, through DI)
+// and the length to CX.
+func prologue(p func(string, ...any), name string, xs []string) {
+	p("")
+	p("// func %s(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
+	p("\tMOVQ w+0(FP), SI")
+	p("\tMOVQ rowBytes+8(FP), DX")
+	p("\tMOVQ x+16(FP), R8")
+	p("\tMOVQ xstride+24(FP), DI")
+	p("\tSHLQ $2, DI")
+	for v := 1; v < len(xs); v++ {
+		p("\tLEAQ (%s)(DI*1), %s", xs[v-1], xs[v])
+	}
+	p("\tMOVQ n+32(FP), CX")
+}
+
 // groupEnd writes the end of a group of 4 rows: each vector's 4 accumulators reduced to
 // their sums in row order in X(4v) (dot4xV's reduction tree; zmm adds each Z register's
 // upper half into its Y register first), the sums stored at out + v·ostride, and the
@@ -197,18 +204,7 @@ func kernel8(p func(string, ...any), V int) {
 	name := fmt.Sprintf("dot4x%dShort8F16AVX512", V)
 	xs := []string{"R8", "R9", "R10", "R11"}[:V]
 	rows := []string{"SI", "R12", "R13", "BX"}
-	p("")
-	p("// func %s(w unsafe.Pointer, rowBytes int, x *float32, xstride int, n int, out *float32, ostride int, groups int)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
-	p("\tMOVQ w+0(FP), SI")
-	p("\tMOVQ rowBytes+8(FP), DX")
-	p("\tMOVQ x+16(FP), R8")
-	p("\tMOVQ xstride+24(FP), DI")
-	p("\tSHLQ $2, DI")
-	for v := 1; v < V; v++ {
-		p("\tLEAQ (%s)(DI*1), %s", xs[v-1], xs[v])
-	}
-	p("\tMOVQ n+32(FP), CX")
+	prologue(p, name, xs)
 	p("\tMOVQ out+40(FP), DI")
 	p("\tCMPQ groups+56(FP), $0")
 	p("\tJLE end")
