@@ -84,17 +84,7 @@ func kernel(p func(string, ...any), f format, V int, padded bool) {
 		p("\tMOVQ R12, CX")
 		p("\tANDQ $-16, CX")
 	}
-	p("\tMOVQ out+40(FP), DI")
-	p("\tCMPQ groups+56(FP), $0")
-	p("\tJLE end")
-	p("group:")
-	p("\tLEAQ (SI)(DX*1), R12")
-	p("\tLEAQ (SI)(DX*2), R13")
-	p("\tLEAQ (R12)(DX*2), BX")
-	for k := range 4 * V {
-		p("\tVXORPS Z%d, Z%d, Z%d", k, k, k)
-	}
-	p("\tXORQ AX, AX")
+	groupStart(p, V, "Z")
 	// body loads a chunk of the rows and vectors (under K1 when masked) and adds their
 	// products.
 	body := func(masked bool) {
@@ -160,6 +150,23 @@ func prologue(p func(string, ...any), name string, xs []string) {
 	p("\tMOVQ n+32(FP), CX")
 }
 
+// groupStart writes the start of the loop over groups of 4 rows: the outputs' pointer
+// to DI, the rows' pointers to SI, R12, R13, BX and the 4V accumulators (registers of
+// the kind reg, "Z" or "Y") zeroed, AX at the first element.
+func groupStart(p func(string, ...any), V int, reg string) {
+	p("\tMOVQ out+40(FP), DI")
+	p("\tCMPQ groups+56(FP), $0")
+	p("\tJLE end")
+	p("group:")
+	p("\tLEAQ (SI)(DX*1), R12")
+	p("\tLEAQ (SI)(DX*2), R13")
+	p("\tLEAQ (R12)(DX*2), BX")
+	for k := range 4 * V {
+		p("\tVXORPS %s%d, %s%d, %s%d", reg, k, reg, k, reg, k)
+	}
+	p("\tXORQ AX, AX")
+}
+
 // groupEnd writes the end of a group of 4 rows: each vector's 4 accumulators reduced to
 // their sums in row order in X(4v) (dot4xV's reduction tree; zmm adds each Z register's
 // upper half into its Y register first), the sums stored at out + v·ostride, and the
@@ -205,17 +212,7 @@ func kernel8(p func(string, ...any), V int) {
 	xs := []string{"R8", "R9", "R10", "R11"}[:V]
 	rows := []string{"SI", "R12", "R13", "BX"}
 	prologue(p, name, xs)
-	p("\tMOVQ out+40(FP), DI")
-	p("\tCMPQ groups+56(FP), $0")
-	p("\tJLE end")
-	p("group:")
-	p("\tLEAQ (SI)(DX*1), R12")
-	p("\tLEAQ (SI)(DX*2), R13")
-	p("\tLEAQ (R12)(DX*2), BX")
-	for k := range 4 * V {
-		p("\tVXORPS Y%d, Y%d, Y%d", k, k, k)
-	}
-	p("\tXORQ AX, AX")
+	groupStart(p, V, "Y")
 	p("\tTESTQ CX, CX")
 	p("\tJZ reduce")
 	p("loop:")
