@@ -63,7 +63,6 @@ func TestAttentionRows(t *testing.T) {
 		spec.KVHeads, spec.Context = kv, 1024
 		const period = 2
 		m := sharedModel(t, spec, period)
-		dim := m.Config.Dim
 		for _, threads := range []int{1, 3} {
 			for _, exact := range []bool{true} {
 				for _, withPrefix := range []bool{false, true} {
@@ -83,50 +82,7 @@ func TestAttentionRows(t *testing.T) {
 						}
 						prompt := randomTokens(600, m.Config.Vocab, 4)
 						tokens := randomTokens(3, m.Config.Vocab, 5)
-						setup := func() (*Cache, [][]float32) {
-							c, err := m.NewCache(640, CacheF16)
-							if err != nil {
-								t.Fatal(err)
-							}
-							if err := m.Forward(p, c, prompt, nil, opt); err != nil {
-								t.Fatal(err)
-							}
-							x := make([][]float32, 3)
-							for i := range x {
-								x[i] = make([]float32, dim)
-								if err := m.Embed(x[i], tokens[i:i+1]); err != nil {
-									t.Fatal(err)
-								}
-							}
-							for _, r := range []struct{ row, depth int }{{0, 4}, {1, 2}} {
-								if err := m.ForwardLayers(p, c, x[r.row], []Stage{{Layer: 0, Pos: len(prompt) + r.row, Rows: 1}}, r.depth, opt); err != nil {
-									t.Fatal(err)
-								}
-							}
-							return c, x
-						}
-						pos := len(prompt)
-						stages := []Stage{{Layer: 4, Pos: pos, Rows: 1}, {Layer: 2, Pos: pos + 1, Rows: 1}, {Layer: 0, Pos: pos + 2, Rows: 1}}
-						c, x := setup()
-						for i, s := range stages {
-							if err := m.ForwardLayers(p, c, x[i], []Stage{s}, period, opt); err != nil {
-								t.Fatal(err)
-							}
-						}
-						want := x
-						c, x = setup()
-						var batch []float32
-						for i := range stages {
-							batch = append(batch, x[i]...)
-						}
-						if err := m.ForwardLayers(p, c, batch, stages, period, opt); err != nil {
-							t.Fatal(err)
-						}
-						for i := range stages {
-							if d := countDiff(batch[i*dim:(i+1)*dim], want[i]); d != 0 {
-								t.Errorf("stage %d: %d of %d values differ from running it alone", i, d, dim)
-							}
-						}
+						mixedDepthStep(t, m, p, opt, CacheF16, 640, prompt, tokens, period)
 					})
 				}
 			}

@@ -142,59 +142,7 @@ func TestForwardLayersMixedDepths(t *testing.T) {
 			}
 			prompt := randomTokens(30, cfg.Vocab, 4)
 			tokens := randomTokens(3, cfg.Vocab, 5)
-			// Token 0 has run layers 0..3, token 1 layers 0..1, token 2 none: one step
-			// runs token 0 through 4..5, token 1 through 2..3 and token 2 through 0..1.
-			setup := func() (*Cache, [][]float32) {
-				c, err := m.NewCache(64, CacheF32)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := m.Forward(p, c, prompt, nil, opt); err != nil {
-					t.Fatal(err)
-				}
-				pos := c.Len()
-				x := make([][]float32, 3)
-				for i := range x {
-					x[i] = make([]float32, dim)
-					if err := m.Embed(x[i], tokens[i:i+1]); err != nil {
-						t.Fatal(err)
-					}
-				}
-				for _, r := range []struct{ row, depth int }{{0, 4}, {1, 2}} {
-					if err := m.ForwardLayers(p, c, x[r.row], []Stage{{Layer: 0, Pos: pos + r.row, Rows: 1}}, r.depth, opt); err != nil {
-						t.Fatal(err)
-					}
-				}
-				return c, x
-			}
-			stages := []Stage{{Layer: 4, Rows: 1}, {Layer: 2, Pos: 1, Rows: 1}, {Layer: 0, Pos: 2, Rows: 1}}
-
-			c, x := setup()
-			pos := c.Len()
-			var want [][]float32
-			for i := range stages {
-				s := stages[i]
-				s.Pos += pos
-				if err := m.ForwardLayers(p, c, x[i], []Stage{s}, period, opt); err != nil {
-					t.Fatal(err)
-				}
-				want = append(want, x[i])
-			}
-
-			c, x = setup()
-			batch := make([]float32, 0, 3*dim)
-			for i := range stages {
-				stages[i].Pos += pos
-				batch = append(batch, x[i]...)
-			}
-			if err := m.ForwardLayers(p, c, batch, stages, period, opt); err != nil {
-				t.Fatal(err)
-			}
-			for i := range stages {
-				if d := countDiff(batch[i*dim:(i+1)*dim], want[i]); d != 0 {
-					t.Errorf("stage %d: %d of %d values differ from running it alone", i, d, dim)
-				}
-			}
+			batch := mixedDepthStep(t, m, p, opt, CacheF32, 64, prompt, tokens, period)
 			// Token 0 is now complete: its logits are Forward's.
 			ref, err := m.NewCache(64, CacheF32)
 			if err != nil {
@@ -214,6 +162,61 @@ func TestForwardLayersMixedDepths(t *testing.T) {
 			}
 		})
 	}
+}
+
+// mixedDepthStep checks one step of a block-shared model's pipeline with Options opt: on
+// a fresh cache of the given kind and capacity that has run prompt, token 0 has run
+// layers 0..3, token 1 layers 0..1 and token 2 none; one step runs token 0 through 4..5,
+// token 1 through 2..3 and token 2 through 0..1 (period 2), each stage alone and then
+// all three as one batch, which must give each stage's rows bitwise. It returns the
+// batch's rows (3 x Dim).
+func mixedDepthStep(t *testing.T, m *Model, p *kernels.Pool, opt *Options, kind CacheType, capacity int, prompt, tokens []int32, period int) []float32 {
+	t.Helper()
+	dim := m.Config.Dim
+	pos := len(prompt)
+	setup := func() (*Cache, [][]float32) {
+		c, err := m.NewCache(capacity, kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Forward(p, c, prompt, nil, opt); err != nil {
+			t.Fatal(err)
+		}
+		x := make([][]float32, 3)
+		for i := range x {
+			x[i] = make([]float32, dim)
+			if err := m.Embed(x[i], tokens[i:i+1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, r := range []struct{ row, depth int }{{0, 4}, {1, 2}} {
+			if err := m.ForwardLayers(p, c, x[r.row], []Stage{{Layer: 0, Pos: pos + r.row, Rows: 1}}, r.depth, opt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return c, x
+	}
+	stages := []Stage{{Layer: 4, Pos: pos, Rows: 1}, {Layer: 2, Pos: pos + 1, Rows: 1}, {Layer: 0, Pos: pos + 2, Rows: 1}}
+	c, want := setup()
+	for i, s := range stages {
+		if err := m.ForwardLayers(p, c, want[i], []Stage{s}, period, opt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, x := setup()
+	batch := make([]float32, 0, 3*dim)
+	for i := range stages {
+		batch = append(batch, x[i]...)
+	}
+	if err := m.ForwardLayers(p, c, batch, stages, period, opt); err != nil {
+		t.Fatal(err)
+	}
+	for i := range stages {
+		if d := countDiff(batch[i*dim:(i+1)*dim], want[i]); d != 0 {
+			t.Errorf("stage %d: %d of %d values differ from running it alone", i, d, dim)
+		}
+	}
+	return batch
 }
 
 // TestForwardLayersErrors checks that bad calls fail with the right error and leave the
