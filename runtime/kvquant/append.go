@@ -3,7 +3,6 @@ package kvquant
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"unsafe"
 
 	"squeeze/runtime/kernels"
@@ -91,8 +90,8 @@ func (a *Appender) Quantized() bool { return a.types != nil }
 // values, quantized per KV head (see Appender); then c drops them
 // (model.Cache.DropFront), and the session's Len() has grown by n, so c's other tokens
 // keep their positions. The caller makes sure no Cache.Truncate reaches the moved
-// positions. It ends with a garbage collection, so that the next move reuses the memory
-// of this one's scratch instead of growing the heap. On error nothing has changed.
+// positions. The ranking of the values for their outliers reuses its scratch from move to
+// move (Ranges), so a move leaves little garbage. On error nothing has changed.
 func (a *Appender) Spill(c *model.Cache, n int) error {
 	if c == nil || c.Model() == nil || c.Model().Config.Layers != a.cfg.Layers ||
 		c.Model().Config.KVHeads != a.cfg.KVHeads || c.Model().Config.HeadDim != a.cfg.HeadDim {
@@ -143,11 +142,6 @@ func (a *Appender) Spill(c *model.Cache, n int) error {
 		}
 	}
 	a.n += n
-	// The quantization's scratch, several times the moved rows, is garbage now: collect
-	// it, so that the next move reuses its memory. Left to the collector's pace, the heap
-	// would grow by as much as the live data (the tail among it) before a collection,
-	// more than the move saves. A collection costs about a millisecond, once per move.
-	runtime.GC()
 	return nil
 }
 

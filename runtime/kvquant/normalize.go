@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 
 	"squeeze/runtime/kernels"
 )
@@ -143,10 +144,23 @@ func channelRanges(x []float32, dim, rows int, frac float64, out []bool) []Range
 	return ranges
 }
 
+// rankScratch is tokenRanges' scratch for ranking a matrix's values: reused across calls
+// (a generation quantizing its tokens on append calls it once per moved block and KV
+// head), so that ranking leaves no garbage behind.
+type rankScratch struct {
+	z   []float32
+	idx []int32
+}
+
+var rankScratchPool = sync.Pool{New: func() any { return new(rankScratch) }}
+
 func tokenRanges(x []float32, dim, rows int, frac float64, out []bool) []Range {
 	k := int(math.Round(frac / 2 * float64(rows*dim)))
 	if k > 0 {
-		z := make([]float32, len(x))
+		sc := rankScratchPool.Get().(*rankScratch)
+		defer rankScratchPool.Put(sc)
+		z := slices.Grow(sc.z[:0], len(x))[:len(x)]
+		clear(z) // a row with no spread keeps z = 0
 		for r := range rows {
 			row := x[r*dim : (r+1)*dim]
 			var s, q float64
@@ -164,7 +178,8 @@ func tokenRanges(x []float32, dim, rows int, frac float64, out []bool) []Range {
 				}
 			}
 		}
-		idx := make([]int32, len(x))
+		idx := slices.Grow(sc.idx[:0], len(x))[:len(x)]
+		sc.z, sc.idx = z, idx
 		for i := range idx {
 			idx[i] = int32(i)
 		}
