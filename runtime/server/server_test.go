@@ -570,6 +570,9 @@ func TestDisconnectCancels(t *testing.T) {
 		close(cancelled)
 	}
 	for _, path := range []string{"/v1/chat/completions", "/v1/completions"} {
+		// With one slot and no queue, a request that arrives before the
+		// previous one has given its slot back gets 429: wait for it.
+		waitFor(t, func() bool { return s.sched.inFlight.Load() == 0 })
 		cancelled = make(chan struct{})
 		ctx, cancel := context.WithCancel(context.Background())
 		body := `{"model":"tiny","stream":true,"max_tokens":50,"prompt":"the fox","messages":[{"role":"user","content":"hi"}]}`
