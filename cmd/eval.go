@@ -69,14 +69,15 @@ are calibrated for).
 
 --kv lists the KV encodings to evaluate (f16 as precompute stores rows by
 default; nuq2-4, nf2-4, int2-4 quantized as "precompute --kv" would, with
---outliers, --qnorm, --post-rope, --per-token-keys and --kv-weighting; the
+--outliers, --qnorm, --post-rope, --per-token-keys, --kv-weighting and
+--kv-rounding; the
 sensitivities are each window's context's): each at every mode and budget, so
 budget 1 measures the encoding alone and smaller budgets quantization and
 squeezing together.
 
 A table goes to stdout, progress lines to stderr; with --json one object per line
 per configuration with the fields kv, outliers, qnorm, post_rope,
-per_token_keys, bits_per_element, mode, budget, windows, tokens, ppl,
+per_token_keys, rounding, bits_per_element, mode, budget, windows, tokens, ppl,
 ppl_dense, ppl_ratio, kl, top1, realized_budget, key_fraction,
 attention_mass.`,
 		Example: `  # 40 windows of 4096 + 256 tokens of a held-out corpus

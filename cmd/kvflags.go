@@ -20,6 +20,7 @@ type kvQuantFlags struct {
 	TokenKeys bool
 	Weighting string
 	ExactWin  bool
+	Rounding  string
 }
 
 // add defines the flags on f.
@@ -31,6 +32,7 @@ func (k *kvQuantFlags) add(f *pflag.FlagSet) {
 	f.BoolVar(&k.TokenKeys, "per-token-keys", false, "quantize keys per token like values (ablation of per-channel keys)")
 	f.StringVar(&k.Weighting, "kv-weighting", "fisher-scale", "nuq datatype fit: fisher-scale, fisher or none")
 	f.BoolVar(&k.ExactWin, "kv-exact-window", false, "with a quantized --kv: keep the last --window tokens in f16 like the sink")
+	f.StringVar(&k.Rounding, "kv-rounding", "dots", "how codes are chosen: dots (each vector's codes keep its dot products with the context's last queries, or the output projection, accurate) or nearest (each value to its nearest level)")
 }
 
 // options checks the flags and returns the settings of KV encoding enc (f16 takes none
@@ -50,11 +52,15 @@ func (k *kvQuantFlags) options(enc string) (precompute.KVOptions, error) {
 	if err != nil {
 		return precompute.KVOptions{}, err
 	}
+	rounding, err := parseRounding(k.Rounding)
+	if err != nil {
+		return precompute.KVOptions{}, err
+	}
 	if enc == format.KVEncodingF16 {
 		return precompute.KVOptions{Encoding: enc}, nil
 	}
 	return precompute.KVOptions{Encoding: enc, Outliers: k.Outliers, QNorm: qnorm, PostRoPE: k.PostRoPE,
-		PerTokenKeys: k.TokenKeys, Weighting: weighting, ExactWindow: k.ExactWin}, nil
+		PerTokenKeys: k.TokenKeys, Weighting: weighting, ExactWindow: k.ExactWin, Rounding: rounding}, nil
 }
 
 // checkQuantized refuses quantization settings away from their defaults when none of
@@ -77,6 +83,7 @@ func (k *kvQuantFlags) checkQuantized(encs ...string) error {
 		{"--per-token-keys", k.TokenKeys},
 		{"--kv-weighting", k.Weighting != calibrate.FisherScale.String()},
 		{"--kv-exact-window", k.ExactWin},
+		{"--kv-rounding", k.Rounding != precompute.RoundingDots.String()},
 	} {
 		if f.set {
 			set = append(set, f.name)
@@ -113,4 +120,14 @@ func parseQNorm(s string) (precompute.QNormMode, error) {
 		}
 	}
 	return 0, usageErrorf("--qnorm %q: want auto, on or off", s)
+}
+
+// parseRounding reads --kv-rounding.
+func parseRounding(s string) (precompute.Rounding, error) {
+	for _, r := range []precompute.Rounding{precompute.RoundingDots, precompute.RoundingNearest} {
+		if s == r.String() {
+			return r, nil
+		}
+	}
+	return 0, usageErrorf("--kv-rounding %q: want dots or nearest", s)
 }

@@ -34,6 +34,8 @@ func TestCheckQuantized(t *testing.T) {
 		{name: "weighting with f16 twice", args: []string{"--kv-weighting", "none"}, encs: []string{"f16", " f16"}, usage: "--kv-weighting"},
 		{name: "qnorm with a quantized encoding among f16", args: []string{"--qnorm"}, encs: []string{"f16", " nuq2"}},
 		{name: "qnorm with nuq2", args: []string{"--qnorm"}, encs: []string{"nuq2"}},
+		{name: "rounding with f16", args: []string{"--kv-rounding", "nearest"}, encs: []string{"f16"}, usage: "--kv-rounding"},
+		{name: "default rounding spelled out with f16", args: []string{"--kv-rounding=dots"}, encs: []string{"f16"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var k kvQuantFlags
@@ -68,6 +70,7 @@ func TestKVQuantFlags(t *testing.T) {
 		tokenKeys bool
 		postRoPE  bool
 		qnorm     precompute.QNormMode
+		rounding  precompute.Rounding
 		parseErr  bool // pflag refuses the arguments
 		usage     bool // options refuses them
 	}{
@@ -86,6 +89,9 @@ func TestKVQuantFlags(t *testing.T) {
 		{name: "qnorm auto", args: []string{"--qnorm=auto"}, enc: "nuq2"},
 		{name: "bad qnorm", args: []string{"--qnorm=maybe"}, enc: "nuq2", usage: true},
 		{name: "with a bad weighting", args: []string{"--per-token-keys", "--kv-weighting", "x"}, enc: "nuq3", usage: true},
+		{name: "nearest rounding", args: []string{"--kv-rounding", "nearest"}, enc: "nuq3", rounding: precompute.RoundingNearest},
+		{name: "dots rounding", args: []string{"--kv-rounding=dots"}, enc: "int3"},
+		{name: "bad rounding", args: []string{"--kv-rounding", "up"}, enc: "nuq3", usage: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var k kvQuantFlags
@@ -109,7 +115,7 @@ func TestKVQuantFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if o.Encoding != tc.enc || o.PerTokenKeys != tc.tokenKeys || o.PostRoPE != tc.postRoPE || o.QNorm != tc.qnorm {
+			if o.Encoding != tc.enc || o.PerTokenKeys != tc.tokenKeys || o.PostRoPE != tc.postRoPE || o.QNorm != tc.qnorm || o.Rounding != tc.rounding {
 				t.Fatalf("options(%q) with %v: %+v", tc.enc, tc.args, o)
 			}
 		})

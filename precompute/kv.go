@@ -60,6 +60,39 @@ type KVOptions struct {
 	// ExactWindow keeps the context's last window (always attended, next to every
 	// query) in f16 like the attention sink, instead of quantizing it.
 	ExactWindow bool
+	// Rounding says how each vector's codes are chosen: RoundingDots (the zero value)
+	// or RoundingNearest.
+	Rounding Rounding
+}
+
+// Rounding says how Quantize chooses the codes of a vector, given its ranges and
+// datatype.
+type Rounding int
+
+// The roundings.
+const (
+	// RoundingDots chooses each vector's codes, among the two signposts around each
+	// value, to keep small the error of the dot products the vector takes part in
+	// (kvquant.Moment): a key's with the context's last-window queries of its KV head,
+	// after RoPE; a value's with the rows of the output projection that read its head.
+	// On gocode-22m it takes about a fifth off nuq3's and nuq4's KL divergence.
+	RoundingDots Rounding = iota
+	// RoundingNearest codes every value as its nearest signpost (KVQuant).
+	RoundingNearest
+)
+
+// MomentRidge is the ridge of RoundingDots's moments (kvquant.NewMoment).
+const MomentRidge = 0.05
+
+// String returns "dots" or "nearest".
+func (r Rounding) String() string {
+	switch r {
+	case RoundingDots:
+		return "dots"
+	case RoundingNearest:
+		return "nearest"
+	}
+	return fmt.Sprintf("Rounding(%d)", int(r))
 }
 
 // QNormMode says when Q-Norm (kvquant.Datatype.WithQNorm) corrects the levels of a
@@ -160,6 +193,9 @@ func (o KVOptions) check() error {
 	if o.QNorm < QNormAuto || o.QNorm > QNormOff {
 		return fmt.Errorf("%w: Q-Norm mode %d", ErrInvalid, o.QNorm)
 	}
+	if o.Rounding < RoundingDots || o.Rounding > RoundingNearest {
+		return fmt.Errorf("%w: rounding %d", ErrInvalid, o.Rounding)
+	}
 	if o.Weighting < calibrate.FisherScale || o.Weighting > calibrate.Unweighted {
 		return fmt.Errorf("%w: weighting %d", ErrInvalid, o.Weighting)
 	}
@@ -212,6 +248,38 @@ type kvInput struct {
 	// they are a calibration text's, spread over the context by channel.
 	sens      *calibrate.Sensitivity
 	broadcast bool
+	// queries are the context's last-window queries (after RoPE) per (layer, KV head),
+	// window tokens × the head's query heads × HeadDim (Squeezed.Queries), and outputs
+	// the attention output projections per layer, Dim × QDim row-major: the moments of
+	// RoundingDots.
+	queries [][]float32
+	outputs [][]float32
+}
+
+// outputProjections reads every layer's attn_output weights of m from f as Dim × QDim.
+func outputProjections(m *model.Model, f *gguf.File) ([][]float32, error) {
+	cfg := &m.Config
+	out := make([][]float32, cfg.Layers)
+	for l := range out {
+		v, err := vector(f, fmt.Sprintf("blk.%d.attn_output.weight", l), cfg.Dim*cfg.QDim())
+		if err != nil {
+			return nil, err
+		}
+		out[l] = v
+	}
+	return out, nil
+}
+
+// headOutputs returns the columns of a layer's output projection wo (dim × QDim) that
+// read KV head h's query heads, as vectors of HeadDim: dim × g vectors.
+func headOutputs(wo []float32, cfg *model.Config, h int) []float32 {
+	d, g, qd := cfg.HeadDim, cfg.Heads/cfg.KVHeads, cfg.QDim()
+	out := make([]float32, 0, cfg.Dim*g*d)
+	for r := range cfg.Dim {
+		row := wo[r*qd : (r+1)*qd]
+		out = append(out, row[h*g*d:(h+1)*g*d]...)
+	}
+	return out
 }
 
 // quantizeKV replaces the rows of c (f16, from Squeeze) with quantized ones as o says and
@@ -334,15 +402,25 @@ func quantizeLayer(ctx context.Context, c *sparse.Context, cfg *model.Config, in
 		hd := &c.Layers[l][h]
 		order := hd.Tree.Order()
 		window := hd.Always[sink:]
+		var kmom, vmom *kvquant.Moment
+		if o.Rounding == RoundingDots {
+			var err error
+			if kmom, err = kvquant.NewMoment(in.queries[l*kvh+h], d, MomentRidge); err != nil {
+				return nil, fmt.Errorf("head %d queries: %w", h, err)
+			}
+			if vmom, err = kvquant.NewMoment(headOutputs(in.outputs[l], cfg, h), d, MomentRidge); err != nil {
+				return nil, fmt.Errorf("head %d output projection: %w", h, err)
+			}
+		}
 		keyParams := func(pos []int32) kvquant.Params {
-			p := kvquant.Params{Type: kt, Axis: keyAxis, Ranges: rangesAt(keyAxis, kr[h], pos, sink)}
+			p := kvquant.Params{Type: kt, Axis: keyAxis, Ranges: rangesAt(keyAxis, kr[h], pos, sink), Moment: kmom}
 			if !o.PostRoPE {
 				p.Pos, p.RoPE = pos, in.rope
 			}
 			return p
 		}
 		valParams := func(pos []int32) kvquant.Params {
-			return kvquant.Params{Type: vt, Axis: kvquant.PerToken, Ranges: rangesAt(kvquant.PerToken, vr[h], pos, sink)}
+			return kvquant.Params{Type: vt, Axis: kvquant.PerToken, Ranges: rangesAt(kvquant.PerToken, vr[h], pos, sink), Moment: vmom}
 		}
 		keys, err := kvquant.Quantize(gatherRows(hr.keys, order, sink, d), d, keyParams(order))
 		if err != nil {
@@ -549,7 +627,16 @@ func Quantize(ctx context.Context, sq *Squeezed, m *model.Model, f *gguf.File, p
 	}
 	src := sq.Context
 	cfg := &m.Config
-	in := &kvInput{pre: sq.PreRoPE}
+	in := &kvInput{pre: sq.PreRoPE, queries: sq.Queries}
+	if o.Rounding == RoundingDots {
+		if sq.Queries == nil {
+			return nil, nil, fmt.Errorf("%w: the squeezed context kept no queries", ErrInvalid)
+		}
+		var err error
+		if in.outputs, err = outputProjections(m, f); err != nil {
+			return nil, nil, err
+		}
+	}
 	if !o.PostRoPE {
 		if len(sq.PreRoPE) != cfg.Layers*cfg.KVHeads {
 			return nil, nil, fmt.Errorf("%w: the squeezed context kept no keys before RoPE", ErrInvalid)

@@ -140,21 +140,29 @@ func TestRunQuantized(t *testing.T) {
 	}
 }
 
-// TestQuantizeAfterSqueeze: quantizing a squeezed f16 context afterwards (Quantize, as
-// eval does) gives the rows that squeezing with the encoding gives, and leaves the f16
-// context as it was.
-func TestQuantizeAfterSqueeze(t *testing.T) {
+// loadSynthetic opens and loads the synthetic model, with a pool of 2 threads; both are
+// closed when the test ends.
+func loadSynthetic(t *testing.T) (*gguf.File, *model.Model, *kernels.Pool) {
+	t.Helper()
 	f, err := gguf.Open(syntheticModel(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	m, err := model.Load(f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := kernels.NewPool(2)
-	defer pool.Close()
+	t.Cleanup(pool.Close)
+	return f, m, pool
+}
+
+// TestQuantizeAfterSqueeze: quantizing a squeezed f16 context afterwards (Quantize, as
+// eval does) gives the rows that squeezing with the encoding gives, and leaves the f16
+// context as it was.
+func TestQuantizeAfterSqueeze(t *testing.T) {
+	f, m, pool := loadSynthetic(t)
 	tokens := make([]int32, 300)
 	for i := range tokens {
 		tokens[i] = int32((i*37 + 11) % m.Config.Vocab)
@@ -217,17 +225,7 @@ func TestQuantizeAfterSqueeze(t *testing.T) {
 // TestQuantizeWeighting: nuq datatypes fitted with Fisher weights (on the context or on a
 // calibration text) differ from unweighted ones, and the kv section names the fit.
 func TestQuantizeWeighting(t *testing.T) {
-	f, err := gguf.Open(syntheticModel(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	m, err := model.Load(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := kernels.NewPool(2)
-	defer pool.Close()
+	f, m, pool := loadSynthetic(t)
 	tokens := make([]int32, 200)
 	calib := make([]int32, 150)
 	for i := range tokens {
@@ -285,5 +283,82 @@ func TestUsesQNorm(t *testing.T) {
 	}
 	if err := (KVOptions{Encoding: "nuq2", QNorm: 9}).check(); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Q-Norm mode 9: %v, want ErrInvalid", err)
+	}
+}
+
+// TestQuantizeRounding: RoundingDots's codes give the keys' dot products with the
+// context's last-window queries, and the values' with the output projection's rows that
+// read them, a smaller error than nearest rounding's; a squeezed context without
+// queries cannot be quantized with it.
+func TestQuantizeRounding(t *testing.T) {
+	f, m, pool := loadSynthetic(t)
+	tokens := make([]int32, 400)
+	for i := range tokens {
+		tokens[i] = int32((i*i*7 + i*37 + 11) % m.Config.Vocab)
+	}
+	sq, err := Squeeze(context.Background(), m, f, pool, tokens, SqueezeOptions{Window: 32, Seed: 1, Batch: 64, KeepPreRoPE: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outputs, err := outputProjections(m, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &m.Config
+	d := cfg.HeadDim
+	// errs returns the squared errors of the keys' dot products with the window's
+	// queries and of the values' with the output projection's rows, over every head.
+	errs := func(c *sparse.Context) (keys, vals float64) {
+		for l := range c.Layers {
+			for h := range c.Layers[l] {
+				q := sq.Queries[l*cfg.KVHeads+h]
+				wo := headOutputs(outputs[l], cfg, h)
+				exact, got := sq.Context.Layers[l][h], c.Layers[l][h]
+				for _, part := range []struct {
+					want, got sparse.Rows
+					by        []float32
+					sum       *float64
+				}{{exact.Keys, got.Keys, q, &keys}, {exact.Values, got.Values, wo, &vals}} {
+					w, g := decodedRows(t, part.want, d), decodedRows(t, part.got, d)
+					for i := 0; i < len(w); i += d {
+						for k := 0; k < len(part.by); k += d {
+							var s float64
+							for j := range d {
+								s += float64(part.by[k+j]) * float64(g[i+j]-w[i+j])
+							}
+							*part.sum += s * s
+						}
+					}
+				}
+			}
+		}
+		return keys, vals
+	}
+	for _, enc := range []string{"nuq3", "int2", "nf4"} {
+		dots, _, err := Quantize(context.Background(), sq, m, f, pool, KVOptions{Encoding: enc, Outliers: 0.01})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nearest, _, err := Quantize(context.Background(), sq, m, f, pool, KVOptions{Encoding: enc, Outliers: 0.01, Rounding: RoundingNearest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dk, dv := errs(dots)
+		nk, nv := errs(nearest)
+		t.Logf("%s: keys' dot products %.4g against %.4g to nearest, values' %.4g against %.4g", enc, dk, nk, dv, nv)
+		if !(dk < 0.9*nk) || !(dv < 0.95*nv) {
+			t.Errorf("%s: keys' squared dot-product error %v against %v to nearest, values' %v against %v", enc, dk, nk, dv, nv)
+		}
+	}
+	bare := *sq
+	bare.Queries = nil
+	if _, _, err := Quantize(context.Background(), &bare, m, f, pool, KVOptions{Encoding: "nuq3"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("no queries: error %v, want ErrInvalid", err)
+	}
+	if _, _, err := Quantize(context.Background(), &bare, m, f, pool, KVOptions{Encoding: "nuq3", Rounding: RoundingNearest}); err != nil {
+		t.Errorf("no queries, nearest rounding: %v", err)
+	}
+	if _, _, err := Quantize(context.Background(), sq, m, f, pool, KVOptions{Encoding: "nuq3", Rounding: 5}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("rounding 5: error %v, want ErrInvalid", err)
 	}
 }

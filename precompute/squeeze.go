@@ -138,6 +138,10 @@ type Squeezed struct {
 	// PreRoPE holds, with SqueezeOptions.KeepPreRoPE, the keys before RoPE of every
 	// position per (layer, KV head), layer-major: tokens × HeadDim half floats each.
 	PreRoPE [][]uint16
+	// Queries holds, with SqueezeOptions.KeepPreRoPE, the queries of the context's last
+	// window (after RoPE) per (layer, KV head), layer-major: window tokens × the KV
+	// head's query heads × HeadDim, token-major.
+	Queries [][]float32
 	// Predictor is the early-exit predictor fitted on the context (nil when skipped).
 	Predictor *earlyexit.Predictor
 	// Prefill, Cluster, Quantize and Calibrate are the stages' durations; Predict is
@@ -187,6 +191,12 @@ func Squeeze(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Po
 		kvIn.pre = make([][]uint16, cfg.Layers*cfg.KVHeads)
 		for i := range kvIn.pre {
 			kvIn.pre[i] = make([]uint16, n*cfg.HeadDim)
+		}
+	}
+	if o.KV.quantized() && o.KV.Rounding == RoundingDots {
+		var err error
+		if kvIn.outputs, err = outputProjections(m, f); err != nil {
+			return nil, err
 		}
 	}
 	sink, window := o.Sink, min(o.Window, (n-o.Sink)/2)
@@ -334,22 +344,8 @@ func Squeeze(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Po
 		return nil, err
 	}
 	out.Cluster = time.Since(start)
-	if o.KV.quantized() {
-		start = time.Now()
-		if out.KV, err = quantizeKV(ctx, c, m, pool, &kvIn, sink, o.KV, report); err != nil {
-			return nil, err
-		}
-		out.Quantize = time.Since(start)
-	}
-	if o.KeepPreRoPE {
-		out.PreRoPE = kvIn.pre
-	}
-	kvIn = kvInput{}
-
 	// Calibration queries per tree: window tokens x G heads x d, token-major.
-	start = time.Now()
-	g := cfg.Heads / kvh
-	qd := cfg.QDim()
+	g, qd := cfg.Heads/kvh, cfg.QDim()
 	calib := make([][]float32, len(trees))
 	for i := range calib {
 		l, h := i/kvh, i%kvh
@@ -360,6 +356,20 @@ func Squeeze(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Po
 		}
 		calib[i] = q
 	}
+	kvIn.queries = calib
+	if o.KV.quantized() {
+		start = time.Now()
+		if out.KV, err = quantizeKV(ctx, c, m, pool, &kvIn, sink, o.KV, report); err != nil {
+			return nil, err
+		}
+		out.Quantize = time.Since(start)
+	}
+	if o.KeepPreRoPE {
+		out.PreRoPE, out.Queries = kvIn.pre, calib
+	}
+	kvIn = kvInput{}
+
+	start = time.Now()
 	budgets := calibrationBudgets(o.Budget, o.Budgets)
 	for bi, b := range budgets {
 		report(Progress{Stage: StageCalibrate, Done: bi, Total: len(budgets), Elapsed: time.Since(start)})

@@ -115,13 +115,15 @@ type Progress struct {
 // JSON names are what squeeze eval --json prints: add fields, never rename one.
 type Row struct {
 	// KV is the context's key and value encoding ("f16", "nuq3", ...); Outliers, QNorm,
-	// PostRoPE and PerTokenKeys its quantization settings (zero for f16); BitsPerElement the storage
-	// per key or value element, overheads included (16 for f16).
+	// PostRoPE, PerTokenKeys and Rounding its quantization settings (zero values and ""
+	// for f16); BitsPerElement the storage per key or value element, overheads included
+	// (16 for f16).
 	KV             string  `json:"kv"`
 	Outliers       float64 `json:"outliers"`
 	QNorm          bool    `json:"qnorm"`
 	PostRoPE       bool    `json:"post_rope"`
 	PerTokenKeys   bool    `json:"per_token_keys"`
+	Rounding       string  `json:"rounding"`
 	BitsPerElement float64 `json:"bits_per_element"`
 	// Mode is how the query went through the session.
 	Mode Mode `json:"mode"`
@@ -347,6 +349,7 @@ func Run(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Pool, 
 		}
 		if r.KV != format.KVEncodingF16 {
 			r.Outliers, r.QNorm, r.PostRoPE, r.PerTokenKeys = kv.Outliers, kv.UsesQNorm(), kv.PostRoPE, kv.PerTokenKeys
+			r.Rounding = kv.Rounding.String()
 		}
 		rows[i] = r
 	}

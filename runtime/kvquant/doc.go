@@ -6,7 +6,7 @@
 // A Datatype is 2^b signposts in [−1, 1] (b = 2, 3 or 4): uniform integer (Uniform),
 // NormalFloat (NormalFloat) or fitted per layer by sensitivity-weighted 1-D k-means over
 // normalized values (package calibrate). Each vector is normalized by its Range before it
-// is rounded to the nearest signpost: u = (x − Mid)/Half. Keys get one Range per channel
+// is rounded to a signpost: u = (x − Mid)/Half. Keys get one Range per channel
 // over the context's tokens (pre-RoPE keys have fixed outlier channels); values one per
 // token (keys may take one per token too, an ablation: they are then read row by row,
 // without the grouped key kernels). Ranges computes the ranges from the data after
@@ -14,6 +14,14 @@
 // are kept exactly (in half precision) beside the dense codes: dense-and-sparse
 // quantization. Q-Norm (Datatype.WithQNorm) shifts the decoded levels to the data's mean
 // and spread.
+//
+// Rounding each value to its nearest signpost makes each value's own error small; what
+// attention sees is a key's dot products with queries and a value's with the output
+// projection's rows. Given the second moment of those vectors (a Moment, Params.Moment),
+// Quantize instead picks, for each value, one of the two signposts around it so that
+// the row's error e, rotated to the key's position, has a small eᵀMe: a few passes of
+// coordinate descent from the nearest codes, each change kept only if it lowers that
+// error. The stored form is the same either way.
 //
 // # Storage
 //

@@ -30,6 +30,10 @@ type Params struct {
 	// rotated there when read. Both nil: rows are read as given.
 	Pos  []int32
 	RoPE *RoPE
+	// Moment, if set, is the second moment of the vectors the rows will be dotted with
+	// (for keys: queries after RoPE), and each row's codes are chosen to keep those dot
+	// products' error small (see Moment) rather than each value's own.
+	Moment *Moment
 }
 
 // Quantize stores x, rows of dim values, as p says: every value is normalized by its
@@ -92,6 +96,13 @@ func Quantize(x []float32, dim int, p Params) (*Rows, error) {
 			}
 		}
 	}
+	if p.Moment != nil && p.Moment.Dim != dim {
+		return nil, fmt.Errorf("%w: a moment of %d for rows of %d", ErrInvalid, p.Moment.Dim, dim)
+	}
+	var refine *refiner
+	if p.Moment != nil {
+		refine = p.Moment.refiner(p.Type, p.RoPE)
+	}
 	br := BlockRows(dim)
 	r.OutStart = make([]uint32, 1, (n+br-1)/br+1)
 	codes := make([]uint8, dim)
@@ -107,6 +118,13 @@ func Quantize(x []float32, dim int, p Params) (*Rows, error) {
 				r.OutIndex = append(r.OutIndex, uint16(e-(i/br)*br*dim))
 				r.OutValue = append(r.OutValue, kernels.F32ToF16(v))
 			}
+		}
+		if refine != nil {
+			pos := 0
+			if p.Pos != nil {
+				pos = int(p.Pos[i])
+			}
+			refine.refine(codes, x[i*dim:(i+1)*dim], func(j int) Range { return p.Axis.Of(ranges, dim, i*dim+j) }, out[i*dim:(i+1)*dim], pos)
 		}
 		Pack(r.Codes[i*rb:(i+1)*rb], codes, bits)
 	}
