@@ -63,12 +63,13 @@ type refiner struct {
 	t        Datatype
 	g        []float64 // M·e, e the row's error after rotation
 	err      []float64 // the row's error before rotation
+	rot      []float64 // and after
 	cos, sin []float32
 	rope     *RoPE
 }
 
 func (m *Moment) refiner(t Datatype, rope *RoPE) *refiner {
-	f := &refiner{m: m, t: t, g: make([]float64, m.Dim), err: make([]float64, m.Dim), rope: rope}
+	f := &refiner{m: m, t: t, g: make([]float64, m.Dim), err: make([]float64, m.Dim), rot: make([]float64, m.Dim), rope: rope}
 	if rope != nil {
 		f.cos, f.sin = make([]float32, rope.ropeDim/2), make([]float32, rope.ropeDim/2)
 	}
@@ -117,7 +118,8 @@ func (f *refiner) refine(codes []uint8, x []float32, rng func(j int) Range, out 
 		}
 	}
 	// g = M·R·e: rotate e, then multiply.
-	rot := make([]float64, d)
+	rot := f.rot
+	clear(rot)
 	for j := range d {
 		a, b, va, vb := f.partner(j)
 		rot[a] += va * f.err[j]
