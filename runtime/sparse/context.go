@@ -3,7 +3,10 @@
 // tree per (layer, KV head), so that a query reads only the clusters that matter.
 package sparse
 
-import "squeeze/runtime/index"
+import (
+	"squeeze/runtime/index"
+	"squeeze/runtime/kernels"
+)
 
 // Rows is the storage of one (layer, KV head)'s key or value rows, HeadDim values each, in
 // the tree's storage order. F16Rows is the plain encoding; quantized encodings implement
@@ -21,6 +24,11 @@ type Rows interface {
 type F16Rows struct {
 	Dim  int
 	Data []uint16 // Len() * Dim values
+}
+
+// Dequantize writes rows lo..hi−1 as float32 to dst, (hi−lo)·Dim values (Decoder).
+func (r *F16Rows) Dequantize(dst []float32, lo, hi int) {
+	kernels.F16ToF32Slice(dst[:(hi-lo)*r.Dim], r.Data[lo*r.Dim:hi*r.Dim])
 }
 
 // Head is one (layer, KV head)'s share of a squeezed context.

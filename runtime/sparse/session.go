@@ -107,6 +107,15 @@ type GroupRows interface {
 	AccumulateN(out []float32, ostride int, w []float32, wstride, nq, lo, hi int)
 }
 
+// Decoder is Rows that write rows out as float32, keys rotated to their positions: what
+// Dots and Accumulate read. A session decodes a chunk's rows once this way for a large
+// batch of query vectors (a prefill) and multiplies them with all the vectors at once,
+// instead of decoding each row once per few vectors (GroupRows); calls that must give
+// each token's results as a one-token call does (AttendExact) do not.
+type Decoder interface {
+	Dequantize(dst []float32, lo, hi int)
+}
+
 // segment is a range [lo, hi) of one pair of key and value row stores.
 type segment struct {
 	k, v   Rows
@@ -183,6 +192,10 @@ type Session struct {
 	// Per unit: a chunk's keys gathered from several spans, and the chunk's pieces.
 	kbuf   []uint16
 	pieces []piece
+	// Per unit, for batches of decoded rows (Decoder): a chunk's keys or values as
+	// float32, and the keys' matrix header.
+	dbuf  []float32
+	dmats []kernels.Matrix
 
 	// The current call's arguments; exact: an AttendExact call.
 	layer, n int
@@ -378,6 +391,7 @@ func (s *Session) reserve() {
 		s.pools = append(s.pools, kernels.NewPool(1))
 		s.mats = append(s.mats, kernels.Matrix{Type: gguf.TypeF16})
 		s.vmats = append(s.vmats, kernels.Matrix{Type: gguf.TypeF32})
+		s.dmats = append(s.dmats, kernels.Matrix{Type: gguf.TypeF32})
 	}
 	s.kbuf = growU16(s.kbuf, nu*chunk*hd)
 	if cap(s.pieces) < nu*chunk {
@@ -385,6 +399,7 @@ func (s *Session) reserve() {
 	}
 	s.pieces = s.pieces[:nu*chunk]
 	if s.batchedVecs() >= minBatchedVecs {
+		s.dbuf = grow(s.dbuf, nu*chunk*hd)
 		s.vt = grow(s.vt, nu*hd*chunk)
 		s.vrow = grow(s.vrow, nu*hd)
 		s.prod = grow(s.prod, nu*s.vecs*hd)
@@ -571,12 +586,27 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 	// vectors), or one matrix product over the chunk's keys gathered into one block
 	// (many); else Dots per vector and piece.
 	allF16K, allF16V := true, true
+	decK, decV := !s.exact && s.vecs >= minBatchedVecs, !s.exact && s.vecs >= minBatchedVecs
 	for _, p := range pieces {
 		_, kok := p.seg.k.(*F16Rows)
 		_, vok := p.seg.v.(*F16Rows)
 		allF16K, allF16V = allF16K && kok, allF16V && vok
+		_, kdec := p.seg.k.(Decoder)
+		_, vdec := p.seg.v.(Decoder)
+		decK, decV = decK && kdec, decV && vdec
 	}
-	if allF16K && s.batchedVecs() < minBatchedVecs {
+	if !allF16K && decK {
+		// Many vectors (a prefill) over decoded rows: the chunk's keys decoded once, then
+		// one matrix product for every vector.
+		keys := s.dbuf[u*chunk*hd : (u+1)*chunk*hd][:k*hd]
+		for _, p := range pieces {
+			p.seg.k.(Decoder).Dequantize(keys[p.off*hd:(p.off+p.hi-p.lo)*hd], p.lo, p.hi)
+		}
+		mat := &s.dmats[u]
+		mat.Rows, mat.Cols, mat.RowBytes = k, hd, 4*hd
+		mat.Data = f32Bytes(keys)
+		kernels.MatMul(s.pools[u], scores, mat, qs, vecs)
+	} else if allF16K && s.batchedVecs() < minBatchedVecs {
 		// A few vectors (decoding): the keys where they lie, piece by piece; an exact
 		// call multiplies each token's vectors as a one-token call does.
 		if s.exact {
@@ -629,7 +659,8 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 			}
 		}
 	}
-	batched := allF16V && s.batchedVecs() >= minBatchedVecs
+	decodeV := !allF16V && decV
+	batched := (allF16V || decodeV) && s.batchedVecs() >= minBatchedVecs
 	// Fewer vectors add the values row by row: every vector at once by
 	// kernels.AccumulateF16 when they are f16 (bitwise what Accumulate gives).
 	fused := allF16V && !batched
@@ -678,6 +709,17 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 	vt := s.vt[u*hd*chunk : (u+1)*hd*chunk][:hd*k]
 	row := s.vrow[u*hd : (u+1)*hd]
 	for _, p := range pieces {
+		if decodeV {
+			rows := s.dbuf[u*chunk*hd : (u+1)*chunk*hd][:(p.hi-p.lo)*hd]
+			p.seg.v.(Decoder).Dequantize(rows, p.lo, p.hi)
+			for r := range p.hi - p.lo {
+				c := p.off + r
+				for d, x := range rows[r*hd : (r+1)*hd] {
+					vt[d*k+c] = x
+				}
+			}
+			continue
+		}
 		data := p.seg.v.(*F16Rows).Data
 		for r := p.lo; r < p.hi; r++ {
 			kernels.F16ToF32Slice(row, data[r*hd:(r+1)*hd])
