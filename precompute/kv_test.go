@@ -350,6 +350,14 @@ func TestQuantizeRounding(t *testing.T) {
 			t.Errorf("%s: keys' squared dot-product error %v against %v to nearest, values' %v against %v", enc, dk, nk, dv, nv)
 		}
 	}
+	// Post-RoPE keys need no pre-RoPE keys kept, but dots rounding still has queries.
+	plain, err := Squeeze(context.Background(), m, f, pool, tokens, SqueezeOptions{Window: 32, Seed: 1, Batch: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Quantize(context.Background(), plain, m, f, pool, KVOptions{Encoding: "nuq3", PostRoPE: true}); err != nil {
+		t.Errorf("post-RoPE keys after a squeeze that kept no pre-RoPE keys: %v", err)
+	}
 	bare := *sq
 	bare.Queries = nil
 	if _, _, err := Quantize(context.Background(), &bare, m, f, pool, KVOptions{Encoding: "nuq3"}); !errors.Is(err, ErrInvalid) {

@@ -138,9 +138,9 @@ type Squeezed struct {
 	// PreRoPE holds, with SqueezeOptions.KeepPreRoPE, the keys before RoPE of every
 	// position per (layer, KV head), layer-major: tokens × HeadDim half floats each.
 	PreRoPE [][]uint16
-	// Queries holds, with SqueezeOptions.KeepPreRoPE, the queries of the context's last
-	// window (after RoPE) per (layer, KV head), layer-major: window tokens × the KV
-	// head's query heads × HeadDim, token-major.
+	// Queries holds the queries of the context's last window (after RoPE) per (layer,
+	// KV head), layer-major: window tokens × the KV head's query heads × HeadDim,
+	// token-major (Quantize's RoundingDots reads them).
 	Queries [][]float32
 	// Predictor is the early-exit predictor fitted on the context (nil when skipped).
 	Predictor *earlyexit.Predictor
@@ -364,8 +364,9 @@ func Squeeze(ctx context.Context, m *model.Model, f *gguf.File, pool *kernels.Po
 		}
 		out.Quantize = time.Since(start)
 	}
+	out.Queries = calib
 	if o.KeepPreRoPE {
-		out.PreRoPE, out.Queries = kvIn.pre, calib
+		out.PreRoPE = kvIn.pre
 	}
 	kvIn = kvInput{}
 
