@@ -54,22 +54,20 @@ func NewMoment(vecs []float32, dim int, ridge float64) (*Moment, error) {
 	return m, nil
 }
 
-// momentSweeps bounds the passes of Moment.refine over a row.
+// momentSweeps bounds the passes of refiner.refine over a row.
 const momentSweeps = 4
 
-// refiner holds the scratch of Moment.refine for one row at a time.
+// refiner holds the scratch of refine for one row at a time.
 type refiner struct {
 	m        *Moment
 	t        Datatype
-	g        []float64 // M·e, e the row's error after rotation
-	err      []float64 // the row's error before rotation
-	rot      []float64 // and after
+	rot, g   []float64 // the row's error e after rotation, and M·e
 	cos, sin []float32
 	rope     *RoPE
 }
 
 func (m *Moment) refiner(t Datatype, rope *RoPE) *refiner {
-	f := &refiner{m: m, t: t, g: make([]float64, m.Dim), err: make([]float64, m.Dim), rot: make([]float64, m.Dim), rope: rope}
+	f := &refiner{m: m, t: t, rot: make([]float64, m.Dim), g: make([]float64, m.Dim), rope: rope}
 	if rope != nil {
 		f.cos, f.sin = make([]float32, rope.ropeDim/2), make([]float32, rope.ropeDim/2)
 	}
@@ -111,20 +109,18 @@ func (f *refiner) refine(codes []uint8, x []float32, rng func(j int) Range, out 
 	if f.rope != nil {
 		f.rope.angles(f.cos, f.sin, pos)
 	}
-	for j := range d {
-		f.err[j] = 0
-		if !out[j] {
-			f.err[j] = float64(rng(j).Restore(levels[codes[j]])) - float64(x[j])
-		}
-	}
-	// g = M·R·e: rotate e, then multiply.
+	// g = M·R·e: the row's error (outliers have none), rotated, then multiplied.
 	rot := f.rot
 	clear(rot)
 	for j := range d {
+		if out[j] {
+			continue
+		}
+		e := float64(rng(j).Restore(levels[codes[j]])) - float64(x[j])
 		a, b, va, vb := f.partner(j)
-		rot[a] += va * f.err[j]
+		rot[a] += va * e
 		if b >= 0 {
-			rot[b] += vb * f.err[j]
+			rot[b] += vb * e
 		}
 	}
 	for i := range d {
