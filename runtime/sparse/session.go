@@ -186,16 +186,15 @@ type Session struct {
 	pools []*kernels.Pool
 	mats  []kernels.Matrix
 	// Per unit, for batches of at least minBatchedVecs vectors: a chunk's values
-	// transposed, one row of them, their matrix header, and the product.
-	vt, vrow, prod []float32
-	vmats          []kernels.Matrix
+	// transposed, their matrix header, and the product.
+	vt, prod []float32
+	vmats    []kernels.Matrix
 	// Per unit: a chunk's keys gathered from several spans, and the chunk's pieces.
 	kbuf   []uint16
 	pieces []piece
-	// Per unit, for batches of decoded rows (Decoder): a chunk's keys or values as
-	// float32, and the keys' matrix header.
-	dbuf  []float32
-	dmats []kernels.Matrix
+	// Per unit, for batches of at least minBatchedVecs vectors: a chunk's keys or
+	// values decoded to float32 (Decoder).
+	dbuf []float32
 
 	// The current call's arguments; exact: an AttendExact call.
 	layer, n int
@@ -391,7 +390,6 @@ func (s *Session) reserve() {
 		s.pools = append(s.pools, kernels.NewPool(1))
 		s.mats = append(s.mats, kernels.Matrix{Type: gguf.TypeF16})
 		s.vmats = append(s.vmats, kernels.Matrix{Type: gguf.TypeF32})
-		s.dmats = append(s.dmats, kernels.Matrix{Type: gguf.TypeF32})
 	}
 	s.kbuf = growU16(s.kbuf, nu*chunk*hd)
 	if cap(s.pieces) < nu*chunk {
@@ -401,7 +399,6 @@ func (s *Session) reserve() {
 	if s.batchedVecs() >= minBatchedVecs {
 		s.dbuf = grow(s.dbuf, nu*chunk*hd)
 		s.vt = grow(s.vt, nu*hd*chunk)
-		s.vrow = grow(s.vrow, nu*hd)
 		s.prod = grow(s.prod, nu*s.vecs*hd)
 	}
 }
@@ -582,33 +579,21 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 	hd, vecs := s.hd, s.vecs
 	qs := s.heads[s.units[u].head].qs
 	scores := s.scores[u*vecs*chunk : (u+1)*vecs*chunk][:vecs*k]
-	// Scores: for f16 keys, the dots of each piece's rows with every vector (a few
-	// vectors), or one matrix product over the chunk's keys gathered into one block
-	// (many); else Dots per vector and piece.
-	allF16K, allF16V := true, true
-	decK, decV := !s.exact && s.vecs >= minBatchedVecs, !s.exact && s.vecs >= minBatchedVecs
+	// Scores: for f16 keys and a few vectors (decoding), the dots of each piece's rows
+	// with every vector; for many vectors (a prefill), one matrix product over the
+	// chunk's keys in one block (f16 keys gathered, others decoded to float32); else
+	// each piece's DotsN or Dots.
+	many := s.batchedVecs() >= minBatchedVecs
+	allF16K, allF16V, decK, decV := true, true, many, many
 	for _, p := range pieces {
 		_, kok := p.seg.k.(*F16Rows)
 		_, vok := p.seg.v.(*F16Rows)
-		allF16K, allF16V = allF16K && kok, allF16V && vok
 		_, kdec := p.seg.k.(Decoder)
 		_, vdec := p.seg.v.(Decoder)
-		decK, decV = decK && kdec, decV && vdec
+		allF16K, allF16V, decK, decV = allF16K && kok, allF16V && vok, decK && kdec, decV && vdec
 	}
-	if !allF16K && decK {
-		// Many vectors (a prefill) over decoded rows: the chunk's keys decoded once, then
-		// one matrix product for every vector.
-		keys := s.dbuf[u*chunk*hd : (u+1)*chunk*hd][:k*hd]
-		for _, p := range pieces {
-			p.seg.k.(Decoder).Dequantize(keys[p.off*hd:(p.off+p.hi-p.lo)*hd], p.lo, p.hi)
-		}
-		mat := &s.dmats[u]
-		mat.Rows, mat.Cols, mat.RowBytes = k, hd, 4*hd
-		mat.Data = f32Bytes(keys)
-		kernels.MatMul(s.pools[u], scores, mat, qs, vecs)
-	} else if allF16K && s.batchedVecs() < minBatchedVecs {
-		// A few vectors (decoding): the keys where they lie, piece by piece; an exact
-		// call multiplies each token's vectors as a one-token call does.
+	if allF16K && !many {
+		// An exact call multiplies each token's vectors as a one-token call does.
 		if s.exact {
 			g := s.group
 			for i := range s.n {
@@ -623,20 +608,30 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 				kernels.DotRowsF16(scores[p.off:], k, qs, vecs, rows, hd)
 			}
 		}
-	} else if allF16K {
-		var keys []uint16
-		if len(pieces) == 1 {
-			p := pieces[0]
-			keys = p.seg.k.(*F16Rows).Data[p.lo*hd : p.hi*hd]
-		} else {
-			keys = s.kbuf[u*chunk*hd : (u+1)*chunk*hd][:k*hd]
-			for _, p := range pieces {
-				copy(keys[p.off*hd:], p.seg.k.(*F16Rows).Data[p.lo*hd:p.hi*hd])
-			}
-		}
+	} else if allF16K || decK {
 		mat := &s.mats[u]
-		mat.Type, mat.Rows, mat.Cols, mat.RowBytes = gguf.TypeF16, k, hd, 2*hd
-		mat.Data = f16Bytes(keys)
+		if allF16K {
+			var keys []uint16
+			if len(pieces) == 1 {
+				p := pieces[0]
+				keys = p.seg.k.(*F16Rows).Data[p.lo*hd : p.hi*hd]
+			} else {
+				keys = s.kbuf[u*chunk*hd : (u+1)*chunk*hd][:k*hd]
+				for _, p := range pieces {
+					copy(keys[p.off*hd:], p.seg.k.(*F16Rows).Data[p.lo*hd:p.hi*hd])
+				}
+			}
+			mat.Type, mat.Rows, mat.Cols, mat.RowBytes = gguf.TypeF16, k, hd, 2*hd
+			mat.Data = f16Bytes(keys)
+		} else {
+			// Each row decoded once for every vector.
+			keys := s.dbuf[u*chunk*hd : (u+1)*chunk*hd][:k*hd]
+			for _, p := range pieces {
+				p.seg.k.(Decoder).Dequantize(keys[p.off*hd:(p.off+p.hi-p.lo)*hd], p.lo, p.hi)
+			}
+			mat.Type, mat.Rows, mat.Cols, mat.RowBytes = gguf.TypeF32, k, hd, 4*hd
+			mat.Data = f32Bytes(keys)
+		}
 		if s.exact {
 			// Each token's vectors alone, as a one-token call multiplies them.
 			g := s.group
@@ -659,11 +654,11 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 			}
 		}
 	}
-	decodeV := !allF16V && decV
-	batched := (allF16V || decodeV) && s.batchedVecs() >= minBatchedVecs
-	// Fewer vectors add the values row by row: every vector at once by
-	// kernels.AccumulateF16 when they are f16 (bitwise what Accumulate gives).
-	fused := allF16V && !batched
+	// Many vectors multiply the chunk's values decoded once (batched); fewer add them
+	// row by row: every vector at once by kernels.AccumulateF16 when they are f16
+	// (bitwise what Accumulate gives).
+	batched := decV
+	fused := allF16V && !many
 	for v := range vecs {
 		// Online softmax: the weights are exp(score − running maximum); the output
 		// and the sum so far are rescaled when the maximum grows.
@@ -707,24 +702,12 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 	// out += P V for every vector at once: the chunk's values transposed to f32
 	// (HeadDim rows of k), one matrix product, then one add.
 	vt := s.vt[u*hd*chunk : (u+1)*hd*chunk][:hd*k]
-	row := s.vrow[u*hd : (u+1)*hd]
 	for _, p := range pieces {
-		if decodeV {
-			rows := s.dbuf[u*chunk*hd : (u+1)*chunk*hd][:(p.hi-p.lo)*hd]
-			p.seg.v.(Decoder).Dequantize(rows, p.lo, p.hi)
-			for r := range p.hi - p.lo {
-				c := p.off + r
-				for d, x := range rows[r*hd : (r+1)*hd] {
-					vt[d*k+c] = x
-				}
-			}
-			continue
-		}
-		data := p.seg.v.(*F16Rows).Data
-		for r := p.lo; r < p.hi; r++ {
-			kernels.F16ToF32Slice(row, data[r*hd:(r+1)*hd])
-			c := p.off + r - p.lo
-			for d, x := range row {
+		rows := s.dbuf[u*chunk*hd : (u+1)*chunk*hd][:(p.hi-p.lo)*hd]
+		p.seg.v.(Decoder).Dequantize(rows, p.lo, p.hi)
+		for r := range p.hi - p.lo {
+			c := p.off + r
+			for d, x := range rows[r*hd : (r+1)*hd] {
 				vt[d*k+c] = x
 			}
 		}
