@@ -116,6 +116,14 @@ func tailLoop(g *gen, step int, body func()) {
 	g.raw("done:")
 }
 
+// foldY0 sums the 8 lanes of Y0 into lane 0 of X0.
+func foldY0(g *gen) {
+	g.i("VEXTRACTF128 $1, Y0, X1")
+	g.i("VADDPS X1, X0, X0")
+	g.i("VHADDPS X0, X0, X0")
+	g.i("VHADDPS X0, X0, X0")
+}
+
 // reduceToX0 sums the vector registers regs (regs[0] == 0) into lane 0 of X0.
 func reduceToX0(g *gen, s isa, regs []int) {
 	for len(regs) > 1 {
@@ -132,10 +140,7 @@ func reduceToX0(g *gen, s isa, regs []int) {
 		g.i("VEXTRACTF64X4 $1, Z0, Y1")
 		g.i("VADDPS Y1, Y0, Y0")
 	}
-	g.i("VEXTRACTF128 $1, Y0, X1")
-	g.i("VADDPS X1, X0, X0")
-	g.i("VHADDPS X0, X0, X0")
-	g.i("VHADDPS X0, X0, X0")
+	foldY0(g)
 }
 
 func floatFile(g *gen) {
@@ -652,10 +657,7 @@ func expSubSum(g *gen) {
 	g.i("VADDPS Y0, Y5, Y5")
 	g.raw("done:")
 	g.i("VADDPS Y6, Y5, Y0")
-	g.i("VEXTRACTF128 $1, Y0, X1")
-	g.i("VADDPS X1, X0, X0")
-	g.i("VHADDPS X0, X0, X0")
-	g.i("VHADDPS X0, X0, X0")
+	foldY0(g)
 	g.i("VZEROUPPER")
 	g.i("MOVSS X0, ret+24(FP)")
 	g.i("RET")
@@ -724,10 +726,7 @@ func expSubSum512(g *gen) {
 	g.raw("done:")
 	g.i("VEXTRACTF64X4 $1, Z5, Y1")
 	g.i("VADDPS Y1, Y5, Y0")
-	g.i("VEXTRACTF128 $1, Y0, X1")
-	g.i("VADDPS X1, X0, X0")
-	g.i("VHADDPS X0, X0, X0")
-	g.i("VHADDPS X0, X0, X0")
+	foldY0(g)
 	g.i("VZEROUPPER")
 	g.i("MOVSS X0, ret+24(FP)")
 	g.i("RET")
