@@ -6,31 +6,31 @@
 
 // The VPMULTISHIFTQB controls that move code t of 16 (t·b bits into a qword) to the low
 // byte of dword t, per code width b (2, 3, 4), 64 bytes each at offset 64·(b−2).
-DATA kvqMulti<>+0(SB)/8, $0x0000000200000000
-DATA kvqMulti<>+8(SB)/8, $0x0000000600000004
-DATA kvqMulti<>+16(SB)/8, $0x0000000a00000008
-DATA kvqMulti<>+24(SB)/8, $0x0000000e0000000c
-DATA kvqMulti<>+32(SB)/8, $0x0000001200000010
-DATA kvqMulti<>+40(SB)/8, $0x0000001600000014
-DATA kvqMulti<>+48(SB)/8, $0x0000001a00000018
-DATA kvqMulti<>+56(SB)/8, $0x0000001e0000001c
-DATA kvqMulti<>+64(SB)/8, $0x0000000300000000
-DATA kvqMulti<>+72(SB)/8, $0x0000000900000006
-DATA kvqMulti<>+80(SB)/8, $0x0000000f0000000c
-DATA kvqMulti<>+88(SB)/8, $0x0000001500000012
-DATA kvqMulti<>+96(SB)/8, $0x0000001b00000018
-DATA kvqMulti<>+104(SB)/8, $0x000000210000001e
-DATA kvqMulti<>+112(SB)/8, $0x0000002700000024
-DATA kvqMulti<>+120(SB)/8, $0x0000002d0000002a
-DATA kvqMulti<>+128(SB)/8, $0x0000000400000000
-DATA kvqMulti<>+136(SB)/8, $0x0000000c00000008
-DATA kvqMulti<>+144(SB)/8, $0x0000001400000010
-DATA kvqMulti<>+152(SB)/8, $0x0000001c00000018
-DATA kvqMulti<>+160(SB)/8, $0x0000002400000020
-DATA kvqMulti<>+168(SB)/8, $0x0000002c00000028
-DATA kvqMulti<>+176(SB)/8, $0x0000003400000030
-DATA kvqMulti<>+184(SB)/8, $0x0000003c00000038
-GLOBL kvqMulti<>(SB), RODATA|NOPTR, $192
+DATA ·kvqMultiShift+0(SB)/8, $0x0000000200000000
+DATA ·kvqMultiShift+8(SB)/8, $0x0000000600000004
+DATA ·kvqMultiShift+16(SB)/8, $0x0000000a00000008
+DATA ·kvqMultiShift+24(SB)/8, $0x0000000e0000000c
+DATA ·kvqMultiShift+32(SB)/8, $0x0000001200000010
+DATA ·kvqMultiShift+40(SB)/8, $0x0000001600000014
+DATA ·kvqMultiShift+48(SB)/8, $0x0000001a00000018
+DATA ·kvqMultiShift+56(SB)/8, $0x0000001e0000001c
+DATA ·kvqMultiShift+64(SB)/8, $0x0000000300000000
+DATA ·kvqMultiShift+72(SB)/8, $0x0000000900000006
+DATA ·kvqMultiShift+80(SB)/8, $0x0000000f0000000c
+DATA ·kvqMultiShift+88(SB)/8, $0x0000001500000012
+DATA ·kvqMultiShift+96(SB)/8, $0x0000001b00000018
+DATA ·kvqMultiShift+104(SB)/8, $0x000000210000001e
+DATA ·kvqMultiShift+112(SB)/8, $0x0000002700000024
+DATA ·kvqMultiShift+120(SB)/8, $0x0000002d0000002a
+DATA ·kvqMultiShift+128(SB)/8, $0x0000000400000000
+DATA ·kvqMultiShift+136(SB)/8, $0x0000000c00000008
+DATA ·kvqMultiShift+144(SB)/8, $0x0000001400000010
+DATA ·kvqMultiShift+152(SB)/8, $0x0000001c00000018
+DATA ·kvqMultiShift+160(SB)/8, $0x0000002400000020
+DATA ·kvqMultiShift+168(SB)/8, $0x0000002c00000028
+DATA ·kvqMultiShift+176(SB)/8, $0x0000003400000030
+DATA ·kvqMultiShift+184(SB)/8, $0x0000003c00000038
+GLOBL ·kvqMultiShift(SB), RODATA|NOPTR, $192
 
 // KVQ_LEVELS16(off, dst): dst = the levels of the 16 codes at off(SI) (8 bytes read),
 // Z13 the controls for the code width, Z11 the 16 periodic levels.
@@ -77,7 +77,7 @@ TEXT ·kvqAccumTokenRows512(SB), NOSPLIT, $0-80
 	MOVQ out+0(FP), DI
 	MOVQ bits+64(FP), BX
 	MOVQ levels+72(FP), R8
-	LEAQ kvqMulti<>(SB), R9
+	LEAQ ·kvqMultiShift(SB), R9
 	MOVQ BX, R10
 	SUBQ $2, R10
 	SHLQ $6, R10
@@ -291,7 +291,7 @@ TEXT ·kvqScoreKeysLo512(SB), NOSPLIT, $0-96
 	MOVQ n+40(FP), CX
 	MOVQ bits+56(FP), BX
 	MOVQ levels+64(FP), R8
-	LEAQ kvqMulti<>(SB), R9
+	LEAQ ·kvqMultiShift(SB), R9
 	MOVQ BX, R10
 	SUBQ $2, R10
 	SHLQ $6, R10

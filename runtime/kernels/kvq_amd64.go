@@ -2,6 +2,8 @@
 
 package kernels
 
+//go:generate go run kvq_gen.go
+
 import "golang.org/x/sys/cpu"
 
 // The kernels below (AVX2 and FMA; see kvqFast) decode groups of 8 codes of bits bits (2, 3 or 4; bits bytes per
@@ -91,3 +93,10 @@ func kvqScaleWeights512(a *float32, w *float32, wstride, nq int, half, mid *floa
 //
 //go:noescape
 func kvqScoreKeysLo512(dst *float32, dstride int, prep *float32, nq int, src *byte, n, dim, bits int, levels, ranges *float32, pos *int32, hi *float32)
+
+// kvqScoreKeys64x4 is KVQScoreKeysLo's kernel for 4·blocks rows of 64 values (blocks at
+// least 1; AVX-512 VBMI): the four rows of a block decoded and rotated side by side, the
+// ranges kept in registers, and the block's 4·nq sums reduced together.
+//
+//go:noescape
+func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, blocks, bits int, levels, ranges *float32, pos *int32, hi *float32)

@@ -340,9 +340,16 @@ func KVQScoreKeysLo(dst []float32, dstride int, prep []float32, nq int, src []by
 	if len(src) < n*rb+8-2*bits { // the last row's last group through a padded copy
 		m = n - 1
 	}
-	if m > 0 {
-		kvqScoreKeysLo512(unsafe.SliceData(dst), dstride, unsafe.SliceData(prep), nq, unsafe.SliceData(src), m, dim, bits, &levels[0],
+	done := 0
+	if dim == 64 && m >= 4 {
+		blocks := m / 4
+		kvqScoreKeys64x4(unsafe.SliceData(dst), dstride, unsafe.SliceData(prep), nq, unsafe.SliceData(src), blocks, bits, &levels[0],
 			unsafe.SliceData(ranges), unsafe.SliceData(pos), unsafe.SliceData(hi))
+		done = 4 * blocks
+	}
+	if m > done {
+		kvqScoreKeysLo512(&dst[done], dstride, unsafe.SliceData(prep), nq, &src[done*rb], m-done, dim, bits, &levels[0],
+			unsafe.SliceData(ranges), &pos[done], unsafe.SliceData(hi))
 	}
 	if m < n {
 		var last [kvqMaxDim/2 + 8]byte
