@@ -96,7 +96,8 @@ func kvqScoreKeysLo512(dst *float32, dstride int, prep *float32, nq int, src *by
 
 // kvqScoreKeys64x4 is KVQScoreKeysLo's kernel for 4·blocks rows of 64 values (blocks at
 // least 1; AVX-512 VBMI): the four rows of a block decoded and rotated side by side, the
-// ranges kept in registers, and the block's 4·nq sums reduced together.
+// ranges kept in registers, and the block's 4·nq sums reduced together. It reports
+// false, having stopped, at a block with a position whose row p/32 is not below hiRows.
 //
 //go:noescape
-func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, blocks, bits int, levels, ranges *float32, pos *int32, hi *float32)
+func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, blocks, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool

@@ -103,8 +103,8 @@ func main() {
 		g.f("")
 	}
 	g.permute = !identity
-	g.f("// func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, blocks, bits int, levels, ranges *float32, pos *int32, hi *float32)")
-	g.f("TEXT ·kvqScoreKeys64x4(SB), NOSPLIT, $0-88")
+	g.f("// func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, blocks, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool")
+	g.f("TEXT ·kvqScoreKeys64x4(SB), NOSPLIT, $0-97")
 	g.f("\tMOVQ dst+0(FP), DI")
 	g.f("\tMOVQ src+32(FP), SI")
 	g.f("\tMOVQ bits+48(FP), CX")
@@ -139,6 +139,12 @@ func main() {
 		g.block(nq)
 	}
 	g.f("done:")
+	g.f("\tMOVB $1, ret+96(FP)")
+	g.f("\tVZEROUPPER")
+	g.f("\tRET")
+	g.f("bad:")
+	g.f("\t// A position past the angle table: no further rows scored.")
+	g.f("\tMOVB $0, ret+96(FP)")
 	g.f("\tVZEROUPPER")
 	g.f("\tRET")
 	if err := os.WriteFile("kvq_rows4_amd64.s", []byte(g.String()), 0o644); err != nil {
@@ -149,7 +155,8 @@ func main() {
 // block writes the loop over blocks of 4 rows for nq vectors.
 func (g *gen) block(nq int) {
 	g.f("nq%d:", nq)
-	g.f("\t// Each row's angles (row p/32 of hi, 512 bytes) and prepared vectors (row p%%32,")
+	g.f("\t// Each row's angles (row p/32 of hi, 512 bytes; unsigned, so that a negative p")
+	g.f("\t// fails the check too) and prepared vectors (row p%%32,")
 	g.f("\t// %d bytes).", 256*nq)
 	g.f("\tMOVQ pos+72(FP), R8")
 	for r := range 4 {
@@ -157,6 +164,8 @@ func (g *gen) block(nq int) {
 		g.f("\tMOVLQSX %d(R8), %s", 4*r, a)
 		g.f("\tMOVQ %s, %s", a, p)
 		g.f("\tSHRQ $5, %s", a)
+		g.f("\tCMPQ %s, hiRows+88(FP)", a)
+		g.f("\tJAE bad")
 		g.f("\tSHLQ $9, %s", a)
 		g.f("\tADDQ hi+80(FP), %s", a)
 		g.f("\tANDQ $31, %s", p)

@@ -331,30 +331,74 @@ func KVQScoreKeysLo(dst []float32, dstride int, prep []float32, nq int, src []by
 			n, dim, bits, nq, len(dst), dstride, len(prep), len(src), len(pos)))
 	}
 	hiRows := len(hi) / (2 * dim)
+	if dim == 64 {
+		kvqScoreKeysLo64(dst, dstride, prep, nq, src, n, bits, levels, ranges, pos, hi, hiRows)
+		return
+	}
 	for _, p := range pos[:n] {
-		if p < 0 || int(p)/KVQLowPositions >= hiRows {
-			panic(fmt.Sprintf("kernels: KVQScoreKeysLo: position %d outside the angle table's %d", p, KVQLowPositions*hiRows))
-		}
+		checkLowPosition(p, hiRows)
 	}
 	m := n
 	if len(src) < n*rb+8-2*bits { // the last row's last group through a padded copy
 		m = n - 1
 	}
-	done := 0
-	if dim == 64 && m >= 4 {
-		blocks := m / 4
-		kvqScoreKeys64x4(unsafe.SliceData(dst), dstride, unsafe.SliceData(prep), nq, unsafe.SliceData(src), blocks, bits, &levels[0],
+	if m > 0 {
+		kvqScoreKeysLo512(unsafe.SliceData(dst), dstride, unsafe.SliceData(prep), nq, unsafe.SliceData(src), m, dim, bits, &levels[0],
 			unsafe.SliceData(ranges), unsafe.SliceData(pos), unsafe.SliceData(hi))
-		done = 4 * blocks
-	}
-	if m > done {
-		kvqScoreKeysLo512(&dst[done], dstride, unsafe.SliceData(prep), nq, &src[done*rb], m-done, dim, bits, &levels[0],
-			unsafe.SliceData(ranges), &pos[done], unsafe.SliceData(hi))
 	}
 	if m < n {
 		var last [kvqMaxDim/2 + 8]byte
 		copy(last[:], src[m*rb:n*rb])
 		kvqScoreKeysLo512(&dst[m], dstride, unsafe.SliceData(prep), nq, &last[0], 1, dim, bits, &levels[0],
 			unsafe.SliceData(ranges), &pos[m], unsafe.SliceData(hi))
+	}
+}
+
+// checkLowPosition panics if position p lies outside an angle table of hiRows rows of
+// KVQLowPositions positions.
+func checkLowPosition(p int32, hiRows int) {
+	if p < 0 || int(p)/KVQLowPositions >= hiRows {
+		panic(fmt.Sprintf("kernels: KVQScoreKeysLo: position %d outside the angle table's %d", p, KVQLowPositions*hiRows))
+	}
+}
+
+// kvqScoreKeysLo64 is KVQScoreKeysLo for rows of 64 values, 4 at a time
+// (kvqScoreKeys64x4, which checks the positions). The last 1 to 4 rows go through a
+// padded block on the stack when the rows do not make whole blocks or the kernel's
+// reads of the last row's codes would run past src; the padding repeats the last row.
+func kvqScoreKeysLo64(dst []float32, dstride int, prep []float32, nq int, src []byte, n, bits int, levels *KVQLevels, ranges []float32, pos []int32, hi []float32, hiRows int) {
+	const dim = 64
+	rb := dim * bits / 8
+	blocks := n / 4
+	if blocks > 0 && len(src) < 4*blocks*rb+8-2*bits {
+		blocks--
+	}
+	if blocks > 0 && !kvqScoreKeys64x4(unsafe.SliceData(dst), dstride, unsafe.SliceData(prep), nq, unsafe.SliceData(src), blocks, bits, &levels[0],
+		unsafe.SliceData(ranges), unsafe.SliceData(pos), unsafe.SliceData(hi), hiRows) {
+		for _, p := range pos[:4*blocks] {
+			checkLowPosition(p, hiRows)
+		}
+	}
+	done := 4 * blocks
+	if done == n {
+		return
+	}
+	var codes [4*dim/2 + 8]byte
+	var at [4]int32
+	var out [4 * KVQMaxVecs]float32
+	rest := n - done
+	for r := range 4 {
+		i := done + min(r, rest-1)
+		copy(codes[r*rb:(r+1)*rb], src[i*rb:(i+1)*rb])
+		at[r] = pos[i]
+	}
+	if !kvqScoreKeys64x4(&out[0], 4, unsafe.SliceData(prep), nq, &codes[0], 1, bits, &levels[0],
+		unsafe.SliceData(ranges), &at[0], unsafe.SliceData(hi), hiRows) {
+		for _, p := range at {
+			checkLowPosition(p, hiRows)
+		}
+	}
+	for v := range nq {
+		copy(dst[v*dstride+done:v*dstride+n], out[4*v:4*v+rest])
 	}
 }

@@ -4,8 +4,8 @@
 
 #include "textflag.h"
 
-// func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, blocks, bits int, levels, ranges *float32, pos *int32, hi *float32)
-TEXT ·kvqScoreKeys64x4(SB), NOSPLIT, $0-88
+// func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, blocks, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool
+TEXT ·kvqScoreKeys64x4(SB), NOSPLIT, $0-97
 	MOVQ dst+0(FP), DI
 	MOVQ src+32(FP), SI
 	MOVQ bits+48(FP), CX
@@ -54,12 +54,15 @@ TEXT ·kvqScoreKeys64x4(SB), NOSPLIT, $0-88
 	CMPQ R8, $3
 	JEQ nq3
 nq4:
-	// Each row's angles (row p/32 of hi, 512 bytes) and prepared vectors (row p%32,
+	// Each row's angles (row p/32 of hi, 512 bytes; unsigned, so that a negative p
+	// fails the check too) and prepared vectors (row p%32,
 	// 1024 bytes).
 	MOVQ pos+72(FP), R8
 	MOVLQSX 0(R8), AX
 	MOVQ AX, R11
 	SHRQ $5, AX
+	CMPQ AX, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, AX
 	ADDQ hi+80(FP), AX
 	ANDQ $31, R11
@@ -68,6 +71,8 @@ nq4:
 	MOVLQSX 4(R8), DX
 	MOVQ DX, R12
 	SHRQ $5, DX
+	CMPQ DX, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, DX
 	ADDQ hi+80(FP), DX
 	ANDQ $31, R12
@@ -76,6 +81,8 @@ nq4:
 	MOVLQSX 8(R8), R9
 	MOVQ R9, R13
 	SHRQ $5, R9
+	CMPQ R9, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, R9
 	ADDQ hi+80(FP), R9
 	ANDQ $31, R13
@@ -84,6 +91,8 @@ nq4:
 	MOVLQSX 12(R8), R10
 	MOVQ R10, BX
 	SHRQ $5, R10
+	CMPQ R10, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, R10
 	ADDQ hi+80(FP), R10
 	ANDQ $31, BX
@@ -325,12 +334,15 @@ nq4:
 	JNE nq4
 	JMP done
 nq3:
-	// Each row's angles (row p/32 of hi, 512 bytes) and prepared vectors (row p%32,
+	// Each row's angles (row p/32 of hi, 512 bytes; unsigned, so that a negative p
+	// fails the check too) and prepared vectors (row p%32,
 	// 768 bytes).
 	MOVQ pos+72(FP), R8
 	MOVLQSX 0(R8), AX
 	MOVQ AX, R11
 	SHRQ $5, AX
+	CMPQ AX, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, AX
 	ADDQ hi+80(FP), AX
 	ANDQ $31, R11
@@ -339,6 +351,8 @@ nq3:
 	MOVLQSX 4(R8), DX
 	MOVQ DX, R12
 	SHRQ $5, DX
+	CMPQ DX, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, DX
 	ADDQ hi+80(FP), DX
 	ANDQ $31, R12
@@ -347,6 +361,8 @@ nq3:
 	MOVLQSX 8(R8), R9
 	MOVQ R9, R13
 	SHRQ $5, R9
+	CMPQ R9, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, R9
 	ADDQ hi+80(FP), R9
 	ANDQ $31, R13
@@ -355,6 +371,8 @@ nq3:
 	MOVLQSX 12(R8), R10
 	MOVQ R10, BX
 	SHRQ $5, R10
+	CMPQ R10, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, R10
 	ADDQ hi+80(FP), R10
 	ANDQ $31, BX
@@ -578,12 +596,15 @@ nq3:
 	JNE nq3
 	JMP done
 nq2:
-	// Each row's angles (row p/32 of hi, 512 bytes) and prepared vectors (row p%32,
+	// Each row's angles (row p/32 of hi, 512 bytes; unsigned, so that a negative p
+	// fails the check too) and prepared vectors (row p%32,
 	// 512 bytes).
 	MOVQ pos+72(FP), R8
 	MOVLQSX 0(R8), AX
 	MOVQ AX, R11
 	SHRQ $5, AX
+	CMPQ AX, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, AX
 	ADDQ hi+80(FP), AX
 	ANDQ $31, R11
@@ -592,6 +613,8 @@ nq2:
 	MOVLQSX 4(R8), DX
 	MOVQ DX, R12
 	SHRQ $5, DX
+	CMPQ DX, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, DX
 	ADDQ hi+80(FP), DX
 	ANDQ $31, R12
@@ -600,6 +623,8 @@ nq2:
 	MOVLQSX 8(R8), R9
 	MOVQ R9, R13
 	SHRQ $5, R9
+	CMPQ R9, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, R9
 	ADDQ hi+80(FP), R9
 	ANDQ $31, R13
@@ -608,6 +633,8 @@ nq2:
 	MOVLQSX 12(R8), R10
 	MOVQ R10, BX
 	SHRQ $5, R10
+	CMPQ R10, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, R10
 	ADDQ hi+80(FP), R10
 	ANDQ $31, BX
@@ -814,12 +841,15 @@ nq2:
 	JNE nq2
 	JMP done
 nq1:
-	// Each row's angles (row p/32 of hi, 512 bytes) and prepared vectors (row p%32,
+	// Each row's angles (row p/32 of hi, 512 bytes; unsigned, so that a negative p
+	// fails the check too) and prepared vectors (row p%32,
 	// 256 bytes).
 	MOVQ pos+72(FP), R8
 	MOVLQSX 0(R8), AX
 	MOVQ AX, R11
 	SHRQ $5, AX
+	CMPQ AX, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, AX
 	ADDQ hi+80(FP), AX
 	ANDQ $31, R11
@@ -828,6 +858,8 @@ nq1:
 	MOVLQSX 4(R8), DX
 	MOVQ DX, R12
 	SHRQ $5, DX
+	CMPQ DX, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, DX
 	ADDQ hi+80(FP), DX
 	ANDQ $31, R12
@@ -836,6 +868,8 @@ nq1:
 	MOVLQSX 8(R8), R9
 	MOVQ R9, R13
 	SHRQ $5, R9
+	CMPQ R9, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, R9
 	ADDQ hi+80(FP), R9
 	ANDQ $31, R13
@@ -844,6 +878,8 @@ nq1:
 	MOVLQSX 12(R8), R10
 	MOVQ R10, BX
 	SHRQ $5, R10
+	CMPQ R10, hiRows+88(FP)
+	JAE bad
 	SHLQ $9, R10
 	ADDQ hi+80(FP), R10
 	ANDQ $31, BX
@@ -1033,5 +1069,11 @@ nq1:
 	JNE nq1
 	JMP done
 done:
+	MOVB $1, ret+96(FP)
+	VZEROUPPER
+	RET
+bad:
+	// A position past the angle table: no further rows scored.
+	MOVB $0, ret+96(FP)
 	VZEROUPPER
 	RET

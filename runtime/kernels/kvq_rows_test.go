@@ -260,3 +260,53 @@ func BenchmarkKVQRows(b *testing.B) {
 		perRow(b)
 	})
 }
+
+// TestKVQScoreKeysLoPositions checks that a position past the angle table, or negative,
+// panics wherever it falls: in a whole block of 4 rows, in the padded last block, or in
+// rows of another length.
+func TestKVQScoreKeysLoPositions(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		dim, n int
+		at     int
+		p      int32
+	}{
+		{"block, past", 64, 9, 2, 64},
+		{"block, negative", 64, 9, 5, -1},
+		{"padded, past", 64, 9, 8, 1000},
+		{"padded, negative", 64, 6, 4, -40},
+		{"dim 32, past", 32, 9, 3, 64},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if KVQQueriesLen(1, tc.dim) == 0 {
+				t.Skip("KVQScoreKeysLo does not run on this machine")
+			}
+			rng := rand.New(rand.NewPCG(9, 9))
+			src, base, half, mid := randomKVQRows(rng, 3, tc.dim, tc.n, 0)
+			lv := KVQPeriodic(base)
+			// Two rows of angles: positions 0..63.
+			hi := make([]float32, 2*2*tc.dim)
+			q := make([]float32, tc.dim)
+			cos, sin := make([]float32, KVQLowPositions*tc.dim/2), make([]float32, KVQLowPositions*tc.dim/2)
+			for i := range cos {
+				cos[i] = 1
+			}
+			prep := make([]float32, KVQQueriesLen(1, tc.dim))
+			KVQRotateQueries(prep, q, 1, tc.dim, cos, sin)
+			pos := make([]int32, tc.n)
+			for i := range pos {
+				pos[i] = int32(i)
+			}
+			dst := make([]float32, tc.n)
+			r16 := KVQChannelRanges16(half, mid)
+			KVQScoreKeysLo(dst, tc.n, prep, 1, src, tc.n, 3, &lv, r16, pos, hi) // in range: no panic
+			pos[tc.at] = tc.p
+			defer func() {
+				if recover() == nil {
+					t.Errorf("position %d of row %d: no panic", tc.p, tc.at)
+				}
+			}()
+			KVQScoreKeysLo(dst, tc.n, prep, 1, src, tc.n, 3, &lv, r16, pos, hi)
+		})
+	}
+}

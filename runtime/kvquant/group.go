@@ -112,10 +112,11 @@ type outlierFixes struct {
 	keys []kernels.KVQKeyFix
 	vals []valueFix
 	n    int // the number of corrections
-	// The index of the first correction of row i or later is base[i/fixStep] + off[i]
-	// (two loads that do not wait for each other), for i < the number of rows.
-	base []int32
-	off  []uint16
+	// The index of the first correction of row i or later is start[i/fixBlock] +
+	// off[i], for i < the number of rows; rows at the start of a block (where a dense
+	// session's chunks begin) need only start, a table small enough to stay in cache.
+	start []int32
+	off   []uint16
 }
 
 // valueFix is the correction of a value's outlier: a added to channel at of row row.
@@ -125,8 +126,8 @@ type valueFix struct {
 	a   float32
 }
 
-// fixStep is the number of rows per entry of outlierFixes.base.
-const fixStep = 256
+// fixBlock is the number of rows per entry of outlierFixes.start.
+const fixBlock = 32
 
 // addValues adds the value corrections fixes (those of rows lo..hi−1), weighted by
 // w[v*wstride+i] for row lo+i, to out[v*ostride:][:d] for the nq vectors; three have
@@ -155,10 +156,14 @@ func addValues(fixes []valueFix, out []float32, ostride int, w []float32, wstrid
 // first returns the index of the first correction of row lo or later.
 func (r *Rows) first(lo int) int {
 	o := &r.out
-	if lo >= len(o.off) {
+	if lo >= r.n {
 		return o.n
 	}
-	return int(o.base[lo/fixStep]) + int(o.off[lo])
+	k := int(o.start[lo/fixBlock])
+	if lo%fixBlock == 0 {
+		return k
+	}
+	return k + int(o.off[lo])
 }
 
 // outliers lists r's outliers as corrections: for keys the difference Δ between an
@@ -196,17 +201,17 @@ func (r *Rows) outliers() outlierFixes {
 		}
 		o.keys = append(o.keys, kernels.KVQKeyFix{Row: int32(i), Pair: uint16(p), A: a, B: b})
 	}
-	o.base = make([]int32, (r.n+fixStep-1)/fixStep)
+	o.start = make([]int32, (r.n+fixBlock-1)/fixBlock)
 	o.off = make([]uint16, r.n)
 	k := 0
 	for i := range o.off {
 		for k < len(rows) && int(rows[k]) < i {
 			k++
 		}
-		if i%fixStep == 0 {
-			o.base[i/fixStep] = int32(k)
+		if i%fixBlock == 0 {
+			o.start[i/fixBlock] = int32(k)
 		}
-		o.off[i] = uint16(k - int(o.base[i/fixStep]))
+		o.off[i] = uint16(k - int(o.start[i/fixBlock]))
 	}
 	return o
 }
@@ -311,7 +316,8 @@ func (r *Rows) Prefetch(lo, hi int) {
 		kernels.Prefetch(r.mids[lo:hi])
 	}
 	if r.out.off != nil {
-		kernels.Prefetch(r.out.off[lo:hi])
+		kernels.Prefetch(r.out.start[lo/fixBlock : lo/fixBlock+1])
+		kernels.Prefetch(r.out.off[lo : lo+1])
 	}
 }
 
