@@ -291,3 +291,44 @@ func benchGroupRows(b *testing.B, n int) {
 		perRow(b)
 	})
 }
+
+// BenchmarkPieces scores and adds rows of 64 for 3 query vectors (a GQA group decoding
+// one token) in pieces of a given length at scattered places, as a squeezed session
+// reads its clusters: ns per row, against whole chunks of 128.
+func BenchmarkPieces(b *testing.B) {
+	const n, dim, vecs = 32768, 64, 3
+	keys, vals, fk, fv := benchRows(b, n, dim, 3)
+	rng := rand.New(rand.NewPCG(2, 2))
+	q := randVec(rng, vecs*dim)
+	w := randVec(rng, vecs*128)
+	scores := make([]float32, vecs*128)
+	out := make([]float32, vecs*dim)
+	prep := make([]float32, keys.QueriesLen(vecs))
+	keys.PrepareQueries(prep, q, vecs)
+	for _, size := range []int{20, 128} {
+		starts := make([]int, 4096)
+		for i := range starts {
+			starts[i] = rng.IntN(n - size)
+		}
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			rows := 0
+			for i := 0; b.Loop(); i++ {
+				lo := starts[i%len(starts)]
+				keys.DotsN(scores, 128, q, prep, vecs, lo, lo+size)
+				vals.AccumulateN(out, dim, w, 128, vecs, lo, lo+size)
+				rows += size
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(rows), "ns/row")
+		})
+		b.Run(fmt.Sprintf("size=%d/f16", size), func(b *testing.B) {
+			rows := 0
+			for i := 0; b.Loop(); i++ {
+				lo := starts[i%len(starts)]
+				kernels.DotRowsF16(scores, 128, q, vecs, fk.Data[lo*dim:(lo+size)*dim], dim)
+				kernels.AccumulateF16(out, dim, w, 128, fv.Data[lo*dim:(lo+size)*dim], dim, size, vecs)
+				rows += size
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(rows), "ns/row")
+		})
+	}
+}

@@ -307,17 +307,17 @@ func (r *Rows) Prefetch(lo, hi int) {
 		return
 	}
 	rb := r.RowBytes()
-	kernels.Prefetch(r.Codes[lo*rb : hi*rb])
+	kernels.PrefetchL2(r.Codes[lo*rb : hi*rb])
 	if r.Pos != nil {
-		kernels.Prefetch(r.Pos[lo:hi])
+		kernels.PrefetchL2(r.Pos[lo:hi])
 	}
 	if r.halves != nil {
-		kernels.Prefetch(r.halves[lo:hi])
-		kernels.Prefetch(r.mids[lo:hi])
+		kernels.PrefetchL2(r.halves[lo:hi])
+		kernels.PrefetchL2(r.mids[lo:hi])
 	}
 	if r.out.off != nil {
-		kernels.Prefetch(r.out.start[lo/fixBlock : lo/fixBlock+1])
-		kernels.Prefetch(r.out.off[lo : lo+1])
+		kernels.PrefetchL2(r.out.start[lo/fixBlock : lo/fixBlock+1])
+		kernels.PrefetchL2(r.out.off[lo : lo+1])
 	}
 }
 
