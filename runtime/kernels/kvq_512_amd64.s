@@ -504,3 +504,44 @@ kpgroup:
 	SUBQ $2, CX
 	JNE krow
 	JMP kdone
+
+// func kvqTurnQueries512(dst, q *float32, nq, dim int, back *float32)
+TEXT ·kvqTurnQueries512(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ q+8(FP), SI
+	MOVQ nq+16(FP), DX
+	MOVQ dim+24(FP), R9
+	SHLQ $2, R9
+	MOVQ back+32(FP), R8
+	// CX counts the positions (KVQLowPositions), R10 = the group's byte offset in a
+	// vector, R11 = the group in vector v, R12 counts the vectors; R8 and DI move on
+	// through back and dst.
+	MOVQ $32, CX
+
+trow:
+	XORQ R10, R10
+
+tgroup:
+	VMOVUPS (R8), Z2
+	VMOVUPS 64(R8), Z3
+	LEAQ (SI)(R10*1), R11
+	MOVQ DX, R12
+
+tvec:
+	VMOVUPS (R11), Z0
+	VPERMILPS $0xB1, Z0, Z1
+	VMULPS Z3, Z1, Z1
+	VFMADD231PS Z2, Z0, Z1
+	VMOVUPS Z1, (DI)
+	ADDQ $64, DI
+	ADDQ R9, R11
+	DECQ R12
+	JNE tvec
+	ADDQ $128, R8
+	ADDQ $64, R10
+	CMPQ R10, R9
+	JNE tgroup
+	DECQ CX
+	JNE trow
+	VZEROUPPER
+	RET

@@ -101,3 +101,10 @@ func kvqScoreKeysLo512(dst *float32, dstride int, prep *float32, nq int, src *by
 //
 //go:noescape
 func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, blocks, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool
+
+// kvqTurnQueries512 is KVQRotateQueries's kernel (AVX-512): for each position l of 32,
+// group g and vector v in turn, the vector's 16 values of the group times the group's
+// cosines, plus the pair-swapped values times its signed sines, stored one after another.
+//
+//go:noescape
+func kvqTurnQueries512(dst, q *float32, nq, dim int, back *float32)

@@ -45,3 +45,5 @@ func kvqScoreKeysLo512(dst *float32, dstride int, prep *float32, nq int, src *by
 func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, blocks, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool {
 	return false
 }
+
+func kvqTurnQueries512(dst, q *float32, nq, dim int, back *float32) {}

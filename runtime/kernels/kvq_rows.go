@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"unsafe"
 )
 
@@ -287,26 +288,49 @@ func KVQQueriesLen(nq, dim int) int {
 	return KVQLowPositions * nq * dim
 }
 
+// KVQTurnBack16 lays out one row of RoPE angles (cos and sin of dim/2 adjacent pairs,
+// dim a multiple of 16) for KVQRotateQueries, which turns vectors back by them: per
+// group of 16 values (8 pairs), each pair's cosine twice, then its sine as is and
+// negated (2·dim values).
+func KVQTurnBack16(cos, sin []float32) []float32 {
+	neg := make([]float32, len(sin))
+	for i, s := range sin {
+		neg[i] = -s
+	}
+	return KVQPairAngles16(cos, neg)
+}
+
 // KVQRotateQueries writes nq query vectors q (nq·dim values) to dst (KVQQueriesLen
-// values) in the form KVQScoreKeysLo reads: for each of the first KVQLowPositions rows l
-// of the angle tables loCos and loSin (the angles of position l, dim/2 adjacent pairs a
-// row), the vectors turned back by row l's angles, each pair (x, y) becoming (x·c + y·s, y·c − x·s), laid out per group of 16
-// values, vector after vector.
-func KVQRotateQueries(dst, q []float32, nq, dim int, loCos, loSin []float32) {
-	p := dim / 2
+// values) in the form KVQScoreKeysLo reads: for each position l < KVQLowPositions, the
+// vectors turned back by l's angles (row l of back, rows of 2·dim values laid out by
+// KVQTurnBack16), each pair (x, y) becoming (x·c + y·s, y·c − x·s), laid out per group
+// of 16 values, vector after vector.
+func KVQRotateQueries(dst, q []float32, nq, dim int, back []float32) {
+	if dim%16 != 0 || dim == 0 || nq < 1 || len(q) < nq*dim || len(dst) < KVQLowPositions*nq*dim || len(back) < KVQLowPositions*2*dim {
+		panic(fmt.Sprintf("kernels: KVQRotateQueries of %d vectors of %d: dst %d, q %d, back %d", nq, dim, len(dst), len(q), len(back)))
+	}
+	if kvq512 {
+		kvqTurnQueries512(&dst[0], &q[0], nq, dim, &back[0])
+		return
+	}
+	kvqTurnQueriesRef(dst, q, nq, dim, back)
+}
+
+// kvqTurnQueriesRef is KVQRotateQueries a value at a time: y = swapped pair times the
+// sine lane, then x·c + y rounded once, as the fast path's multiply-add does.
+func kvqTurnQueriesRef(dst, q []float32, nq, dim int, back []float32) {
 	groups := dim / 16
-	var neg [kvqMaxDim / 2]float32
-	var x [kvqMaxDim]float32
+	at := 0
 	for l := range KVQLowPositions {
-		c := loCos[l*p : (l+1)*p]
-		for i, s := range loSin[l*p : (l+1)*p] {
-			neg[i] = -s
-		}
-		for v := range nq {
-			copy(x[:dim], q[v*dim:(v+1)*dim])
-			KVQRotate(x[:dim], c, neg[:p], false)
-			for g := range groups {
-				copy(dst[((l*groups+g)*nq+v)*16:][:16], x[16*g:16*g+16])
+		for g := range groups {
+			ang := back[(l*groups+g)*32:][:32]
+			for v := range nq {
+				x := q[v*dim+16*g:][:16]
+				for j := range 16 {
+					y := x[j^1] * ang[16+j]
+					dst[at+j] = float32(math.FMA(float64(x[j]), float64(ang[j]), float64(y)))
+				}
+				at += 16
 			}
 		}
 	}

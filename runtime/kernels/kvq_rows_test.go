@@ -117,16 +117,16 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 		if KVQQueriesLen(nq, dim) > 0 {
 			// Rows of the high table: the angles of positions 32h; of the low one:
 			// positions 0..31.
-			var hi16, loCos, loSin []float32
+			var hi16, back []float32
 			_, hp32 := angles(64*hiRows/KVQLowPositions, KVQLowPositions)
 			for _, h := range hp32 {
 				hi16 = append(hi16, KVQPairAngles16(h[0], h[1])...)
 			}
 			for _, l := range lp[:KVQLowPositions] {
-				loCos, loSin = append(loCos, l[0]...), append(loSin, l[1]...)
+				back = append(back, KVQTurnBack16(l[0], l[1])...)
 			}
 			prep := make([]float32, KVQQueriesLen(nq, dim))
-			KVQRotateQueries(prep, q, nq, dim, loCos, loSin)
+			KVQRotateQueries(prep, q, nq, dim, back)
 			lo16 := make([]float32, (nq-1)*dstride+n)
 			r16 := KVQChannelRanges16(half, mid)
 			KVQScoreKeysLo(lo16, dstride, prep, nq, src, n, bits, &lv, r16, pos, hi16)
@@ -139,7 +139,7 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 				}
 			}
 			prep1 := make([]float32, KVQQueriesLen(1, dim))
-			KVQRotateQueries(prep1, q[(nq-1)*dim:], 1, dim, loCos, loSin)
+			KVQRotateQueries(prep1, q[(nq-1)*dim:], 1, dim, back)
 			KVQScoreKeysLo(one, n, prep1, 1, src, n, bits, &lv, r16, pos, hi16)
 			for i := range n {
 				if one[i] != lo16[(nq-1)*dstride+i] {
@@ -211,7 +211,7 @@ func BenchmarkKVQRows(b *testing.B) {
 	}
 	p := dim / 2
 	cos, sin := make([]float32, p), make([]float32, p)
-	var hi16, loCos, loSin []float32
+	var hi16, back []float32
 	for r := range n / KVQLowPositions {
 		for i := range p {
 			a := float64(r*KVQLowPositions) / float64(i+1)
@@ -222,8 +222,9 @@ func BenchmarkKVQRows(b *testing.B) {
 	for l := range KVQLowPositions {
 		for i := range p {
 			a := float64(l) / float64(i+1)
-			loCos, loSin = append(loCos, float32(math.Cos(a))), append(loSin, float32(math.Sin(a)))
+			cos[i], sin[i] = float32(math.Cos(a)), float32(math.Sin(a))
 		}
+		back = append(back, KVQTurnBack16(cos, sin)...)
 	}
 	dst := make([]float32, nq*call)
 	perRow := func(b *testing.B) {
@@ -231,7 +232,7 @@ func BenchmarkKVQRows(b *testing.B) {
 	}
 	if KVQQueriesLen(nq, dim) > 0 {
 		prep := make([]float32, KVQQueriesLen(nq, dim))
-		KVQRotateQueries(prep, q, nq, dim, loCos, loSin)
+		KVQRotateQueries(prep, q, nq, dim, back)
 		r16 := KVQChannelRanges16(half, mid)
 		b.Run("keys", func(b *testing.B) {
 			for b.Loop() {
@@ -287,12 +288,16 @@ func TestKVQScoreKeysLoPositions(t *testing.T) {
 			// Two rows of angles: positions 0..63.
 			hi := make([]float32, 2*2*tc.dim)
 			q := make([]float32, tc.dim)
-			cos, sin := make([]float32, KVQLowPositions*tc.dim/2), make([]float32, KVQLowPositions*tc.dim/2)
+			cos, sin := make([]float32, tc.dim/2), make([]float32, tc.dim/2)
 			for i := range cos {
 				cos[i] = 1
 			}
+			var back []float32
+			for range KVQLowPositions {
+				back = append(back, KVQTurnBack16(cos, sin)...)
+			}
 			prep := make([]float32, KVQQueriesLen(1, tc.dim))
-			KVQRotateQueries(prep, q, 1, tc.dim, cos, sin)
+			KVQRotateQueries(prep, q, 1, tc.dim, back)
 			pos := make([]int32, tc.n)
 			for i := range pos {
 				pos[i] = int32(i)
@@ -309,4 +314,57 @@ func TestKVQScoreKeysLoPositions(t *testing.T) {
 			KVQScoreKeysLo(dst, tc.n, prep, 1, src, tc.n, 3, &lv, r16, pos, hi)
 		})
 	}
+}
+
+// TestKVQRotateQueries compares the queries' prepared form with each pair turned back by
+// its angle in float64, for 1 to 4 vectors and rows of 16 to 256 values, at every
+// instruction-set level.
+func TestKVQRotateQueries(t *testing.T) {
+	withFeatures(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(11, 12))
+		for _, dim := range []int{16, 64, 80, 256} {
+			p := dim / 2
+			var back []float32
+			var ang [][2][]float64
+			for range KVQLowPositions {
+				c, s := make([]float32, p), make([]float32, p)
+				a := [2][]float64{make([]float64, p), make([]float64, p)}
+				for i := range p {
+					th := rng.Float64() * 2 * math.Pi
+					c[i], s[i] = float32(math.Cos(th)), float32(math.Sin(th))
+					a[0][i], a[1][i] = float64(c[i]), float64(s[i])
+				}
+				back = append(back, KVQTurnBack16(c, s)...)
+				ang = append(ang, a)
+			}
+			for nq := 1; nq <= KVQMaxVecs; nq++ {
+				q := make([]float32, nq*dim)
+				for i := range q {
+					q[i] = float32(rng.NormFloat64())
+				}
+				dst := make([]float32, KVQLowPositions*nq*dim+1)
+				dst[len(dst)-1] = 42
+				KVQRotateQueries(dst, q, nq, dim, back)
+				if dst[len(dst)-1] != 42 {
+					t.Fatalf("dim %d, %d vectors: wrote past the form", dim, nq)
+				}
+				groups := dim / 16
+				for l := range KVQLowPositions {
+					for v := range nq {
+						for j := 0; j < dim; j += 2 {
+							c, s := ang[l][0][j/2], ang[l][1][j/2]
+							x, y := float64(q[v*dim+j]), float64(q[v*dim+j+1])
+							want := [2]float64{x*c + y*s, y*c - x*s}
+							for k, w := range want {
+								at := ((l*groups+(j+k)/16)*nq+v)*16 + (j+k)%16
+								if g := float64(dst[at]); math.Abs(g-w) > 1e-6*(1+math.Abs(x)+math.Abs(y)) {
+									t.Fatalf("dim %d, %d vectors: position %d, vector %d, value %d = %v, want %v", dim, nq, l, v, j+k, g, w)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
 }

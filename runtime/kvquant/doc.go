@@ -50,13 +50,15 @@
 // group) at a time (kernels.KVQScoreKeys, KVQScoreKeysLo, KVQAccumulateTokens). Where
 // AVX-512 VBMI runs, PrepareQueries turns the queries back by the RoPE angles of
 // positions 0..31 once per call, so that each key turns by the angles of its position
-// rounded down to a multiple of 32 only. Outliers are added as corrections listed at Init
-// (for keys, their difference from the dense value already rotated to the row's
-// position) after the kernels, their records fetched while the kernels run; Prefetch
-// lets a reader fetch what a run of rows reads first a little ahead. The rows' per-token
-// ranges are kept as floats: in memory, 16 bytes per key outlier, 12 per value outlier,
-// 8 per value row and 2 per row plus 4 per 256 rows (where the corrections of a row
-// start) beside the stored form.
+// rounded down to a multiple of 32 only; keys of 64 values go 4 rows at a time, their
+// 16 sums reduced together. Outliers are added as corrections listed at Init (for keys,
+// their difference from the dense value already rotated to the row's position) after
+// the kernels, their records fetched while the kernels run; Prefetch lets a reader fetch
+// what a run of rows reads first into the second-level cache a little ahead. The rows'
+// per-token ranges are kept as floats: in memory, 16 bytes per key outlier, 12 per value
+// outlier, 8 per value row and 2 per row plus 4 per 32 rows (where the corrections of a
+// row start: a run that starts on a multiple of 32, as a dense session's chunks do,
+// reads only the second) beside the stored form.
 //
 // # Tokens added after the context
 //

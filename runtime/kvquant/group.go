@@ -39,7 +39,7 @@ func (r *Rows) PrepareQueries(dst, q []float32, nq int) {
 	d := r.Dim
 	for v := 0; v < nq; v += kernels.KVQMaxVecs {
 		m := min(kernels.KVQMaxVecs, nq-v)
-		kernels.KVQRotateQueries(dst[kernels.KVQLowPositions*v*d:], q[v*d:], m, d, r.RoPE.loCos, r.RoPE.loSin)
+		kernels.KVQRotateQueries(dst[kernels.KVQLowPositions*v*d:], q[v*d:], m, d, r.RoPE.backTable())
 	}
 }
 
@@ -316,8 +316,13 @@ func (r *Rows) Prefetch(lo, hi int) {
 		kernels.PrefetchL2(r.mids[lo:hi])
 	}
 	if r.out.off != nil {
+		// Where the corrections of the first row and of the row after the last start.
 		kernels.PrefetchL2(r.out.start[lo/fixBlock : lo/fixBlock+1])
 		kernels.PrefetchL2(r.out.off[lo : lo+1])
+		if hi < r.n {
+			kernels.PrefetchL2(r.out.start[hi/fixBlock : hi/fixBlock+1])
+			kernels.PrefetchL2(r.out.off[hi : hi+1])
+		}
 	}
 }
 

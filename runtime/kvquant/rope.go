@@ -32,6 +32,10 @@ type RoPE struct {
 	// kernels.KVQScoreKeysLo (KVQPairAngles16 rows), by hiTable.
 	hiOnce sync.Once
 	hi16   []float32
+	// The angles of positions 0..kernels.KVQLowPositions−1 laid out for
+	// kernels.KVQRotateQueries (KVQTurnBack16 rows), by backTable.
+	backOnce sync.Once
+	back16   []float32
 }
 
 // hiTable returns the coarse angle table of kernels.KVQScoreKeysLo: row h holds the
@@ -52,6 +56,18 @@ func (r *RoPE) hiTable() []float32 {
 		}
 	})
 	return r.hi16
+}
+
+// backTable returns the table kernels.KVQRotateQueries turns queries back by: row l
+// holds the angles of position l (rows of the low table), l < kernels.KVQLowPositions.
+func (r *RoPE) backTable() []float32 {
+	r.backOnce.Do(func() {
+		half := len(r.freq)
+		for l := range kernels.KVQLowPositions {
+			r.back16 = append(r.back16, kernels.KVQTurnBack16(r.loCos[l*half:(l+1)*half], r.loSin[l*half:(l+1)*half])...)
+		}
+	})
+	return r.back16
 }
 
 // pairTables returns the angle tables in the layout of kernels.KVQScoreKeys: row h of hi
