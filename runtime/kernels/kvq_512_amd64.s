@@ -50,13 +50,13 @@ GLOBL ·kvqMultiShift(SB), RODATA|NOPTR, $192
 	VPMULTISHIFTQB.BCST (SI)(R9*1), Z13, Z3; \
 	VPERMPS Z11, Z3, Z3
 
-// KVQ_ADD64(off, s0, s1, s2, s3): the sums s0-s3 += the levels Z0-Z3 times the weight
-// at off(R10).
-#define KVQ_ADD64(off, s0, s1, s2, s3) \
-	VFMADD231PS.BCST off(R10), Z0, s0; \
-	VFMADD231PS.BCST off(R10), Z1, s1; \
-	VFMADD231PS.BCST off(R10), Z2, s2; \
-	VFMADD231PS.BCST off(R10), Z3, s3
+// KVQ_ADD64(m, s0, s1, s2, s3): the sums s0-s3 += the levels Z0-Z3 times the weight
+// at m.
+#define KVQ_ADD64(m, s0, s1, s2, s3) \
+	VFMADD231PS.BCST m, Z0, s0; \
+	VFMADD231PS.BCST m, Z1, s1; \
+	VFMADD231PS.BCST m, Z2, s2; \
+	VFMADD231PS.BCST m, Z3, s3
 
 // KVQ_LOAD64(o, s0, s1, s2, s3) loads 64 sums from (SI) and adds the offset o to each.
 #define KVQ_LOAD64(o, s0, s1, s2, s3) \
@@ -72,26 +72,26 @@ GLOBL ·kvqMultiShift(SB), RODATA|NOPTR, $192
 	VMOVUPS s2, 128(SI); \
 	VMOVUPS s3, 192(SI)
 
-// func kvqAccumTokenRows512(out *float32, ostride int, a *float32, nq int, off *float32, src *byte, n, dim, bits int, levels *float32)
-TEXT ·kvqAccumTokenRows512(SB), NOSPLIT, $0-80
+// func kvqAccumTokenRows512(out *float32, ostride int, a *float32, astride, nq int, off *float32, src *byte, n, dim, bits int, levels *float32)
+TEXT ·kvqAccumTokenRows512(SB), NOSPLIT, $0-88
 	MOVQ out+0(FP), DI
-	MOVQ bits+64(FP), BX
-	MOVQ levels+72(FP), R8
+	MOVQ bits+72(FP), BX
+	MOVQ levels+80(FP), R8
 	LEAQ ·kvqMultiShift(SB), R9
 	MOVQ BX, R10
 	SUBQ $2, R10
 	SHLQ $6, R10
 	VMOVDQU32 (R9)(R10*1), Z13
 	VMOVUPS (R8), Z11
-	MOVQ off+32(FP), R8
+	MOVQ off+40(FP), R8
 	VBROADCASTSS 0(R8), Z4
 	VBROADCASTSS 4(R8), Z5
 	VBROADCASTSS 8(R8), Z6
 	VBROADCASTSS 12(R8), Z7
-	MOVQ src+40(FP), R8
-	MOVQ dim+56(FP), R12
+	MOVQ src+48(FP), R8
+	MOVQ dim+64(FP), R12
 	SHRQ $6, R12
-	MOVQ dim+56(FP), R11
+	MOVQ dim+64(FP), R11
 	IMULQ BX, R11
 	SHRQ $3, R11
 	// BX = the bytes of 16 codes, R9 = those of 48; AX and R13 = 1 and 3 output strides.
@@ -100,14 +100,18 @@ TEXT ·kvqAccumTokenRows512(SB), NOSPLIT, $0-80
 	MOVQ ostride+8(FP), AX
 	SHLQ $2, AX
 	LEAQ (AX)(AX*2), R13
-	MOVQ nq+24(FP), DX
+	MOVQ nq+32(FP), DX
+	// R14 and R15 = the bytes of 1 and 3 strides of a.
+	MOVQ astride+24(FP), R14
+	SHLQ $2, R14
+	LEAQ (R14)(R14*2), R15
 
 zblock:
 	// Block c of 64 values (R8 = its codes in the first row, DI = its values of vector
 	// 0): Z16-Z19 vector 0, Z20-Z23 vector 1, Z24-Z27 vector 2, Z28-Z31 vector 3, each
 	// with its offset added once; one loop per number of vectors.
 	MOVQ a+16(FP), R10
-	MOVQ n+48(FP), CX
+	MOVQ n+56(FP), CX
 	MOVQ DI, SI
 	KVQ_LOAD64(Z4, Z16, Z17, Z18, Z19)
 	CMPQ DX, $1
@@ -126,10 +130,10 @@ zblock:
 
 zrow4:
 	KVQ_DECODE64
-	KVQ_ADD64(0, Z16, Z17, Z18, Z19)
-	KVQ_ADD64(512, Z20, Z21, Z22, Z23)
-	KVQ_ADD64(1024, Z24, Z25, Z26, Z27)
-	KVQ_ADD64(1536, Z28, Z29, Z30, Z31)
+	KVQ_ADD64((R10), Z16, Z17, Z18, Z19)
+	KVQ_ADD64((R10)(R14*1), Z20, Z21, Z22, Z23)
+	KVQ_ADD64((R10)(R14*2), Z24, Z25, Z26, Z27)
+	KVQ_ADD64((R10)(R15*1), Z28, Z29, Z30, Z31)
 	ADDQ R11, SI
 	ADDQ $4, R10
 	DECQ CX
@@ -143,9 +147,9 @@ zrow3s:
 
 zrow3:
 	KVQ_DECODE64
-	KVQ_ADD64(0, Z16, Z17, Z18, Z19)
-	KVQ_ADD64(512, Z20, Z21, Z22, Z23)
-	KVQ_ADD64(1024, Z24, Z25, Z26, Z27)
+	KVQ_ADD64((R10), Z16, Z17, Z18, Z19)
+	KVQ_ADD64((R10)(R14*1), Z20, Z21, Z22, Z23)
+	KVQ_ADD64((R10)(R14*2), Z24, Z25, Z26, Z27)
 	ADDQ R11, SI
 	ADDQ $4, R10
 	DECQ CX
@@ -161,8 +165,8 @@ zrow2s:
 
 zrow2:
 	KVQ_DECODE64
-	KVQ_ADD64(0, Z16, Z17, Z18, Z19)
-	KVQ_ADD64(512, Z20, Z21, Z22, Z23)
+	KVQ_ADD64((R10), Z16, Z17, Z18, Z19)
+	KVQ_ADD64((R10)(R14*1), Z20, Z21, Z22, Z23)
 	ADDQ R11, SI
 	ADDQ $4, R10
 	DECQ CX
@@ -178,7 +182,7 @@ zrow1s:
 
 zrow1:
 	KVQ_DECODE64
-	KVQ_ADD64(0, Z16, Z17, Z18, Z19)
+	KVQ_ADD64((R10), Z16, Z17, Z18, Z19)
 	ADDQ R11, SI
 	ADDQ $4, R10
 	DECQ CX
@@ -194,20 +198,22 @@ zstore1:
 	VZEROUPPER
 	RET
 
-// func kvqScaleWeights512(a *float32, w *float32, wstride, nq int, half, mid *float32, n int, off *float32)
-TEXT ·kvqScaleWeights512(SB), NOSPLIT, $0-64
+// func kvqScaleWeights512(a *float32, astride int, w *float32, wstride, nq int, half, mid *float32, n int, off *float32)
+TEXT ·kvqScaleWeights512(SB), NOSPLIT, $0-72
 	MOVQ a+0(FP), DI
-	MOVQ w+8(FP), SI
-	MOVQ wstride+16(FP), R8
+	MOVQ astride+8(FP), R13
+	SHLQ $2, R13
+	MOVQ w+16(FP), SI
+	MOVQ wstride+24(FP), R8
 	SHLQ $2, R8
-	MOVQ nq+24(FP), DX
-	MOVQ off+56(FP), R12
+	MOVQ nq+32(FP), DX
+	MOVQ off+64(FP), R12
 
 wvec:
 	// Vector v: a[i] = w[i]·half[i] 16 at a time (the last ones masked), Σ w·mid in Z1.
-	MOVQ half+32(FP), R10
-	MOVQ mid+40(FP), R11
-	MOVQ n+48(FP), CX
+	MOVQ half+40(FP), R10
+	MOVQ mid+48(FP), R11
+	MOVQ n+56(FP), CX
 	XORQ AX, AX
 	VXORPS Z1, Z1, Z1
 
@@ -244,7 +250,7 @@ wload:
 	VMOVSS X1, (R12)
 	ADDQ $4, R12
 	ADDQ R8, SI
-	ADDQ $512, DI
+	ADDQ R13, DI
 	DECQ DX
 	JNE wvec
 	VZEROUPPER

@@ -74,19 +74,19 @@ func kvqScoreKeysRows(dst *float32, dstride int, q *float32, nq int, src *byte, 
 func kvqAccumTokenRows(out *float32, ostride int, a *float32, nq int, src *byte, n, dim, bits int, levels *float32)
 
 // kvqAccumTokenRows512 is KVQAccumulateTokens's kernel for dim a multiple of 64 (AVX-512
-// VBMI): out[v*ostride+j] += off[v] + Σ_i a[128v+i]·levels[code j of row i] for v < nq,
-// i < n, j < dim, each block of 64 values of up to 4 vectors kept in registers while the
-// rows go by, 16 codes unpacked per instruction. off holds 4 values.
+// VBMI): out[v*ostride+j] += off[v] + Σ_i a[astride·v+i]·levels[code j of row i] for
+// v < nq, i < n, j < dim, each block of 64 values of up to 4 vectors kept in registers
+// while the rows go by, 16 codes unpacked per instruction. off holds 4 values.
 //
 //go:noescape
-func kvqAccumTokenRows512(out *float32, ostride int, a *float32, nq int, off *float32, src *byte, n, dim, bits int, levels *float32)
+func kvqAccumTokenRows512(out *float32, ostride int, a *float32, astride, nq int, off *float32, src *byte, n, dim, bits int, levels *float32)
 
-// kvqScaleWeights512 sets a[128v+i] = w[v*wstride+i]·half[i] for v < nq and i < n (1 to
-// 128; a has room for n rounded up to 16 per vector) and off[v] = Σ_i w[v*wstride+i]·mid[i]
-// (AVX-512).
+// kvqScaleWeights512 sets a[astride·v+i] = w[v*wstride+i]·half[i] for v < nq and i < n
+// (1 to astride; a has room for n rounded up to 16 per vector) and off[v] =
+// Σ_i w[v*wstride+i]·mid[i] (AVX-512).
 //
 //go:noescape
-func kvqScaleWeights512(a *float32, w *float32, wstride, nq int, half, mid *float32, n int, off *float32)
+func kvqScaleWeights512(a *float32, astride int, w *float32, wstride, nq int, half, mid *float32, n int, off *float32)
 
 // kvqScoreKeysLo512 is KVQScoreKeysLo's kernel for n rows (AVX-512 VBMI): 16 values of a
 // key per step, decoded, rotated by the high angles and dotted with up to 4 vectors.
@@ -94,13 +94,15 @@ func kvqScaleWeights512(a *float32, w *float32, wstride, nq int, half, mid *floa
 //go:noescape
 func kvqScoreKeysLo512(dst *float32, dstride int, prep *float32, nq int, src *byte, n, dim, bits int, levels, ranges *float32, pos *int32, hi *float32)
 
-// kvqScoreKeys64x4 is KVQScoreKeysLo's kernel for 4·blocks rows of 64 values (blocks at
-// least 1; AVX-512 VBMI): the four rows of a block decoded and rotated side by side, the
-// ranges kept in registers, and the block's 4·nq sums reduced together. It reports
-// false, having stopped, at a block with a position whose row p/32 is not below hiRows.
+// kvqScoreKeys64x4 is KVQScoreKeysLo's kernel for rows of 64 values (rows at least 1;
+// AVX-512 VBMI): ⌈rows/4⌉ blocks of four rows decoded and rotated side by side, the
+// ranges kept in registers, and a block's 4·nq sums reduced together; the last block
+// reads the codes and positions of all four of its rows but stores only those of the
+// rows it has. It reports false, having stopped, at a block with a position whose row
+// p/32 is not below hiRows.
 //
 //go:noescape
-func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, blocks, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool
+func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, rows, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool
 
 // kvqTurnQueries512 is KVQRotateQueries's kernel (AVX-512): for each position l of 32,
 // group g and vector v in turn, the vector's 16 values of the group times the group's

@@ -1,7 +1,8 @@
 //go:build ignore
 
 // kvq_gen.go writes kvq_rows4_amd64.s: kvqScoreKeys64x4, KVQScoreKeysLo's kernel for
-// rows of 64 values taken 4 at a time (AVX-512 VBMI). The 16 sums of a block (4 rows by
+// rows of 64 values taken 4 at a time (AVX-512 VBMI), the last block's sums stored under
+// a mask when it has fewer rows. The 16 sums of a block (4 rows by
 // up to 4 vectors) are reduced together by one tree of shuffles and adds, whose result
 // order the generator works out by running the same tree on lane labels. Run it with go
 // generate (see kvq_amd64.go) after changing it.
@@ -103,7 +104,7 @@ func main() {
 		g.f("")
 	}
 	g.permute = !identity
-	g.f("// func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, blocks, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool")
+	g.f("// func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, rows, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool")
 	g.f("TEXT ·kvqScoreKeys64x4(SB), NOSPLIT, $0-97")
 	g.f("\tMOVQ dst+0(FP), DI")
 	g.f("\tMOVQ src+32(FP), SI")
@@ -204,22 +205,34 @@ func (g *gen) block(nq int) {
 		g.f("\tVMOVDQU32 kvq4Order<>(SB), Z1")
 		g.f("\tVPERMPS Z0, Z1, Z0")
 	}
+	g.f("\t// K1 = the block's rows to store: 4, or the rows left in the last block.")
+	g.f("\tMOVQ rows+40(FP), R8")
+	g.f("\tCMPQ R8, $4")
+	g.f("\tJLT nq%dpart", nq)
+	g.f("\tMOVL $15, R8")
+	g.f("\tJMP nq%dmask", nq)
+	g.f("nq%dpart:", nq)
+	g.f("\tMOVL $1, R14")
+	g.f("\tSHLXL R8, R14, R8")
+	g.f("\tDECL R8")
+	g.f("nq%dmask:", nq)
+	g.f("\tKMOVW R8, K1")
 	g.f("\tMOVQ dstride+8(FP), R8")
 	g.f("\tSHLQ $2, R8")
-	g.f("\tVMOVUPS X0, (DI)")
+	g.f("\tVMOVUPS X0, K1, (DI)")
 	if nq > 1 {
-		g.f("\tVEXTRACTF32X4 $1, Z0, (DI)(R8*1)")
+		g.f("\tVEXTRACTF32X4 $1, Z0, K1, (DI)(R8*1)")
 	}
 	if nq > 2 {
-		g.f("\tVEXTRACTF32X4 $2, Z0, (DI)(R8*2)")
+		g.f("\tVEXTRACTF32X4 $2, Z0, K1, (DI)(R8*2)")
 	}
 	if nq > 3 {
 		g.f("\tLEAQ (R8)(R8*2), R8")
-		g.f("\tVEXTRACTF32X4 $3, Z0, (DI)(R8*1)")
+		g.f("\tVEXTRACTF32X4 $3, Z0, K1, (DI)(R8*1)")
 	}
 	g.f("\tADDQ $16, DI")
-	g.f("\tDECQ blocks+40(FP)")
-	g.f("\tJNE nq%d", nq)
+	g.f("\tSUBQ $4, rows+40(FP)")
+	g.f("\tJGT nq%d", nq)
 	g.f("\tJMP done")
 }
 

@@ -33,16 +33,16 @@ func kvqAccumTokenRows(out *float32, ostride int, a *float32, nq int, src *byte,
 
 func kvq512Available() bool { return false }
 
-func kvqAccumTokenRows512(out *float32, ostride int, a *float32, nq int, off *float32, src *byte, n, dim, bits int, levels *float32) {
+func kvqAccumTokenRows512(out *float32, ostride int, a *float32, astride, nq int, off *float32, src *byte, n, dim, bits int, levels *float32) {
 }
 
-func kvqScaleWeights512(a *float32, w *float32, wstride, nq int, half, mid *float32, n int, off *float32) {
+func kvqScaleWeights512(a *float32, astride int, w *float32, wstride, nq int, half, mid *float32, n int, off *float32) {
 }
 
 func kvqScoreKeysLo512(dst *float32, dstride int, prep *float32, nq int, src *byte, n, dim, bits int, levels, ranges *float32, pos *int32, hi *float32) {
 }
 
-func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, blocks, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool {
+func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, rows, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool {
 	return false
 }
 

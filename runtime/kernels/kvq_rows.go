@@ -150,40 +150,15 @@ func KVQAccumulateTokens(out []float32, ostride int, w []float32, wstride, nq in
 	}
 	const block = 128
 	if kvq512 && dim%64 == 0 {
-		// Per block of rows: the weights times the rows' Half and Σ w·Mid (added to
-		// every value by the kernel), then the codes; the last row's last group (8 bytes
-		// read) through a padded copy when src ends there.
-		var ab [KVQMaxVecs * block]float32
-		var off [KVQMaxVecs]float32
-		for lo := 0; lo < n; lo += block {
-			hi := min(n, lo+block)
-			kvqScaleWeights512(&ab[0], &w[lo], wstride, nq, &half[lo], &mid[lo], hi-lo, &off[0])
-			m := hi
-			if len(src) < hi*rb+8-2*bits {
-				m = hi - 1
-			}
-			if m > lo {
-				kvqAccumTokenRows512(unsafe.SliceData(out), ostride, &ab[0], nq, &off[0], &src[lo*rb], m-lo, dim, bits, &levels[0])
-				off = [KVQMaxVecs]float32{}
-			}
-			if m < hi {
-				var last [kvqMaxDim/2 + 8]byte
-				if rb <= len(last)-8 {
-					copy(last[:], src[m*rb:hi*rb])
-					kvqAccumTokenRows512(unsafe.SliceData(out), ostride, &ab[m-lo], nq, &off[0], &last[0], 1, dim, bits, &levels[0])
-					continue
-				}
-				// The row's Mid is in off unless the kernel added off already (then 0).
-				var zero [1]float32
-				kvqAccumRef(out, ostride, w[m:], wstride, nq, half[m:], zero[:], src[m*rb:], 1, dim, bits, levels)
-				for v := range nq {
-					o := out[v*ostride : v*ostride+dim]
-					for j := range o {
-						o[j] += off[v]
-					}
-				}
-			}
+		// The weights times Half go to a buffer on the stack, which Go clears: a short
+		// run (a cluster of a squeezed session) clears a short one.
+		if n <= 32 {
+			var ab [KVQMaxVecs * 32]float32
+			kvqAccumulate512(out, ostride, w, wstride, nq, half, mid, src, n, dim, bits, levels, ab[:], 32)
+			return
 		}
+		var ab [KVQMaxVecs * block]float32
+		kvqAccumulate512(out, ostride, w, wstride, nq, half, mid, src, n, dim, bits, levels, ab[:], block)
 		return
 	}
 	// The AVX2 kernel reads the weights times Half row-major, KVQMaxVecs a row; Σ w·Mid
@@ -219,6 +194,44 @@ func KVQAccumulateTokens(out []float32, ostride int, w []float32, wstride, nq in
 		o := out[v*ostride : v*ostride+dim]
 		for j := range o {
 			o[j] += offset
+		}
+	}
+}
+
+// kvqAccumulate512 is KVQAccumulateTokens's AVX-512 path, bs rows at a time (ab holds
+// KVQMaxVecs·bs values, bs a multiple of 16): per block of rows, the weights times the
+// rows' Half and Σ w·Mid (added to every value by the kernel), then the codes; the last
+// row's last group (8 bytes read) through a padded copy when src ends there.
+func kvqAccumulate512(out []float32, ostride int, w []float32, wstride, nq int, half, mid []float32, src []byte, n, dim, bits int, levels *KVQLevels, ab []float32, bs int) {
+	rb := dim * bits / 8
+	var off [KVQMaxVecs]float32
+	for lo := 0; lo < n; lo += bs {
+		hi := min(n, lo+bs)
+		kvqScaleWeights512(&ab[0], bs, &w[lo], wstride, nq, &half[lo], &mid[lo], hi-lo, &off[0])
+		m := hi
+		if len(src) < hi*rb+8-2*bits {
+			m = hi - 1
+		}
+		if m > lo {
+			kvqAccumTokenRows512(unsafe.SliceData(out), ostride, &ab[0], bs, nq, &off[0], &src[lo*rb], m-lo, dim, bits, &levels[0])
+			off = [KVQMaxVecs]float32{}
+		}
+		if m < hi {
+			var last [kvqMaxDim/2 + 8]byte
+			if rb <= len(last)-8 {
+				copy(last[:], src[m*rb:hi*rb])
+				kvqAccumTokenRows512(unsafe.SliceData(out), ostride, &ab[m-lo], bs, nq, &off[0], &last[0], 1, dim, bits, &levels[0])
+				continue
+			}
+			// The row's Mid is in off unless the kernel added off already (then 0).
+			var zero [1]float32
+			kvqAccumRef(out, ostride, w[m:], wstride, nq, half[m:], zero[:], src[m*rb:], 1, dim, bits, levels)
+			for v := range nq {
+				o := out[v*ostride : v*ostride+dim]
+				for j := range o {
+					o[j] += off[v]
+				}
+			}
 		}
 	}
 }
@@ -342,7 +355,9 @@ func kvqTurnQueriesRef(dst, q []float32, nq, dim int, back []float32) {
 // angles of position l = pos[i]%KVQLowPositions (prep, from KVQRotateQueries), since
 // q·R(θh+θl)k = R(−θl)q·R(θh)k. The ranges are laid out by
 // KVQChannelRanges16 (dim = len(ranges)/2). Each vector's scores do not depend on the
-// others'. It panics if KVQQueriesLen(nq, dim) is 0.
+// others'. It panics if KVQQueriesLen(nq, dim) is 0, or if a position lies outside
+// the table. Where src and pos run on past row n−1, the rows after it may be read (up
+// to 3 of them: their positions must lie inside the table too) but are not scored.
 func KVQScoreKeysLo(dst []float32, dstride int, prep []float32, nq int, src []byte, n, bits int, levels *KVQLevels, ranges []float32, pos []int32, hi []float32) {
 	dim := len(ranges) / 2
 	rb := dim * bits / 8
@@ -387,42 +402,43 @@ func checkLowPosition(p int32, hiRows int) {
 }
 
 // kvqScoreKeysLo64 is KVQScoreKeysLo for rows of 64 values, 4 at a time
-// (kvqScoreKeys64x4, which checks the positions). The last 1 to 4 rows go through a
-// padded block on the stack when the rows do not make whole blocks or the kernel's
-// reads of the last row's codes would run past src; the padding repeats the last row.
+// (kvqScoreKeys64x4, which checks the positions). A last block of fewer than 4 rows
+// reads the codes and positions of the rows after them where src and pos hold them;
+// rows whose codes the kernel would read past src's end (or past pos's) go through
+// padded blocks on the stack, the padding repeating the last row.
 func kvqScoreKeysLo64(dst []float32, dstride int, prep []float32, nq int, src []byte, n, bits int, levels *KVQLevels, ranges []float32, pos []int32, hi []float32, hiRows int) {
 	const dim = 64
 	rb := dim * bits / 8
-	blocks := n / 4
-	if blocks > 0 && len(src) < 4*blocks*rb+8-2*bits {
-		blocks--
+	// m: the rows the kernel scores in place, whole blocks whose reads stay inside src
+	// and pos.
+	m := n
+	if blocks := (n + 3) / 4; len(src) < 4*blocks*rb+8-2*bits || len(pos) < 4*blocks {
+		m = 4 * min(n/4, (len(src)-8+2*bits)/(4*rb))
 	}
-	if blocks > 0 && !kvqScoreKeys64x4(unsafe.SliceData(dst), dstride, unsafe.SliceData(prep), nq, unsafe.SliceData(src), blocks, bits, &levels[0],
+	if m > 0 && !kvqScoreKeys64x4(unsafe.SliceData(dst), dstride, unsafe.SliceData(prep), nq, unsafe.SliceData(src), m, bits, &levels[0],
 		unsafe.SliceData(ranges), unsafe.SliceData(pos), unsafe.SliceData(hi), hiRows) {
-		for _, p := range pos[:4*blocks] {
+		for _, p := range pos[:m] {
 			checkLowPosition(p, hiRows)
 		}
-	}
-	done := 4 * blocks
-	if done == n {
-		return
 	}
 	var codes [4*dim/2 + 8]byte
 	var at [4]int32
 	var out [4 * KVQMaxVecs]float32
-	rest := n - done
-	for r := range 4 {
-		i := done + min(r, rest-1)
-		copy(codes[r*rb:(r+1)*rb], src[i*rb:(i+1)*rb])
-		at[r] = pos[i]
-	}
-	if !kvqScoreKeys64x4(&out[0], 4, unsafe.SliceData(prep), nq, &codes[0], 1, bits, &levels[0],
-		unsafe.SliceData(ranges), &at[0], unsafe.SliceData(hi), hiRows) {
-		for _, p := range at {
-			checkLowPosition(p, hiRows)
+	for done := m; done < n; done += 4 {
+		rest := min(4, n-done)
+		for r := range 4 {
+			i := done + min(r, rest-1)
+			copy(codes[r*rb:(r+1)*rb], src[i*rb:(i+1)*rb])
+			at[r] = pos[i]
 		}
-	}
-	for v := range nq {
-		copy(dst[v*dstride+done:v*dstride+n], out[4*v:4*v+rest])
+		if !kvqScoreKeys64x4(&out[0], 4, unsafe.SliceData(prep), nq, &codes[0], 4, bits, &levels[0],
+			unsafe.SliceData(ranges), &at[0], unsafe.SliceData(hi), hiRows) {
+			for _, p := range at {
+				checkLowPosition(p, hiRows)
+			}
+		}
+		for v := range nq {
+			copy(dst[v*dstride+done:v*dstride+done+rest], out[4*v:4*v+rest])
+		}
 	}
 }

@@ -4,7 +4,7 @@
 
 #include "textflag.h"
 
-// func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, blocks, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool
+// func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, rows, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool
 TEXT ·kvqScoreKeys64x4(SB), NOSPLIT, $0-97
 	MOVQ dst+0(FP), DI
 	MOVQ src+32(FP), SI
@@ -322,16 +322,28 @@ nq4:
 	VSHUFPS $0x88, Z24, Z16, Z1
 	VSHUFPS $0xDD, Z24, Z16, Z2
 	VADDPS Z2, Z1, Z0
+	// K1 = the block's rows to store: 4, or the rows left in the last block.
+	MOVQ rows+40(FP), R8
+	CMPQ R8, $4
+	JLT nq4part
+	MOVL $15, R8
+	JMP nq4mask
+nq4part:
+	MOVL $1, R14
+	SHLXL R8, R14, R8
+	DECL R8
+nq4mask:
+	KMOVW R8, K1
 	MOVQ dstride+8(FP), R8
 	SHLQ $2, R8
-	VMOVUPS X0, (DI)
-	VEXTRACTF32X4 $1, Z0, (DI)(R8*1)
-	VEXTRACTF32X4 $2, Z0, (DI)(R8*2)
+	VMOVUPS X0, K1, (DI)
+	VEXTRACTF32X4 $1, Z0, K1, (DI)(R8*1)
+	VEXTRACTF32X4 $2, Z0, K1, (DI)(R8*2)
 	LEAQ (R8)(R8*2), R8
-	VEXTRACTF32X4 $3, Z0, (DI)(R8*1)
+	VEXTRACTF32X4 $3, Z0, K1, (DI)(R8*1)
 	ADDQ $16, DI
-	DECQ blocks+40(FP)
-	JNE nq4
+	SUBQ $4, rows+40(FP)
+	JGT nq4
 	JMP done
 nq3:
 	// Each row's angles (row p/32 of hi, 512 bytes; unsigned, so that a negative p
@@ -586,14 +598,26 @@ nq3:
 	VSHUFPS $0x88, Z24, Z16, Z1
 	VSHUFPS $0xDD, Z24, Z16, Z2
 	VADDPS Z2, Z1, Z0
+	// K1 = the block's rows to store: 4, or the rows left in the last block.
+	MOVQ rows+40(FP), R8
+	CMPQ R8, $4
+	JLT nq3part
+	MOVL $15, R8
+	JMP nq3mask
+nq3part:
+	MOVL $1, R14
+	SHLXL R8, R14, R8
+	DECL R8
+nq3mask:
+	KMOVW R8, K1
 	MOVQ dstride+8(FP), R8
 	SHLQ $2, R8
-	VMOVUPS X0, (DI)
-	VEXTRACTF32X4 $1, Z0, (DI)(R8*1)
-	VEXTRACTF32X4 $2, Z0, (DI)(R8*2)
+	VMOVUPS X0, K1, (DI)
+	VEXTRACTF32X4 $1, Z0, K1, (DI)(R8*1)
+	VEXTRACTF32X4 $2, Z0, K1, (DI)(R8*2)
 	ADDQ $16, DI
-	DECQ blocks+40(FP)
-	JNE nq3
+	SUBQ $4, rows+40(FP)
+	JGT nq3
 	JMP done
 nq2:
 	// Each row's angles (row p/32 of hi, 512 bytes; unsigned, so that a negative p
@@ -832,13 +856,25 @@ nq2:
 	VSHUFPS $0x88, Z24, Z16, Z1
 	VSHUFPS $0xDD, Z24, Z16, Z2
 	VADDPS Z2, Z1, Z0
+	// K1 = the block's rows to store: 4, or the rows left in the last block.
+	MOVQ rows+40(FP), R8
+	CMPQ R8, $4
+	JLT nq2part
+	MOVL $15, R8
+	JMP nq2mask
+nq2part:
+	MOVL $1, R14
+	SHLXL R8, R14, R8
+	DECL R8
+nq2mask:
+	KMOVW R8, K1
 	MOVQ dstride+8(FP), R8
 	SHLQ $2, R8
-	VMOVUPS X0, (DI)
-	VEXTRACTF32X4 $1, Z0, (DI)(R8*1)
+	VMOVUPS X0, K1, (DI)
+	VEXTRACTF32X4 $1, Z0, K1, (DI)(R8*1)
 	ADDQ $16, DI
-	DECQ blocks+40(FP)
-	JNE nq2
+	SUBQ $4, rows+40(FP)
+	JGT nq2
 	JMP done
 nq1:
 	// Each row's angles (row p/32 of hi, 512 bytes; unsigned, so that a negative p
@@ -1061,12 +1097,24 @@ nq1:
 	VSHUFPS $0x88, Z24, Z16, Z1
 	VSHUFPS $0xDD, Z24, Z16, Z2
 	VADDPS Z2, Z1, Z0
+	// K1 = the block's rows to store: 4, or the rows left in the last block.
+	MOVQ rows+40(FP), R8
+	CMPQ R8, $4
+	JLT nq1part
+	MOVL $15, R8
+	JMP nq1mask
+nq1part:
+	MOVL $1, R14
+	SHLXL R8, R14, R8
+	DECL R8
+nq1mask:
+	KMOVW R8, K1
 	MOVQ dstride+8(FP), R8
 	SHLQ $2, R8
-	VMOVUPS X0, (DI)
+	VMOVUPS X0, K1, (DI)
 	ADDQ $16, DI
-	DECQ blocks+40(FP)
-	JNE nq1
+	SUBQ $4, rows+40(FP)
+	JGT nq1
 	JMP done
 done:
 	MOVB $1, ret+96(FP)

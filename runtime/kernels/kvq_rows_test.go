@@ -17,7 +17,7 @@ func TestKVQRows(t *testing.T) {
 		for _, bits := range []int{2, 3, 4} {
 			for _, dim := range []int{8, 32, 64, 80, 128} {
 				for _, n := range []int{1, 5, 130} {
-					for _, extra := range []int{0, 5} {
+					for _, extra := range []int{0, 5, 200} {
 						kvqRowsCase(t, rng, bits, dim, n, extra)
 					}
 				}
@@ -135,6 +135,28 @@ func kvqRowsCase(t *testing.T, rng *rand.Rand, bits, dim, n, extra int) {
 					g, w := lo16[v*dstride+i], got[v*dstride+i]
 					if math.Abs(float64(g-w)) > 1e-4*(1+math.Abs(float64(w))) {
 						t.Fatalf("%d bits, dim %d, %d rows (+%d), %d vectors: low-angle score %d of row %d = %v, want %v", bits, dim, n, extra, nq, v, i, g, w)
+					}
+				}
+			}
+			// The same with rows after the last one readable where src runs on (their
+			// codes and positions there to read, their scores not to be written): gaps
+			// between the vectors' rows keep their sentinels.
+			{
+				more := append(append([]int32(nil), pos...), pos[0], pos[0], pos[0])
+				gaps := make([]float32, nq*dstride)
+				for i := range gaps {
+					gaps[i] = 42
+				}
+				KVQScoreKeysLo(gaps, dstride, prep, nq, src, n, bits, &lv, r16, more, hi16)
+				for v := range nq {
+					for i := range dstride {
+						g := gaps[v*dstride+i]
+						if i >= n && g != 42 {
+							t.Fatalf("%d bits, dim %d, %d rows, %d vectors: wrote score %d of row %d past the rows", bits, dim, n, nq, v, i)
+						}
+						if i < n && g != lo16[v*dstride+i] {
+							t.Fatalf("%d bits, dim %d, %d rows, %d vectors: score %d of row %d = %v with rows after it readable, %v without", bits, dim, n, nq, v, i, g, lo16[v*dstride+i])
+						}
 					}
 				}
 			}

@@ -70,7 +70,7 @@ func (r *Rows) DotsN(dst []float32, dstride int, q, prep []float32, nq, lo, hi i
 	for v := 0; v < nq; v += kernels.KVQMaxVecs {
 		m := min(kernels.KVQMaxVecs, nq-v)
 		if prep != nil {
-			kernels.KVQScoreKeysLo(dst[v*dstride:], dstride, prep[kernels.KVQLowPositions*v*d:], m, r.Codes[lo*rb:], hi-lo, r.Bits, &r.lvp, r.ranges16, r.Pos[lo:hi], r.RoPE.hiTable())
+			kernels.KVQScoreKeysLo(dst[v*dstride:], dstride, prep[kernels.KVQLowPositions*v*d:], m, r.Codes[lo*rb:], hi-lo, r.Bits, &r.lvp, r.ranges16, r.Pos[lo:], r.RoPE.hiTable())
 			continue
 		}
 		ph, pl := r.RoPE.pairTables()
