@@ -315,13 +315,22 @@ func (r *Rows) Prefetch(lo, hi int) {
 		kernels.PrefetchL2(r.halves[lo:hi])
 		kernels.PrefetchL2(r.mids[lo:hi])
 	}
-	if r.out.off != nil {
-		// Where the corrections of the first row and of the row after the last start.
-		kernels.PrefetchL2(r.out.start[lo/fixBlock : lo/fixBlock+1])
-		kernels.PrefetchL2(r.out.off[lo : lo+1])
+	if o := &r.out; o.off != nil {
+		// Where the corrections of the first row and of the row after the last start,
+		// and the corrections of the rows' blocks (the table of blocks is small enough
+		// to be in cache).
+		kernels.PrefetchL2(o.off[lo : lo+1])
 		if hi < r.n {
-			kernels.PrefetchL2(r.out.start[hi/fixBlock : hi/fixBlock+1])
-			kernels.PrefetchL2(r.out.off[hi : hi+1])
+			kernels.PrefetchL2(o.off[hi : hi+1])
+		}
+		k0, k1 := int(o.start[lo/fixBlock]), o.n
+		if b := (hi + fixBlock - 1) / fixBlock; b < len(o.start) {
+			k1 = int(o.start[b])
+		}
+		if o.keys != nil {
+			kernels.PrefetchL2(o.keys[k0:k1])
+		} else {
+			kernels.PrefetchL2(o.vals[k0:k1])
 		}
 	}
 }
