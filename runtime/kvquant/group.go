@@ -297,11 +297,12 @@ var (
 	_ sparse.GroupRows = (*Joined)(nil)
 )
 
-// Prefetch starts loading into the caches what reading rows [lo, hi) reads first: their
-// codes, positions (keys) or ranges (values), and where their outlier corrections start
-// (kernels.Prefetch). A reader about to visit short runs of rows at scattered places (the
-// spans of a squeezed session) calls it a little ahead; it has no other effect, and
-// ranges outside the rows are ignored.
+// Prefetch starts loading into the second-level cache what reading rows [lo, hi) reads:
+// their codes, positions (keys) or ranges (values), their outlier corrections and where
+// those start (kernels.PrefetchL2; the first-level cache is left to the kernels' own
+// data, such as the prepared queries). A reader about to visit short runs of rows at
+// scattered places (the spans of a squeezed session) calls it a little ahead; it has no
+// other effect, and ranges outside the rows are ignored.
 func (r *Rows) Prefetch(lo, hi int) {
 	if lo < 0 || hi > r.n || lo >= hi {
 		return
