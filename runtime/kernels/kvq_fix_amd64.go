@@ -8,3 +8,9 @@ package kernels
 //
 //go:noescape
 func kvqAddKeyFixes(dst *float32, dstride int, q *float32, nq, dim int, fixes *KVQKeyFix, n, lo int)
+
+// kvqAddValueFixes is KVQAddValueFixes's loop for n fixes (records of 12 bytes: Row at
+// 0, At at 4, A at 8): for each fix f, v < nq: out[v*ostride+f.At] += w[v*wstride+f.Row−lo]·f.A.
+//
+//go:noescape
+func kvqAddValueFixes(out *float32, ostride int, w *float32, wstride, nq int, fixes *KVQValueFix, n, lo int)

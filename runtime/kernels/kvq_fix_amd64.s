@@ -72,3 +72,60 @@ knext:
 
 kdone:
 	RET
+
+// func kvqAddValueFixes(out *float32, ostride int, w *float32, wstride, nq int, fixes *KVQValueFix, n, lo int)
+TEXT ·kvqAddValueFixes(SB), NOSPLIT, $0-64
+	MOVQ out+0(FP), DI
+	MOVQ ostride+8(FP), DX
+	SHLQ $2, DX
+	MOVQ w+16(FP), SI
+	MOVQ wstride+24(FP), R9
+	SHLQ $2, R9
+	MOVQ nq+32(FP), R8
+	MOVQ fixes+40(FP), R10
+	MOVQ n+48(FP), CX
+	MOVQ lo+56(FP), R11
+	TESTQ CX, CX
+	JEQ vdone
+
+vfix:
+	// AX = the fix's row's weight for vector 0, BX = its value's sum for vector 0, X0 = A.
+	MOVLQSX (R10), AX
+	SUBQ R11, AX
+	LEAQ (SI)(AX*4), AX
+	MOVWQZX 4(R10), BX
+	LEAQ (DI)(BX*4), BX
+	VMOVSS 8(R10), X0
+	CMPQ R8, $3
+	JNE vgen
+	// Three vectors (a GQA group of 3) without the loop.
+	VMULSS (AX), X0, X1
+	VADDSS (BX), X1, X1
+	VMOVSS X1, (BX)
+	VMULSS (AX)(R9*1), X0, X2
+	VADDSS (BX)(DX*1), X2, X2
+	VMOVSS X2, (BX)(DX*1)
+	VMULSS (AX)(R9*2), X0, X3
+	VADDSS (BX)(DX*2), X3, X3
+	VMOVSS X3, (BX)(DX*2)
+	JMP vnext
+
+vgen:
+	MOVQ R8, R12
+
+vvec:
+	VMULSS (AX), X0, X1
+	VADDSS (BX), X1, X1
+	VMOVSS X1, (BX)
+	ADDQ R9, AX
+	ADDQ DX, BX
+	DECQ R12
+	JNE vvec
+
+vnext:
+	ADDQ $12, R10
+	DECQ CX
+	JNE vfix
+
+vdone:
+	RET

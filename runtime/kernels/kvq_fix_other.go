@@ -7,3 +7,6 @@ package kernels
 
 func kvqAddKeyFixes(dst *float32, dstride int, q *float32, nq, dim int, fixes *KVQKeyFix, n, lo int) {
 }
+
+func kvqAddValueFixes(out *float32, ostride int, w *float32, wstride, nq int, fixes *KVQValueFix, n, lo int) {
+}

@@ -5,9 +5,10 @@ import (
 	"testing"
 )
 
-// TestKVQFixes compares the key correction loop at every instruction-set level with the
-// reference loop on random fixes (several on one row and one pair among them), for 1 to
-// 4 vectors, and checks that fixes outside the rows or vectors panic.
+// TestKVQFixes compares the key and value correction loops at every instruction-set
+// level with the reference loops on random fixes (several on one row and one pair or
+// value among them), for 1 to 4 vectors, and checks that fixes outside the rows or
+// vectors panic.
 func TestKVQFixes(t *testing.T) {
 	withFeatures(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(9, 10))
@@ -30,6 +31,22 @@ func TestKVQFixes(t *testing.T) {
 						t.Fatalf("%+v, %d vectors: key score %d = %v, want %v", c, nq, i, dst[i], want[i])
 					}
 				}
+				// Values: the same rows, fixes of single values.
+				vf := make([]KVQValueFix, c.fixes)
+				for k := range vf {
+					vf[k] = KVQValueFix{Row: int32(lo + rng.IntN(c.n)), At: uint16(rng.IntN(c.dim)), A: float32(rng.NormFloat64())}
+				}
+				w := randF32(rng, (nq-1)*stride+c.n)
+				ostride := c.dim + 5
+				out := randF32(rng, (nq-1)*ostride+c.dim+1)
+				wantOut := append([]float32(nil), out...)
+				KVQAddValueFixes(out, ostride, w, stride, c.n, nq, c.dim, vf, lo)
+				kvqAddValueFixesRef(wantOut, ostride, w, stride, nq, vf, lo)
+				for i := range out {
+					if out[i] != wantOut[i] {
+						t.Fatalf("%+v, %d vectors: value sum %d = %v, want %v", c, nq, i, out[i], wantOut[i])
+					}
+				}
 			}
 		}
 		for _, c := range []struct {
@@ -44,6 +61,15 @@ func TestKVQFixes(t *testing.T) {
 			}},
 			{"key pair", func() {
 				KVQAddKeyFixes(make([]float32, 8), 8, 8, make([]float32, 8), 1, 8, []KVQKeyFix{{Row: 2, Pair: 4}}, 2)
+			}},
+			{"value row below", func() {
+				KVQAddValueFixes(make([]float32, 8), 8, make([]float32, 8), 8, 8, 1, 8, []KVQValueFix{{Row: 1}}, 2)
+			}},
+			{"value row above", func() {
+				KVQAddValueFixes(make([]float32, 8), 8, make([]float32, 8), 8, 8, 1, 8, []KVQValueFix{{Row: 10}}, 2)
+			}},
+			{"value index", func() {
+				KVQAddValueFixes(make([]float32, 8), 8, make([]float32, 8), 8, 8, 1, 8, []KVQValueFix{{Row: 2, At: 8}}, 2)
 			}},
 		} {
 			func() {

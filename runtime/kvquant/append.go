@@ -205,7 +205,7 @@ func (a *Appender) F16Bytes() int {
 func (r *Rows) memoryBytes() int {
 	n := len(r.Codes) + 2*len(r.Token) + 4*len(r.OutStart) + 2*len(r.OutIndex) + 2*len(r.OutValue)
 	n += 4*len(r.Pos) + 4*(len(r.lut)+len(r.chHalf)+len(r.chMid)+len(r.ranges)+len(r.ranges16)+len(r.mids)+len(r.halves))
-	n += len(r.out.keys)*int(unsafe.Sizeof(kernels.KVQKeyFix{})) + len(r.out.vals)*int(unsafe.Sizeof(valueFix{}))
+	n += len(r.out.keys)*int(unsafe.Sizeof(kernels.KVQKeyFix{})) + len(r.out.vals)*int(unsafe.Sizeof(kernels.KVQValueFix{}))
 	n += 4*len(r.out.start) + 2*len(r.out.off)
 	return n
 }

@@ -102,7 +102,7 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 		m := min(kernels.KVQMaxVecs, nq-v0)
 		kernels.KVQAccumulateTokens(out[v0*ostride:], ostride, w[v0*wstride:], wstride, m, r.halves[lo:hi], r.mids[lo:hi], r.Codes[lo*rb:], hi-lo, d, r.Bits, &r.lvp)
 	}
-	addValues(r.out.vals[k0:k1], out, ostride, w, wstride, d, nq, lo, hi)
+	kernels.KVQAddValueFixes(out, ostride, w, wstride, hi-lo, nq, d, r.out.vals[k0:k1], lo)
 }
 
 // outlierFixes are a Rows' outliers as corrections to its dense decoding, in row order,
@@ -110,7 +110,7 @@ func (r *Rows) AccumulateN(out []float32, ostride int, w []float32, wstride, nq,
 // changes a pair of its row, a value's one channel.
 type outlierFixes struct {
 	keys []kernels.KVQKeyFix
-	vals []valueFix
+	vals []kernels.KVQValueFix
 	n    int // the number of corrections
 	// The index of the first correction of row i or later is start[i/fixBlock] +
 	// off[i], for i < the number of rows; rows at the start of a block (where a dense
@@ -119,39 +119,8 @@ type outlierFixes struct {
 	off   []uint16
 }
 
-// valueFix is the correction of a value's outlier: a added to channel at of row row.
-type valueFix struct {
-	row int32
-	at  uint16
-	a   float32
-}
-
 // fixBlock is the number of rows per entry of outlierFixes.start.
 const fixBlock = 32
-
-// addValues adds the value corrections fixes (those of rows lo..hi−1), weighted by
-// w[v*wstride+i] for row lo+i, to out[v*ostride:][:d] for the nq vectors; three have
-// their own loop, which keeps its slices in registers.
-func addValues(fixes []valueFix, out []float32, ostride int, w []float32, wstride, d, nq, lo, hi int) {
-	n := hi - lo
-	if nq == 3 {
-		o0, o1, o2 := out[:d], out[ostride:ostride+d], out[2*ostride:2*ostride+d]
-		w0, w1, w2 := w[:n], w[wstride:wstride+n], w[2*wstride:2*wstride+n]
-		for _, f := range fixes {
-			i, j := int(f.row)-lo, int(f.at)
-			o0[j] += w0[i] * f.a
-			o1[j] += w1[i] * f.a
-			o2[j] += w2[i] * f.a
-		}
-		return
-	}
-	for _, f := range fixes {
-		i, j := int(f.row)-lo, int(f.at)
-		for v := range nq {
-			out[v*ostride+j] += w[v*wstride+i] * f.a
-		}
-	}
-}
 
 // first returns the index of the first correction of row lo or later.
 func (r *Rows) first(lo int) int {
@@ -175,7 +144,7 @@ func (r *Rows) outliers() outlierFixes {
 	if keys {
 		o.keys = make([]kernels.KVQKeyFix, 0, o.n)
 	} else {
-		o.vals = make([]valueFix, 0, o.n)
+		o.vals = make([]kernels.KVQValueFix, 0, o.n)
 	}
 	rows := make([]int32, 0, o.n)
 	rb := r.RowBytes()
@@ -187,7 +156,7 @@ func (r *Rows) outliers() outlierFixes {
 		rows = append(rows, int32(i))
 		if !keys {
 			mid, half := kernels.F16ToF32(r.Token[2*i]), kernels.F16ToF32(r.Token[2*i+1])
-			o.vals = append(o.vals, valueFix{row: int32(i), at: uint16(j), a: val - (mid + half*l)})
+			o.vals = append(o.vals, kernels.KVQValueFix{Row: int32(i), At: uint16(j), A: val - (mid + half*l)})
 			continue
 		}
 		delta := val - (r.chMid[j] + r.chHalf[j]*l)
