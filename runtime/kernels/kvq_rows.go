@@ -417,9 +417,12 @@ func kvqScoreKeysLo64(dst []float32, dstride int, prep []float32, nq int, src []
 	}
 	if m > 0 && !kvqScoreKeys64x4(unsafe.SliceData(dst), dstride, unsafe.SliceData(prep), nq, unsafe.SliceData(src), m, bits, &levels[0],
 		unsafe.SliceData(ranges), unsafe.SliceData(pos), unsafe.SliceData(hi), hiRows) {
-		for _, p := range pos[:m] {
+		// The kernel stopped at a block: one of the positions it read (up to 3 past
+		// row m−1) is outside the table.
+		for _, p := range pos[:min(len(pos), 4*((m+3)/4))] {
 			checkLowPosition(p, hiRows)
 		}
+		panic("kernels: KVQScoreKeysLo: the kernel stopped at a position inside the angle table")
 	}
 	var codes [4*dim/2 + 8]byte
 	var at [4]int32
@@ -436,6 +439,7 @@ func kvqScoreKeysLo64(dst []float32, dstride int, prep []float32, nq int, src []
 			for _, p := range at {
 				checkLowPosition(p, hiRows)
 			}
+			panic("kernels: KVQScoreKeysLo: the kernel stopped at a position inside the angle table")
 		}
 		for v := range nq {
 			copy(dst[v*dstride+done:v*dstride+done+rest], out[4*v:4*v+rest])

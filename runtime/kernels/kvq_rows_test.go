@@ -285,27 +285,29 @@ func BenchmarkKVQRows(b *testing.B) {
 }
 
 // TestKVQScoreKeysLoPositions checks that a position past the angle table, or negative,
-// panics wherever it falls: in a whole block of 4 rows, in the padded last block, or in
-// rows of another length.
+// panics wherever it falls: in a whole block of 4 rows, in the padded last block, in a
+// row after the last that the kernel reads, or in rows of another length.
 func TestKVQScoreKeysLoPositions(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		dim, n int
 		at     int
 		p      int32
+		more   int // positions (and rows of codes) after the n rows
 	}{
-		{"block, past", 64, 9, 2, 64},
-		{"block, negative", 64, 9, 5, -1},
-		{"padded, past", 64, 9, 8, 1000},
-		{"padded, negative", 64, 6, 4, -40},
-		{"dim 32, past", 32, 9, 3, 64},
+		{"block, past", 64, 9, 2, 64, 0},
+		{"block, negative", 64, 9, 5, -1, 0},
+		{"padded, past", 64, 9, 8, 1000, 0},
+		{"padded, negative", 64, 6, 4, -40, 0},
+		{"read after the rows, past", 64, 9, 10, 64, 3},
+		{"dim 32, past", 32, 9, 3, 64, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if KVQQueriesLen(1, tc.dim) == 0 {
 				t.Skip("KVQScoreKeysLo does not run on this machine")
 			}
 			rng := rand.New(rand.NewPCG(9, 9))
-			src, base, half, mid := randomKVQRows(rng, 3, tc.dim, tc.n, 0)
+			src, base, half, mid := randomKVQRows(rng, 3, tc.dim, tc.n+tc.more, 8)
 			lv := KVQPeriodic(base)
 			// Two rows of angles: positions 0..63.
 			hi := make([]float32, 2*2*tc.dim)
@@ -320,7 +322,7 @@ func TestKVQScoreKeysLoPositions(t *testing.T) {
 			}
 			prep := make([]float32, KVQQueriesLen(1, tc.dim))
 			KVQRotateQueries(prep, q, 1, tc.dim, back)
-			pos := make([]int32, tc.n)
+			pos := make([]int32, tc.n+tc.more)
 			for i := range pos {
 				pos[i] = int32(i)
 			}
