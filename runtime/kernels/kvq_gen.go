@@ -2,10 +2,10 @@
 
 // kvq_gen.go writes kvq_rows4_amd64.s: kvqScoreKeys64x4, KVQScoreKeysLo's kernel for
 // rows of 64 values taken 4 at a time (AVX-512 VBMI), the last block's sums stored under
-// a mask when it has fewer rows. The 16 sums of a block (4 rows by
-// up to 4 vectors) are reduced together by one tree of shuffles and adds, whose result
-// order the generator works out by running the same tree on lane labels. Run it with go
-// generate (see kvq_amd64.go) after changing it.
+// a mask when it has fewer rows. The 16 sums of a block (4 rows by up to 4 vectors) are
+// reduced together by one tree of shuffles and adds, whose result order the generator
+// works out by running the same tree on lane labels. Run it with go generate (see
+// kvq_amd64.go) after changing it.
 package main
 
 import (
