@@ -4,7 +4,7 @@
 // rows of 64 values taken 4 at a time (AVX-512 VBMI), the last block's sums stored under
 // a mask when it has fewer rows. The 16 sums of a block (4 rows by up to 4 vectors) are
 // reduced together by one tree of shuffles and adds, whose result order the generator
-// works out by running the same tree on lane labels. Run it with go generate (see
+// checks by running the same tree on lane labels. Run it with go generate (see
 // kvq_amd64.go) after changing it.
 package main
 
@@ -56,10 +56,7 @@ func add(a, b lanes) lanes {
 	return a
 }
 
-type gen struct {
-	strings.Builder
-	permute bool // whether the reduced sums need kvq4Order
-}
+type gen struct{ strings.Builder }
 
 func (g *gen) f(format string, args ...any) { fmt.Fprintf(g, format+"\n", args...) }
 
@@ -84,26 +81,14 @@ func main() {
 	g.f("")
 	g.f("#include \"textflag.h\"")
 	g.f("")
-	order := reduceOrder()
-	// perm[k] = the lane of the reduced register that holds the sum of vector k/4, row k%4.
-	var perm [16]int
-	for lane, a := range order {
-		r, v := a/4, a%4
-		perm[4*v+r] = lane
-	}
-	identity := true
-	for k, l := range perm {
-		identity = identity && k == l
-	}
-	if !identity {
-		g.f("// kvq4Order puts the reduced sums of a block in the order vector by vector, row by row.")
-		for k := 0; k < 16; k += 2 {
-			g.f("DATA kvq4Order<>+%d(SB)/8, $0x%08x%08x", 4*k, perm[k+1], perm[k])
+	// The stores take the reduced register's lanes as vector by vector, row by row
+	// (lane 4v+r = row r's sum for vector v, accumulator 4r+v): the tree must give them
+	// in that order.
+	for lane, a := range reduceOrder() {
+		if r, v := a/4, a%4; lane != 4*v+r {
+			log.Fatalf("kvq_gen: the reduction puts accumulator %d in lane %d, not %d", a, lane, 4*v+r)
 		}
-		g.f("GLOBL kvq4Order<>(SB), RODATA|NOPTR, $64")
-		g.f("")
 	}
-	g.permute = !identity
 	g.f("// func kvqScoreKeys64x4(dst *float32, dstride int, prep *float32, nq int, src *byte, rows, bits int, levels, ranges *float32, pos *int32, hi *float32, hiRows int) bool")
 	g.f("TEXT ·kvqScoreKeys64x4(SB), NOSPLIT, $0-97")
 	g.f("\tMOVQ dst+0(FP), DI")
@@ -201,10 +186,6 @@ func (g *gen) block(nq int) {
 	g.f("\tLEAQ (SI)(R15*2), SI")
 	g.f("\tADDQ R15, SI")
 	g.reduce()
-	if g.permute {
-		g.f("\tVMOVDQU32 kvq4Order<>(SB), Z1")
-		g.f("\tVPERMPS Z0, Z1, Z0")
-	}
 	g.f("\t// K1 = the block's rows to store: 4, or the rows left in the last block.")
 	g.f("\tMOVQ rows+40(FP), R8")
 	g.f("\tCMPQ R8, $4")
