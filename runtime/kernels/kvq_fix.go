@@ -23,14 +23,18 @@ func KVQAddKeyFixes(dst []float32, dstride, n int, q []float32, nq, dim int, fix
 	if len(dst) < (nq-1)*dstride+n || len(q) < nq*dim || (nq > 1 && dstride < n) {
 		panic(fmt.Sprintf("kernels: KVQAddKeyFixes of %d rows for %d vectors of %d: dst %d (stride %d), q %d", n, nq, dim, len(dst), dstride, len(q)))
 	}
+	// The fast loop checks each fix as it goes; on a bad one it stops, and the check
+	// here finds it.
+	if kvqFast && kvqAddKeyFixes(&dst[0], dstride, &q[0], nq, dim, &fixes[0], len(fixes), lo, n) {
+		return
+	}
 	for _, f := range fixes {
 		if uint(int(f.Row)-lo) >= uint(n) || 2*int(f.Pair)+1 >= dim {
 			panic(fmt.Sprintf("kernels: KVQAddKeyFixes: fix of row %d pair %d outside rows %d..%d of %d", f.Row, f.Pair, lo, lo+n-1, dim))
 		}
 	}
 	if kvqFast {
-		kvqAddKeyFixes(&dst[0], dstride, &q[0], nq, dim, &fixes[0], len(fixes), lo)
-		return
+		panic("kernels: KVQAddKeyFixes: the loop stopped at a fix inside the rows")
 	}
 	kvqAddKeyFixesRef(dst, dstride, q, nq, dim, fixes, lo)
 }
@@ -62,14 +66,16 @@ func KVQAddValueFixes(out []float32, ostride int, w []float32, wstride, n, nq, d
 	if len(out) < (nq-1)*ostride+dim || len(w) < (nq-1)*wstride+n {
 		panic(fmt.Sprintf("kernels: KVQAddValueFixes of %d rows of %d for %d vectors: out %d (stride %d), w %d (stride %d)", n, dim, nq, len(out), ostride, len(w), wstride))
 	}
+	if kvqFast && kvqAddValueFixes(&out[0], ostride, &w[0], wstride, nq, &fixes[0], len(fixes), lo, n, dim) {
+		return
+	}
 	for _, f := range fixes {
 		if uint(int(f.Row)-lo) >= uint(n) || int(f.At) >= dim {
 			panic(fmt.Sprintf("kernels: KVQAddValueFixes: fix of row %d value %d outside rows %d..%d of %d", f.Row, f.At, lo, lo+n-1, dim))
 		}
 	}
 	if kvqFast {
-		kvqAddValueFixes(&out[0], ostride, &w[0], wstride, nq, &fixes[0], len(fixes), lo)
-		return
+		panic("kernels: KVQAddValueFixes: the loop stopped at a fix inside the rows")
 	}
 	kvqAddValueFixesRef(out, ostride, w, wstride, nq, fixes, lo)
 }

@@ -4,8 +4,8 @@
 
 #include "textflag.h"
 
-// func kvqAddKeyFixes(dst *float32, dstride int, q *float32, nq, dim int, fixes *KVQKeyFix, n, lo int)
-TEXT ·kvqAddKeyFixes(SB), NOSPLIT, $0-64
+// func kvqAddKeyFixes(dst *float32, dstride int, q *float32, nq, dim int, fixes *KVQKeyFix, n, lo, rows int) bool
+TEXT ·kvqAddKeyFixes(SB), NOSPLIT, $0-73
 	MOVQ dst+0(FP), DI
 	MOVQ dstride+8(FP), DX
 	SHLQ $2, DX
@@ -16,6 +16,10 @@ TEXT ·kvqAddKeyFixes(SB), NOSPLIT, $0-64
 	MOVQ fixes+40(FP), R10
 	MOVQ n+48(FP), CX
 	MOVQ lo+56(FP), R11
+	// R13 = the rows, R14 = the pairs: a fix's row − lo and pair must lie below them.
+	MOVQ rows+64(FP), R13
+	MOVQ R9, R14
+	SHRQ $3, R14
 	TESTQ CX, CX
 	JEQ kdone
 
@@ -23,8 +27,12 @@ kfix:
 	// AX = the score of the fix's row for vector 0, BX = its pair of vector 0, X0 = (A, B).
 	MOVLQSX (R10), AX
 	SUBQ R11, AX
+	CMPQ AX, R13
+	JAE kbad
 	LEAQ (DI)(AX*4), AX
 	MOVWQZX 4(R10), BX
+	CMPQ BX, R14
+	JAE kbad
 	LEAQ (SI)(BX*8), BX
 	VMOVSD 8(R10), X0
 	CMPQ R8, $3
@@ -71,10 +79,15 @@ knext:
 	JNE kfix
 
 kdone:
+	MOVB $1, ret+72(FP)
 	RET
 
-// func kvqAddValueFixes(out *float32, ostride int, w *float32, wstride, nq int, fixes *KVQValueFix, n, lo int)
-TEXT ·kvqAddValueFixes(SB), NOSPLIT, $0-64
+kbad:
+	MOVB $0, ret+72(FP)
+	RET
+
+// func kvqAddValueFixes(out *float32, ostride int, w *float32, wstride, nq int, fixes *KVQValueFix, n, lo, rows, dim int) bool
+TEXT ·kvqAddValueFixes(SB), NOSPLIT, $0-81
 	MOVQ out+0(FP), DI
 	MOVQ ostride+8(FP), DX
 	SHLQ $2, DX
@@ -85,6 +98,9 @@ TEXT ·kvqAddValueFixes(SB), NOSPLIT, $0-64
 	MOVQ fixes+40(FP), R10
 	MOVQ n+48(FP), CX
 	MOVQ lo+56(FP), R11
+	// A fix's row − lo must lie below R13, its value below R14.
+	MOVQ rows+64(FP), R13
+	MOVQ dim+72(FP), R14
 	TESTQ CX, CX
 	JEQ vdone
 
@@ -92,8 +108,12 @@ vfix:
 	// AX = the fix's row's weight for vector 0, BX = its value's sum for vector 0, X0 = A.
 	MOVLQSX (R10), AX
 	SUBQ R11, AX
+	CMPQ AX, R13
+	JAE vbad
 	LEAQ (SI)(AX*4), AX
 	MOVWQZX 4(R10), BX
+	CMPQ BX, R14
+	JAE vbad
 	LEAQ (DI)(BX*4), BX
 	VMOVSS 8(R10), X0
 	CMPQ R8, $3
@@ -128,4 +148,9 @@ vnext:
 	JNE vfix
 
 vdone:
+	MOVB $1, ret+80(FP)
+	RET
+
+vbad:
+	MOVB $0, ret+80(FP)
 	RET

@@ -68,6 +68,12 @@ func TestKVQFixes(t *testing.T) {
 			{"value row above", func() {
 				KVQAddValueFixes(make([]float32, 8), 8, make([]float32, 8), 8, 8, 1, 8, []KVQValueFix{{Row: 10}}, 2)
 			}},
+			{"key row above, after one inside", func() {
+				KVQAddKeyFixes(make([]float32, 8), 8, 8, make([]float32, 8), 1, 8, []KVQKeyFix{{Row: 2}, {Row: 3}, {Row: 10}}, 2)
+			}},
+			{"value index, after one inside", func() {
+				KVQAddValueFixes(make([]float32, 8), 8, make([]float32, 8), 8, 8, 1, 8, []KVQValueFix{{Row: 2}, {Row: 3, At: 9}}, 2)
+			}},
 			{"value index", func() {
 				KVQAddValueFixes(make([]float32, 8), 8, make([]float32, 8), 8, 8, 1, 8, []KVQValueFix{{Row: 2, At: 8}}, 2)
 			}},

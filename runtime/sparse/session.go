@@ -121,6 +121,31 @@ type segment struct {
 	k, v   Rows
 	lo, hi int
 	prep   []float32 // the queries prepared for k (GroupRows), or nil
+	kinds  rowKinds
+}
+
+// rowKinds is a segment's keys and values as the forms attendChunk reads them (each nil
+// where the rows are not of that form), found once per lookup rather than per chunk.
+type rowKinds struct {
+	f16K, f16V *F16Rows
+	groupK     GroupRows
+	groupV     GroupRows
+	decK, decV Decoder
+	preK, preV Prefetcher
+}
+
+// kindsOf returns the forms of keys k and values v.
+func kindsOf(k, v Rows) rowKinds {
+	var r rowKinds
+	r.f16K, _ = k.(*F16Rows)
+	r.f16V, _ = v.(*F16Rows)
+	r.groupK, _ = k.(GroupRows)
+	r.groupV, _ = v.(GroupRows)
+	r.decK, _ = k.(Decoder)
+	r.decV, _ = v.(Decoder)
+	r.preK, _ = k.(Prefetcher)
+	r.preV, _ = v.(Prefetcher)
+	return r
 }
 
 // unit is one share of an Attend call: KV head head's keys [lo, hi) in the order of its
@@ -430,8 +455,9 @@ func (s *Session) lookup(g int) {
 	}
 	keys := 0
 	prepK := s.prepare(&h.prepK, head.Keys, h.qs)
+	kinds := kindsOf(head.Keys, head.Values)
 	if s.dense {
-		h.segs = append(h.segs, segment{head.Keys, head.Values, 0, head.Keys.Len(), prepK})
+		h.segs = append(h.segs, segment{head.Keys, head.Values, 0, head.Keys.Len(), prepK, kinds})
 		keys = head.Keys.Len()
 	} else {
 		h.q = grow(h.q, s.n*gd)
@@ -439,12 +465,12 @@ func (s *Session) lookup(g int) {
 		kernels.Scale(h.q, s.qScale)
 		head.Tree.Lookup(&h.search, h.q, s.group, s.th.LogTau, &h.sel)
 		for _, sp := range h.sel.Spans {
-			h.segs = append(h.segs, segment{head.Keys, head.Values, int(sp.Start), int(sp.End), prepK})
+			h.segs = append(h.segs, segment{head.Keys, head.Values, int(sp.Start), int(sp.End), prepK, kinds})
 		}
 		keys = h.sel.Keys
 	}
 	if a := len(head.Always); a > 0 {
-		h.segs = append(h.segs, segment{head.AlwaysK, head.AlwaysV, 0, a, s.prepare(&h.prepA, head.AlwaysK, h.qs)})
+		h.segs = append(h.segs, segment{head.AlwaysK, head.AlwaysV, 0, a, s.prepare(&h.prepA, head.AlwaysK, h.qs), kindsOf(head.AlwaysK, head.AlwaysV)})
 	}
 	h.keys = keys + len(head.Always)
 	s.appendTail(h, g)
@@ -564,10 +590,10 @@ func (s *Session) prefetch(sg *segment, lo, hi int) {
 	if s.dense {
 		return
 	}
-	if k, ok := sg.k.(Prefetcher); ok {
+	if k := sg.kinds.preK; k != nil {
 		k.Prefetch(lo, hi)
 	}
-	if v, ok := sg.v.(Prefetcher); ok {
+	if v := sg.kinds.preV; v != nil {
 		v.Prefetch(lo, hi)
 	}
 }
@@ -584,13 +610,12 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 	// chunk's keys in one block (f16 keys gathered, others decoded to float32); else
 	// each piece's DotsN or Dots.
 	many := s.batchedVecs() >= minBatchedVecs
-	allF16K, allF16V, decK, decV := true, true, many, many
+	allF16K, allF16V, decK, decV, allGroupV := true, true, many, many, true
 	for _, p := range pieces {
-		_, kok := p.seg.k.(*F16Rows)
-		_, vok := p.seg.v.(*F16Rows)
-		_, kdec := p.seg.k.(Decoder)
-		_, vdec := p.seg.v.(Decoder)
-		allF16K, allF16V, decK, decV = allF16K && kok, allF16V && vok, decK && kdec, decV && vdec
+		kd := &p.seg.kinds
+		allF16K, allF16V = allF16K && kd.f16K != nil, allF16V && kd.f16V != nil
+		decK, decV = decK && kd.decK != nil, decV && kd.decV != nil
+		allGroupV = allGroupV && kd.groupV != nil
 	}
 	if allF16K && !many {
 		// An exact call multiplies each token's vectors as a one-token call does.
@@ -598,13 +623,13 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 			g := s.group
 			for i := range s.n {
 				for _, p := range pieces {
-					rows := p.seg.k.(*F16Rows).Data[p.lo*hd : p.hi*hd]
+					rows := p.seg.kinds.f16K.Data[p.lo*hd : p.hi*hd]
 					kernels.DotRowsF16(scores[i*g*k+p.off:], k, qs[i*g*hd:(i+1)*g*hd], g, rows, hd)
 				}
 			}
 		} else {
 			for _, p := range pieces {
-				rows := p.seg.k.(*F16Rows).Data[p.lo*hd : p.hi*hd]
+				rows := p.seg.kinds.f16K.Data[p.lo*hd : p.hi*hd]
 				kernels.DotRowsF16(scores[p.off:], k, qs, vecs, rows, hd)
 			}
 		}
@@ -614,11 +639,11 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 			var keys []uint16
 			if len(pieces) == 1 {
 				p := pieces[0]
-				keys = p.seg.k.(*F16Rows).Data[p.lo*hd : p.hi*hd]
+				keys = p.seg.kinds.f16K.Data[p.lo*hd : p.hi*hd]
 			} else {
 				keys = s.kbuf[u*chunk*hd : (u+1)*chunk*hd][:k*hd]
 				for _, p := range pieces {
-					copy(keys[p.off*hd:], p.seg.k.(*F16Rows).Data[p.lo*hd:p.hi*hd])
+					copy(keys[p.off*hd:], p.seg.kinds.f16K.Data[p.lo*hd:p.hi*hd])
 				}
 			}
 			mat.Type, mat.Rows, mat.Cols, mat.RowBytes = gguf.TypeF16, k, hd, 2*hd
@@ -627,7 +652,7 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 			// Each row decoded once for every vector.
 			keys := s.dbuf[u*chunk*hd : (u+1)*chunk*hd][:k*hd]
 			for _, p := range pieces {
-				p.seg.k.(Decoder).Dequantize(keys[p.off*hd:(p.off+p.hi-p.lo)*hd], p.lo, p.hi)
+				p.seg.kinds.decK.Dequantize(keys[p.off*hd:(p.off+p.hi-p.lo)*hd], p.lo, p.hi)
 			}
 			mat.Type, mat.Rows, mat.Cols, mat.RowBytes = gguf.TypeF32, k, hd, 4*hd
 			mat.Data = f32Bytes(keys)
@@ -645,7 +670,7 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 		// Rows that serve every vector in one pass get them all (their results do not
 		// depend on the grouping, so an exact call may pass its tokens together).
 		for _, p := range pieces {
-			if g, ok := p.seg.k.(GroupRows); ok {
+			if g := p.seg.kinds.groupK; g != nil {
 				g.DotsN(scores[p.off:], k, qs, p.seg.prep, vecs, p.lo, p.hi)
 				continue
 			}
@@ -673,9 +698,9 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 			lse[v] = mc
 		}
 		sum[v] += kernels.ExpSum(sc, lse[v])
-		if !batched && !fused {
+		if !batched && !fused && !allGroupV {
 			for _, p := range pieces {
-				if _, ok := p.seg.v.(GroupRows); !ok {
+				if p.seg.kinds.groupV == nil {
 					p.seg.v.Accumulate(o, sc[p.off:p.off+p.hi-p.lo], p.lo, p.hi)
 				}
 			}
@@ -684,14 +709,14 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 	if !batched && !fused {
 		// Values that serve every vector in one pass, after all the vectors' rescaling.
 		for _, p := range pieces {
-			if g, ok := p.seg.v.(GroupRows); ok {
+			if g := p.seg.kinds.groupV; g != nil {
 				g.AccumulateN(out, hd, scores[p.off:], k, vecs, p.lo, p.hi)
 			}
 		}
 	}
 	if fused {
 		for _, p := range pieces {
-			rows := p.seg.v.(*F16Rows).Data[p.lo*hd : p.hi*hd]
+			rows := p.seg.kinds.f16V.Data[p.lo*hd : p.hi*hd]
 			kernels.AccumulateF16(out, hd, scores[p.off:], k, rows, hd, p.hi-p.lo, vecs)
 		}
 		return
@@ -704,7 +729,7 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 	vt := s.vt[u*hd*chunk : (u+1)*hd*chunk][:hd*k]
 	for _, p := range pieces {
 		rows := s.dbuf[u*chunk*hd : (u+1)*chunk*hd][:(p.hi-p.lo)*hd]
-		p.seg.v.(Decoder).Dequantize(rows, p.lo, p.hi)
+		p.seg.kinds.decV.Dequantize(rows, p.lo, p.hi)
 		for r := range p.hi - p.lo {
 			c := p.off + r
 			for d, x := range rows[r*hd : (r+1)*hd] {

@@ -75,7 +75,7 @@ func (s *Session) appendTail(h *headState, g int) {
 		h.prepT = append(h.prepT, nil)
 	}
 	for i, b := range blocks {
-		h.segs = append(h.segs, segment{b.k, b.v, 0, b.k.Len(), s.prepare(&h.prepT[i], b.k, h.qs)})
+		h.segs = append(h.segs, segment{b.k, b.v, 0, b.k.Len(), s.prepare(&h.prepT[i], b.k, h.qs), kindsOf(b.k, b.v)})
 	}
 	h.keys += s.tailLen
 }
