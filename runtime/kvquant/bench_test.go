@@ -332,3 +332,107 @@ func BenchmarkPieces(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodeStep times whole decode steps (model.Forward of one token with its
+// logits, a sparse.Session as the prefix) of a synthetic model of gocode-22m's shape and
+// F16 weights (10 layers of 384, 6 query heads over 2 KV heads of 64, feed-forward 1024,
+// 8192 tokens) after a context of 32768 positions, from nuq3-1% rows and from the same
+// rows in f16, dense and at budget 0.125 (its threshold bisected on the realized budget
+// of the model's own queries), with one thread and two. Each iteration runs 16 steps from
+// f16 then 16 from nuq3, so that each storage keeps across its steps what it would keep
+// in the caches while decoding (nuq3's rows are a quarter of f16's), and both see the same
+// machine. It reports f16's time over nuq3's (above 1: decoding from nuq3 is faster):
+// issue 4's decode speed line measured in one process, where whole `ask` runs add the
+// noise of separate processes.
+func BenchmarkDecodeStep(b *testing.B) {
+	const S = 32768
+	m, err := model.Load(modeltest.Open(b, modeltest.Spec{Layers: 10, Dim: 384, FFN: 1024, Heads: 6, KVHeads: 2,
+		Vocab: 8192, Context: S + 1024, RopeBase: 1e5, Weights: gguf.TypeF16}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 7))
+	nf3, _ := NormalFloat(3)
+	qc, _, c16 := quantizedContext(b, rng, m, S, 4, 64, 20, nf3, nf3)
+	logits := make([]float32, m.Config.Vocab)
+	prompt := make([]int32, 16)
+	for i := range prompt {
+		prompt[i] = int32(rng.IntN(m.Config.Vocab))
+	}
+	// decoder holds one storage's session and a cache holding the prompt; step runs one
+	// token after the prompt and takes it back out.
+	type decoder struct {
+		s *sparse.Session
+		c *model.Cache
+	}
+	newDecoder := func(ctx *sparse.Context, pool *kernels.Pool, budget float64) decoder {
+		s, err := sparse.NewSession(ctx, m, pool, budget)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := m.NewCache(len(prompt)+1, model.CacheF16)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Forward(pool, c, prompt, nil, &model.Options{Prefix: s}); err != nil {
+			b.Fatal(err)
+		}
+		return decoder{s, c}
+	}
+	step := func(d decoder, pool *kernels.Pool, i int) {
+		if err := m.Forward(pool, d.c, []int32{int32(i % m.Config.Vocab)}, logits, &model.Options{Prefix: d.s}); err != nil {
+			b.Fatal(err)
+		}
+		if err := d.c.Truncate(len(prompt)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const block = 16
+	pool1, pool2 := kernels.NewPool(1), kernels.NewPool(2)
+	defer pool1.Close()
+	defer pool2.Close()
+	// The threshold for budget 0.125, bisected on the nuq3 session's realized budget
+	// over a few steps.
+	lo, hi := -30.0, 0.0
+	for range 14 {
+		mid := (lo + hi) / 2
+		qc.Thresholds = []sparse.Threshold{{Budget: 0.125, LogTau: []float32{float32(mid)}}}
+		d := newDecoder(qc, pool2, 0.125)
+		d.s.ResetStats()
+		for i := range 4 {
+			step(d, pool2, i)
+		}
+		if d.s.Stats().RealizedBudget() > 0.125 {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	c16.Thresholds = qc.Thresholds
+	for _, budget := range []float64{1, 0.125} {
+		for _, pool := range []*kernels.Pool{pool1, pool2} {
+			f16, nuq3 := newDecoder(c16, pool, budget), newDecoder(qc, pool, budget)
+			b.Run(fmt.Sprintf("budget=%g/threads=%d", budget, pool.Threads()), func(b *testing.B) {
+				var t16, tq time.Duration
+				nuq3.s.ResetStats()
+				i := 0
+				for b.Loop() {
+					t0 := time.Now()
+					for j := range block {
+						step(f16, pool, i+j)
+					}
+					t1 := time.Now()
+					for j := range block {
+						step(nuq3, pool, i+j)
+					}
+					t16, tq = t16+t1.Sub(t0), tq+time.Since(t1)
+					i += block
+				}
+				b.ReportMetric(float64(t16.Nanoseconds())/float64(b.N*block), "f16-ns/step")
+				b.ReportMetric(float64(tq.Nanoseconds())/float64(b.N*block), "nuq3-ns/step")
+				b.ReportMetric(float64(t16)/float64(tq), "f16/nuq3")
+				b.ReportMetric(nuq3.s.Stats().RealizedBudget(), "budget")
+			})
+		}
+	}
+}
