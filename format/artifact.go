@@ -18,9 +18,21 @@ import (
 // tokens, text and layer.N sections of docs/FORMAT.md, chapter Sections), and the newest
 // ReadArtifact reads. It is independent of the container Version. Schema 2 stores
 // quantized rows' ranges and outliers compactly, tree centroids as half floats and the
-// early-exit predictor's weights as half floats; ReadArtifact refuses schema 1 artifacts
-// (ErrSchema: precompute them again).
-const SchemaVersion uint32 = 2
+// early-exit predictor's weights as half floats; schema 3 starts the rows' f16 values and
+// quantized codes on a cache line of the file (LineUint16s, LineBlob), where schema 2 put
+// the line at their length. ReadArtifact reads schemas 2 and 3 and refuses schema 1
+// artifacts (ErrSchema: precompute them again).
+const SchemaVersion uint32 = 3
+
+// oldestSchema is the oldest section schema ReadArtifact reads.
+const oldestSchema uint32 = 2
+
+// writeSchema is the schema WriteArtifact writes: SchemaVersion, except in tests that
+// write the older layout to check that it is still read.
+var writeSchema = SchemaVersion
+
+// lineRows reports whether rows of a schema start their values on a cache line.
+func lineRows(schema uint32) bool { return schema >= 3 }
 
 // KVEncodingF16 is the KV encoding of this schema: keys and values as IEEE half floats
 // (sparse.F16Rows).
@@ -195,7 +207,7 @@ func f16Data(r sparse.Rows) (dim int, data []uint16, ok bool) {
 
 // encodeHeader encodes the header section with the thresholds of c.
 func encodeHeader(e *Encoder, h *Header, th []sparse.Threshold) {
-	e.Uint32(SchemaVersion)
+	e.Uint32(writeSchema)
 	m := &h.Model
 	e.Text(m.File)
 	e.Text(m.Fingerprint)
@@ -252,7 +264,7 @@ const maxShape = 1 << 24
 // decodeHeader decodes the header section and checks it on its own.
 func decodeHeader(d *Decoder) (*Header, []sparse.Threshold, error) {
 	h := &Header{Schema: d.Uint32()}
-	if d.Err() == nil && h.Schema != SchemaVersion {
+	if d.Err() == nil && (h.Schema < oldestSchema || h.Schema > SchemaVersion) {
 		if h.Schema > SchemaVersion {
 			return nil, nil, fmt.Errorf("format: section %q: schema %d (this squeeze reads %d): %w", SectionHeader, h.Schema, SchemaVersion, ErrSchema)
 		}
@@ -531,7 +543,7 @@ func encodeLayer(e *Encoder, h *Header, heads []sparse.Head) error {
 				e.Int32s(hd.Always)
 			}
 			if quantized(h) {
-				if err := encodeRows(e, r.rows, d, r.n, r.pos); err != nil {
+				if err := encodeRows(e, r.rows, d, r.n, r.pos, lineRows(writeSchema)); err != nil {
 					return fmt.Errorf("head %d: %s: %w", i, r.what, err)
 				}
 				continue
@@ -543,8 +555,7 @@ func encodeLayer(e *Encoder, h *Header, heads []sparse.Head) error {
 			if dim != d || len(data) != r.n*d {
 				return fmt.Errorf("head %d: %s: %d values of dimension %d for %d rows of %d", i, r.what, len(data), dim, r.n, d)
 			}
-			e.Align(Alignment)
-			e.Uint16s(data)
+			encodeF16Rows(e, data, lineRows(writeSchema))
 		}
 	}
 	return nil
@@ -725,7 +736,7 @@ func decodeLayerKV(d *Decoder, h *Header, seen []bool, rope *kvquant.RoPE) ([]sp
 		hd.Tree = t
 		rows := func(what string, n int, pos []int32) (sparse.Rows, error) {
 			if quantized(h) {
-				r, err := decodeRows(d, dim, n, pos, rope, false, func(format string, args ...any) error {
+				r, err := decodeRows(d, dim, n, pos, rope, lineRows(h.Schema), false, func(format string, args ...any) error {
 					return bad("head %d: %s: %s", i, what, fmt.Sprintf(format, args...))
 				})
 				if err != nil {
@@ -733,8 +744,7 @@ func decodeLayerKV(d *Decoder, h *Header, seen []bool, rope *kvquant.RoPE) ([]sp
 				}
 				return r, nil
 			}
-			d.Align(Alignment)
-			data := d.Uint16s()
+			data := decodeF16Rows(d, lineRows(h.Schema))
 			if err := d.Err(); err != nil {
 				return nil, err
 			}

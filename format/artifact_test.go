@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"squeeze/runtime/kvquant"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"squeeze/runtime/gguf"
 	"squeeze/runtime/index"
@@ -169,6 +171,16 @@ func TestArtifactRoundTrip(t *testing.T) {
 				t.Fatalf("schema %d", b.Header.Schema)
 			}
 			sameArtifact(t, a, b)
+			// The rows are views of the mapping whose values start on a cache line.
+			for l, layer := range b.Context.Layers {
+				for h, hd := range layer {
+					for _, r := range []sparse.Rows{hd.Keys, hd.Values, hd.AlwaysK, hd.AlwaysV} {
+						if d := r.(*sparse.F16Rows).Data; len(d) > 0 && uintptr(unsafe.Pointer(&d[0]))%Alignment != 0 {
+							t.Fatalf("layer %d head %d: f16 rows at %p, not on a line", l, h, &d[0])
+						}
+					}
+				}
+			}
 			p, err := ParseArtifact(data)
 			if err != nil {
 				t.Fatal(err)
@@ -191,6 +203,37 @@ func TestArtifactRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestArtifactSchema2 checks that artifacts of schema 2, whose rows start their values
+// right after a count on a cache line, are still read, f16 and quantized alike.
+func TestArtifactSchema2(t *testing.T) {
+	writeSchema = 2
+	defer func() { writeSchema = SchemaVersion }()
+	for _, a := range []*Artifact{
+		testArtifact(t, 2, 2, 16, 40, 1),
+		quantizedTestArtifact(t, 2, 2, 16, 60, 3, "nuq3", false, kvquant.PerChannel),
+	} {
+		path, _ := writeTestArtifact(t, a)
+		b, err := ReadArtifact(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Header.Schema != 2 {
+			t.Fatalf("schema %d", b.Header.Schema)
+		}
+		for l := range a.Context.Layers {
+			for h := range a.Context.Layers[l] {
+				x, y := &a.Context.Layers[l][h], &b.Context.Layers[l][h]
+				for i, p := range [][2]sparse.Rows{{x.Keys, y.Keys}, {x.Values, y.Values}, {x.AlwaysK, y.AlwaysK}, {x.AlwaysV, y.AlwaysV}} {
+					if !slices.Equal(decoded(p[0], 16), decoded(p[1], 16)) {
+						t.Fatalf("%s: layer %d head %d rows %d decode differently", a.Header.Settings.KV, l, h, i)
+					}
+				}
+			}
+		}
+		b.Close()
 	}
 }
 

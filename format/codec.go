@@ -90,27 +90,40 @@ func (e *Encoder) Align(n int) {
 }
 
 // Uint16s writes a uvarint element count, zero padding to a multiple of 2, then the elements.
-func (e *Encoder) Uint16s(v []uint16) { appendArray(e, v) }
+func (e *Encoder) Uint16s(v []uint16) { appendArray(e, v, 1) }
+
+// LineUint16s writes a uvarint element count, zero padding to a multiple of Alignment,
+// then the elements: an array whose elements start on a cache line of a mapping of the
+// file (schema 3's rows).
+func (e *Encoder) LineUint16s(v []uint16) { appendArray(e, v, Alignment) }
+
+// LineBlob writes a uvarint byte length, zero padding to a multiple of Alignment, then the
+// bytes (LineUint16s for bytes).
+func (e *Encoder) LineBlob(b []byte) {
+	e.Uvarint(uint64(len(b)))
+	e.Align(Alignment)
+	e.buf = append(e.buf, b...)
+}
 
 // Int32s writes a uvarint element count, zero padding to a multiple of 4, then the elements.
-func (e *Encoder) Int32s(v []int32) { appendArray(e, v) }
+func (e *Encoder) Int32s(v []int32) { appendArray(e, v, 1) }
 
 // Uint32s writes a uvarint element count, zero padding to a multiple of 4, then the elements.
-func (e *Encoder) Uint32s(v []uint32) { appendArray(e, v) }
+func (e *Encoder) Uint32s(v []uint32) { appendArray(e, v, 1) }
 
 // Float32s writes a uvarint element count, zero padding to a multiple of 4, then the
 // elements' IEEE 754 bits.
-func (e *Encoder) Float32s(v []float32) { appendArray(e, v) }
+func (e *Encoder) Float32s(v []float32) { appendArray(e, v, 1) }
 
 // Int64s writes a uvarint element count, zero padding to a multiple of 8, then the elements.
-func (e *Encoder) Int64s(v []int64) { appendArray(e, v) }
+func (e *Encoder) Int64s(v []int64) { appendArray(e, v, 1) }
 
 // Uint64s writes a uvarint element count, zero padding to a multiple of 8, then the elements.
-func (e *Encoder) Uint64s(v []uint64) { appendArray(e, v) }
+func (e *Encoder) Uint64s(v []uint64) { appendArray(e, v, 1) }
 
 // Float64s writes a uvarint element count, zero padding to a multiple of 8, then the
 // elements' IEEE 754 bits.
-func (e *Encoder) Float64s(v []float64) { appendArray(e, v) }
+func (e *Encoder) Float64s(v []float64) { appendArray(e, v, 1) }
 
 // element is a fixed-size number type that arrays hold.
 type element interface {
@@ -138,11 +151,13 @@ func swapElements(b []byte, size int) {
 	}
 }
 
-func appendArray[T element](e *Encoder, v []T) {
+// appendArray writes v's uvarint element count, zero padding to a multiple of the element
+// size or of align if larger, then the elements.
+func appendArray[T element](e *Encoder, v []T, align int) {
 	var zero T
 	size := int(unsafe.Sizeof(zero))
 	e.Uvarint(uint64(len(v)))
-	e.Align(size)
+	e.Align(max(size, align))
 	start := len(e.buf)
 	e.buf = append(e.buf, asBytes(v)...)
 	if !nativeLittleEndian {
@@ -306,10 +321,14 @@ func (d *Decoder) Float32() float32 { return math.Float32frombits(d.Uint32()) }
 func (d *Decoder) Float64() float64 { return math.Float64frombits(d.Uint64()) }
 
 // lengthPrefixed reads a uvarint length and that many bytes, consuming nothing on failure.
-func (d *Decoder) lengthPrefixed(what string) []byte {
+func (d *Decoder) lengthPrefixed(what string, align int) []byte {
 	start := d.off
 	n, _ := d.uvarint(what + " length")
+	if d.err == nil && align > 1 {
+		d.skipPadding(align, what+" padding")
+	}
 	if d.err != nil {
+		d.off = start
 		return nil
 	}
 	if remain := len(d.data) - d.off; n > uint64(remain) {
@@ -321,12 +340,21 @@ func (d *Decoder) lengthPrefixed(what string) []byte {
 }
 
 // Text reads a length-prefixed string. The string is a copy: it outlives the Reader.
-func (d *Decoder) Text() string { return string(d.lengthPrefixed("string")) }
+func (d *Decoder) Text() string { return string(d.lengthPrefixed("string", 1)) }
 
 // Blob reads length-prefixed bytes. The result is a read-only view of the payload (nil for
 // length 0 or on error), valid as long as the section's bytes.
 func (d *Decoder) Blob() []byte {
-	b := d.lengthPrefixed("bytes")
+	b := d.lengthPrefixed("bytes", 1)
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// LineBlob reads bytes written by Encoder.LineBlob, as Blob does.
+func (d *Decoder) LineBlob() []byte {
+	b := d.lengthPrefixed("line-aligned bytes", Alignment)
 	if len(b) == 0 {
 		return nil
 	}
@@ -361,34 +389,40 @@ func (d *Decoder) skipPadding(n int, what string) {
 }
 
 // Uint16s reads an array written by Encoder.Uint16s.
-func (d *Decoder) Uint16s() []uint16 { return decodeArray[uint16](d, "uint16 array") }
+func (d *Decoder) Uint16s() []uint16 { return decodeArray[uint16](d, "uint16 array", 1) }
+
+// LineUint16s reads an array written by Encoder.LineUint16s.
+func (d *Decoder) LineUint16s() []uint16 {
+	return decodeArray[uint16](d, "line-aligned uint16 array", Alignment)
+}
 
 // Int32s reads an array written by Encoder.Int32s.
-func (d *Decoder) Int32s() []int32 { return decodeArray[int32](d, "int32 array") }
+func (d *Decoder) Int32s() []int32 { return decodeArray[int32](d, "int32 array", 1) }
 
 // Uint32s reads an array written by Encoder.Uint32s.
-func (d *Decoder) Uint32s() []uint32 { return decodeArray[uint32](d, "uint32 array") }
+func (d *Decoder) Uint32s() []uint32 { return decodeArray[uint32](d, "uint32 array", 1) }
 
 // Float32s reads an array written by Encoder.Float32s.
-func (d *Decoder) Float32s() []float32 { return decodeArray[float32](d, "float32 array") }
+func (d *Decoder) Float32s() []float32 { return decodeArray[float32](d, "float32 array", 1) }
 
 // Int64s reads an array written by Encoder.Int64s.
-func (d *Decoder) Int64s() []int64 { return decodeArray[int64](d, "int64 array") }
+func (d *Decoder) Int64s() []int64 { return decodeArray[int64](d, "int64 array", 1) }
 
 // Uint64s reads an array written by Encoder.Uint64s.
-func (d *Decoder) Uint64s() []uint64 { return decodeArray[uint64](d, "uint64 array") }
+func (d *Decoder) Uint64s() []uint64 { return decodeArray[uint64](d, "uint64 array", 1) }
 
 // Float64s reads an array written by Encoder.Float64s.
-func (d *Decoder) Float64s() []float64 { return decodeArray[float64](d, "float64 array") }
+func (d *Decoder) Float64s() []float64 { return decodeArray[float64](d, "float64 array", 1) }
 
-// decodeArray reads a count-prefixed, aligned array (see Decoder). An empty array is nil.
-func decodeArray[T element](d *Decoder, what string) []T {
+// decodeArray reads a count-prefixed array padded to its element size, or to align if
+// larger (see Decoder). An empty array is nil.
+func decodeArray[T element](d *Decoder, what string, align int) []T {
 	var zero T
 	size := int(unsafe.Sizeof(zero))
 	start := d.off
 	count, _ := d.uvarint(what + " count")
 	if d.err == nil {
-		d.skipPadding(size, what+" padding")
+		d.skipPadding(max(size, align), what+" padding")
 	}
 	if d.err != nil {
 		d.off = start

@@ -204,6 +204,54 @@ func TestDecoderZeroCopy(t *testing.T) {
 	}
 }
 
+// TestLineArrays checks that LineUint16s and LineBlob put their elements on a multiple of
+// Alignment of the payload (whatever came before), read back, and that their padding
+// must be zero.
+func TestLineArrays(t *testing.T) {
+	vals := []uint16{1, 2, 3, 65535}
+	blob := []byte("codes")
+	for lead := range 70 {
+		var e Encoder
+		for range lead {
+			e.Uint8(7)
+		}
+		e.LineUint16s(vals)
+		e.LineBlob(blob)
+		e.LineUint16s(nil)
+		payload := e.Bytes()
+		d := NewDecoder("rows", payload)
+		for range lead {
+			d.Uint8()
+		}
+		got, b, none := d.LineUint16s(), d.LineBlob(), d.LineUint16s()
+		if err := d.Finish(); err != nil || !slices.Equal(got, vals) || !bytes.Equal(b, blob) || none != nil {
+			t.Fatalf("lead %d: got %v, %q, %v, %v", lead, got, b, none, err)
+		}
+		base := uintptr(unsafe.Pointer(&payload[0]))
+		if at := uintptr(unsafe.Pointer(&b[0])) - base; at%Alignment != 0 {
+			t.Fatalf("lead %d: blob at payload offset %d", lead, at)
+		}
+		if nativeLittleEndian {
+			if at := uintptr(unsafe.Pointer(&got[0])) - base; at%Alignment != 0 {
+				t.Fatalf("lead %d: array at payload offset %d", lead, at)
+			}
+		}
+		// A non-zero padding byte (there is padding after the count unless the count
+		// ends on a line) is corrupt.
+		if (lead+1)%Alignment != 0 {
+			bad := bytes.Clone(payload)
+			bad[lead+1] = 1
+			d := NewDecoder("rows", bad)
+			for range lead {
+				d.Uint8()
+			}
+			if d.LineUint16s(); !errors.Is(d.Err(), ErrCorrupt) {
+				t.Fatalf("lead %d: non-zero padding read: %v", lead, d.Err())
+			}
+		}
+	}
+}
+
 func TestEncoderAlignPanics(t *testing.T) {
 	for _, n := range []int{0, -1, 3, 128} {
 		func() {

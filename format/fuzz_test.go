@@ -108,11 +108,12 @@ func FuzzDecoder(f *testing.F) {
 	f.Add([]byte{0, 11, 16, 1, 13, 6}, e.Bytes())
 	f.Add([]byte{2, 3, 4, 5, 7, 8, 9, 10, 12, 14, 15, 17, 18, 19}, bytes.Repeat([]byte{1}, 64))
 	f.Add([]byte{20, 20}, []byte{1, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{2, 21, 22}, append(append([]byte{5, 1}, make([]byte, 62)...), 9, 0, 1))
 	f.Fuzz(func(t *testing.T, ops, payload []byte) {
 		d := NewDecoder("fuzz", payload)
 		var e Encoder
 		for _, op := range ops {
-			switch op % 21 {
+			switch op % 23 {
 			case 0:
 				if v := d.Uvarint(); d.Err() == nil {
 					e.Uvarint(v)
@@ -194,9 +195,17 @@ func FuzzDecoder(f *testing.F) {
 					e.Float64s(v)
 				}
 			case 20:
-				n := 1 << (op / 21 % 7)
+				n := 1 << (op / 23 % 7)
 				if d.Align(n); d.Err() == nil {
 					e.Align(n)
+				}
+			case 21:
+				if v := d.LineUint16s(); d.Err() == nil {
+					e.LineUint16s(v)
+				}
+			case 22:
+				if v := d.LineBlob(); d.Err() == nil {
+					e.LineBlob(v)
 				}
 			}
 		}

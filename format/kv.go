@@ -151,9 +151,30 @@ const (
 	rangesGrid = 1 // 2 bytes a row on kvquant's grid (kvquant.EncodeTokenRanges)
 )
 
+// encodeF16Rows writes f16 rows' values: on a cache line of the file where line is set
+// (schema 3), else after a line-aligned count (schema 2).
+func encodeF16Rows(e *Encoder, data []uint16, line bool) {
+	if line {
+		e.LineUint16s(data)
+		return
+	}
+	e.Align(Alignment)
+	e.Uint16s(data)
+}
+
+// decodeF16Rows reads values written by encodeF16Rows.
+func decodeF16Rows(d *Decoder, line bool) []uint16 {
+	if line {
+		return d.LineUint16s()
+	}
+	d.Align(Alignment)
+	return d.Uint16s()
+}
+
 // encodeRows encodes one rows field of a quantized artifact: n rows of dim values, the
-// rotated ones at positions pos (pos[i] for row i).
-func encodeRows(e *Encoder, r sparse.Rows, dim, n int, pos []int32) error {
+// rotated ones at positions pos (pos[i] for row i), the values of f16 rows and the codes
+// of quantized ones on a cache line where line is set (schema 3).
+func encodeRows(e *Encoder, r sparse.Rows, dim, n int, pos []int32, line bool) error {
 	if r == nil || r.Len() != n {
 		return fmt.Errorf("rows of %d for %d positions", lenOf(r), n)
 	}
@@ -163,8 +184,7 @@ func encodeRows(e *Encoder, r sparse.Rows, dim, n int, pos []int32) error {
 			return fmt.Errorf("f16 rows: %d values of dimension %d for %d rows of %d", len(v.Data), v.Dim, n, dim)
 		}
 		e.Uint8(rowsF16)
-		e.Align(Alignment)
-		e.Uint16s(v.Data)
+		encodeF16Rows(e, v.Data, line)
 	case *kvquant.Rows:
 		if v.Dim != dim {
 			return fmt.Errorf("quantized rows of %d values, want %d", v.Dim, dim)
@@ -191,8 +211,12 @@ func encodeRows(e *Encoder, r sparse.Rows, dim, n int, pos []int32) error {
 			e.Uint8(rangesHalf)
 			e.Uint16s(v.Token)
 		}
-		e.Align(Alignment)
-		e.Blob(v.Codes)
+		if line {
+			e.LineBlob(v.Codes)
+		} else {
+			e.Align(Alignment)
+			e.Blob(v.Codes)
+		}
 		e.Blob(kvquant.EncodeOutliers(v.OutStart, v.OutIndex, v.Dim))
 		e.Uint16s(v.OutValue)
 	case *kvquant.Joined:
@@ -204,7 +228,7 @@ func encodeRows(e *Encoder, r sparse.Rows, dim, n int, pos []int32) error {
 				return fmt.Errorf("joined rows: part %d is joined rows", i)
 			}
 			e.Uvarint(uint64(p.Len()))
-			if err := encodeRows(e, p, dim, p.Len(), pos[at:]); err != nil {
+			if err := encodeRows(e, p, dim, p.Len(), pos[at:], line); err != nil {
 				return fmt.Errorf("joined rows: part %d: %w", i, err)
 			}
 			at += p.Len()
@@ -223,16 +247,16 @@ func lenOf(r sparse.Rows) int {
 }
 
 // decodeRows decodes a rows field written by encodeRows: n rows of dim values at
-// positions pos, rotated with rope where stored before RoPE. bad builds corruption errors.
-func decodeRows(d *Decoder, dim, n int, pos []int32, rope *kvquant.RoPE, nested bool, bad func(string, ...any) error) (sparse.Rows, error) {
+// positions pos, rotated with rope where stored before RoPE, line as encodeRows had it.
+// bad builds corruption errors.
+func decodeRows(d *Decoder, dim, n int, pos []int32, rope *kvquant.RoPE, line, nested bool, bad func(string, ...any) error) (sparse.Rows, error) {
 	tag := d.Uint8()
 	if err := d.Err(); err != nil {
 		return nil, err
 	}
 	switch {
 	case tag == rowsF16:
-		d.Align(Alignment)
-		data := d.Uint16s()
+		data := decodeF16Rows(d, line)
 		if err := d.Err(); err != nil {
 			return nil, err
 		}
@@ -266,8 +290,12 @@ func decodeRows(d *Decoder, dim, n int, pos []int32, rope *kvquant.RoPE, nested 
 		} else {
 			r.Token = d.Uint16s()
 		}
-		d.Align(Alignment)
-		r.Codes = d.Blob()
+		if line {
+			r.Codes = d.LineBlob()
+		} else {
+			d.Align(Alignment)
+			r.Codes = d.Blob()
+		}
 		gaps := d.Blob()
 		r.OutValue = d.Uint16s()
 		if err := d.Err(); err != nil {
@@ -325,7 +353,7 @@ func decodeRows(d *Decoder, dim, n int, pos []int32, rope *kvquant.RoPE, nested 
 			if m > n-at {
 				return nil, bad("part of %d rows where %d remain", m, n-at)
 			}
-			p, err := decodeRows(d, dim, m, pos[at:], rope, true, bad)
+			p, err := decodeRows(d, dim, m, pos[at:], rope, line, true, bad)
 			if err != nil {
 				return nil, err
 			}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/kvquant"
@@ -143,6 +144,12 @@ func TestQuantizedArtifactRoundTrip(t *testing.T) {
 					}
 					if k := y.Keys.(*kvquant.Rows); k.Axis != tc.keyAxis || (k.RoPE == nil) != tc.post {
 						t.Fatalf("layer %d head %d: keys along %v, RoPE %v", l, h, k.Axis, k.RoPE != nil)
+					}
+					// The codes are views of the mapping, on a cache line.
+					for _, r := range []sparse.Rows{y.Keys, y.Values} {
+						if c := r.(*kvquant.Rows).Codes; uintptr(unsafe.Pointer(&c[0]))%Alignment != 0 {
+							t.Fatalf("layer %d head %d: codes at %p, not on a line", l, h, &c[0])
+						}
 					}
 				}
 			}
@@ -296,38 +303,44 @@ func TestQuantizedRowsForms(t *testing.T) {
 		{"many outliers", quant(0.4), rangesGrid},
 		{"long gaps", sparseOut, rangesGrid},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var e Encoder
-			if err := encodeRows(&e, tc.r, dim, tc.r.Len(), nil); err != nil {
-				t.Fatal(err)
-			}
-			b := e.Bytes()
-			// Tag, bits, axis, rotated, levels (count, padding to 4, 8 floats), then the form.
-			if at := 4 + 4 + 32; b[at] != tc.form {
-				t.Fatalf("ranges stored in form %d, want %d", b[at], tc.form)
-			}
-			bad := func(format string, args ...any) error { return fmt.Errorf(format, args...) }
-			d := NewDecoder("rows", b)
-			got, err := decodeRows(d, dim, tc.r.Len(), nil, nil, false, bad)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d.Finish() != nil || !slices.Equal(decoded(got, dim), decoded(tc.r, dim)) {
-				t.Fatal("rows decode differently")
-			}
-			g := got.(*kvquant.Rows)
-			if !slices.Equal(g.Token, tc.r.Token) || !slices.Equal(g.OutStart, tc.r.OutStart) || !slices.Equal(g.OutIndex, tc.r.OutIndex) || !slices.Equal(g.OutValue, tc.r.OutValue) {
-				t.Fatal("stored fields differ")
-			}
-			if len(b) > tc.r.Bytes()+64+32 { // arrays' counts and alignment
-				t.Errorf("%d bytes stored, Bytes says %d", len(b), tc.r.Bytes())
-			}
-			// An axis this package does not know is refused.
-			b = slices.Clone(b)
-			b[2] = 2
-			if _, err := decodeRows(NewDecoder("rows", b), dim, tc.r.Len(), nil, nil, false, bad); err == nil {
-				t.Fatal("rows along axis 2 decoded")
-			}
-		})
+		for _, line := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/line=%v", tc.name, line), func(t *testing.T) {
+				var e Encoder
+				if err := encodeRows(&e, tc.r, dim, tc.r.Len(), nil, line); err != nil {
+					t.Fatal(err)
+				}
+				b := e.Bytes()
+				// Tag, bits, axis, rotated, levels (count, padding to 4, 8 floats), then the form.
+				if at := 4 + 4 + 32; b[at] != tc.form {
+					t.Fatalf("ranges stored in form %d, want %d", b[at], tc.form)
+				}
+				bad := func(format string, args ...any) error { return fmt.Errorf(format, args...) }
+				d := NewDecoder("rows", b)
+				got, err := decodeRows(d, dim, tc.r.Len(), nil, nil, line, false, bad)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Schema 3's codes start on a line of the payload (of the file, once mapped).
+				if at := uintptr(unsafe.Pointer(&got.(*kvquant.Rows).Codes[0])) - uintptr(unsafe.Pointer(&b[0])); line && at%Alignment != 0 {
+					t.Errorf("codes at payload offset %d, not on a line", at)
+				}
+				if d.Finish() != nil || !slices.Equal(decoded(got, dim), decoded(tc.r, dim)) {
+					t.Fatal("rows decode differently")
+				}
+				g := got.(*kvquant.Rows)
+				if !slices.Equal(g.Token, tc.r.Token) || !slices.Equal(g.OutStart, tc.r.OutStart) || !slices.Equal(g.OutIndex, tc.r.OutIndex) || !slices.Equal(g.OutValue, tc.r.OutValue) {
+					t.Fatal("stored fields differ")
+				}
+				if len(b) > tc.r.Bytes()+64+32 { // arrays' counts and alignment
+					t.Errorf("%d bytes stored, Bytes says %d", len(b), tc.r.Bytes())
+				}
+				// An axis this package does not know is refused.
+				b = slices.Clone(b)
+				b[2] = 2
+				if _, err := decodeRows(NewDecoder("rows", b), dim, tc.r.Len(), nil, nil, line, false, bad); err == nil {
+					t.Fatal("rows along axis 2 decoded")
+				}
+			})
+		}
 	}
 }
