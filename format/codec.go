@@ -71,8 +71,12 @@ func (e *Encoder) Text(s string) {
 }
 
 // Blob writes b as a uvarint byte length followed by the bytes.
-func (e *Encoder) Blob(b []byte) {
+func (e *Encoder) Blob(b []byte) { e.blob(b, 1) }
+
+// blob writes b's uvarint byte length, zero padding to a multiple of align, then b.
+func (e *Encoder) blob(b []byte, align int) {
 	e.Uvarint(uint64(len(b)))
+	e.Align(align)
 	e.buf = append(e.buf, b...)
 }
 
@@ -99,11 +103,7 @@ func (e *Encoder) LineUint16s(v []uint16) { appendArray(e, v, Alignment) }
 
 // LineBlob writes a uvarint byte length, zero padding to a multiple of Alignment, then the
 // bytes (LineUint16s for bytes).
-func (e *Encoder) LineBlob(b []byte) {
-	e.Uvarint(uint64(len(b)))
-	e.Align(Alignment)
-	e.buf = append(e.buf, b...)
-}
+func (e *Encoder) LineBlob(b []byte) { e.blob(b, Alignment) }
 
 // Int32s writes a uvarint element count, zero padding to a multiple of 4, then the elements.
 func (e *Encoder) Int32s(v []int32) { appendArray(e, v, 1) }

@@ -121,7 +121,7 @@ type segment struct {
 	k, v   Rows
 	lo, hi int
 	prep   []float32 // the queries prepared for k (GroupRows), or nil
-	kinds  rowKinds
+	kinds  *rowKinds // k's and v's forms, kept in the head's state
 }
 
 // rowKinds is a segment's keys and values as the forms attendChunk reads them (each nil
@@ -166,6 +166,10 @@ type headState struct {
 	// tail's keys (GroupRows).
 	prepK, prepA []float32
 	prepT        [][]float32
+	// The forms of the keys and values, of the always-attended rows and of each block
+	// of the tail (the segments point at them).
+	kinds, kindsA rowKinds
+	kindsT        []rowKinds
 }
 
 // chunk is the most keys scored at once per query vector (a block of keys stays in the
@@ -455,9 +459,9 @@ func (s *Session) lookup(g int) {
 	}
 	keys := 0
 	prepK := s.prepare(&h.prepK, head.Keys, h.qs)
-	kinds := kindsOf(head.Keys, head.Values)
+	h.kinds = kindsOf(head.Keys, head.Values)
 	if s.dense {
-		h.segs = append(h.segs, segment{head.Keys, head.Values, 0, head.Keys.Len(), prepK, kinds})
+		h.segs = append(h.segs, segment{head.Keys, head.Values, 0, head.Keys.Len(), prepK, &h.kinds})
 		keys = head.Keys.Len()
 	} else {
 		h.q = grow(h.q, s.n*gd)
@@ -465,12 +469,13 @@ func (s *Session) lookup(g int) {
 		kernels.Scale(h.q, s.qScale)
 		head.Tree.Lookup(&h.search, h.q, s.group, s.th.LogTau, &h.sel)
 		for _, sp := range h.sel.Spans {
-			h.segs = append(h.segs, segment{head.Keys, head.Values, int(sp.Start), int(sp.End), prepK, kinds})
+			h.segs = append(h.segs, segment{head.Keys, head.Values, int(sp.Start), int(sp.End), prepK, &h.kinds})
 		}
 		keys = h.sel.Keys
 	}
 	if a := len(head.Always); a > 0 {
-		h.segs = append(h.segs, segment{head.AlwaysK, head.AlwaysV, 0, a, s.prepare(&h.prepA, head.AlwaysK, h.qs), kindsOf(head.AlwaysK, head.AlwaysV)})
+		h.kindsA = kindsOf(head.AlwaysK, head.AlwaysV)
+		h.segs = append(h.segs, segment{head.AlwaysK, head.AlwaysV, 0, a, s.prepare(&h.prepA, head.AlwaysK, h.qs), &h.kindsA})
 	}
 	h.keys = keys + len(head.Always)
 	s.appendTail(h, g)
@@ -612,7 +617,7 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 	many := s.batchedVecs() >= minBatchedVecs
 	allF16K, allF16V, decK, decV, allGroupV := true, true, many, many, true
 	for _, p := range pieces {
-		kd := &p.seg.kinds
+		kd := p.seg.kinds
 		allF16K, allF16V = allF16K && kd.f16K != nil, allF16V && kd.f16V != nil
 		decK, decV = decK && kd.decK != nil, decV && kd.decV != nil
 		allGroupV = allGroupV && kd.groupV != nil

@@ -74,8 +74,13 @@ func (s *Session) appendTail(h *headState, g int) {
 	for len(h.prepT) < len(blocks) {
 		h.prepT = append(h.prepT, nil)
 	}
+	// Grown before the segments point into it.
+	if len(h.kindsT) < len(blocks) {
+		h.kindsT = make([]rowKinds, len(blocks))
+	}
 	for i, b := range blocks {
-		h.segs = append(h.segs, segment{b.k, b.v, 0, b.k.Len(), s.prepare(&h.prepT[i], b.k, h.qs), kindsOf(b.k, b.v)})
+		h.kindsT[i] = kindsOf(b.k, b.v)
+		h.segs = append(h.segs, segment{b.k, b.v, 0, b.k.Len(), s.prepare(&h.prepT[i], b.k, h.qs), &h.kindsT[i]})
 	}
 	h.keys += s.tailLen
 }
