@@ -148,8 +148,8 @@ func kindsOf(k, v Rows) rowKinds {
 	return r
 }
 
-// unit is one share of an Attend call: KV head head's keys [lo, hi) in the order of its
-// segments.
+// unit is one share of an Attend call: the keys [lo, hi), in the order of their
+// segments, of s.heads[head] (a KV head of a lookup group).
 type unit struct {
 	head, lo, hi int
 }
@@ -203,9 +203,12 @@ type Session struct {
 	total                      int // context keys per (layer, KV head)
 	qScale                     float32
 
-	heads []headState
-	units []unit
-	parts []int // thread share p is units[parts[p]:parts[p+1]]
+	// Per lookup group (tokens of the call that share a lookup: all of them, or one
+	// each in a squeezed AttendExact) and KV head, at groups*kvHeads + head.
+	heads  []headState
+	groups int // the current call's lookup groups
+	units  []unit
+	parts  []int // share p is units[parts[p]:parts[p+1]]
 	// Per unit and query vector: the part's output (hd values), its log-sum-exp, and
 	// chunk scores.
 	partOut, partLse, scores []float32
@@ -225,7 +228,8 @@ type Session struct {
 	// values decoded to float32 (Decoder).
 	dbuf []float32
 
-	// The current call's arguments; exact: an AttendExact call.
+	// The current call's arguments (n: tokens per lookup group); exact: a dense
+	// AttendExact call.
 	layer, n int
 	exact    bool
 	q        []float32
@@ -274,8 +278,8 @@ func newSession(c *Context, cfg *model.Config, pool *kernels.Pool, budget float6
 		heads:  make([]headState, cfg.KVHeads),
 	}
 	s.lookupFn = func(lo, hi int) {
-		for g := lo; g < hi; g++ {
-			s.lookup(g)
+		for i := lo; i < hi; i++ {
+			s.lookup(i)
 		}
 	}
 	s.partFn = func(lo, hi int) {
@@ -344,17 +348,17 @@ func (s *Session) ResetStats() { s.stats = Stats{} }
 // AttendExact is Attend for n tokens computed exactly as n calls of one token each
 // compute them (model.ExactPrefix): speculative decoding verifies drafts with it, so
 // that a verification pass selects and weighs the keys that decoding token by token
-// would. A squeezed session looks the clusters up token by token; a dense one reads
+// would. A squeezed session looks the clusters up token by token and splits each
+// token's keys among the threads as a one-token call does, but runs all the tokens'
+// lookups in one pool call and all their shares in another; a dense one reads
 // each chunk of keys and values once for every token, but multiplies them token by
 // token, with the products a one-token call uses. The statistics count a lookup per
 // token, as decoding does.
 func (s *Session) AttendExact(layer int, q []float32, n int, out, lse []float32) {
 	if !s.dense {
-		heads := s.kvHeads * s.group
-		qd := heads * s.hd
-		for i := range n {
-			s.Attend(layer, q[i*qd:(i+1)*qd], 1, out[i*qd:(i+1)*qd], lse[i*heads:(i+1)*heads])
-		}
+		// Each token looks its clusters up and splits its keys as a one-token call
+		// does; the tokens' lookups, and then their shares, run in one pool call each.
+		s.attend(layer, q, n, 1, out, lse)
 		return
 	}
 	s.exact = true
@@ -368,40 +372,56 @@ func (s *Session) AttendExact(layer int, q []float32, n int, out, lse []float32)
 // softmax-weighted mean of the attended values, and lse n x Heads log-sum-exps of the
 // scores (−Inf and a zero output where nothing was attended).
 func (s *Session) Attend(layer int, q []float32, n int, out, lse []float32) {
-	s.layer, s.n, s.q = layer, n, q
-	s.vecs = n * s.group
-	s.pool.For(s.kvHeads, 1, s.lookupFn)
-	s.split(s.pool.Threads())
+	s.attend(layer, q, n, n, out, lse)
+}
+
+// attend is Attend for n tokens in lookup groups of per consecutive tokens (per divides
+// n): each group's tokens share one lookup per KV head, and its keys are split among
+// the threads on their own, so a group's results are those of an Attend call for its
+// tokens alone.
+func (s *Session) attend(layer int, q []float32, n, per int, out, lse []float32) {
+	s.layer, s.n, s.q = layer, per, q
+	s.groups = n / per
+	s.vecs = per * s.group
+	for len(s.heads) < s.groups*s.kvHeads {
+		s.heads = append(s.heads, headState{})
+	}
+	s.pool.For(s.groups*s.kvHeads, 1, s.lookupFn)
+	s.units = s.units[:0]
+	s.parts = append(s.parts[:0], 0)
+	for t := range s.groups {
+		s.split(s.heads[t*s.kvHeads:(t+1)*s.kvHeads], t*s.kvHeads, s.pool.Threads())
+	}
 	s.reserve()
 	s.pool.For(len(s.parts)-1, 1, s.partFn)
 	s.merge(out, lse)
 }
 
-// split divides the KV heads' selected keys, taken head after head, into one share per
-// thread (fewer if a share would have fewer than minPart keys) of equal numbers of keys:
-// the heads select different numbers of keys, so a thread per head would wait for the
-// largest. A share is one or more units, each within one head; units stay in head
-// order, as merge needs. The split depends only on the heads' numbers of keys, so
-// every call with the same selection sizes (a dense session's) splits alike.
-func (s *Session) split(threads int) {
+// split divides one lookup group's KV heads' selected keys (heads, at index first of
+// s.heads), taken head after head, into one share per thread (fewer if a share would
+// have fewer than minPart keys) of equal numbers of keys: the heads select different
+// numbers of keys, so a thread per head would wait for the largest. It appends the
+// shares to s.parts and their units to s.units. A share is one or more units, each
+// within one head; units stay in head order, as merge needs. The split depends only on
+// the heads' numbers of keys, so every call with the same selection sizes (a dense
+// session's) splits alike.
+func (s *Session) split(heads []headState, first, threads int) {
 	total := 0
-	for g := range s.heads {
-		total += s.heads[g].keys
+	for g := range heads {
+		total += heads[g].keys
 	}
 	parts := max(1, min(threads, total/minPart))
-	s.units = s.units[:0]
-	s.parts = append(s.parts[:0], 0)
 	g, base := 0, 0 // the head of key `at` in the concatenation, and its first key there
 	at := 0
 	for p := range parts {
 		end := total * (p + 1) / parts
 		for at < end {
-			for base+s.heads[g].keys <= at {
-				base += s.heads[g].keys
+			for base+heads[g].keys <= at {
+				base += heads[g].keys
 				g++
 			}
-			hi := min(end, base+s.heads[g].keys)
-			s.units = append(s.units, unit{head: g, lo: at - base, hi: hi - base})
+			hi := min(end, base+heads[g].keys)
+			s.units = append(s.units, unit{head: first + g, lo: at - base, hi: hi - base})
 			at = hi
 		}
 		s.parts = append(s.parts, len(s.units))
@@ -446,16 +466,19 @@ func grow(b []float32, n int) []float32 {
 	return b[:n]
 }
 
-// lookup selects KV head g's keys for the current call and lists them as segments.
-func (s *Session) lookup(g int) {
-	h := &s.heads[g]
+// lookup selects the keys of KV head i%kvHeads for lookup group i/kvHeads of the
+// current call and lists them as segments in s.heads[i].
+func (s *Session) lookup(i int) {
+	h := &s.heads[i]
+	t, g := i/s.kvHeads, i%s.kvHeads
 	head := &s.ctx.Layers[s.layer][g]
 	h.segs = h.segs[:0]
 	gd := s.group * s.hd
 	heads := s.kvHeads * gd
+	q := s.q[t*s.n*heads : (t+1)*s.n*heads]
 	h.qs = grow(h.qs, s.n*gd)
 	for i := range s.n {
-		copy(h.qs[i*gd:(i+1)*gd], s.q[i*heads+g*gd:i*heads+(g+1)*gd])
+		copy(h.qs[i*gd:(i+1)*gd], q[i*heads+g*gd:i*heads+(g+1)*gd])
 	}
 	keys := 0
 	prepK := s.prepare(&h.prepK, head.Keys, h.qs)
@@ -783,19 +806,20 @@ func f32Bytes(x []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x))), 4*len(x))
 }
 
-// merge combines the units' parts of each KV head into out and lse and adds the call's
-// lookups to the statistics.
+// merge combines the units' parts of each lookup group's KV heads into out and lse and
+// adds the call's lookups to the statistics.
 func (s *Session) merge(out, lse []float32) {
 	hd, vecs, group := s.hd, s.vecs, s.group
 	heads := s.kvHeads * group
 	first := 0
-	for g := range s.heads {
+	for hi := range s.groups * s.kvHeads {
+		t, g := hi/s.kvHeads, hi%s.kvHeads
 		last := first
-		for last < len(s.units) && s.units[last].head == g {
+		for last < len(s.units) && s.units[last].head == hi {
 			last++
 		}
 		for v := range vecs {
-			i, gh := v/group, v%group
+			i, gh := t*s.n+v/group, v%group
 			qi := i*heads + g*group + gh
 			dst := out[qi*hd : (qi+1)*hd]
 			if last-first == 1 {
@@ -826,7 +850,7 @@ func (s *Session) merge(out, lse []float32) {
 			lse[qi] = m + float32(math.Log(float64(total)))
 		}
 		first = last
-		h := &s.heads[g]
+		h := &s.heads[hi]
 		per := 1 // lookups this call stands for
 		if s.exact {
 			per = s.n
