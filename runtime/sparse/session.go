@@ -204,7 +204,7 @@ type Session struct {
 	qScale                     float32
 
 	// Per lookup group (tokens of the call that share a lookup: all of them, or one
-	// each in a squeezed AttendExact) and KV head, at groups*kvHeads + head.
+	// each in a squeezed AttendExact) and KV head, at index group*kvHeads + head.
 	heads  []headState
 	groups int // the current call's lookup groups
 	units  []unit
