@@ -477,8 +477,8 @@ func (s *Session) lookup(i int) {
 	heads := s.kvHeads * gd
 	q := s.q[t*s.n*heads : (t+1)*s.n*heads]
 	h.qs = grow(h.qs, s.n*gd)
-	for i := range s.n {
-		copy(h.qs[i*gd:(i+1)*gd], q[i*heads+g*gd:i*heads+(g+1)*gd])
+	for j := range s.n {
+		copy(h.qs[j*gd:(j+1)*gd], q[j*heads+g*gd:j*heads+(g+1)*gd])
 	}
 	keys := 0
 	prepK := s.prepare(&h.prepK, head.Keys, h.qs)
