@@ -344,17 +344,14 @@ func (d *Decoder) Text() string { return string(d.lengthPrefixed("string", 1)) }
 
 // Blob reads length-prefixed bytes. The result is a read-only view of the payload (nil for
 // length 0 or on error), valid as long as the section's bytes.
-func (d *Decoder) Blob() []byte {
-	b := d.lengthPrefixed("bytes", 1)
-	if len(b) == 0 {
-		return nil
-	}
-	return b
-}
+func (d *Decoder) Blob() []byte { return d.blob("bytes", 1) }
 
 // LineBlob reads bytes written by Encoder.LineBlob, as Blob does.
-func (d *Decoder) LineBlob() []byte {
-	b := d.lengthPrefixed("line-aligned bytes", Alignment)
+func (d *Decoder) LineBlob() []byte { return d.blob("line-aligned bytes", Alignment) }
+
+// blob reads length-prefixed bytes padded to align: nil for length 0 or on error.
+func (d *Decoder) blob(what string, align int) []byte {
+	b := d.lengthPrefixed(what, align)
 	if len(b) == 0 {
 		return nil
 	}
