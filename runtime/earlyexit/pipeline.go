@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"squeeze/runtime/model"
+	"squeeze/runtime/sample"
 	"squeeze/runtime/speculate"
 )
 
@@ -454,6 +455,9 @@ func (pl *Pipeline) advance() error {
 	for i := range done {
 		pos := pl.flights[i].pos
 		g := pl.doneTok[i]
+		if g < 0 {
+			return fmt.Errorf("earlyexit: the token after position %d: %w", pos, sample.ErrNoCandidates)
+		}
 		pl.out = append(pl.out, g)
 		pl.seq = append(pl.seq, g)
 		if pl.sub != nil {
@@ -563,7 +567,12 @@ func (pl *Pipeline) logitsOf(done int) {
 				m.Head(pl.t.Pool, pl.hx[:done*dim], done, pl.final[:done*pl.vocab])
 			}
 			for i := range done {
-				pl.doneTok[i] = argmax(pl.final[i*pl.vocab : (i+1)*pl.vocab])
+				row := pl.final[i*pl.vocab : (i+1)*pl.vocab]
+				t := argmax(row)
+				if !(row[t] > float32(math.Inf(-1))) {
+					t = -1 // no finite logit, as GreedyHead reports it
+				}
+				pl.doneTok[i] = t
 			}
 		}
 	}

@@ -1,8 +1,12 @@
 package earlyexit
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -11,6 +15,7 @@ import (
 	"squeeze/runtime/model"
 	"squeeze/runtime/model/modeltest"
 	"squeeze/runtime/model/modeltest/testmodel"
+	"squeeze/runtime/sample"
 	"squeeze/runtime/speculate"
 )
 
@@ -192,5 +197,74 @@ func TestBlockShare(t *testing.T) {
 				t.Errorf("BlockShare = %d, %v; want %d, error %v", got, err, tt.want, tt.err)
 			}
 		})
+	}
+}
+
+// TestPipelineNoFiniteLogit checks that a token whose logits are all NaN ends the
+// pipeline with sample.ErrNoCandidates, as sampling such logits ends plain decoding,
+// instead of emitting token 0: on a shared model whose final norm is NaN, through
+// GreedyHead (F16 head) and through every logit (Q8_0 head, which has none).
+func TestPipelineNoFiniteLogit(t *testing.T) {
+	for _, weights := range []gguf.Type{gguf.TypeF16, gguf.TypeQ8_0} {
+		t.Run(weights.String(), func(t *testing.T) {
+			s := modeltest.Spec{Layers: 4, Context: 64, Weights: weights, Tokenizer: true, Seed: 9}
+			s.Meta = map[string]any{BlockShareKey: uint32(2)}
+			s.BlockShare = 2
+			path := filepath.Join(t.TempDir(), "nan.gguf")
+			if err := modeltest.Write(path, s); err != nil {
+				t.Fatal(err)
+			}
+			setTensorNaN(t, path, "output_norm.weight")
+			m, _, _ := testmodel.File(t, path)
+			p := kernels.NewPool(2)
+			defer p.Close()
+			prompt := modeltest.Tokens(8, m.Config.Vocab, 1)
+			c, err := m.NewCache(len(prompt)+20, model.CacheF32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Forward(p, c, prompt, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			pl, err := NewPipeline(speculate.Target{Model: m, Cache: c, Pool: p}, PipelineOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pl.Start(append(slices.Clone(prompt), 3)); err != nil {
+				t.Fatal(err)
+			}
+			tok, err := pl.Next()
+			if !errors.Is(err, sample.ErrNoCandidates) {
+				t.Fatalf("Next: token %d, error %v; want sample.ErrNoCandidates", tok, err)
+			}
+		})
+	}
+}
+
+// setTensorNaN overwrites the F32 tensor name of the GGUF file at path with NaN.
+func setTensorNaN(t *testing.T, path, name string) {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, data, err := f.Tensor(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Type != gguf.TypeF32 {
+		t.Fatalf("%s is %v, not F32", name, info.Type)
+	}
+	at, n := f.DataOffset+int(info.Offset), len(data)
+	f.Close()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := at; i < at+n; i += 4 {
+		binary.LittleEndian.PutUint32(raw[i:], math.Float32bits(float32(math.NaN())))
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

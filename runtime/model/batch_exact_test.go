@@ -306,6 +306,23 @@ func TestGreedyHead(t *testing.T) {
 			t.Errorf("tokens %v, want %d and %d in some order", got, first, near)
 		}
 	})
+	t.Run("no finite logit", func(t *testing.T) {
+		// A NaN hidden state has no finite logit: −1, as sampling such logits fails.
+		m := loadSpec(t, specs[0])
+		dim := m.Config.Dim
+		hidden := make([]float32, 2*dim)
+		for i := range hidden {
+			hidden[i] = float32(r.NormFloat64())
+		}
+		hidden[dim+3] = float32(math.NaN())
+		got := make([]int32, 2)
+		p := kernels.NewPool(2)
+		defer p.Close()
+		m.GreedyHead().Argmax(p, slices.Clone(hidden), 2, got)
+		if want := greedyRef(m, p, hidden[:dim], 1)[0]; got[0] != want || got[1] != -1 {
+			t.Errorf("tokens %v, want %d and -1", got, want)
+		}
+	})
 	t.Run("quantized head", func(t *testing.T) {
 		m := loadSpec(t, modeltest.Spec{Arch: "llama", Weights: gguf.TypeQ8_0, Dim: 64, Heads: 2, KVHeads: 1, FFN: 64, Vocab: 300, Context: 64, Seed: 6})
 		if m.GreedyHead() != nil {

@@ -356,7 +356,8 @@ func (t *greedyTables) build(w *kernels.Matrix) {
 
 // Argmax normalizes the n hidden states (n x Dim, in place) with the final norm, as
 // HeadExact does, and writes to out[v] the index of the first largest of the logits
-// HeadExact would compute for hidden state v on the pool p.
+// HeadExact would compute for hidden state v on the pool p, or −1 when every one of
+// them is NaN or −Inf.
 func (g *GreedyHead) Argmax(p *kernels.Pool, hidden []float32, n int, out []int32) {
 	m := g.m
 	dim, vocab := m.Config.Dim, m.Config.Vocab
@@ -519,14 +520,15 @@ func (g *GreedyHead) pick(p *kernels.Pool, h []float32, v int) int32 {
 }
 
 // whole computes every logit of the normalized hidden state h and returns the first
-// largest's index: the fallback where the bounds do not decide.
+// largest's index (−1 if none exceeds −Inf): the fallback where the bounds do not
+// decide.
 func (g *GreedyHead) whole(p *kernels.Pool, h []float32) int32 {
 	vocab := g.m.Config.Vocab
 	if len(g.exact) < vocab {
 		g.exact = make([]float32, vocab)
 	}
 	kernels.MatVec(p, g.exact[:vocab], g.m.output, h)
-	best, bestV := int32(0), float32(math.Inf(-1))
+	best, bestV := int32(-1), float32(math.Inf(-1))
 	for i, v := range g.exact[:vocab] {
 		if v > bestV {
 			best, bestV = int32(i), v
