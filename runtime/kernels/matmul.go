@@ -581,9 +581,8 @@ func MatVecRows(p *Pool, dst []float32, w *Matrix, x []float32, rows []int) bool
 		if r-lo < (hi-lo)/4*4 {
 			// The 4-row kernel's arithmetic for one row does not depend on the other
 			// three: run it on four copies of the row.
-			var out [4]float32
-			fk.dot4[kind](unsafe.Pointer(&row[0]), 0, &x[0], nk, &out[0], 1)
-			s = out[0]
+			fk.dot4[kind](unsafe.Pointer(&row[0]), 0, &x[0], nk, &p.rowOut[0], 1)
+			s = p.rowOut[0]
 		} else {
 			s = fk.dot[kind](&x[0], unsafe.Pointer(&row[0]), nk)
 		}

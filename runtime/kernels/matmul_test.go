@@ -378,6 +378,13 @@ func TestMatVecRows(t *testing.T) {
 		if MatVecRows(p, make([]float32, 1), q, randF32(r, 32), []int{0}) {
 			t.Error("MatVecRows computed rows of a Q8_0 matrix")
 		}
+		// A few rows of a head, as GreedyHead reads them every step, allocate nothing
+		// through the SIMD kernels (the reference decodes each row into a new slice).
+		m := randMatrix(t, r, gguf.TypeF16, 64, 96)
+		x, got, rows := randF32(r, 96), make([]float32, 3), []int{1, 30, 63}
+		if allocs := testing.AllocsPerRun(20, func() { MatVecRows(p, got, m, x, rows) }); fk != nil && allocs != 0 {
+			t.Errorf("MatVecRows of %d rows allocates %v times", len(rows), allocs)
+		}
 	})
 }
 

@@ -38,6 +38,9 @@ type Pool struct {
 	acts    []Activation
 	xT      []float32        // MatMul's packed activations
 	scratch []*workerScratch // per worker, grown on demand
+	// MatVecRows' output of the 4-row kernel for one row (a local array handed to
+	// the kernel through a function value would escape to the heap on every call).
+	rowOut [4]float32
 }
 
 // poolSpin is how long an idle worker (or the waiting caller) polls before parking;
