@@ -22,9 +22,10 @@
 //
 // # Reading
 //
-// Open memory-maps a file and parses its header; tensor data stay in the mapping and
-// Tensor returns slices of it, so loading a model does not copy its weights into the Go
-// heap. Parse does the same for a file already in memory. Metadata are looked up with
+// Open memory-maps a file (a large one is read into huge pages outside the Go heap
+// instead) and parses its header; tensor data stay there and Tensor returns slices of
+// it, so loading a model does not copy its weights into the Go heap. Parse does the same
+// for a file already in memory. Metadata are looked up with
 // typed helpers (String, Uint, Float, Strings, ...) that fail with ErrNotFound when a key
 // is absent and ErrCorrupt when its value has the wrong type.
 //

@@ -5,7 +5,7 @@ import (
 )
 
 // File is a parsed GGUF file: its metadata, its tensor table, and (through Tensor) its
-// tensor data, which stay in the file's memory mapping and are never copied.
+// tensor data, which stay in the file's memory (see Open) and are never copied again.
 //
 // A File is safe for concurrent use by readers. Metadata (KV, Tensors and the values the
 // lookup methods return) are copies and stay valid after Close; tensor bytes do not.
@@ -71,7 +71,7 @@ func (t *TensorInfo) Rows() uint64 {
 	return n
 }
 
-// Close releases the file's memory mapping. Tensor bytes returned by Tensor must not be
+// Close releases the file's memory (mapping or huge pages). Tensor bytes returned by Tensor must not be
 // used afterwards; metadata stay valid. Close on a File from Parse, or a second Close, does
 // nothing.
 func (f *File) Close() error {
@@ -84,8 +84,8 @@ func (f *File) Close() error {
 }
 
 // Tensor returns the info and the encoded bytes of the named tensor. The bytes are a
-// slice of the file's mapping, not a copy: they are read-only (writing to them faults) and
-// valid until Close. It returns an error wrapping ErrNotFound if there is no such tensor.
+// slice of the file's memory (its mapping, or its copy in huge pages: see Open), not a
+// copy of their own: they are read-only (writing to them faults) and valid until Close. It returns an error wrapping ErrNotFound if there is no such tensor.
 func (f *File) Tensor(name string) (*TensorInfo, []byte, error) {
 	i, ok := f.tensorIndex[name]
 	if !ok {

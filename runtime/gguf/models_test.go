@@ -144,9 +144,10 @@ func TestSharedBlocks(t *testing.T) {
 	}
 }
 
-// TestOpenMapsData checks that Open leaves tensor data in the mapping: the heap grows by
-// the metadata (the vocabulary, about 1 MB), not by the 44 MB of weights, even after every
-// tensor has been read.
+// TestOpenMapsData checks that Open keeps tensor data outside the Go heap (in the
+// mapping, or in huge pages: mmap.Huge): the heap grows by the metadata (the
+// vocabulary, about 1 MB), not by the 44 MB of weights, even after every tensor has been
+// read.
 func TestOpenMapsData(t *testing.T) {
 	path := testfiles.Shared(t, "models", "gocode-22m/gocode-22m.gguf")
 	st, err := os.Stat(path)

@@ -2,10 +2,14 @@ package model
 
 import (
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
+	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
+	"squeeze/runtime/mmap"
+	"squeeze/runtime/testfiles"
 )
 
 // benchModels are the gocode-22m files the benchmarks run.
@@ -80,6 +84,72 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkHugeWeights decodes with the F16 model as gguf.Open loads it (its weights
+// copied into transparent huge pages, mmap.Huge) and as a plain file mapping (4 KB
+// pages), 16 tokens from each in turns after 1024 tokens of context, 2 threads, and
+// reports both rates and the speed-up.
+func BenchmarkHugeWeights(b *testing.B) {
+	path := testfiles.Shared(b, "models", "gocode-22m", "gocode-22m.gguf")
+	huge := openModel(b, "models", "gocode-22m", "gocode-22m.gguf")
+	fd, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, unmap, err := mmap.File(fd)
+	fd.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if unmap != nil {
+		b.Cleanup(func() { unmap() })
+	}
+	f, err := gguf.Parse(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mapped, err := Load(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := kernels.NewPool(2)
+	defer p.Close()
+	const depth, gen, block = 1024, 256, 16
+	models := []*Model{mapped, huge}
+	caches := make([]*Cache, 2)
+	context := randomTokens(depth, huge.Config.Vocab, 3)
+	for i, m := range models {
+		if caches[i], err = m.NewCache(depth+gen, CacheF16); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Forward(p, caches[i], context, nil, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tokens := randomTokens(gen, huge.Config.Vocab, 4)
+	logits := make([]float32, huge.Config.Vocab)
+	var took [2]time.Duration
+	for b.Loop() {
+		for i := range caches {
+			caches[i].Truncate(depth)
+		}
+		for lo := 0; lo < gen; lo += block {
+			for i, m := range models {
+				start := time.Now()
+				for _, t := range tokens[lo : lo+block] {
+					if err := m.Forward(p, caches[i], []int32{t}, logits, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+				took[i] += time.Since(start)
+			}
+		}
+	}
+	n := float64(gen * b.N)
+	b.ReportMetric(n/took[0].Seconds(), "mapped-tok/s")
+	b.ReportMetric(n/took[1].Seconds(), "huge-tok/s")
+	b.ReportMetric(took[0].Seconds()/took[1].Seconds(), "speedup")
 }
 
 // BenchmarkSharedStages times an exact block period (4 layers) of ForwardLayers on
