@@ -171,6 +171,7 @@ func decode(data []byte) (*Tree, error) {
 	}
 	off := int(headerSize + 4*nl)
 	levels := make([]Level, nl)
+	var half []uint16 // a level's centroids as stored, converted at once
 	for l, c := range clusters {
 		start := make([]int32, c+1)
 		for j := range start {
@@ -182,10 +183,14 @@ func decode(data []byte) (*Tree, error) {
 			off += 4
 		}
 		cent := make([]float32, c*dim)
+		if len(half) < len(cent) {
+			half = make([]uint16, len(cent))
+		}
 		for j := range cent {
-			cent[j] = kernels.F16ToF32(binary.LittleEndian.Uint16(data[off:]))
+			half[j] = binary.LittleEndian.Uint16(data[off:])
 			off += 2
 		}
+		kernels.F16ToF32Slice(cent, half[:len(cent)])
 		levels[l] = Level{Centroids: cent, Start: start}
 	}
 	order := make([]int32, n)

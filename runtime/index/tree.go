@@ -110,15 +110,8 @@ func newTree(dim int, levels []Level, order []int32) (*Tree, error) {
 			kernels.F32ToF16Slice(t.levels[l].cent16, lv.Centroids)
 		}
 	}
-	sorted := slices.Clone(order)
-	slices.Sort(sorted)
-	if sorted[0] < 0 {
-		return nil, fmt.Errorf("negative position %d", sorted[0])
-	}
-	for i := 1; i < n; i++ {
-		if sorted[i] == sorted[i-1] {
-			return nil, fmt.Errorf("position %d appears twice", sorted[i])
-		}
+	if err := distinct(order); err != nil {
+		return nil, err
 	}
 	for l := len(t.levels) - 1; l >= 0; l-- {
 		lv := &t.levels[l]
@@ -135,6 +128,38 @@ func newTree(dim int, levels []Level, order []int32) (*Tree, error) {
 		}
 	}
 	return t, nil
+}
+
+// distinct reports a negative position, or one that appears twice. Positions of a
+// context run from 0 to about its length: a bitmap of them takes n/8 bytes or so; past
+// 64 positions per key (a corrupt or unusual order), sorting a copy does.
+func distinct(order []int32) error {
+	top := int32(0)
+	for _, p := range order {
+		if p < 0 {
+			return fmt.Errorf("negative position %d", p)
+		}
+		top = max(top, p)
+	}
+	if int64(top) >= 64*int64(len(order)) {
+		sorted := slices.Clone(order)
+		slices.Sort(sorted)
+		for i := 1; i < len(sorted); i++ {
+			if sorted[i] == sorted[i-1] {
+				return fmt.Errorf("position %d appears twice", sorted[i])
+			}
+		}
+		return nil
+	}
+	seen := make([]uint64, int(top)/64+1)
+	for _, p := range order {
+		w, bit := p/64, uint64(1)<<(p%64)
+		if seen[w]&bit != 0 {
+			return fmt.Errorf("position %d appears twice", p)
+		}
+		seen[w] |= bit
+	}
+	return nil
 }
 
 // Dim returns the dimension of the keys.

@@ -146,14 +146,14 @@ func (r *Rows) outliers() outlierFixes {
 	} else {
 		o.vals = make([]kernels.KVQValueFix, 0, o.n)
 	}
-	rows := make([]int32, 0, o.n)
+	o.off = make([]uint16, r.n)
 	rb := r.RowBytes()
 	c := r.seek(0)
 	for c.row < r.n {
 		i := c.row
 		j, val, _ := r.next(&c, i)
 		l := r.lv[kernels.KVQCode(r.Codes[i*rb:(i+1)*rb], r.Bits, j)]
-		rows = append(rows, int32(i))
+		o.off[i]++
 		if !keys {
 			mid, half := kernels.F16ToF32(r.Token[2*i]), kernels.F16ToF32(r.Token[2*i+1])
 			o.vals = append(o.vals, kernels.KVQValueFix{Row: int32(i), At: uint16(j), A: val - (mid + half*l)})
@@ -170,17 +170,20 @@ func (r *Rows) outliers() outlierFixes {
 		}
 		o.keys = append(o.keys, kernels.KVQKeyFix{Row: int32(i), Pair: uint16(p), A: a, B: b})
 	}
+	// off holds each row's count of corrections so far; running sums turn the counts
+	// into the corrections before each block (start) and before each row within its
+	// block (off).
 	o.start = make([]int32, (r.n+fixBlock-1)/fixBlock)
-	o.off = make([]uint16, r.n)
 	k := 0
-	for i := range o.off {
-		for k < len(rows) && int(rows[k]) < i {
-			k++
+	for b := range o.start {
+		o.start[b] = int32(k)
+		before := 0
+		for i := b * fixBlock; i < min(r.n, (b+1)*fixBlock); i++ {
+			count := int(o.off[i])
+			o.off[i] = uint16(before)
+			before += count
 		}
-		if i%fixBlock == 0 {
-			o.start[i/fixBlock] = int32(k)
-		}
-		o.off[i] = uint16(k - int(o.start[i/fixBlock]))
+		k += before
 	}
 	return o
 }

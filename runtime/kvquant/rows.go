@@ -128,9 +128,12 @@ func (r *Rows) Init() error {
 		r.out = r.outliers()
 	}
 	if r.groupValues() {
+		// Both converted at once (kernels.F16ToF32Slice), then taken apart.
+		both := make([]float32, 2*r.n)
+		kernels.F16ToF32Slice(both, r.Token)
 		r.mids, r.halves = make([]float32, r.n), make([]float32, r.n)
 		for i := range r.n {
-			r.mids[i], r.halves[i] = kernels.F16ToF32(r.Token[2*i]), kernels.F16ToF32(r.Token[2*i+1])
+			r.mids[i], r.halves[i] = both[2*i], both[2*i+1]
 		}
 	}
 	return nil
@@ -172,9 +175,8 @@ func (r *Rows) check() error {
 			return fmt.Errorf("%d token ranges and %d channel ranges for %d rows", len(r.Token)/2, len(r.Channel), n)
 		}
 		for i := 0; i < len(r.Token); i += 2 {
-			mid, half := kernels.F16ToF32(r.Token[i]), kernels.F16ToF32(r.Token[i+1])
-			if !finite32(mid) || !finite32(half) || half < 0 {
-				return fmt.Errorf("row %d: range %v ± %v", i/2, mid, half)
+			if mid, half := r.Token[i], r.Token[i+1]; !finite16(mid) || !finite16(half) || negative16(half) {
+				return fmt.Errorf("row %d: range %v ± %v", i/2, kernels.F16ToF32(mid), kernels.F16ToF32(half))
 			}
 		}
 	default:
@@ -198,7 +200,7 @@ func (r *Rows) check() error {
 			if int(r.OutIndex[k]) >= limit || (k > s && r.OutIndex[k] <= r.OutIndex[k-1]) {
 				return fmt.Errorf("outlier block %d: index %d out of order or range", b, r.OutIndex[k])
 			}
-			if !finite32(kernels.F16ToF32(r.OutValue[k])) {
+			if !finite16(r.OutValue[k]) {
 				return fmt.Errorf("outlier %d is not finite", k)
 			}
 		}
@@ -224,6 +226,13 @@ func (r *Rows) check() error {
 }
 
 func finite32(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+
+// finite16 reports whether the half float h is neither infinite nor NaN (its exponent
+// field is not all ones).
+func finite16(h uint16) bool { return h&0x7c00 != 0x7c00 }
+
+// negative16 reports whether the half float h is below zero (negative, not −0).
+func negative16(h uint16) bool { return h&0x8000 != 0 && h&0x7fff != 0 }
 
 // outCursor walks the outliers of consecutive rows.
 type outCursor struct {

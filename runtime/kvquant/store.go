@@ -3,6 +3,7 @@ package kvquant
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"squeeze/runtime/kernels"
 )
@@ -45,7 +46,19 @@ var octave = [gridSteps]float32{
 
 // gridHalf returns grid step j's Half as half-float bits: 2^(j/32) rounded up to a half
 // float. j must be in [gridMinJ, gridMaxJ].
-func gridHalf(j int) uint16 {
+func gridHalf(j int) uint16 { return gridHalves()[j-gridMinJ] }
+
+// gridHalves holds gridHalf of every step, computed once (gridHalfOf).
+var gridHalves = sync.OnceValue(func() *[gridMaxJ - gridMinJ + 1]uint16 {
+	var t [gridMaxJ - gridMinJ + 1]uint16
+	for j := gridMinJ; j <= gridMaxJ; j++ {
+		t[j-gridMinJ] = gridHalfOf(j)
+	}
+	return &t
+})
+
+// gridHalfOf computes gridHalf(j).
+func gridHalfOf(j int) uint16 {
 	e := j >> 5 // floor(j/32)
 	v := float32(math.Ldexp(float64(octave[j-e*gridSteps]), e))
 	h := kernels.F32ToF16(v)
