@@ -220,34 +220,36 @@ func TestLookupPathsAgree(t *testing.T) {
 	}
 }
 
-// BenchmarkLookup times one decode lookup on a tree of the shape precompute builds for
+// BenchmarkLookup times one decode lookup (and one for a prefill block of 64 tokens) on a tree of the shape precompute builds for
 // 32K keys (1% and 5% of the keys as clusters, 64 dimensions, 3 query heads per KV
 // head), by the fast and the reference survive.
 func BenchmarkLookup(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
 	const n, dim, g = 32768, 64, 3
 	tr := randomTree(b, r, dim, n, []int{n / 100, n / 20}, 1)
-	q := make([]float32, g*dim)
-	for i := range q {
-		q[i] = float32(r.NormFloat64())
-	}
 	// About a third of the first level survives, and an eighth of their children.
 	logTau := []float32{-10.1, -8.7}
 	defer func() { lookupRef = false }()
-	for _, ref := range []bool{false, true} {
-		name := "fast"
-		if ref {
-			name = "ref"
+	for _, tokens := range []int{1, 64} {
+		q := make([]float32, tokens*g*dim)
+		for i := range q {
+			q[i] = float32(r.NormFloat64())
 		}
-		b.Run(name, func(b *testing.B) {
-			lookupRef = ref
-			var s Searcher
-			var sel Selection
-			for b.Loop() {
-				tr.Lookup(&s, q, g, logTau, &sel)
+		for _, ref := range []bool{false, true} {
+			name := fmt.Sprintf("tokens=%d/fast", tokens)
+			if ref {
+				name = fmt.Sprintf("tokens=%d/ref", tokens)
 			}
-			b.ReportMetric(float64(sel.Centroids), "centroids")
-			b.ReportMetric(float64(sel.Keys), "keys")
-		})
+			b.Run(name, func(b *testing.B) {
+				lookupRef = ref
+				var s Searcher
+				var sel Selection
+				for b.Loop() {
+					tr.Lookup(&s, q, g, logTau, &sel)
+				}
+				b.ReportMetric(float64(sel.Centroids), "centroids")
+				b.ReportMetric(float64(sel.Keys), "keys")
+			})
+		}
 	}
 }
