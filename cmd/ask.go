@@ -39,9 +39,10 @@ type askOptions struct {
 	KVAppendAfter int             // --kv-append-after: recent tokens kept in f16
 
 	// From the global options.
-	Threads int
-	JSON    bool
-	Logger  *slog.Logger
+	Threads   int
+	HugePages bool
+	JSON      bool
+	Logger    *slog.Logger
 }
 
 // askReport is the JSON object "squeeze ask --json" prints. Scripts depend on these
@@ -180,7 +181,7 @@ when off). The pipelined form above keeps every token in f16.`,
 			opts.Artifact, opts.Query = args[0], args[1]
 			opts.BudgetSet = cmd.Flags().Changed("budget")
 			opts.TemplateSet = cmd.Flags().Changed("query-template")
-			opts.Threads, opts.JSON, opts.Logger = g.Threads, g.JSON, g.logger
+			opts.Threads, opts.JSON, opts.Logger, opts.HugePages = g.Threads, g.JSON, g.logger, g.HugePages
 			opts.Gen.Threads, opts.Gen.JSON, opts.Gen.Logger = g.Threads, g.JSON, g.logger
 			return runAsk(cmd.Context(), opts, s)
 		},
@@ -259,7 +260,7 @@ func runAsk(ctx context.Context, opts *askOptions, s streams) error {
 	if err != nil {
 		return err
 	}
-	lm, err := loadModel(modelPath, func(f *gguf.File) error {
+	lm, err := loadModel(modelPath, opts.HugePages, func(f *gguf.File) error {
 		fp, err := format.ModelFingerprint(modelPath, f)
 		if err != nil {
 			return &modelError{modelPath, err}

@@ -73,7 +73,7 @@ func TestGenerateFlags(t *testing.T) {
 	}{
 		{"defaults", []string{"generate", "hello"}, func(t *testing.T, o *generateOptions) {
 			want := generateOptions{Model: defaultModel, Prompt: "hello", MaxTokens: 128, Temp: 0.8, TopK: 40, TopP: 0.95,
-				MinP: 0.05, RepeatPenalty: 1, RepeatLastN: 64, Seed: -1, KVCache: "f16"}
+				MinP: 0.05, RepeatPenalty: 1, RepeatLastN: 64, Seed: -1, KVCache: "f16", HugePages: true}
 			o.Logger = nil
 			if o.Stop != nil || !equalOpts(*o, want) {
 				t.Fatalf("options %+v\nwant %+v", *o, want)
@@ -81,7 +81,8 @@ func TestGenerateFlags(t *testing.T) {
 		}},
 		{"every flag", []string{"generate", "--model", "m.gguf", "--max-tokens", "7", "--temp", "0", "--top-k", "3",
 			"--top-p", "0.5", "--min-p", "0.1", "--repeat-penalty", "1.2", "--repeat-last-n", "8", "--seed", "42",
-			"--stop", "a", "--stop", "\n\n", "--kv-cache", "f32", "--ctx-size", "256", "--threads", "3", "--json", "p"},
+			"--stop", "a", "--stop", "\n\n", "--kv-cache", "f32", "--ctx-size", "256", "--threads", "3", "--json",
+			"--huge-pages=false", "p"},
 			func(t *testing.T, o *generateOptions) {
 				want := generateOptions{Model: "m.gguf", Prompt: "p", MaxTokens: 7, Temp: 0, TopK: 3, TopP: 0.5, MinP: 0.1,
 					RepeatPenalty: 1.2, RepeatLastN: 8, Seed: 42, KVCache: "f32", CtxSize: 256, Threads: 3, JSON: true}
@@ -123,7 +124,7 @@ func equalOpts(a, b generateOptions) bool {
 	return a.Model == b.Model && a.Prompt == b.Prompt && a.MaxTokens == b.MaxTokens && a.Temp == b.Temp &&
 		a.TopK == b.TopK && a.TopP == b.TopP && a.MinP == b.MinP && a.RepeatPenalty == b.RepeatPenalty &&
 		a.RepeatLastN == b.RepeatLastN && a.Seed == b.Seed && a.KVCache == b.KVCache && a.CtxSize == b.CtxSize &&
-		a.Threads == b.Threads && a.JSON == b.JSON
+		a.Threads == b.Threads && a.JSON == b.JSON && a.HugePages == b.HugePages
 }
 
 func TestConfigPrecedence(t *testing.T) {

@@ -38,8 +38,9 @@ type evalOptions struct {
 	kvQuantFlags
 
 	// From the global options.
-	Threads int
-	JSON    bool
+	Threads   int
+	HugePages bool
+	JSON      bool
 }
 
 func newEvalCommand(g *globalOptions, s streams) *cobra.Command {
@@ -89,7 +90,7 @@ attention_mass.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts.Threads, opts.JSON = g.Threads, g.JSON
+			opts.Threads, opts.JSON, opts.HugePages = g.Threads, g.JSON, g.HugePages
 			return runEval(cmd.Context(), opts, s)
 		},
 	}
@@ -202,7 +203,7 @@ func runEval(ctx context.Context, opts *evalOptions, s streams) error {
 	if err != nil {
 		return fmt.Errorf("read the corpus: %w", err)
 	}
-	lm, err := loadModel(opts.Model, nil)
+	lm, err := loadModel(opts.Model, opts.HugePages, nil)
 	if err != nil {
 		return err
 	}

@@ -38,9 +38,10 @@ type generateOptions struct {
 	CtxSize       int
 
 	// From the global options.
-	Threads int
-	JSON    bool
-	Logger  *slog.Logger
+	Threads   int
+	HugePages bool
+	JSON      bool
+	Logger    *slog.Logger
 }
 
 // generateReport is the JSON object "squeeze generate --json" prints. Scripts depend on
@@ -100,7 +101,7 @@ seed, threads, kv_cache.`,
 		Args: exactArgs(1, `generate takes one prompt argument (use "-" to read it from stdin)`),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Prompt = args[0]
-			opts.Threads, opts.JSON, opts.Logger = g.Threads, g.JSON, g.logger
+			opts.Threads, opts.JSON, opts.Logger, opts.HugePages = g.Threads, g.JSON, g.logger, g.HugePages
 			if runF != nil {
 				return runF(cmd.Context(), opts, s)
 			}
@@ -194,7 +195,7 @@ func runGenerate(ctx context.Context, opts *generateOptions, s streams) error {
 		prompt = string(b)
 	}
 
-	lm, err := loadModel(opts.Model, nil)
+	lm, err := loadModel(opts.Model, opts.HugePages, nil)
 	if err != nil {
 		return err
 	}

@@ -54,9 +54,10 @@ type precomputeOptions struct {
 	Chat bool
 
 	// From the global options.
-	Threads int
-	JSON    bool
-	Logger  *slog.Logger
+	Threads   int
+	HugePages bool
+	JSON      bool
+	Logger    *slog.Logger
 }
 
 // precomputeReport is the JSON object "squeeze precompute --json" prints. Scripts depend
@@ -153,7 +154,7 @@ centroid_fraction, log_thresholds per calibrated budget).`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Inputs = args
-			opts.Threads, opts.JSON, opts.Logger = g.Threads, g.JSON, g.logger
+			opts.Threads, opts.JSON, opts.Logger, opts.HugePages = g.Threads, g.JSON, g.logger, g.HugePages
 			return runPrecompute(cmd.Context(), opts, s)
 		},
 	}
@@ -254,6 +255,7 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 		Chat:           opts.Chat,
 		ContextLength:  opts.CtxSize,
 		Threads:        opts.Threads,
+		MapModel:       !opts.HugePages,
 		Calib:          opts.Calib,
 		Squeeze: precompute.SqueezeOptions{
 			Fractions:   levels,

@@ -82,7 +82,7 @@ func TestReadmeMainJob(t *testing.T) {
 		t.Fatalf("README main job input: %v", err)
 	}
 	text, _ := precompute.Join(docs, precompute.DefaultHeaderTemplate, "")
-	lm, err := loadModel(model, nil)
+	lm, err := loadModel(model, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

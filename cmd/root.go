@@ -33,6 +33,9 @@ type globalOptions struct {
 	LogLevel string
 	// ConfigFile is the config file named by --config or SQUEEZE_CONFIG ("" if none).
 	ConfigFile string
+	// HugePages copies a model of 8 MB or more into transparent huge pages
+	// (gguf.Open); false keeps it in a shared file mapping (gguf.OpenMapped).
+	HugePages bool
 
 	// logger writes to stderr at LogLevel; set by configure.
 	logger *slog.Logger
@@ -129,6 +132,7 @@ when XDG_CONFIG_HOME is unset) if that file exists.`,
 	pf.BoolVar(&g.JSON, "json", false, "print one JSON object on stdout instead of text")
 	pf.StringVar(&g.LogLevel, "log-level", "warn", "log to stderr at this level and above: debug, info, warn or error")
 	pf.StringVar(&g.ConfigFile, "config", "", "read configuration from `FILE` (.yaml, .yml, .toml or .json)")
+	pf.BoolVar(&g.HugePages, "huge-pages", true, "copy a model of 8 MB or more into transparent huge pages: faster decoding; false maps the file, so that processes share its memory")
 
 	root.AddCommand(newVersionCommand(g, s))
 	root.AddCommand(newGenerateCommand(g, s, run.generate))

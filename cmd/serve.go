@@ -42,9 +42,10 @@ type serveOptions struct {
 	KVAppendAfter   int    // --kv-append-after: recent tokens kept in f16
 
 	// From the global options.
-	Threads int
-	JSON    bool
-	Logger  *slog.Logger
+	Threads   int
+	HugePages bool
+	JSON      bool
+	Logger    *slog.Logger
 	// ready, if set (by tests), receives the server's URL once the models are loaded.
 	ready func(url string)
 }
@@ -110,7 +111,7 @@ stderr at level info.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Artifacts = args
-			opts.Threads, opts.JSON, opts.Logger = g.Threads, g.JSON, g.logger
+			opts.Threads, opts.JSON, opts.Logger, opts.HugePages = g.Threads, g.JSON, g.logger, g.HugePages
 			return runServe(cmd.Context(), opts, s)
 		},
 	}
@@ -259,6 +260,7 @@ type servedModels struct {
 	models    []*server.Model
 	artifacts []*format.Artifact
 	files     map[string]*loadedModel // by model path: artifacts of one model share it
+	hugePages bool                    // models are opened in huge pages (loadModel)
 }
 
 func (l *servedModels) close() {
@@ -273,7 +275,7 @@ func (l *servedModels) close() {
 // loadServed reads each artifact, loads (once per file) the model it was built with,
 // checking the fingerprint, and reads the model's chat template.
 func loadServed(ctx context.Context, opts *serveOptions, ids []string, log *slog.Logger) (*servedModels, error) {
-	l := &servedModels{files: map[string]*loadedModel{}}
+	l := &servedModels{files: map[string]*loadedModel{}, hugePages: opts.HugePages}
 	for i, path := range opts.Artifacts {
 		if err := ctx.Err(); err != nil {
 			return l, err
@@ -350,7 +352,7 @@ func loadServedModel(l *servedModels, modelPath, path string, a *format.Artifact
 		}
 		return lm, nil
 	}
-	lm, err := loadModel(modelPath, func(f *gguf.File) error {
+	lm, err := loadModel(modelPath, l.hugePages, func(f *gguf.File) error {
 		fp, err := format.ModelFingerprint(modelPath, f)
 		if err != nil {
 			return &modelError{modelPath, err}

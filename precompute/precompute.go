@@ -63,6 +63,9 @@ type Options struct {
 	ContextLength int
 	// Threads is the number of threads of the forward pass and calibration (0: all cores).
 	Threads int
+	// MapModel keeps the model in the file's mapping (gguf.OpenMapped) instead of a
+	// copy in huge pages (gguf.Open).
+	MapModel bool
 	// Squeeze tunes the clustering and calibration (its Progress receives every stage).
 	Squeeze SqueezeOptions
 	// Calib, if set, is a text file whose sensitivities weigh the fit of quantized KV
@@ -115,7 +118,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Output == "" {
 		return nil, fmt.Errorf("%w: no output path", ErrInvalid)
 	}
-	f, err := gguf.Open(opts.Model)
+	open := gguf.Open
+	if opts.MapModel {
+		open = gguf.OpenMapped
+	}
+	f, err := open(opts.Model)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrModel, err)
 	}

@@ -180,6 +180,38 @@ func TestOpenMapsData(t *testing.T) {
 	}
 }
 
+// TestOpenMapped checks that OpenMapped and Open (which copies the 44 MB model into
+// huge pages where the system offers them) give the same tensors, byte for byte.
+func TestOpenMapped(t *testing.T) {
+	path := testfiles.Shared(t, "models", "gocode-22m/gocode-22m.gguf")
+	huge, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer huge.Close()
+	mapped, err := gguf.OpenMapped(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mapped.Close()
+	if len(huge.Tensors) != len(mapped.Tensors) {
+		t.Fatalf("%d tensors against %d", len(huge.Tensors), len(mapped.Tensors))
+	}
+	for _, ti := range huge.Tensors {
+		_, a, err := huge.Tensor(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, b, err := mapped.Tensor(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Fatalf("tensor %s differs", ti.Name)
+		}
+	}
+}
+
 // BenchmarkOpen measures opening a model: mapping it and parsing its header, whose
 // vocabulary and merges are most of the work.
 func BenchmarkOpen(b *testing.B) {
