@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"squeeze/runtime/earlyexit"
 	"squeeze/runtime/index"
@@ -678,21 +681,40 @@ func decodeArtifact(r *Reader) (*Artifact, error) {
 	if len(r.Sections()) < 3+h.Model.Layers {
 		return nil, &Error{Where: "index", Reason: fmt.Sprintf("%d sections for %d layers", len(r.Sections()), h.Model.Layers), Err: ErrCorrupt}
 	}
-	seen := make([]bool, h.Tokens)
-	a.Context.Layers = make([][]sparse.Head, h.Model.Layers)
-	for l := range a.Context.Layers {
-		name := LayerSection(l)
-		d, err := r.Decoder(name)
-		if err != nil {
-			return nil, err
-		}
-		heads, err := decodeLayerKV(d, h, seen, rope)
-		if err != nil {
-			return nil, err
-		}
-		a.Context.Layers[l] = heads
+	if err := decodeLayers(r, h, rope, a.Context); err != nil {
+		return nil, err
 	}
 	return a, nil
+}
+
+// decodeLayers decodes every layer section into c.Layers. The layers are independent,
+// so a goroutine per core takes them in turn (each with its own scratch); the error of
+// the first failing layer is returned, as decoding them in order would.
+func decodeLayers(r *Reader, h *Header, rope *kvquant.RoPE, c *sparse.Context) error {
+	layers := h.Model.Layers
+	c.Layers = make([][]sparse.Head, layers)
+	errs := make([]error, layers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), layers) {
+		wg.Go(func() {
+			seen := make([]bool, h.Tokens)
+			for l := int(next.Add(1) - 1); l < layers; l = int(next.Add(1) - 1) {
+				d, err := r.Decoder(LayerSection(l))
+				if err == nil {
+					c.Layers[l], err = decodeLayerKV(d, h, seen, rope)
+				}
+				errs[l] = err
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // decodeLayer decodes and checks one layer section. seen is scratch space of h.Tokens.
