@@ -49,6 +49,9 @@ type Searcher struct {
 	a, b               []int32
 	logits, x, lc, thr []float32
 	logZ               []float64
+	// A prefill block's per head and candidate largest score over its tokens, and sum
+	// of the scores' exponentials relative to it (selectTokens).
+	top, sum []float64
 }
 
 func grow[T any](b []T, n int) []T {
@@ -317,7 +320,7 @@ func (t *Tree) surviveRef(s *Searcher, l int, q []float32, g int, logTau float32
 		var sum float64
 		for ci, c := range cand {
 			if x := row[ci]; x > -inf {
-				sum += expNeg(float64(x+lv.logCount[c]) - m)
+				sum += kernels.ExpNeg(float64(x+lv.logCount[c]) - m)
 			}
 		}
 		s.logZ[v] = m + math.Log(sum)
@@ -330,32 +333,45 @@ func (t *Tree) surviveRef(s *Searcher, l int, q []float32, g int, logTau float32
 func selectTokens(s *Searcher, g, nc int, logTau float32, cand, out []int32) []int32 {
 	logits := s.logits
 	nq := len(s.logZ) / g
-	logNq := math.Log(float64(nq))
 	tau := float64(logTau)
+	if nq == 1 {
+		for ci, c := range cand {
+			best := math.Inf(-1)
+			for h := range g {
+				best = max(best, float64(logits[h*nc+ci])-s.logZ[h])
+			}
+			if best > tau {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	// A candidate's score for a head is log mean_i exp(score_i) over the tokens, by
+	// log-sum-exp: every token's largest score first, then the exponentials relative
+	// to it, a token's row of logits at a time (kernels.AddExpNeg), the tokens in order
+	// as one candidate at a time would add them.
+	top, sum := grow(s.top, g*nc), grow(s.sum, g*nc)
+	s.top, s.sum = top, sum
+	for i := range top {
+		top[i], sum[i] = math.Inf(-1), 0
+	}
+	for v := range nq * g {
+		t, z := top[v%g*nc:][:nc], s.logZ[v]
+		for ci, x := range logits[v*nc : (v+1)*nc] {
+			t[ci] = max(t[ci], float64(x)-z)
+		}
+	}
+	for v := range nq * g {
+		h := v % g
+		kernels.AddExpNeg(sum[h*nc:(h+1)*nc], top[h*nc:(h+1)*nc], logits[v*nc:(v+1)*nc], s.logZ[v])
+	}
+	logNq := math.Log(float64(nq))
 	for ci, c := range cand {
 		best := math.Inf(-1)
 		for h := range g {
-			var sc float64
-			if nq == 1 {
-				sc = float64(logits[h*nc+ci]) - s.logZ[h]
-			} else {
-				// log mean_i exp(score_i), by log-sum-exp over the tokens.
-				mx := math.Inf(-1)
-				for i := range nq {
-					v := i*g + h
-					mx = max(mx, float64(logits[v*nc+ci])-s.logZ[v])
-				}
-				if math.IsInf(mx, -1) {
-					continue
-				}
-				var sum float64
-				for i := range nq {
-					v := i*g + h
-					sum += expNeg(float64(logits[v*nc+ci]) - s.logZ[v] - mx)
-				}
-				sc = mx + math.Log(sum) - logNq
+			if mx := top[h*nc+ci]; !math.IsInf(mx, -1) {
+				best = max(best, mx+math.Log(sum[h*nc+ci])-logNq)
 			}
-			best = max(best, sc)
 		}
 		if best > tau {
 			out = append(out, c)
