@@ -52,6 +52,7 @@ type Searcher struct {
 	// A prefill block's per head and candidate largest score over its tokens, and sum
 	// of the scores' exponentials relative to it (selectTokens).
 	top, sum []float64
+	empty    []int32 // the current level's candidates of empty clusters
 }
 
 func grow[T any](b []T, n int) []T {
@@ -191,22 +192,15 @@ func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, c
 	kernels.Scale(logits, t.scale)
 	inf := float32(math.Inf(1))
 	x := s.x[:nc]
-	if nv > g {
-		// Prefill: mask empty clusters and non-finite logits, then logZ per query
-		// vector, and the tokens' scores in float64.
-		for v := range nv {
-			s.logZ[v] = t.maskedLogZ(lv, logits[v*nc:(v+1)*nc], x, cand)
-		}
-		return selectTokens(s, g, nc, logTau, cand, out)
-	}
-	// One token: logZ per vector from a + log n in float32 (empty clusters are −Inf
-	// there and skipped below); a cluster survives if a_j > logτ + logZ for any head.
 	lcs := s.lc[:nc]
-	nonEmpty := false
+	empty := s.empty[:0] // the candidates of empty clusters
 	for ci, c := range cand {
-		lcs[ci] = lv.logCount[c]
-		nonEmpty = nonEmpty || lcs[ci] > -inf
+		if lcs[ci] = lv.logCount[c]; !(lcs[ci] > -inf) {
+			empty = append(empty, int32(ci))
+		}
 	}
+	s.empty = empty
+	nonEmpty := len(empty) < nc
 	// Every logit is finite if the query is and |q|·|c| cannot overflow (centroids are
 	// finite): then no logit needs checking.
 	var qMax float32
@@ -214,6 +208,33 @@ func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, c
 		qMax = max(qMax, abs32(x)) // NaN or ±Inf make it NaN or +Inf
 	}
 	safe := qMax*lv.maxAbs < 1e30/float32(dim)
+	if nv > g {
+		// Prefill: mask empty clusters and non-finite logits, then logZ per query
+		// vector, and the tokens' scores in float64. With every logit finite, a + log n
+		// is −Inf exactly for the empty clusters, whose logits alone need masking.
+		for v := range nv {
+			row := logits[v*nc : (v+1)*nc]
+			switch {
+			case !safe:
+				s.logZ[v] = t.maskedLogZ(lv, row, x, cand)
+			case !nonEmpty:
+				s.logZ[v] = math.Inf(1) // nothing to score: every score is −Inf
+				for ci := range row {
+					row[ci] = -inf
+				}
+			default:
+				copy(x, row)
+				kernels.Add(x, lcs)
+				s.logZ[v] = float64(kernels.LogSumExp(x))
+				for _, ci := range empty {
+					row[ci] = -inf
+				}
+			}
+		}
+		return selectTokens(s, g, nc, logTau, cand, out)
+	}
+	// One token: logZ per vector from a + log n in float32 (empty clusters are −Inf
+	// there and skipped below); a cluster survives if a_j > logτ + logZ for any head.
 	thr := s.thr[:g]
 	for v := range nv {
 		row := logits[v*nc : (v+1)*nc]
