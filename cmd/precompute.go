@@ -134,7 +134,8 @@ weighs all values alike.
 
 The same inputs and flags give a byte-identical artifact. The artifact is
 written to a temporary file and renamed into place: a failed or interrupted
-run (Ctrl-C: exit status 130) leaves no partial file.
+run (Ctrl-C: exit status 130) leaves no partial file. An output that names the
+model, the --calib text or an input document is refused before any work.
 
 With --json one object is printed at the end with the fields output, tokens,
 layers, kv_heads, documents, skipped (path, reason), seconds, prefill_s,
@@ -279,7 +280,7 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 		case errors.Is(err, precompute.ErrModel), errors.Is(err, gguf.ErrNotGGUF), errors.Is(err, model.ErrArchitecture),
 			errors.Is(err, tokenizer.ErrInvalidVocab):
 			return &modelError{opts.Model, err}
-		case errors.Is(err, precompute.ErrPattern):
+		case errors.Is(err, precompute.ErrPattern), errors.Is(err, precompute.ErrOutputIsInput):
 			return &usageError{err}
 		case errors.Is(err, chat.ErrNoTemplate), errors.Is(err, chat.ErrUnsupported):
 			return &usageError{fmt.Errorf("--chat: %w", err)}
@@ -312,8 +313,12 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 		}
 		return nil
 	}
-	_, err = fmt.Fprintf(s.Out, "wrote %s: %d tokens from %d documents, %.1f MB in %.1f s (%.0f tokens/s; prefill %.0f tokens/s)\n",
-		res.Output, res.Tokens, res.Documents, float64(res.FileBytes)/1e6, res.Seconds, res.TokensPerSecond, res.PrefillTokensPerSecond)
+	docs := "documents"
+	if res.Documents == 1 {
+		docs = "document"
+	}
+	_, err = fmt.Fprintf(s.Out, "wrote %s: %d tokens from %d %s, %.1f MB in %.1f s (%.0f tokens/s; prefill %.0f tokens/s)\n",
+		res.Output, res.Tokens, res.Documents, docs, float64(res.FileBytes)/1e6, res.Seconds, res.TokensPerSecond, res.PrefillTokensPerSecond)
 	return err
 }
 

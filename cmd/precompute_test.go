@@ -97,6 +97,7 @@ func TestPrecomputeErrors(t *testing.T) {
 		{"too long", []string{"--model", model, "-o", "x.sqz", "--ctx-size", "20", in}, exitError, "more than the context length of 20"},
 		{"nothing to read", []string{"--model", model, "-o", "x.sqz", "--include", "*.rs", in}, exitError, "no input documents"},
 		{"chat without template", []string{"--model", model, "-o", "x.sqz", "--chat", in}, exitUsage, "tiny.gguf: chat: no chat template"},
+		{"output is the model", []string{"--model", model, "-o", model, in}, exitUsage, "is the model"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

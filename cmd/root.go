@@ -87,14 +87,20 @@ func newRootCommand(s streams, run runners) *cobra.Command {
 	v := viper.New()
 	root := &cobra.Command{
 		Use:   "squeeze",
-		Short: "Run GGUF language models on the CPU",
-		Long: `squeeze runs Llama-family language models from GGUF files (the files llama.cpp
-and Ollama use) on the CPU, in pure Go.
+		Short: "Precompute a fixed context once, then answer queries against it fast",
+		Long: `squeeze makes applications with a large fixed context (a document set, a code
+repository, a long system prompt) fast and small. It runs Llama-family language
+models from GGUF files (the files llama.cpp and Ollama use) on the CPU, in pure Go.
 
-Its goal is applications with a large fixed context (a document set, a code
-repository, a long system prompt): precompute the context once into a compressed
-artifact, then answer queries against it fast. Today it provides the inference
-runtime: "squeeze generate" continues a prompt.
+  squeeze precompute -o ctx.sqz docs/     run the context through the model once and
+                                          store its keys and values, quantized and
+                                          indexed, in an artifact
+  squeeze ask ctx.sqz "question"          answer a query, reading only the keys it
+                                          needs, decoding with speculation
+  squeeze serve ctx.sqz                   the same over an OpenAI-compatible HTTP API
+  squeeze inspect ctx.sqz                 what an artifact holds, and its sizes
+  squeeze eval --text corpus.txt          quality against dense attention
+  squeeze generate "prompt"               plain generation, no fixed context
 
 Configuration: every flag can also be set by an environment variable
 SQUEEZE_<FLAG> (upper case, dashes as underscores: SQUEEZE_MAX_TOKENS=64) or by a

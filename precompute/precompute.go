@@ -46,6 +46,10 @@ var ErrContextTooLong = errors.New("precompute: context too long")
 // disagree. The wrapped errors say why.
 var ErrModel = errors.New("precompute: model")
 
+// ErrOutputIsInput means the output path names a file the run reads: the model, the
+// calibration text or an input document. Writing it would destroy that file.
+var ErrOutputIsInput = errors.New("precompute: the output is also an input")
+
 // Options configure Run.
 type Options struct {
 	// Model is the GGUF model file; Output the artifact path.
@@ -106,7 +110,8 @@ type Result struct {
 
 // Run builds the artifact of opts.Inputs with opts.Model and writes it to opts.Output.
 // Errors: ErrNoInput, ErrContextTooLong, ErrModel (with the gguf, model or tokenizer error
-// wrapped), ErrInvalid, ErrPattern, ctx's error; no file is left at Output on any error.
+// wrapped), ErrInvalid, ErrPattern, ErrOutputIsInput, ctx's error; no file is left at
+// Output on any error, and a file already there is replaced only on success.
 func Run(ctx context.Context, opts Options) (*Result, error) {
 	start := time.Now()
 	so := opts.Squeeze.withDefaults()
@@ -117,6 +122,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if opts.Output == "" {
 		return nil, fmt.Errorf("%w: no output path", ErrInvalid)
+	}
+	if err := checkOutput(opts.Output, input{"model", opts.Model}, input{"calibration text", opts.Calib}); err != nil {
+		return nil, err
 	}
 	open := gguf.Open
 	if opts.MapModel {
@@ -160,6 +168,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	report(Progress{Stage: StageRead})
 	docs, skipped, err := ReadInputs(ctx, opts.Inputs, opts.Input)
 	if err != nil {
+		return nil, err
+	}
+	read := make([]input, 0, len(docs))
+	for _, d := range docs {
+		if d.Path != "-" {
+			read = append(read, input{"input document", filepath.FromSlash(d.Path)})
+		}
+	}
+	if err := checkOutput(opts.Output, read...); err != nil {
 		return nil, err
 	}
 	template := opts.HeaderTemplate
@@ -269,3 +286,29 @@ func withBOS(tok *tokenizer.Tokenizer, tokens []int32) []int32 {
 	}
 	return tokens
 }
+
+// checkOutput fails early for an output path that writing the artifact would fail on
+// (an existing directory: ErrInvalid) or that names a file the run reads (the model, the
+// calibration text or a document: ErrOutputIsInput). A path that does not exist yet
+// passes.
+func checkOutput(output string, inputs ...input) error {
+	out, err := os.Stat(output)
+	if err != nil {
+		return nil // not there yet (or not reachable: creating it reports why)
+	}
+	if out.IsDir() {
+		return fmt.Errorf("%w: the output %s is a directory", ErrInvalid, output)
+	}
+	for _, in := range inputs {
+		if in.path == "" {
+			continue
+		}
+		if info, err := os.Stat(in.path); err == nil && os.SameFile(info, out) {
+			return fmt.Errorf("%w: %s is the %s %s; refusing to overwrite it", ErrOutputIsInput, output, in.role, in.path)
+		}
+	}
+	return nil
+}
+
+// input is a file a run reads, and what it is to the run.
+type input struct{ role, path string }

@@ -241,6 +241,58 @@ func TestContextTooLong(t *testing.T) {
 	}
 }
 
+// TestOutputIsInput checks that Run refuses, before any work, an output that names a
+// file it reads or a directory, and leaves that file as it was.
+func TestOutputIsInput(t *testing.T) {
+	mp := syntheticModel(t)
+	in := corpus(t)
+	calib := filepath.Join(t.TempDir(), "calib.txt")
+	writeFiles(t, filepath.Dir(calib), map[string]string{"calib.txt": strings.Repeat("calibration words\n", 20)})
+	doc := filepath.Join(in, "sub", "notes.txt")
+	cases := []struct {
+		name, output string
+		inputs       []string
+		calib        string
+		want         error
+	}{
+		{"a document named as input", doc, []string{doc}, "", ErrOutputIsInput},
+		{"a document found under a directory", doc, []string{in}, "", ErrOutputIsInput},
+		{"the same document by another path", filepath.Join(in, "sub", "..", "sub", "notes.txt"), []string{in}, "", ErrOutputIsInput},
+		{"the model", mp, []string{in}, "", ErrOutputIsInput},
+		{"the calibration text", calib, []string{in}, calib, ErrOutputIsInput},
+		{"a directory", filepath.Join(in, "sub"), []string{doc}, "", ErrInvalid},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before, err := os.ReadFile(c.output)
+			if err != nil && c.want != ErrInvalid {
+				t.Fatal(err)
+			}
+			opts := runOptions(mp, c.output, c.inputs...)
+			opts.Calib = c.calib
+			stages := 0
+			opts.Squeeze.Progress = func(p Progress) {
+				if p.Stage != StageRead {
+					stages++
+				}
+			}
+			_, err = Run(context.Background(), opts)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("error %v, want %v", err, c.want)
+			}
+			if stages > 0 {
+				t.Errorf("%d stages past reading ran before the refusal", stages)
+			}
+			if c.want == ErrOutputIsInput {
+				after, err := os.ReadFile(c.output)
+				if err != nil || !bytes.Equal(after, before) {
+					t.Fatalf("the refused output changed (%v)", err)
+				}
+			}
+		})
+	}
+}
+
 func TestReadInputs(t *testing.T) {
 	dir := corpus(t)
 	rel := func(p string) string { return filepath.ToSlash(filepath.Join(dir, p)) }
