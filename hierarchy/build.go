@@ -93,12 +93,14 @@ func Build(ctx context.Context, keys []float32, dim int, positions []int32, cfg 
 		data, counts, below = r.Centroids, next, r.K
 	}
 
-	// Renumber top-down so that siblings are contiguous: perm[l][new] = old index.
+	// Renumber top-down so that siblings are contiguous and similar clusters adjacent
+	// (order.go): perm[l][new] = old index.
 	levels := make([]index.Level, L)
 	perm := make([]int32, res[0].K)
 	for j := range perm {
 		perm[j] = int32(j)
 	}
+	perm = chainOrder(perm, res[0].Centroids, dim, nil)
 	for l := range L {
 		r := res[l]
 		// inv: old cluster index of level l → new index.
@@ -119,6 +121,20 @@ func Build(ctx context.Context, keys []float32, dim int, positions []int32, cfg 
 		}
 		for j := range r.K {
 			start[j+1] += start[j]
+		}
+		if l+1 < L {
+			// Each parent's children (clusters of level l+1) in a chain that starts
+			// next to the previous parent's last child (order.go).
+			below := res[l+1].Centroids
+			var after []float64
+			for j := range r.K {
+				group := children[start[j]:start[j+1]]
+				if len(group) == 0 {
+					continue
+				}
+				copy(group, chainOrder(group, below, dim, after))
+				after = unitRows(below, dim, group[len(group)-1:])[0]
+			}
 		}
 		cent := make([]float32, r.K*dim)
 		for nw, old := range perm {

@@ -12,7 +12,10 @@
 // contiguous, and the keys are stored cluster by cluster: leaf cluster j covers storage
 // indices [Start[j], Start[j+1]) and Order[i] is the position of the key stored at i. The
 // caller stores its keys and values in that order, so that a selection is a few
-// contiguous spans.
+// contiguous spans. To make them fewer, clusters that point the same way, which queries
+// tend to select together, are stored side by side: the first level in a chain of
+// nearest neighbours (by cosine), each parent's children in a chain that starts next to
+// the previous parent's last child.
 //
 // # Scores
 //
