@@ -215,6 +215,8 @@ func runPrecompute(ctx context.Context, opts *precomputeOptions, s streams) erro
 	switch {
 	case opts.Output == "":
 		return usageErrorf("--output is required")
+	case isDir(opts.Output):
+		return usageErrorf("--output %s is a directory: name the artifact file to write", opts.Output)
 	case !(opts.Budget > 0 && opts.Budget <= 1):
 		return usageErrorf("--budget %v: want a fraction in (0, 1]", opts.Budget)
 	case opts.Window < 1:
@@ -427,4 +429,10 @@ func (p *progressDisplay) finish() {
 		fmt.Fprintln(p.w)
 		p.bar = nil
 	}
+}
+
+// isDir reports whether path names an existing directory.
+func isDir(path string) bool {
+	info, err := os.Stat(path)
+	return err == nil && info.IsDir()
 }

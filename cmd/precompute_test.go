@@ -98,6 +98,7 @@ func TestPrecomputeErrors(t *testing.T) {
 		{"nothing to read", []string{"--model", model, "-o", "x.sqz", "--include", "*.rs", in}, exitError, "no input documents"},
 		{"chat without template", []string{"--model", model, "-o", "x.sqz", "--chat", in}, exitUsage, "tiny.gguf: chat: no chat template"},
 		{"output is the model", []string{"--model", model, "-o", model, in}, exitUsage, "is the model"},
+		{"output is a directory", []string{"--model", model, "-o", in, in}, exitUsage, "is a directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
