@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"squeeze/runtime/gguf"
 	"squeeze/runtime/kernels"
 	"squeeze/runtime/model"
+	"squeeze/runtime/model/modeltest/testmodel"
 	"squeeze/runtime/sparse"
 	"squeeze/runtime/testfiles"
 )
@@ -51,15 +51,7 @@ func BenchmarkArtifactDecode(b *testing.B) {
 	if modelPath == "" {
 		modelPath = testfiles.Shared(b, "models", "gocode-22m", "gocode-22m.gguf")
 	}
-	f, err := gguf.Open(modelPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	m, err := model.Load(f)
-	if err != nil {
-		b.Fatal(err)
-	}
+	m, f, _ := testmodel.File(b, modelPath)
 	fingerprint, err := ModelFingerprint(modelPath, f)
 	if err != nil {
 		b.Fatal(err)
@@ -79,8 +71,11 @@ func BenchmarkArtifactDecode(b *testing.B) {
 		names[i] = strings.TrimSuffix(filepath.Base(p), filepath.Ext(p))
 	}
 	ctx := arts[0].Context.Tokens
-	prompt := ctx[len(ctx)-min(64, len(ctx)-1):]
 	gen := *decodeTokens
+	if len(ctx) < 2 || gen < 1 {
+		b.Fatalf("a context of %d tokens and -decode.tokens %d: want at least 2 and 1", len(ctx), gen)
+	}
+	prompt := ctx[len(ctx)-min(64, len(ctx)-1):]
 	pool := kernels.NewPool(2)
 	defer pool.Close()
 	logits := make([]float32, m.Config.Vocab)

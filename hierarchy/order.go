@@ -14,8 +14,7 @@ import (
 // chain that starts next to the previous parent's last child.
 
 // maxChain is the largest group ordered by the nearest-neighbour chain (quadratic in the
-// group's size); larger groups are sorted by their projection on their mean direction
-// from their least aligned member (linear).
+// group's size); larger groups are sorted by their cosine with the chain's first item.
 const maxChain = 4096
 
 // unitRows returns the rows of items (rows of dim values of cent, by index) scaled to
