@@ -46,7 +46,10 @@ func (sel *Selection) add(j, lo, hi int32) {
 // the largest lookup seen and are then reused, so lookups do not allocate. A Searcher may
 // serve any tree but only one lookup at a time.
 type Searcher struct {
-	a, b               []int32
+	a, b []int32
+	// runs cuts the candidates a into runs of consecutive clusters, built with them
+	// (survive's runs).
+	runs               []int32
 	logits, x, lc, thr []float32
 	logZ               []float64
 	// A prefill block's per head and candidate largest score over its tokens, and sum
@@ -87,13 +90,14 @@ func (t *Tree) Lookup(s *Searcher, q []float32, g int, logTau []float32, sel *Se
 	for j := range s.a {
 		s.a[j] = int32(j)
 	}
+	s.runs = append(s.runs[:0], 0, int32(c0))
 	last := len(t.levels) - 1
 	for l := range t.levels {
 		var surv []int32
 		if math.IsInf(float64(logTau[l]), -1) {
 			surv = append(s.b[:0], s.a...)
 		} else {
-			surv = t.survive(s, l, q, g, logTau[l], s.a, s.b[:0])
+			surv = t.survive(s, l, q, g, logTau[l], s.a, s.runs, s.b[:0])
 			sel.Centroids += len(s.a)
 		}
 		s.b = surv
@@ -104,12 +108,21 @@ func (t *Tree) Lookup(s *Searcher, q []float32, g int, logTau []float32, sel *Se
 			}
 			break
 		}
-		s.a = s.a[:0]
+		// The survivors' children, and their runs: a parent's children are
+		// consecutive, and so are two parents' stored side by side.
+		s.a, s.runs = s.a[:0], append(s.runs[:0], 0)
 		for _, j := range surv {
+			if st[j] == st[j+1] {
+				continue
+			}
+			if n := len(s.a); n > 0 && s.a[n-1]+1 != st[j] {
+				s.runs = append(s.runs, int32(n))
+			}
 			for c := st[j]; c < st[j+1]; c++ {
 				s.a = append(s.a, c)
 			}
 		}
+		s.runs = append(s.runs, int32(len(s.a)))
 	}
 }
 
@@ -126,9 +139,10 @@ func (t *Tree) LookupFlat(s *Searcher, q []float32, g int, logTau float32, sel *
 	for j := range s.a {
 		s.a[j] = int32(j)
 	}
+	s.runs = append(s.runs[:0], 0, int32(c))
 	surv := s.a
 	if !math.IsInf(float64(logTau), -1) {
-		surv = t.survive(s, last, q, g, logTau, s.a, s.b[:0])
+		surv = t.survive(s, last, q, g, logTau, s.a, s.runs, s.b[:0])
 		s.b = surv
 		sel.Centroids = c
 	}
@@ -141,19 +155,20 @@ func (t *Tree) LookupFlat(s *Searcher, q []float32, g int, logTau float32, sel *
 var lookupRef = false
 
 // survive scores the clusters cand of level l and appends those whose score exceeds
-// logTau to out.
+// logTau to out. runs cuts cand into runs of consecutive clusters: run r is
+// cand[runs[r]:runs[r+1]].
 //
 // The fast path computes the logits of each run of consecutive candidates (the
-// children of one parent) by kernels.DotRowsF16 on the half-precision copy of the
-// centroids (kernels.DotRows on the f32 ones if a level has none), every centroid read
-// once for all the query vectors; a decode step (one token) then takes each vector's
+// children of one parent, or of parents stored side by side) by kernels.DotRowsF16 on
+// the half-precision copy of the centroids (kernels.DotRows on the f32 ones if a level
+// has none), every centroid read once for all the query vectors; a decode step (one token) then takes each vector's
 // log-denominator by kernels.LogSumExp in float32 and compares each logit with
 // logτ + logZ. The reference, surviveRef, takes one kernels.Dot per f32 centroid and
 // vector and sums in float64. On centroids that half precision holds exactly (a
 // decoded artifact's) the two select the same clusters except for scores within
 // float32 rounding of logτ; on others, the copy's rounding (a relative 2^−11 per
 // value) moves the scores a little more.
-func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, cand, out []int32) []int32 {
+func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, cand, runs, out []int32) []int32 {
 	if lookupRef {
 		return t.surviveRef(s, l, q, g, logTau, cand, out)
 	}
@@ -169,25 +184,29 @@ func (t *Tree) survive(s *Searcher, l int, q []float32, g int, logTau float32, c
 	// The runs lie at scattered addresses: their first centroids are prefetched
 	// before any is scored, so that the reads from memory overlap.
 	half := lv.cent16 != nil
-	for i := 0; i < nc; {
-		j := runEnd(cand, i)
+	for r := 0; r+1 < len(runs); r++ {
+		i, j := runs[r], runs[r+1]
+		if i == j {
+			continue
+		}
 		c0, c1 := int(cand[i]), min(int(cand[j-1])+1, int(cand[i])+prefetchRows)
 		if half {
 			kernels.Prefetch(lv.cent16[c0*dim : c1*dim])
 		} else {
 			kernels.Prefetch(lv.cent[c0*dim : c1*dim])
 		}
-		i = j
 	}
-	for i := 0; i < nc; {
-		j := runEnd(cand, i)
+	for r := 0; r+1 < len(runs); r++ {
+		i, j := runs[r], runs[r+1]
+		if i == j {
+			continue
+		}
 		c0, c1 := int(cand[i]), int(cand[j-1])+1
 		if half {
 			kernels.DotRowsF16(logits[i:], nc, q, nv, lv.cent16[c0*dim:c1*dim], dim)
 		} else {
 			kernels.DotRows(logits[i:], nc, q, nv, lv.cent[c0*dim:c1*dim], dim)
 		}
-		i = j
 	}
 	kernels.Scale(logits, t.scale)
 	inf := float32(math.Inf(1))
@@ -297,15 +316,6 @@ func (t *Tree) maskedLogZ(lv *level, row, x []float32, cand []int32) float64 {
 // prefetchRows is the number of centroids at the start of each run of candidates that
 // survive prefetches.
 const prefetchRows = 2
-
-// runEnd returns the end of the run of consecutive clusters that starts at cand[i].
-func runEnd(cand []int32, i int) int {
-	j := i + 1
-	for j < len(cand) && cand[j] == cand[j-1]+1 {
-		j++
-	}
-	return j
-}
 
 // surviveRef is survive's reference path.
 func (t *Tree) surviveRef(s *Searcher, l int, q []float32, g int, logTau float32, cand, out []int32) []int32 {

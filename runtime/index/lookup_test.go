@@ -157,7 +157,7 @@ func TestSurvive(t *testing.T) {
 				name := fmt.Sprintf("trial %d level %d dim %d g %d tokens %d ref %v", trial, l, dim, g, tokens, ref)
 				lookupRef = ref
 				var s Searcher
-				got := tr.survive(&s, l, q, g, tau, cand, nil)
+				got := tr.survive(&s, l, q, g, tau, cand, candRuns(cand), nil)
 				for ci, c := range cand {
 					kept := slices.Contains(got, c)
 					if math.Abs(want[ci]-float64(tau)) < 1e-4*(1+math.Abs(float64(tau))) {
@@ -252,4 +252,15 @@ func BenchmarkLookup(b *testing.B) {
 			})
 		}
 	}
+}
+
+// candRuns cuts cand into its runs of consecutive clusters, as survive takes them.
+func candRuns(cand []int32) []int32 {
+	runs := []int32{0}
+	for i := 1; i < len(cand); i++ {
+		if cand[i] != cand[i-1]+1 {
+			runs = append(runs, int32(i))
+		}
+	}
+	return append(runs, int32(len(cand)))
 }
