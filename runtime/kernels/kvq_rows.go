@@ -152,9 +152,14 @@ func KVQAccumulateTokens(out []float32, ostride int, w []float32, wstride, nq in
 	if kvq512 && dim%64 == 0 {
 		// The weights times Half go to a buffer on the stack, which Go clears: a short
 		// run (a cluster of a squeezed session) clears a short one.
-		if n <= 32 {
+		switch {
+		case n <= 32:
 			var ab [KVQMaxVecs * 32]float32
 			kvqAccumulate512(out, ostride, w, wstride, nq, half, mid, src, n, dim, bits, levels, ab[:], 32)
+			return
+		case n <= 64:
+			var ab [KVQMaxVecs * 64]float32
+			kvqAccumulate512(out, ostride, w, wstride, nq, half, mid, src, n, dim, bits, levels, ab[:], 64)
 			return
 		}
 		var ab [KVQMaxVecs * block]float32

@@ -16,7 +16,7 @@ func TestKVQRows(t *testing.T) {
 		rng := rand.New(rand.NewPCG(7, 8))
 		for _, bits := range []int{2, 3, 4} {
 			for _, dim := range []int{8, 32, 64, 80, 128} {
-				for _, n := range []int{1, 5, 130} {
+				for _, n := range []int{1, 5, 50, 130} {
 					for _, extra := range []int{0, 5, 200} {
 						kvqRowsCase(t, rng, bits, dim, n, extra)
 					}
