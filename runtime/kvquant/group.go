@@ -33,6 +33,23 @@ func (r *Rows) QueriesLen(nq int) int {
 	return kernels.KVQLowPositions * nq * r.Dim
 }
 
+// queriesForm identifies the form PrepareQueries writes: the vectors turned back by one
+// RoPE table's angles, for rows of one length.
+type queriesForm struct {
+	rope *RoPE
+	dim  int
+}
+
+// QueriesForm returns a value equal for rows whose PrepareQueries write the same form
+// (sparse.QueriesFormer): rows of one length rotated by one RoPE table. It is nil where
+// QueriesLen is 0.
+func (r *Rows) QueriesForm() any {
+	if r.QueriesLen(1) == 0 {
+		return nil
+	}
+	return queriesForm{r.RoPE, r.Dim}
+}
+
 // PrepareQueries writes the form of the nq vectors q that DotsN reads (QueriesLen), in
 // blocks of kernels.KVQMaxVecs vectors.
 func (r *Rows) PrepareQueries(dst, q []float32, nq int) {
@@ -210,6 +227,26 @@ func (j *Joined) QueriesLen(nq int) int {
 	return n
 }
 
+// QueriesForm is the form of the one part that prepares query vectors
+// (sparse.QueriesFormer), which is then the whole's form; nil if none or several do.
+func (j *Joined) QueriesForm() any {
+	var form any
+	for _, p := range j.Parts {
+		g, ok := p.(sparse.GroupRows)
+		if !ok || g.QueriesLen(1) == 0 {
+			continue
+		}
+		f, ok := p.(sparse.QueriesFormer)
+		if !ok || form != nil {
+			return nil
+		}
+		if form = f.QueriesForm(); form == nil {
+			return nil
+		}
+	}
+	return form
+}
+
 // PrepareQueries writes each part's form of q, one after another.
 func (j *Joined) PrepareQueries(dst, q []float32, nq int) {
 	for _, p := range j.Parts {
@@ -265,8 +302,10 @@ func (j *Joined) AccumulateN(out []float32, ostride int, w []float32, wstride, n
 }
 
 var (
-	_ sparse.GroupRows = (*Rows)(nil)
-	_ sparse.GroupRows = (*Joined)(nil)
+	_ sparse.GroupRows     = (*Rows)(nil)
+	_ sparse.GroupRows     = (*Joined)(nil)
+	_ sparse.QueriesFormer = (*Rows)(nil)
+	_ sparse.QueriesFormer = (*Joined)(nil)
 )
 
 // Prefetch starts loading into the second-level cache what reading rows [lo, hi) reads:

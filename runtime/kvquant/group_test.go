@@ -153,6 +153,61 @@ func TestJoinedGroup(t *testing.T) {
 	}
 }
 
+// TestQueriesForm: rows report one form of prepared queries exactly where they prepare
+// alike (keys of one length rotated by one RoPE table, alone or joined after f16 rows),
+// and their prepared forms are then the same; values, keys of another table, and rows
+// joining two quantized parts report none or another.
+func TestQueriesForm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	types := testTypes(t)
+	const d, n, nq = 64, 50, 3
+	rope := testRoPE(t, d, 2*n, false)
+	keys := func(r *RoPE) *Rows {
+		k, err := Quantize(randRows(rng, n, d), d, Params{Type: types["nf3"], Axis: PerChannel, Outliers: 0.02, Pos: shuffledPositions(rng, n), RoPE: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	a, b, other := keys(rope), keys(rope), keys(testRoPE(t, d, 2*n, false))
+	_, v := quantizeCase(t, rng, types, rowsCase{typ: "nf3", axis: PerToken, rows: n, dim: d, frac: 0.02})
+	join := func(parts ...sparse.Rows) *Joined {
+		j, err := Join(parts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	f := sparse.NewF16Rows(d, randRows(rng, 4, d))
+	joined, twice := join(f, b), join(a, b)
+	if a.QueriesForm() == nil || a.QueriesForm() != b.QueriesForm() || a.QueriesForm() != joined.QueriesForm() {
+		t.Fatalf("keys of one table: forms %v, %v, joined %v", a.QueriesForm(), b.QueriesForm(), joined.QueriesForm())
+	}
+	for _, c := range []struct {
+		name string
+		form any
+	}{{"values", v.QueriesForm()}, {"two quantized parts", twice.QueriesForm()}, {"f16 only", join(f).QueriesForm()}} {
+		if c.form != nil {
+			t.Errorf("%s: form %v, want none", c.name, c.form)
+		}
+	}
+	if other.QueriesForm() == a.QueriesForm() {
+		t.Error("keys of another RoPE table report the same form")
+	}
+	q := randVec(rng, nq*d)
+	pa, pj := make([]float32, a.QueriesLen(nq)), make([]float32, joined.QueriesLen(nq))
+	a.PrepareQueries(pa, q, nq)
+	joined.PrepareQueries(pj, q, nq)
+	if len(pa) == 0 || len(pa) != len(pj) {
+		t.Fatalf("prepared lengths %d and %d", len(pa), len(pj))
+	}
+	for i := range pa {
+		if pa[i] != pj[i] {
+			t.Fatalf("prepared value %d: %v alone, %v joined", i, pa[i], pj[i])
+		}
+	}
+}
+
 // TestSessionExactQuantized: over quantized rows, AttendExact gives a batch of tokens
 // bitwise the attention of one-token Attend calls, dense and squeezed.
 func TestSessionExactQuantized(t *testing.T) {

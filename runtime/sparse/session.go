@@ -107,6 +107,28 @@ type GroupRows interface {
 	AccumulateN(out []float32, ostride int, w []float32, wstride, nq, lo, hi int)
 }
 
+// QueriesFormer is GroupRows that say which form PrepareQueries writes: rows whose
+// QueriesForm values are equal and not nil write the same form of the same vectors, so
+// that a session prepares the vectors once for both (a head's clustered keys and its
+// always-attended ones, quantized alike).
+type QueriesFormer interface {
+	QueriesForm() any
+}
+
+// sameQueries reports whether a and b prepare query vectors alike (QueriesFormer).
+func sameQueries(a, b Rows) bool {
+	fa, ok := a.(QueriesFormer)
+	if !ok {
+		return false
+	}
+	fb, ok := b.(QueriesFormer)
+	if !ok {
+		return false
+	}
+	form := fa.QueriesForm()
+	return form != nil && form == fb.QueriesForm()
+}
+
 // Decoder is Rows that write rows out as float32, keys rotated to their positions: what
 // Dots and Accumulate read. A session decodes a chunk's rows once this way for a large
 // batch of query vectors (a prefill) and multiplies them with all the vectors at once,
@@ -498,7 +520,11 @@ func (s *Session) lookup(i int) {
 	}
 	if a := len(head.Always); a > 0 {
 		h.kindsA = kindsOf(head.AlwaysK, head.AlwaysV)
-		h.segs = append(h.segs, segment{head.AlwaysK, head.AlwaysV, 0, a, s.prepare(&h.prepA, head.AlwaysK, h.qs), &h.kindsA})
+		prepA := prepK
+		if !sameQueries(head.AlwaysK, head.Keys) {
+			prepA = s.prepare(&h.prepA, head.AlwaysK, h.qs)
+		}
+		h.segs = append(h.segs, segment{head.AlwaysK, head.AlwaysV, 0, a, prepA, &h.kindsA})
 	}
 	h.keys = keys + len(head.Always)
 	s.appendTail(h, g)
