@@ -194,9 +194,41 @@ type headState struct {
 	kindsT        []rowKinds
 }
 
-// chunk is the most keys scored at once per query vector (a block of keys stays in the
-// L1 cache while every query vector of the group reads it).
-const chunk = 128
+// A chunk is the keys scored at once per query vector, gathered from consecutive spans,
+// before the online softmax folds them in. It is computed once it holds Target keys and
+// holds at most Max. A span that does not fit in what is left goes whole to the next
+// chunk, unless this one holds fewer than Min keys or the span is longer than Max: each
+// piece of a span pays a scattered start (for quantized rows, the place of their
+// corrections and a partial block of rows), so a span kept whole costs less than the
+// same keys in two pieces.
+type chunking struct{ Target, Max, Min int }
+
+// The chunkings of the three kinds of call (chunkingOf). Decoding wants long chunks:
+// every chunk restarts the streams of its keys and values and pays the softmax's
+// bookkeeping, and a few query vectors keep little in cache. A squeezed session's
+// chunks stay within the spans it prefetches ahead (prefetchLead); a dense session's
+// rows are one stream each that the hardware prefetchers follow. Batches of many
+// vectors (minBatchedVecs) keep a chunk's keys, decoded to float32 when quantized, in
+// the first-level cache while every vector reads them. Variables so that tests can
+// make chunks short.
+var (
+	decodeSqueezed = chunking{Target: 512, Max: 768, Min: 128}
+	decodeDense    = chunking{Target: 2048, Max: 2048, Min: 1024}
+	batchChunks    = chunking{Target: 128, Max: 128, Min: 64}
+)
+
+// chunkingOf returns the chunking of the current call: by the number of vectors whose
+// count decides the batched products (batchedVecs, so that an exact call chunks as a
+// one-token call does) and whether the session is dense.
+func (s *Session) chunkingOf() chunking {
+	switch {
+	case s.batchedVecs() >= minBatchedVecs:
+		return batchChunks
+	case s.dense:
+		return decodeDense
+	}
+	return decodeSqueezed
+}
 
 // minBatchedVecs is the fewest query vectors for which a chunk's values are transposed
 // and multiplied by all the vectors' weights at once, rather than added row by row.
@@ -236,6 +268,7 @@ type Session struct {
 	partOut, partLse, scores []float32
 	partSum                  []float32 // per unit and query vector: the online softmax's sum
 	vecs                     int       // query vectors per KV head in the current call
+	ck                       chunking  // the current call's chunks (chunkingOf)
 	// Per unit: a one-thread pool and a matrix header for the score products.
 	pools []*kernels.Pool
 	mats  []kernels.Matrix
@@ -405,6 +438,7 @@ func (s *Session) attend(layer int, q []float32, n, per int, out, lse []float32)
 	s.layer, s.n, s.q = layer, per, q
 	s.groups = n / per
 	s.vecs = per * s.group
+	s.ck = s.chunkingOf()
 	for len(s.heads) < s.groups*s.kvHeads {
 		s.heads = append(s.heads, headState{})
 	}
@@ -456,20 +490,20 @@ func (s *Session) reserve() {
 	s.partOut = grow(s.partOut, nu*s.vecs*hd)
 	s.partLse = grow(s.partLse, nu*s.vecs)
 	s.partSum = grow(s.partSum, nu*s.vecs)
-	s.scores = grow(s.scores, nu*s.vecs*chunk)
+	s.scores = grow(s.scores, nu*s.vecs*s.ck.Max)
 	for len(s.pools) < nu {
 		s.pools = append(s.pools, kernels.NewPool(1))
 		s.mats = append(s.mats, kernels.Matrix{Type: gguf.TypeF16})
 		s.vmats = append(s.vmats, kernels.Matrix{Type: gguf.TypeF32})
 	}
-	s.kbuf = growU16(s.kbuf, nu*chunk*hd)
-	if cap(s.pieces) < nu*chunk {
-		s.pieces = make([]piece, nu*chunk)
+	s.kbuf = growU16(s.kbuf, nu*s.ck.Max*hd)
+	if cap(s.pieces) < nu*s.ck.Max {
+		s.pieces = make([]piece, nu*s.ck.Max)
 	}
-	s.pieces = s.pieces[:nu*chunk]
+	s.pieces = s.pieces[:nu*s.ck.Max]
 	if s.batchedVecs() >= minBatchedVecs {
-		s.dbuf = grow(s.dbuf, nu*chunk*hd)
-		s.vt = grow(s.vt, nu*hd*chunk)
+		s.dbuf = grow(s.dbuf, nu*s.ck.Max*hd)
+		s.vt = grow(s.vt, nu*hd*s.ck.Max)
 		s.prod = grow(s.prod, nu*s.vecs*hd)
 	}
 }
@@ -555,9 +589,9 @@ type piece struct {
 }
 
 // attendUnit computes unit u's part: for every query vector of its KV head, the softmax
-// over the unit's keys (online, chunk by chunk) and its log-sum-exp. A chunk gathers up
-// to chunk keys from consecutive spans, so that short spans (clusters of a few tens of
-// keys) still make long matrix products.
+// over the unit's keys (online, chunk by chunk) and its log-sum-exp. A chunk gathers
+// keys from consecutive spans (chunking), so that short spans (clusters of a few tens
+// of keys) still make long matrix products.
 //
 // The spans lie at scattered addresses, each a short stream that the hardware
 // prefetchers pick up late and follow one at a time. So the spans prefetchLead keys
@@ -576,7 +610,7 @@ func (s *Session) attendUnit(u int) {
 	}
 	pf := prefetcher{s: s, h: h, lo: un.lo, hi: un.hi}
 	pf.upTo(un.lo + prefetchLead)
-	pieces := s.pieces[u*chunk : (u+1)*chunk][:0]
+	pieces := s.pieces[u*s.ck.Max : (u+1)*s.ck.Max][:0]
 	fill := 0 // keys in pieces
 	at := 0   // index of the current segment's first key in the head's order
 	for si := range h.segs {
@@ -584,12 +618,17 @@ func (s *Session) attendUnit(u int) {
 		n := sg.hi - sg.lo
 		lo, hi := max(un.lo, at), min(un.hi, at+n)
 		for c := lo; c < hi; {
-			take := min(hi-c, chunk-fill)
+			flush, take := s.ck.piece(fill, hi-c)
+			if flush {
+				pf.upTo(c + prefetchLead)
+				s.attendChunk(u, pieces, fill, out, lse, sum)
+				pieces, fill = pieces[:0], 0
+			}
 			r := sg.lo + c - at
 			pieces = append(pieces, piece{sg, r, r + take, fill})
 			fill += take
 			c += take
-			if fill == chunk {
+			if fill >= s.ck.Target {
 				pf.upTo(c + prefetchLead)
 				s.attendChunk(u, pieces, fill, out, lse, sum)
 				pieces, fill = pieces[:0], 0
@@ -607,6 +646,20 @@ func (s *Session) attendUnit(u int) {
 			lse[v] += float32(math.Log(float64(l)))
 		}
 	}
+}
+
+// piece says, for a chunk holding fill keys (fewer than Target) and a span with rest
+// keys left, whether to compute the chunk first, and how many of the span's keys to add
+// to it (then or after): the whole rest where it fits in Max keys, else what fills the
+// chunk to Max.
+func (c chunking) piece(fill, rest int) (flush bool, take int) {
+	if fill+rest <= c.Max {
+		return false, rest
+	}
+	if fill >= c.Min && rest <= c.Max {
+		return true, rest
+	}
+	return false, c.Max - fill
 }
 
 // prefetchLead is how far ahead of the chunk being computed, in keys, the spans are
@@ -658,7 +711,7 @@ func (s *Session) prefetch(sg *segment, lo, hi int) {
 func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []float32) {
 	hd, vecs := s.hd, s.vecs
 	qs := s.heads[s.units[u].head].qs
-	scores := s.scores[u*vecs*chunk : (u+1)*vecs*chunk][:vecs*k]
+	scores := s.scores[u*vecs*s.ck.Max : (u+1)*vecs*s.ck.Max][:vecs*k]
 	// Scores: for f16 keys and a few vectors (decoding), the dots of each piece's rows
 	// with every vector; for many vectors (a prefill), one matrix product over the
 	// chunk's keys in one block (f16 keys gathered, others decoded to float32); else
@@ -695,7 +748,7 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 				p := pieces[0]
 				keys = p.seg.kinds.f16K.Data[p.lo*hd : p.hi*hd]
 			} else {
-				keys = s.kbuf[u*chunk*hd : (u+1)*chunk*hd][:k*hd]
+				keys = s.kbuf[u*s.ck.Max*hd : (u+1)*s.ck.Max*hd][:k*hd]
 				for _, p := range pieces {
 					copy(keys[p.off*hd:], p.seg.kinds.f16K.Data[p.lo*hd:p.hi*hd])
 				}
@@ -704,7 +757,7 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 			mat.Data = f16Bytes(keys)
 		} else {
 			// Each row decoded once for every vector.
-			keys := s.dbuf[u*chunk*hd : (u+1)*chunk*hd][:k*hd]
+			keys := s.dbuf[u*s.ck.Max*hd : (u+1)*s.ck.Max*hd][:k*hd]
 			for _, p := range pieces {
 				p.seg.kinds.decK.Dequantize(keys[p.off*hd:(p.off+p.hi-p.lo)*hd], p.lo, p.hi)
 			}
@@ -780,9 +833,9 @@ func (s *Session) attendChunk(u int, pieces []piece, k int, out, lse, sum []floa
 	}
 	// out += P V for every vector at once: the chunk's values transposed to f32
 	// (HeadDim rows of k), one matrix product, then one add.
-	vt := s.vt[u*hd*chunk : (u+1)*hd*chunk][:hd*k]
+	vt := s.vt[u*hd*s.ck.Max : (u+1)*hd*s.ck.Max][:hd*k]
 	for _, p := range pieces {
-		rows := s.dbuf[u*chunk*hd : (u+1)*chunk*hd][:(p.hi-p.lo)*hd]
+		rows := s.dbuf[u*s.ck.Max*hd : (u+1)*s.ck.Max*hd][:(p.hi-p.lo)*hd]
 		p.seg.kinds.decV.Dequantize(rows, p.lo, p.hi)
 		for r := range p.hi - p.lo {
 			c := p.off + r

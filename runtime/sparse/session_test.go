@@ -2,6 +2,7 @@ package sparse
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -30,6 +31,12 @@ type attendFixture struct {
 }
 
 func newAttendFixture(tb testing.TB, m *model.Model, S int, seed uint64) *attendFixture {
+	return newAttendFixtureLeaves(tb, m, S, seed, 8)
+}
+
+// newAttendFixtureLeaves is newAttendFixture with leaf clusters of leaf keys, four to a
+// parent.
+func newAttendFixtureLeaves(tb testing.TB, m *model.Model, S int, seed uint64, leaf int) *attendFixture {
 	cfg := &m.Config
 	rng := rand.New(rand.NewPCG(seed, 1))
 	hd := cfg.HeadDim
@@ -49,7 +56,7 @@ func newAttendFixture(tb testing.TB, m *model.Model, S int, seed uint64) *attend
 			always = append(always, int32(p))
 		}
 	}
-	f := &attendFixture{ctx: synthContext(tb, cfg.Layers, cfg.KVHeads, hd, S, row(0), row(1), always, 8, 4)}
+	f := &attendFixture{ctx: synthContext(tb, cfg.Layers, cfg.KVHeads, hd, S, row(0), row(1), always, leaf, 4)}
 	for l := range cfg.Layers {
 		for h := range cfg.KVHeads {
 			f.keys = append(f.keys, roundF16(raw[[3]int{0, l, h}]))
@@ -62,12 +69,38 @@ func newAttendFixture(tb testing.TB, m *model.Model, S int, seed uint64) *attend
 	return f
 }
 
+// TestAttendMatchesRestrictedReference: a session attends as plain attention over the
+// keys its lookups select, with short clusters (spans that chunks gather) and long ones
+// (spans that chunks take whole or cut).
 func TestAttendMatchesRestrictedReference(t *testing.T) {
 	m := tinyModel(t)
+	for _, leaf := range []int{8, 70} {
+		f := newAttendFixtureLeaves(t, m, attendS, 7, leaf)
+		t.Run(fmt.Sprintf("leaves of %d", leaf), func(t *testing.T) { checkAttendRestricted(t, m, f) })
+		t.Run(fmt.Sprintf("leaves of %d, short chunks", leaf), func(t *testing.T) {
+			withShortChunks(t)
+			checkAttendRestricted(t, m, f)
+		})
+	}
+}
+
+// withShortChunks makes every call's chunks short for the rest of the test, so that a
+// small context's spans are cut and moved whole.
+func withShortChunks(t *testing.T) {
+	saved := [3]chunking{decodeSqueezed, decodeDense, batchChunks}
+	decodeSqueezed = chunking{Target: 64, Max: 96, Min: 32}
+	decodeDense = chunking{Target: 100, Max: 100, Min: 50}
+	batchChunks = chunking{Target: 48, Max: 48, Min: 24}
+	t.Cleanup(func() { decodeSqueezed, decodeDense, batchChunks = saved[0], saved[1], saved[2] })
+}
+
+// attendS is the number of context positions of TestAttendMatchesRestrictedReference.
+const attendS = 701
+
+func checkAttendRestricted(t *testing.T, m *model.Model, f *attendFixture) {
 	cfg := &m.Config
 	hd, group := cfg.HeadDim, cfg.Heads/cfg.KVHeads
-	const S = 301
-	f := newAttendFixture(t, m, S, 7)
+	const S = attendS
 	for _, tc := range []struct {
 		name    string
 		budget  float64
@@ -382,6 +415,53 @@ func TestForwardExactWithSession(t *testing.T) {
 		}
 		if gotStats != wantStats {
 			t.Fatalf("budget %v: stats %+v, one token at a time %+v", budget, gotStats, wantStats)
+		}
+	}
+}
+
+func TestChunkingPiece(t *testing.T) {
+	c := chunking{Target: 128, Max: 192, Min: 64}
+	for _, tc := range []struct {
+		fill, rest int
+		flush      bool
+		take       int
+	}{
+		{0, 10, false, 10},
+		{0, 192, false, 192},   // a span that fills a chunk alone stays whole
+		{0, 193, false, 192},   // a longer one is cut
+		{100, 92, false, 92},   // fits: added whole
+		{100, 93, true, 93},    // does not fit: the next chunk takes it whole
+		{63, 150, false, 129},  // too little in the chunk to compute it yet: cut
+		{64, 150, true, 150},   // enough: computed first
+		{100, 197, false, 92},  // longer than any chunk: cut anyway
+		{127, 65, false, 65},   // fits exactly
+		{127, 1000, false, 65}, // cut to fill the chunk
+	} {
+		flush, take := c.piece(tc.fill, tc.rest)
+		if flush != tc.flush || take != tc.take {
+			t.Errorf("piece(%d, %d) = %v, %d; want %v, %d", tc.fill, tc.rest, flush, take, tc.flush, tc.take)
+		}
+	}
+}
+
+// TestChunkingOf: an exact call chunks as the one-token calls it stands for, and
+// batches of many vectors take short chunks.
+func TestChunkingOf(t *testing.T) {
+	s := &Session{group: 3}
+	for _, tc := range []struct {
+		vecs         int
+		exact, dense bool
+		want         chunking
+	}{
+		{3, false, false, decodeSqueezed},
+		{3, false, true, decodeDense},
+		{24, true, true, decodeDense}, // 8 tokens of an exact (dense) call
+		{24, false, true, batchChunks},
+		{minBatchedVecs, false, false, batchChunks},
+	} {
+		s.vecs, s.exact, s.dense = tc.vecs, tc.exact, tc.dense
+		if got := s.chunkingOf(); got != tc.want {
+			t.Errorf("%d vectors, exact %v, dense %v: %+v, want %+v", tc.vecs, tc.exact, tc.dense, got, tc.want)
 		}
 	}
 }
