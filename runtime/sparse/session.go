@@ -276,11 +276,11 @@ type Session struct {
 	// transposed, their matrix header, and the product.
 	vt, prod []float32
 	vmats    []kernels.Matrix
-	// Per unit: a chunk's keys gathered from several spans, and the chunk's pieces.
-	kbuf   []uint16
+	// Per unit: the chunk's pieces.
 	pieces []piece
-	// Per unit, for batches of at least minBatchedVecs vectors: a chunk's keys or
-	// values decoded to float32 (Decoder).
+	// Per unit, for batches of at least minBatchedVecs vectors: a chunk's f16 keys
+	// gathered from several spans, and its keys or values decoded to float32 (Decoder).
+	kbuf []uint16
 	dbuf []float32
 
 	// The current call's arguments (n: tokens per lookup group); exact: a dense
@@ -496,12 +496,12 @@ func (s *Session) reserve() {
 		s.mats = append(s.mats, kernels.Matrix{Type: gguf.TypeF16})
 		s.vmats = append(s.vmats, kernels.Matrix{Type: gguf.TypeF32})
 	}
-	s.kbuf = growU16(s.kbuf, nu*s.ck.Max*hd)
 	if cap(s.pieces) < nu*s.ck.Max {
 		s.pieces = make([]piece, nu*s.ck.Max)
 	}
 	s.pieces = s.pieces[:nu*s.ck.Max]
 	if s.batchedVecs() >= minBatchedVecs {
+		s.kbuf = growU16(s.kbuf, nu*s.ck.Max*hd)
 		s.dbuf = grow(s.dbuf, nu*s.ck.Max*hd)
 		s.vt = grow(s.vt, nu*hd*s.ck.Max)
 		s.prod = grow(s.prod, nu*s.vecs*hd)
