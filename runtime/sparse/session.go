@@ -203,27 +203,44 @@ type headState struct {
 // same keys in two pieces.
 type chunking struct{ Target, Max, Min int }
 
-// The chunkings of the three kinds of call (chunkingOf). Decoding wants long chunks:
-// every chunk restarts the streams of its keys and values and pays the softmax's
+// The chunkings of the kinds of call (chunkingOf). Decoding wants long chunks: every
+// chunk restarts the streams of its keys and values and pays the softmax's
 // bookkeeping, and a few query vectors keep little in cache. A squeezed session's
 // chunks stay within the spans it prefetches ahead (prefetchLead); a dense session's
 // rows are one stream each that the hardware prefetchers follow. Batches of many
-// vectors (minBatchedVecs) keep a chunk's keys, decoded to float32 when quantized, in
-// the first-level cache while every vector reads them. Variables so that tests can
-// make chunks short.
+// vectors (minBatchedVecs) multiply each chunk's keys and values with all of them:
+// a dense batch keeps a chunk's keys, decoded to float32 when quantized, in the
+// first-level cache while every vector reads them; a squeezed batch gathers a chunk from
+// many spans and pays each chunk's products' setup, so it takes chunks as long as
+// batchScores allows, up to batchSqueezed. Variables so that tests can make chunks
+// short.
 var (
 	decodeSqueezed = chunking{Target: 512, Max: 768, Min: 128}
 	decodeDense    = chunking{Target: 2048, Max: 2048, Min: 1024}
-	batchChunks    = chunking{Target: 128, Max: 128, Min: 64}
+	batchDense     = chunking{Target: 128, Max: 128, Min: 64}
+	batchSqueezed  = chunking{Target: 2048, Max: 2048, Min: 1024}
 )
+
+// batchScores bounds the scores of one unit's chunk in a squeezed batch, in values
+// (2 MB): a chunk of a long prompt's many vectors is shorter.
+const batchScores = 1 << 19
 
 // chunkingOf returns the chunking of the current call: by the number of vectors whose
 // count decides the batched products (batchedVecs, so that an exact call chunks as a
 // one-token call does) and whether the session is dense.
 func (s *Session) chunkingOf() chunking {
+	vecs := s.batchedVecs()
 	switch {
-	case s.batchedVecs() >= minBatchedVecs:
-		return batchChunks
+	case vecs >= minBatchedVecs && s.dense:
+		return batchDense
+	case vecs >= minBatchedVecs:
+		// The longest multiple of batchDense's Target within batchScores, no shorter
+		// than batchDense's chunks.
+		t := min(batchSqueezed.Target, max(batchDense.Target, batchScores/vecs/batchDense.Target*batchDense.Target))
+		if t == batchSqueezed.Target {
+			return batchSqueezed
+		}
+		return chunking{Target: t, Max: t, Min: t / 2}
 	case s.dense:
 		return decodeDense
 	}

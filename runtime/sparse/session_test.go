@@ -87,11 +87,14 @@ func TestAttendMatchesRestrictedReference(t *testing.T) {
 // withShortChunks makes every call's chunks short for the rest of the test, so that a
 // small context's spans are cut and moved whole.
 func withShortChunks(t *testing.T) {
-	saved := [3]chunking{decodeSqueezed, decodeDense, batchChunks}
+	saved := [4]chunking{decodeSqueezed, decodeDense, batchDense, batchSqueezed}
 	decodeSqueezed = chunking{Target: 64, Max: 96, Min: 32}
 	decodeDense = chunking{Target: 100, Max: 100, Min: 50}
-	batchChunks = chunking{Target: 48, Max: 48, Min: 24}
-	t.Cleanup(func() { decodeSqueezed, decodeDense, batchChunks = saved[0], saved[1], saved[2] })
+	batchDense = chunking{Target: 48, Max: 48, Min: 24}
+	batchSqueezed = chunking{Target: 96, Max: 96, Min: 48}
+	t.Cleanup(func() {
+		decodeSqueezed, decodeDense, batchDense, batchSqueezed = saved[0], saved[1], saved[2], saved[3]
+	})
 }
 
 // attendS is the number of context positions of TestAttendMatchesRestrictedReference.
@@ -444,8 +447,9 @@ func TestChunkingPiece(t *testing.T) {
 	}
 }
 
-// TestChunkingOf: an exact call chunks as the one-token calls it stands for, and
-// batches of many vectors take short chunks.
+// TestChunkingOf: an exact call chunks as the one-token calls it stands for, a dense
+// batch of many vectors takes short chunks, and a squeezed one the longest whose scores
+// fit batchScores.
 func TestChunkingOf(t *testing.T) {
 	s := &Session{group: 3}
 	for _, tc := range []struct {
@@ -456,8 +460,11 @@ func TestChunkingOf(t *testing.T) {
 		{3, false, false, decodeSqueezed},
 		{3, false, true, decodeDense},
 		{24, true, true, decodeDense}, // 8 tokens of an exact (dense) call
-		{24, false, true, batchChunks},
-		{minBatchedVecs, false, false, batchChunks},
+		{24, false, true, batchDense},
+		{minBatchedVecs, false, false, batchSqueezed},
+		{192, false, false, batchSqueezed},                              // a 64-token query
+		{1536, false, false, chunking{Target: 256, Max: 256, Min: 128}}, // 512 tokens: scores within batchScores
+		{1 << 14, false, false, chunking{Target: 128, Max: 128, Min: 64}},
 	} {
 		s.vecs, s.exact, s.dense = tc.vecs, tc.exact, tc.dense
 		if got := s.chunkingOf(); got != tc.want {
