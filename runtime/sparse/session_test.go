@@ -301,14 +301,27 @@ func TestAttendDecodeAllocs(t *testing.T) {
 
 // TestAttendExact checks that AttendExact gives every token of a batch bitwise the
 // output, log-sum-exp and statistics of a one-token Attend call: dense and squeezed,
-// f16 and generic rows, with few query heads per KV head (values added row by row) and
-// with many (one matrix product per chunk), on one thread and several.
+// f16 and generic rows, with few query heads per KV head (values added row by row), with
+// enough that the batch's vectors but not one token's reach the batched products, and
+// with many (one matrix product per chunk), on one thread and several, with the default
+// chunks and short ones.
 func TestAttendExact(t *testing.T) {
+	t.Run("default chunks", checkAttendExact)
+	t.Run("short chunks", func(t *testing.T) {
+		withShortChunks(t)
+		checkAttendExact(t)
+	})
+}
+
+func checkAttendExact(t *testing.T) {
 	models := []struct {
 		name string
 		spec modeltest.Spec
 	}{
 		{"group 2", modeltest.Spec{Layers: 2, Dim: 64, Heads: 4, KVHeads: 2, Vocab: 300, Context: 512}},
+		// A batch of 5 tokens has 20 vectors, enough for the batched products that a
+		// one-token call (4 vectors) does not use.
+		{"group 4", modeltest.Spec{Layers: 2, Dim: 64, Heads: 8, KVHeads: 2, HeadDim: 16, Vocab: 300, Context: 512}},
 		{"group 16", modeltest.Spec{Layers: 2, Dim: 64, Heads: 32, KVHeads: 2, HeadDim: 16, Vocab: 300, Context: 512}},
 	}
 	for _, mc := range models {
