@@ -635,7 +635,7 @@ func (s *Session) attendUnit(u int) {
 		n := sg.hi - sg.lo
 		lo, hi := max(un.lo, at), min(un.hi, at+n)
 		for c := lo; c < hi; {
-			flush, take := s.ck.piece(fill, hi-c)
+			flush, take := s.ck.fit(fill, hi-c)
 			if flush {
 				pf.upTo(c + prefetchLead)
 				s.attendChunk(u, pieces, fill, out, lse, sum)
@@ -665,11 +665,11 @@ func (s *Session) attendUnit(u int) {
 	}
 }
 
-// piece says, for a chunk holding fill keys (fewer than Target) and a span with rest
+// fit says, for a chunk holding fill keys (fewer than Target) and a span with rest
 // keys left, whether to compute the chunk first, and how many of the span's keys to add
 // to it (then or after): the whole rest where it fits in Max keys, else what fills the
 // chunk to Max.
-func (c chunking) piece(fill, rest int) (flush bool, take int) {
+func (c chunking) fit(fill, rest int) (flush bool, take int) {
 	if fill+rest <= c.Max {
 		return false, rest
 	}

@@ -435,7 +435,7 @@ func TestForwardExactWithSession(t *testing.T) {
 	}
 }
 
-func TestChunkingPiece(t *testing.T) {
+func TestChunkingFit(t *testing.T) {
 	c := chunking{Target: 128, Max: 192, Min: 64}
 	for _, tc := range []struct {
 		fill, rest int
@@ -453,9 +453,9 @@ func TestChunkingPiece(t *testing.T) {
 		{127, 65, false, 65},   // fits exactly
 		{127, 1000, false, 65}, // cut to fill the chunk
 	} {
-		flush, take := c.piece(tc.fill, tc.rest)
+		flush, take := c.fit(tc.fill, tc.rest)
 		if flush != tc.flush || take != tc.take {
-			t.Errorf("piece(%d, %d) = %v, %d; want %v, %d", tc.fill, tc.rest, flush, take, tc.flush, tc.take)
+			t.Errorf("fit(%d, %d) = %v, %d; want %v, %d", tc.fill, tc.rest, flush, take, tc.flush, tc.take)
 		}
 	}
 }
